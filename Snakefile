@@ -1,0 +1,21 @@
+# neuroattack: adversarial sensitivity of biological and artificial visual neurons
+# (Guo et al., ICML 2022). Run `make run`, or `snakemake --profile workflow/profiles/default`.
+import os
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/stimuli.smk"
+include: "workflow/rules/networks.smk"
+include: "workflow/rules/brain.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/attacks.smk"
+include: "workflow/rules/sensitivity.smk"
+
+
+rule all:
+    input:
+        figure1_outputs(),
+        result("validation/brain_white_box.nc"),
+    default_target: True

@@ -1,0 +1,227 @@
+"""The attack engine: projected gradient ascent on one unit's response, under an
+L2 budget in [0, 1] pixel space, with the paper's schedule (DESIGN.md section 1).
+
+Every (target, image, eps, direction, restart) combination is a *row*. All rows
+run in one batched loop (chunked only to bound memory) with per-row eps and step
+size. Each step proposes best + step * normalised gradient, projected onto the
+ball and clamped to the image box; a row accepts the proposal if it raised the
+objective and otherwise shrinks its step by `step_decay` (so each row's iterate
+is the best point it has seen). The first phase runs inside a ball of radius
+`wide_ball_factor * eps`, the second inside eps. The final image is quantised to
+8 bits and its norm re-checked (never above eps). Gradients are taken with
+respect to the input only, and nothing in the step loop synchronises with the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+# response(images (rows, C, H, W) in [0, 1], target (rows,)) -> (rows,)
+ResponseFn = Callable[[Tensor, Tensor], Tensor]
+
+LEVELS = 255.0
+PROJECTION_SLACK = 1e-6  # keeps float32 round-off from pushing a norm past eps
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How hard to search. The paper: 100 restarts, both directions, 2*eps then eps."""
+
+    steps: int = 20  # steps per phase
+    restarts: int = 4
+    wide_ball_factor: float = 2.0  # radius of the first phase, in units of eps (1 = one phase)
+    step_decay: float = 0.9  # step multiplier after a step without progress
+    chunk_rows: int = 1024  # rows per batch (memory bound only)
+    bf16: bool = False  # bf16 autocast on CUDA
+
+    def passes_per_row(self) -> tuple[int, int]:
+        """(forward, backward) passes per row: clean + per phase (start + steps) + final."""
+        phases = 2 if self.wide_ball_factor != 1.0 else 1
+        forward = 1 + phases * (1 + self.steps) + 1
+        backward = phases * (1 + self.steps)
+        return forward, backward
+
+
+@dataclass
+class AttackResult:
+    """Per row (restarts already reduced to the best one)."""
+
+    clean: Tensor  # f(x)
+    change: Tensor  # f(x + delta) - f(x), after quantisation
+    delta_norm: Tensor  # ||delta||_2 after quantisation
+    perturbed: Tensor  # uint8 (rows, C, H, W): the image that is shown
+    forward_passes: int  # per row, all restarts included
+    backward_passes: int
+
+
+def flat_norm(x: Tensor) -> Tensor:
+    return x.flatten(1).norm(dim=1)
+
+
+def _per_row(values: Tensor, like: Tensor) -> Tensor:
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+def project_l2(delta: Tensor, radius: Tensor) -> Tensor:
+    """Scale rows whose L2 norm exceeds `radius` back onto the sphere."""
+    norm = flat_norm(delta).clamp_min(1e-12)
+    factor = torch.clamp(radius * (1 - PROJECTION_SLACK) / norm, max=1.0)
+    return delta * _per_row(factor, delta)
+
+
+def normalized(gradient: Tensor) -> Tensor:
+    return gradient / _per_row(flat_norm(gradient).clamp_min(1e-12), gradient)
+
+
+def clamp_to_box(images: Tensor, delta: Tensor) -> Tensor:
+    """The part of delta that keeps images + delta inside [0, 1]."""
+    return (images + delta).clamp(0.0, 1.0) - images
+
+
+def random_in_ball(shape: torch.Size, radius: Tensor, generator: torch.Generator) -> Tensor:
+    """Points uniform inside L2 balls (per-row radius): direction x radius x U^(1/d)."""
+    direction = torch.randn(shape, generator=generator, device=generator.device)
+    dims = direction[0].numel()
+    scale = radius * torch.rand(shape[0], generator=generator, device=generator.device) ** (1.0 / dims)
+    return normalized(direction) * _per_row(scale, direction)
+
+
+def quantize(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:
+    """8-bit image nearest to images + s * delta with the largest s in [0, 1] whose
+    quantised perturbation has norm <= eps. `images` must lie on the 8-bit grid.
+
+    Returns (perturbed uint8-valued float image, quantised delta).
+    """
+    clean_levels = torch.round(images * LEVELS)
+
+    def levels_at(scale: Tensor) -> Tensor:
+        return torch.round((images + delta * _per_row(scale, delta)).clamp(0, 1) * LEVELS)
+
+    def fits(levels: Tensor) -> Tensor:
+        return flat_norm(levels - clean_levels) <= eps * LEVELS
+
+    ones = torch.ones(delta.shape[0], device=delta.device)
+    low, high = torch.zeros_like(ones), ones
+    ok_full = fits(levels_at(ones))
+    for _ in range(iterations):  # bisection on the scale, for rows where rounding overshoots
+        middle = (low + high) / 2
+        ok = fits(levels_at(middle))
+        low = torch.where(ok, middle, low)
+        high = torch.where(ok, high, middle)
+    scale = torch.where(ok_full, ones, low)
+    levels = levels_at(scale)
+    return levels, (levels - clean_levels) / LEVELS
+
+
+def _objective(
+    response: ResponseFn, images: Tensor, delta: Tensor, target: Tensor, clean: Tensor, sign: Tensor, bf16: bool
+) -> tuple[Tensor, Tensor]:
+    """(sign * (f(x + delta) - f(x)), its gradient w.r.t. delta)."""
+    delta = delta.detach().requires_grad_(True)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        value = sign * (response(images + delta, target).float() - clean)
+    (gradient,) = torch.autograd.grad(value.sum(), delta)
+    return value.detach(), gradient
+
+
+def _attack_chunk(
+    response: ResponseFn,
+    images: Tensor,
+    target: Tensor,
+    eps: Tensor,
+    sign: Tensor,
+    settings: AttackSettings,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Attack rows (restarts already expanded). Returns clean, change, norm, perturbed levels."""
+    bf16 = settings.bf16 and images.device.type == "cuda"
+    with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        clean = response(images, target).float()
+    radii = [eps * settings.wide_ball_factor, eps] if settings.wide_ball_factor != 1.0 else [eps]
+    best = clamp_to_box(images, random_in_ball(images.shape, radii[0], generator))
+    for radius in radii:
+        best = clamp_to_box(images, project_l2(best, radius))
+        best_value, best_gradient = _objective(response, images, best, target, clean, sign, bf16)
+        step = eps.clone()
+        for _ in range(settings.steps):
+            proposal = best + normalized(best_gradient) * _per_row(step, best)
+            proposal = clamp_to_box(images, project_l2(proposal, radius))
+            value, gradient = _objective(response, images, proposal, target, clean, sign, bf16)
+            better = value > best_value
+            keep = _per_row(better, best)
+            best = torch.where(keep, proposal, best)
+            best_gradient = torch.where(keep, gradient, best_gradient)
+            best_value = torch.where(better, value, best_value)
+            step = torch.where(better, step, step * settings.step_decay)
+    levels, delta = quantize(images, best, eps)
+    with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        final = response(levels / LEVELS, target).float()
+    return clean, final - clean, flat_norm(delta), levels
+
+
+def pgd_attack(
+    response: ResponseFn,
+    images: Tensor,
+    target: Tensor,
+    eps: Tensor,
+    direction: Tensor,
+    settings: AttackSettings,
+    seed: int,
+) -> AttackResult:
+    """Attack every row; rows are (images[i], target[i], eps[i], direction[i] = +1 or -1).
+
+    Each row is expanded into `settings.restarts` restarts; the restart whose
+    quantised objective direction * change is largest is returned.
+    """
+    rows = images.shape[0]
+    if not (target.shape[0] == eps.shape[0] == direction.shape[0] == rows):
+        raise ValueError("images, target, eps and direction must have one entry per row")
+    if bool((eps <= 0).any()):
+        raise ValueError("every eps must be positive")
+    restarts = settings.restarts
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
+    sign = direction.to(images.dtype)
+    outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+    for start in range(0, expanded.numel(), settings.chunk_rows):
+        index = expanded[start : start + settings.chunk_rows]
+        outputs.append(
+            _attack_chunk(response, images[index], target[index], eps[index], sign[index], settings, generator)
+        )
+    clean, change, norm, levels = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+    objective = (sign.repeat_interleave(restarts) * change).view(rows, restarts)
+    best = objective.argmax(dim=1) + torch.arange(rows, device=images.device) * restarts
+    forward, backward = settings.passes_per_row()
+    return AttackResult(
+        clean=clean[best],
+        change=change[best],
+        delta_norm=norm[best],
+        perturbed=levels[best].to(torch.uint8),
+        forward_passes=forward * restarts,
+        backward_passes=backward * restarts,
+    )
+
+
+def random_direction_baseline(
+    response: ResponseFn, images: Tensor, target: Tensor, eps: Tensor, seed: int
+) -> AttackResult:
+    """Model-free baseline: one random direction of norm eps per row, quantised alike."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    direction = normalized(torch.randn(images.shape, generator=generator, device=images.device))
+    delta = clamp_to_box(images, direction * _per_row(eps * (1 - PROJECTION_SLACK), direction))
+    levels, quantized = quantize(images, delta, eps)
+    with torch.no_grad():
+        clean = response(images, target)
+        perturbed = response(levels / LEVELS, target)
+    return AttackResult(
+        clean=clean,
+        change=perturbed - clean,
+        delta_norm=flat_norm(quantized),
+        perturbed=levels.to(torch.uint8),
+        forward_passes=2,
+        backward_passes=0,
+    )

@@ -1,0 +1,89 @@
+"""The in-silico monkey: a simulated IT population the workflow may only record from.
+
+A held-out network (its own seed, width and training eps) feeds a fixed random
+readout to m sites; each site's expected spike count is a softplus-rectified drive
+scaled to realistic counts; recordings are Poisson counts over repetitions.
+
+`record` is the only way the workflow observes the brain. `expected_responses`
+reads the brain's parameters directly and exists for white-box validation only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from neuroattack.models import FeatureNetwork, network_from_dataset
+from neuroattack.readouts import LinearSiteResponse, batched_features, to_tensor
+from neuroattack.recordings import make_recordings
+
+READOUT_VARIABLES = ["readout_weight", "readout_bias"]
+
+
+def build_brain(
+    network: FeatureNetwork,
+    network_weights: xr.Dataset,
+    calibration_pixels: np.ndarray,
+    n_sites: int,
+    mean_count: float,
+    baseline_count: float,
+    beta: float,
+    drive_offset: float,
+    seed: int,
+) -> xr.Dataset:
+    """Fix a random readout, calibrated so that drives are standardised over the
+    calibration images (then shifted by `drive_offset`) and the mean count is `mean_count`."""
+    rng = np.random.default_rng(seed)
+    features = batched_features(network, calibration_pixels).astype(np.float64)
+    raw = rng.standard_normal((n_sites, features.shape[1])) / np.sqrt(features.shape[1])
+    drive = features @ raw.T
+    scale = drive.std(axis=0).clip(min=1e-8)
+    weight = raw / scale[:, None]
+    bias = -drive.mean(axis=0) / scale + drive_offset
+    rectified = np.logaddexp(0.0, beta * (features @ weight.T + bias)) / beta
+    gain = (mean_count - baseline_count) / rectified.mean()
+    ds = network_weights.copy()
+    ds["readout_weight"] = (("site", "feature"), weight.astype(np.float32))
+    ds["readout_bias"] = ("site", bias.astype(np.float32))
+    ds = ds.assign_coords(neuroid_id=("site", [f"site{i:03d}" for i in range(n_sites)]))
+    ds.attrs.update(
+        {"gain": float(gain), "baseline_count": float(baseline_count), "beta": float(beta), "role": "simulated brain"}
+    )
+    return ds
+
+
+def _site_model(brain: xr.Dataset) -> LinearSiteResponse:
+    network = network_from_dataset(brain.drop_vars(READOUT_VARIABLES), "brain")
+    rectify = {"gain": float(brain.attrs["gain"]), "baseline": float(brain.attrs["baseline_count"]), "beta": float(brain.attrs["beta"])}
+    model = LinearSiteResponse(network, brain["readout_weight"].values, brain["readout_bias"].values, rectify)
+    return model.eval().requires_grad_(False)
+
+
+def expected_responses(brain: xr.Dataset) -> LinearSiteResponse:
+    """The brain's noise-free expected counts as a differentiable model (validation only)."""
+    return _site_model(brain)
+
+
+def record(
+    brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int
+) -> xr.Dataset:
+    """Show uint8 images `repetitions` times each; return Poisson spike counts (recordings)."""
+    model = _site_model(brain)
+    rates = []
+    with torch.no_grad():
+        for start in range(0, len(pixels), 256):
+            rates.append(model.all_sites(to_tensor(pixels[start : start + 256])).double().numpy())
+    rate = np.concatenate(rates) if rates else np.zeros((0, brain.sizes["site"]))
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(np.repeat(rate[None], repetitions, axis=0))  # (rep, stimulus, site)
+    n_stimuli, n_sites = rate.shape
+    return make_recordings(
+        counts.reshape(repetitions * n_stimuli, n_sites),
+        stimulus_id=np.tile(np.asarray(stimulus_ids, dtype=str), repetitions),
+        repetition=np.repeat(np.arange(repetitions), n_stimuli),
+        neuroid_id=brain["neuroid_id"].values.tolist(),
+        region="IT",
+        animal="in-silico",
+    )
+

@@ -1,0 +1,304 @@
+"""One function per workflow stage: datasets in, datasets out.
+
+The rule scripts only read files, call one of these, and write the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from neuroattack import brain as brain_lib
+from neuroattack import sensitivity as sens
+from neuroattack.attack import AttackSettings, pgd_attack, random_direction_baseline
+from neuroattack.models import Architecture, network_from_dataset, weights_to_dataset
+from neuroattack.readouts import LinearSiteResponse, UnitResponse, batched_features, to_tensor
+from neuroattack.recordings import mean_response, split_half_reliability
+from neuroattack.sitemodels import fit_site_models
+from neuroattack.sources import make_stimuli
+from neuroattack.stimuli import CATEGORIES, crops
+from neuroattack.training import TrainingSettings, accuracy, train_network
+
+SURROGATE = "surrogate"
+
+
+# --- stimuli and networks -------------------------------------------------------------
+
+
+def embedded_stimuli(per_category: int, resolution: int, seed: int) -> xr.Dataset:
+    pixels, labels = crops("stimuli", per_category, resolution, seed)
+    counters: dict[int, int] = {}
+    ids = []
+    for label in labels:
+        counters[label] = counters.get(label, 0) + 1
+        ids.append(f"{CATEGORIES[label]}_{counters[label]:03d}")
+    return make_stimuli(pixels, ids, [CATEGORIES[label] for label in labels])
+
+
+def train_embedded_network(
+    arch: Architecture,
+    eps: float,
+    seed: int,
+    data: Mapping[str, Any],
+    settings: TrainingSettings,
+    eval_eps: float,
+) -> xr.Dataset:
+    """Train on embedded crops that never overlap the stimuli; report held-out accuracy."""
+    torch.manual_seed(seed)
+    train = crops("train", data["train_per_category"], data["resolution"], data["seed"])
+    test = crops("test", data["test_per_category"], data["resolution"], data["seed"])
+    network = train_network(arch, train, eps, settings, seed)
+    clean = accuracy(network, *test, eps=0.0, steps=0, seed=seed)
+    robust = accuracy(network, *test, eps=eval_eps, steps=settings.eval_attack_steps, seed=seed)
+    return weights_to_dataset(
+        network,
+        arch,
+        {
+            "training_eps": eps,
+            "seed": seed,
+            "clean_accuracy": clean,
+            "robust_accuracy": robust,
+            "robust_accuracy_eps": eval_eps,
+            "categories": list(CATEGORIES),
+        },
+    )
+
+
+# --- features and site models ---------------------------------------------------------
+
+
+def extract_features(weights: xr.Dataset, stimuli: xr.Dataset, name: str) -> xr.Dataset:
+    network = network_from_dataset(weights, name)
+    values = batched_features(network, stimuli["pixels"].values)
+    return xr.Dataset(
+        {"activation": (("stimulus_id", "unit"), values)},
+        coords={"stimulus_id": stimuli["stimulus_id"].values, "unit": np.arange(values.shape[1])},
+        attrs={"network": name, "layer": "penultimate"},
+    )
+
+
+def select_units(features: xr.Dataset, count: int, seed: int) -> np.ndarray:
+    """`count` penultimate units (seeded) among those that vary over the stimuli."""
+    spread = features["activation"].std("stimulus_id").values
+    alive = np.flatnonzero(spread > 1e-6)
+    if len(alive) < count:
+        raise ValueError(f"network {features.attrs.get('network')}: only {len(alive)} units vary; lower units_per_network")
+    return np.sort(np.random.default_rng(seed).choice(alive, size=count, replace=False))
+
+
+def site_models(
+    features: xr.Dataset, recordings: xr.Dataset, stimuli: xr.Dataset, settings: Mapping[str, Any], seed: int
+) -> xr.Dataset:
+    averaged = mean_response(recordings)
+    ids = averaged["stimulus_id"].values
+    reliability = split_half_reliability(recordings, settings["reliability_splits"], seed).values
+    fitted = fit_site_models(
+        features["activation"].sel(stimulus_id=ids).values,
+        averaged.values,
+        stimuli["category"].sel(stimulus_id=ids).values,
+        averaged["neuroid_id"].values.tolist(),
+        reliability,
+        list(settings["alphas"]),
+        settings["folds"],
+        seed,
+    )
+    fitted.attrs["surrogate_network"] = features.attrs["network"]
+    return fitted
+
+
+# --- attacks --------------------------------------------------------------------------
+
+
+def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
+    """The clean images to attack: a seeded sample of the stimulus set."""
+    ids = stimuli["stimulus_id"].values
+    if count > len(ids):
+        raise ValueError(f"attack.images = {count} but the stimulus set has only {len(ids)} images")
+    return [str(s) for s in np.random.default_rng(seed).choice(ids, size=count, replace=False)]
+
+
+def _attack_grid(
+    response: torch.nn.Module,
+    image: torch.Tensor,
+    targets: np.ndarray,
+    eps_grid: list[float],
+    settings: AttackSettings,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Attack every (target, eps, direction) of one image; arrays shaped (target, eps, direction)."""
+    grid = np.stack(np.meshgrid(np.arange(len(targets)), np.arange(len(eps_grid)), [0, 1], indexing="ij"), -1)
+    rows = grid.reshape(-1, 3)
+    target = torch.as_tensor(targets[rows[:, 0]], dtype=torch.long)
+    eps = torch.as_tensor(np.asarray(eps_grid, dtype=np.float32)[rows[:, 1]])
+    direction = torch.as_tensor(np.where(rows[:, 2] == 0, 1.0, -1.0).astype(np.float32))
+    images = image.expand(len(rows), -1, -1, -1)
+    result = pgd_attack(response, images, target, eps, direction, settings, seed)
+    baseline = random_direction_baseline(response, images, target, eps, seed + 1)
+    shape = grid.shape[:3]
+    return {
+        "clean": result.clean.numpy().reshape(shape)[:, 0, 0],
+        "change": result.change.numpy().reshape(shape),
+        "delta_norm": result.delta_norm.numpy().reshape(shape),
+        "random_change": baseline.change.numpy().reshape(shape),
+        "perturbed": result.perturbed.permute(0, 2, 3, 1).numpy().reshape(*shape, *image.shape[2:], 3),
+        "passes": np.array([result.forward_passes, result.backward_passes]),
+    }
+
+
+def attack_image(
+    stimulus_id: str,
+    stimuli: xr.Dataset,
+    networks: Mapping[str, xr.Dataset],
+    features: Mapping[str, xr.Dataset],
+    surrogate: xr.Dataset,
+    models: xr.Dataset,
+    settings: AttackSettings,
+    eps_grid: list[float],
+    units_per_network: int,
+    seed: int,
+) -> xr.Dataset:
+    """Attack one clean image: every site's surrogate, and sampled units of every network."""
+    image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values)
+    coords = {"eps": eps_grid, "direction": list(sens.DIRECTIONS)}
+    site_response = LinearSiteResponse(network_from_dataset(surrogate, SURROGATE), models["weight"].values, models["bias"].values)
+    sites = _attack_grid(site_response, image, np.arange(models.sizes["site"]), eps_grid, settings, seed)
+    ds = xr.Dataset(
+        {
+            "site_clean": ("site", sites["clean"]),
+            "site_change": (("site", "eps", "direction"), sites["change"]),
+            "site_delta_norm": (("site", "eps", "direction"), sites["delta_norm"]),
+            "site_random_change": (("site", "eps", "direction"), sites["random_change"]),
+            "perturbed": (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"]),
+        },
+        coords={**coords, "neuroid_id": ("site", models["neuroid_id"].values)},
+    )
+    unit_parts = []
+    for name, weights in networks.items():
+        units = select_units(features[name], units_per_network, seed)
+        result = _attack_grid(UnitResponse(network_from_dataset(weights, name)), image, units, eps_grid, settings, seed)
+        unit_parts.append(
+            xr.Dataset(
+                {
+                    "unit_clean": ("unit", result["clean"]),
+                    "unit_change": (("unit", "eps", "direction"), result["change"]),
+                    "unit_delta_norm": (("unit", "eps", "direction"), result["delta_norm"]),
+                    "unit_random_change": (("unit", "eps", "direction"), result["random_change"]),
+                },
+                coords={**coords, "network": ("unit", [name] * len(units)), "unit_index": ("unit", units)},
+            )
+        )
+    if unit_parts:
+        ds = ds.merge(xr.concat(unit_parts, dim="unit"))
+    ds.attrs = {
+        "stimulus_id": stimulus_id,
+        "forward_passes_per_row": int(sites["passes"][0]),
+        "backward_passes_per_row": int(sites["passes"][1]),
+        "rows_per_target": len(eps_grid) * 2,
+        **{f"attack_{k}": v for k, v in vars(settings).items()},
+    }
+    return ds
+
+
+# --- recording perturbed images, validation, sensitivity ------------------------------
+
+
+def record_attacks(
+    brain: xr.Dataset, stimuli: xr.Dataset, attacks: list[xr.Dataset], repetitions: int, seed: int
+) -> xr.Dataset:
+    """Show the clean and every site's perturbed images to the brain; keep each image's
+    targeted site. Returns predicted and recorded responses, (site, image, eps, direction)."""
+    clean_ids = [a.attrs["stimulus_id"] for a in attacks]
+    stacked = xr.concat([a["perturbed"] for a in attacks], dim="image")  # image, site, eps, direction, y, x, c
+    n_img, n_site, n_eps, n_dir = stacked.shape[:4]
+    pixels = np.concatenate([stimuli["pixels"].sel(stimulus_id=clean_ids).values, stacked.values.reshape(-1, *stacked.shape[4:])])
+    ids = clean_ids + [f"perturbed_{i}" for i in range(n_img * n_site * n_eps * n_dir)]
+    recorded = mean_response(brain_lib.record(brain, pixels, ids, repetitions, seed)).values
+    clean = recorded[:n_img]  # (image, site)
+    perturbed = recorded[n_img:].reshape(n_img, n_site, n_eps, n_dir, n_site)
+    own_site = perturbed[:, np.arange(n_site), :, :, np.arange(n_site)]  # (site, image, eps, dir)
+    dims = ("site", "image", "eps", "direction")
+    predicted_change = xr.concat([a["site_change"] for a in attacks], dim="image").transpose("site", "image", "eps", "direction")
+    predicted_clean = xr.concat([a["site_clean"] for a in attacks], dim="image").transpose("site", "image")
+    return xr.Dataset(
+        {
+            "recorded_clean": (("site", "image"), clean.T),
+            "recorded": (dims, own_site),
+            "recorded_change": (dims, own_site - clean.T[:, :, None, None]),
+            "predicted_clean": (("site", "image"), predicted_clean.values),
+            "predicted_change": (dims, predicted_change.values),
+        },
+        coords={
+            "image": clean_ids,
+            "eps": attacks[0]["eps"].values,
+            "direction": attacks[0]["direction"].values,
+            "neuroid_id": ("site", attacks[0]["neuroid_id"].values),
+        },
+        attrs={"repetitions": repetitions},
+    )
+
+
+def brain_white_box(
+    brain: xr.Dataset, stimuli: xr.Dataset, image_ids: list[str], settings: AttackSettings, eps_grid: list[float], seed: int
+) -> xr.Dataset:
+    """Attack the simulated sites directly (validation only: reads the brain's weights)."""
+    model = brain_lib.expected_responses(brain)
+    sites = np.arange(brain.sizes["site"])
+    with torch.no_grad():
+        sigma = model.all_sites(to_tensor(stimuli["pixels"].values)).double().numpy().std(axis=0, ddof=1)
+    changes = [
+        _attack_grid(model, to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values), sites, eps_grid, settings, seed)["change"]
+        for sid in image_ids
+    ]
+    return xr.Dataset(
+        {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
+        coords={"image": image_ids, "eps": eps_grid, "direction": list(sens.DIRECTIONS)},
+    )
+
+
+def sensitivity(
+    attacks: list[xr.Dataset],
+    responses: xr.Dataset,
+    recordings: xr.Dataset,
+    features: Mapping[str, xr.Dataset],
+    white_box: xr.Dataset | None,
+    bootstrap: int,
+    random_pairs: int,
+    seed: int,
+) -> xr.Dataset:
+    """s~(eps) with bootstrap CIs for every population, and the reference levels."""
+    clean_means = mean_response(recordings)
+    brain_sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="unit")
+    populations: dict[str, xr.DataArray] = {}
+    pair_levels: dict[str, float] = {}
+
+    def as_units(array: xr.DataArray) -> xr.DataArray:
+        return array.rename({"site": "unit"}) if "site" in array.dims else array
+
+    populations["brain (black box)"] = as_units(
+        sens.sign_corrected(responses["predicted_change"], responses["recorded_change"], brain_sigma.rename({"unit": "site"}))
+    )
+    populations["surrogate (predicted)"] = as_units(sens.white_box(responses["predicted_change"], brain_sigma.rename({"unit": "site"})))
+    populations["random directions (surrogate)"] = as_units(
+        sens.white_box(xr.concat([a["site_random_change"] for a in attacks], dim="image"), brain_sigma.rename({"unit": "site"}))
+    )
+    pair_levels["brain (black box)"] = sens.random_pair_level(clean_means.values, random_pairs, seed)
+    if white_box is not None:
+        populations["brain (white box)"] = as_units(sens.white_box(white_box["change"], white_box["sigma"]))
+    unit_change = xr.concat([a[["unit_change", "unit_random_change"]] for a in attacks], dim="image")
+    for name, feats in features.items():
+        part = unit_change.where(unit_change["network"] == name, drop=True)
+        activation = feats["activation"].sel(unit=part["unit_index"].values)
+        sigma = xr.DataArray(activation.std("stimulus_id", ddof=1).values, dims="unit")
+        populations[name] = sens.white_box(part["unit_change"], sigma)
+        populations[f"random directions ({name})"] = sens.white_box(part["unit_random_change"], sigma)
+        pair_levels[name] = sens.random_pair_level(activation.values, random_pairs, seed)
+    summaries = [sens.summarize(values.drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed) for values in populations.values()]
+    result = xr.concat(summaries, dim="population").assign_coords(population=list(populations))
+    levels = [pair_levels.get(name, np.nan) for name in populations]
+    result["random_pair_level"] = ("population", np.asarray(levels, dtype=float))
+    result.attrs = {"one_sd_level": 1.0, "bootstrap": bootstrap}
+    return result

@@ -1,0 +1,77 @@
+"""Differentiable unit responses that the attack engine can target, row by row.
+
+Each is a module whose forward(images, target) returns one response per row:
+the target-th penultimate unit of a network, or the target-th site of a linear
+(optionally rectified) readout of a network's penultimate features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from neuroattack.models import FeatureNetwork
+
+
+class UnitResponse(nn.Module):
+    """A network's own penultimate unit `target` (white box)."""
+
+    def __init__(self, network: FeatureNetwork) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        features = self.network.features(images)
+        return features.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+class LinearSiteResponse(nn.Module):
+    """Site `target` = weight[target] . features + bias[target], then an optional
+    softplus rectifier scaled to counts: baseline + gain * softplus(beta * drive) / beta."""
+
+    def __init__(
+        self,
+        network: FeatureNetwork,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        rectify: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("weight", torch.as_tensor(np.asarray(weight, dtype=np.float32)))
+        self.register_buffer("bias", torch.as_tensor(np.asarray(bias, dtype=np.float32)))
+        self.rectify = rectify
+
+    def drive(self, features: Tensor, target: Tensor) -> Tensor:
+        return (features * self.weight[target]).sum(dim=1) + self.bias[target]
+
+    def rate(self, drive: Tensor) -> Tensor:
+        if self.rectify is None:
+            return drive
+        beta = self.rectify["beta"]
+        return self.rectify["baseline"] + self.rectify["gain"] * functional.softplus(beta * drive) / beta
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        return self.rate(self.drive(self.network.features(images), target))
+
+    @torch.no_grad()
+    def all_sites(self, images: Tensor) -> Tensor:
+        """(images, sites) responses of every site."""
+        features = self.network.features(images)
+        return self.rate(features @ self.weight.T + self.bias)
+
+
+def batched_features(network: FeatureNetwork, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Penultimate features (n, d) of uint8 images (n, H, W, 3)."""
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(pixels), batch_size):
+            outputs.append(network.features(to_tensor(pixels[start : start + batch_size])).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, network.feature_dim), np.float32)
+
+
+def to_tensor(pixels: np.ndarray) -> Tensor:
+    """uint8 (n, H, W, C) -> float (n, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() / 255.0

@@ -1,0 +1,23 @@
+"""Process set-up shared by every rule script: logging, threads, determinism."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import torch
+
+
+def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.Logger:
+    """Log to `log_path` and stderr; pin torch to `threads` threads, deterministic kernels."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        os.makedirs(os.path.dirname(os.fspath(log_path)) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", handlers=handlers, force=True
+    )
+    torch.set_num_threads(max(1, threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return logging.getLogger("neuroattack")

@@ -1,0 +1,22 @@
+rule attack_image:
+    input:
+        unpack(lambda wildcards: {
+            "stimuli": result("stimuli/stimuli.nc"),
+            "site_models": result("site_models/site_models.nc"),
+            "surrogate": result(f"networks/{config['surrogate']['network']}.nc"),
+            **{f"weights_{name}": path for name, path in network_weights().items()},
+            **{f"features_{name}": path for name, path in network_features().items()},
+        }),
+    output:
+        result("attacks/image{index}.nc"),
+    log:
+        log_file("attacks/image{index}"),
+    group:
+        "attacks"
+    threads: 1
+    params:
+        networks=NETWORKS,
+        attack=config["attack"],
+        seed=config["seed"],
+    script:
+        "../scripts/attack_image.py"

@@ -1,0 +1,63 @@
+# The in-silico monkey. Only record_clean and record_attacks observe it (through
+# neuroattack.brain.record); brain_white_box reads its weights for validation only.
+
+
+rule build_brain:
+    input:
+        network=result("networks/brain.nc"),
+        stimuli=rules.stimuli.output[0],
+    output:
+        result("brain/brain.nc"),
+    log:
+        log_file("build_brain"),
+    params:
+        brain=config["brain"],
+    script:
+        "../scripts/build_brain.py"
+
+
+rule record_clean:
+    input:
+        brain=rules.build_brain.output[0],
+        stimuli=rules.stimuli.output[0],
+    output:
+        result("recordings/clean.nc"),
+    log:
+        log_file("record_clean"),
+    params:
+        repetitions=config["brain"]["repetitions"],
+        seed=config["brain"]["seed"] + 1,
+    script:
+        "../scripts/record_clean.py"
+
+
+rule record_attacks:
+    input:
+        brain=rules.build_brain.output[0],
+        stimuli=rules.stimuli.output[0],
+        attacks=attack_files(),
+    output:
+        result("responses/responses.nc"),
+    log:
+        log_file("record_attacks"),
+    params:
+        repetitions=config["brain"]["repetitions"],
+        seed=config["brain"]["seed"] + 2,
+    script:
+        "../scripts/record_attacks.py"
+
+
+rule brain_white_box:
+    input:
+        brain=rules.build_brain.output[0],
+        stimuli=rules.stimuli.output[0],
+    output:
+        result("validation/brain_white_box.nc"),
+    log:
+        log_file("brain_white_box"),
+    threads: 2
+    params:
+        attack=config["attack"],
+        seed=config["seed"],
+    script:
+        "../scripts/brain_white_box.py"

@@ -1,0 +1,28 @@
+rule features:
+    input:
+        weights=result("networks/{network}.nc"),
+        stimuli=rules.stimuli.output[0],
+    output:
+        result("features/{network}.nc"),
+    log:
+        log_file("features/{network}"),
+    wildcard_constraints:
+        network=NETWORK_PATTERN,
+    script:
+        "../scripts/features.py"
+
+
+rule site_models:
+    input:
+        features=result(f"features/{config['surrogate']['network']}.nc"),
+        recordings=rules.record_clean.output[0],
+        stimuli=rules.stimuli.output[0],
+    output:
+        result("site_models/site_models.nc"),
+    log:
+        log_file("site_models"),
+    params:
+        settings=config["surrogate"],
+        seed=config["seed"],
+    script:
+        "../scripts/site_models.py"

@@ -1,0 +1,33 @@
+rule sensitivity:
+    input:
+        unpack(lambda wildcards: {
+            "attacks": attack_files(),
+            "responses": result("responses/responses.nc"),
+            "recordings": result("recordings/clean.nc"),
+            "white_box": result("validation/brain_white_box.nc"),
+            **{f"features_{name}": path for name, path in network_features().items()},
+        }),
+    output:
+        result("sensitivity/sensitivity.nc"),
+    log:
+        log_file("sensitivity"),
+    params:
+        networks=NETWORKS,
+        settings=config["sensitivity"],
+        seed=config["seed"],
+    script:
+        "../scripts/sensitivity.py"
+
+
+rule figure1:
+    input:
+        rules.sensitivity.output[0],
+    output:
+        figure1_outputs(),
+    log:
+        log_file("figure1"),
+    localrule: True
+    params:
+        networks=NETWORKS,
+    script:
+        "../scripts/figure1.py"

@@ -1,0 +1,13 @@
+"""Rule record_attacks: show clean and perturbed images to the brain; keep predictions beside."""
+from neuroattack import io, pipeline
+from neuroattack.runtime import configure
+
+log = configure(snakemake.log[0], snakemake.threads)
+responses = pipeline.record_attacks(
+    io.read_dataset(snakemake.input.brain),
+    io.read_dataset(snakemake.input.stimuli),
+    [io.read_dataset(path) for path in snakemake.input.attacks],
+    snakemake.params.repetitions,
+    snakemake.params.seed,
+)
+io.write_dataset(responses, snakemake.output[0], "responses to perturbed images", f"rule {snakemake.rule}", snakemake.input, snakemake.config)

@@ -1,0 +1,15 @@
+"""Rule record_clean: show every clean stimulus to the brain."""
+from neuroattack import brain, io
+from neuroattack.runtime import configure
+
+log = configure(snakemake.log[0], snakemake.threads)
+stimuli = io.read_dataset(snakemake.input.stimuli)
+recordings = brain.record(
+    io.read_dataset(snakemake.input.brain),
+    stimuli["pixels"].values,
+    stimuli["stimulus_id"].values.tolist(),
+    snakemake.params.repetitions,
+    snakemake.params.seed,
+)
+log.info("recorded %d presentations from %d sites", recordings.sizes["presentation"], recordings.sizes["neuroid"])
+io.write_dataset(recordings, snakemake.output[0], "recordings of clean stimuli", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
