@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,6 +55,7 @@ class AttackResult:
     change: Tensor  # f(x + delta) - f(x), after quantisation
     delta_norm: Tensor  # ||delta||_2 after quantisation
     perturbed: Tensor  # uint8 (rows, C, H, W): the image that is shown
+    objective: Tensor  # best direction * change seen before quantisation
     forward_passes: int  # per row, all restarts included
     backward_passes: int
 
@@ -88,6 +90,20 @@ def random_in_ball(shape: torch.Size, radius: Tensor, generator: torch.Generator
     dims = direction[0].numel()
     scale = radius * torch.rand(shape[0], generator=generator, device=generator.device) ** (1.0 / dims)
     return normalized(direction) * _per_row(scale, direction)
+
+
+def restart_starts(shape: torch.Size, restarts: int, seed: int, device: torch.device) -> Tensor:
+    """One start per restart, uniform inside the unit ball, shaped (restarts, *shape).
+
+    Restart k's start depends on (seed, k) alone, so the first k restarts are the
+    same whatever the total, and results do not depend on how rows are chunked.
+    """
+    starts = []
+    for k in range(restarts):
+        state = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        generator = torch.Generator(device=device).manual_seed(state)
+        starts.append(random_in_ball(torch.Size((1, *shape)), torch.ones(1, device=device), generator))
+    return torch.cat(starts)
 
 
 def quantize(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:
@@ -134,15 +150,15 @@ def _attack_chunk(
     target: Tensor,
     eps: Tensor,
     sign: Tensor,
+    start: Tensor,
     settings: AttackSettings,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Attack rows (restarts already expanded). Returns clean, change, norm, perturbed levels."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Attack rows (restarts expanded). Returns clean, change, norm, perturbed levels, best objective."""
     bf16 = settings.bf16 and images.device.type == "cuda"
     with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
         clean = response(images, target).float()
     radii = [eps * settings.wide_ball_factor, eps] if settings.wide_ball_factor != 1.0 else [eps]
-    best = clamp_to_box(images, random_in_ball(images.shape, radii[0], generator))
+    best = clamp_to_box(images, start * _per_row(radii[0], start))
     for radius in radii:
         best = clamp_to_box(images, project_l2(best, radius))
         best_value, best_gradient = _objective(response, images, best, target, clean, sign, bf16)
@@ -160,7 +176,7 @@ def _attack_chunk(
     levels, delta = quantize(images, best, eps)
     with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
         final = response(levels / LEVELS, target).float()
-    return clean, final - clean, flat_norm(delta), levels
+    return clean, final - clean, flat_norm(delta), levels, best_value
 
 
 def pgd_attack(
@@ -174,8 +190,9 @@ def pgd_attack(
 ) -> AttackResult:
     """Attack every row; rows are (images[i], target[i], eps[i], direction[i] = +1 or -1).
 
-    Each row is expanded into `settings.restarts` restarts; the restart whose
-    quantised objective direction * change is largest is returned.
+    Each row is expanded into `settings.restarts` restarts (restart k of every row
+    starts from the same point of the unit ball, scaled to the row's radius); the
+    restart whose quantised objective direction * change is largest is returned.
     """
     rows = images.shape[0]
     if not (target.shape[0] == eps.shape[0] == direction.shape[0] == rows):
@@ -183,16 +200,18 @@ def pgd_attack(
     if bool((eps <= 0).any()):
         raise ValueError("every eps must be positive")
     restarts = settings.restarts
-    generator = torch.Generator(device=images.device).manual_seed(seed)
+    starts = restart_starts(images.shape[1:], restarts, seed, images.device)
     expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
+    restart_of_row = torch.arange(restarts, device=images.device).repeat(rows)
     sign = direction.to(images.dtype)
-    outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    for start in range(0, expanded.numel(), settings.chunk_rows):
-        index = expanded[start : start + settings.chunk_rows]
+    outputs: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+    for first in range(0, expanded.numel(), settings.chunk_rows):
+        index = expanded[first : first + settings.chunk_rows]
+        start = starts[restart_of_row[first : first + settings.chunk_rows]]
         outputs.append(
-            _attack_chunk(response, images[index], target[index], eps[index], sign[index], settings, generator)
+            _attack_chunk(response, images[index], target[index], eps[index], sign[index], start, settings)
         )
-    clean, change, norm, levels = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+    clean, change, norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
     objective = (sign.repeat_interleave(restarts) * change).view(rows, restarts)
     best = objective.argmax(dim=1) + torch.arange(rows, device=images.device) * restarts
     forward, backward = settings.passes_per_row()
@@ -201,6 +220,7 @@ def pgd_attack(
         change=change[best],
         delta_norm=norm[best],
         perturbed=levels[best].to(torch.uint8),
+        objective=unquantized[best],
         forward_passes=forward * restarts,
         backward_passes=backward * restarts,
     )
@@ -222,6 +242,7 @@ def random_direction_baseline(
         change=perturbed - clean,
         delta_norm=flat_norm(quantized),
         perturbed=levels.to(torch.uint8),
+        objective=(perturbed - clean).abs(),
         forward_passes=2,
         backward_passes=0,
     )

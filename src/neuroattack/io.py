@@ -155,7 +155,7 @@ def read_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     try:
         with xr.open_dataset(target, engine=ENGINE) as ds:
             return ds.load()
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise OSError(f"{target}: not a readable netCDF file ({error}); delete it and rerun") from error
 
 

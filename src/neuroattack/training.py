@@ -94,7 +94,7 @@ def train_network(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total_loss += float(loss) * len(index)
+            total_loss += float(loss.detach()) * len(index)
         log.info("epoch %d/%d: loss %.3f", epoch + 1, settings.epochs, total_loss / len(pixels))
     network.eval().requires_grad_(False)
     return network

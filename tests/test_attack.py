@@ -1,0 +1,213 @@
+"""The attack engine: budget, strength, monotonicity, determinism, baseline."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from neuroattack.attack import (
+    LEVELS,
+    AttackSettings,
+    clamp_to_box,
+    flat_norm,
+    normalized,
+    pgd_attack,
+    project_l2,
+    quantize,
+    random_direction_baseline,
+    random_in_ball,
+)
+
+SHAPE = (3, 16, 16)
+
+
+def grey_images(rows: int, level: int = 128) -> Tensor:
+    return torch.full((rows, *SHAPE), level / LEVELS)
+
+
+def random_images(rows: int, seed: int = 0) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (rows, *SHAPE), generator=generator).float() / LEVELS
+
+
+class LinearUnits(nn.Module):
+    """f_t(x) = w_t . x: the optimum change within ||delta|| <= eps is eps * ||w_t||."""
+
+    def __init__(self, units: int, seed: int = 0) -> None:
+        super().__init__()
+        self.weight = torch.randn(units, math.prod(SHAPE), generator=torch.Generator().manual_seed(seed))
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        return (images.flatten(1) * self.weight[target]).sum(1)
+
+
+class ReluUnits(nn.Module):
+    """A small random ReLU network; its hidden units are the targets."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(8 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 16),
+        )
+        self.requires_grad_(False)
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        return self.body(images).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def quantised_norm(perturbed: Tensor, images: Tensor) -> Tensor:
+    """||delta|| measured on the 8-bit levels, free of float round-off."""
+    return flat_norm(perturbed.double() - torch.round(images.double() * LEVELS)) / LEVELS
+
+
+def attack(response: nn.Module, images: Tensor, eps: float | Tensor, direction: float = 1.0, seed: int = 0, **kw):  # type: ignore[no-untyped-def]
+    rows = images.shape[0]
+    eps_t = eps if isinstance(eps, Tensor) else torch.full((rows,), eps)
+    target = torch.arange(rows) % 16
+    settings = AttackSettings(**{"steps": 10, "restarts": 2, **kw})
+    return pgd_attack(response, images, target, eps_t, torch.full((rows,), direction), settings, seed)
+
+
+def test_linear_unit_reaches_analytic_optimum() -> None:
+    units = LinearUnits(8)
+    images = grey_images(8)
+    for eps, direction in [(1.0, 1.0), (2.0, -1.0), (4.0, 1.0)]:
+        result = attack(units, images, eps, direction)
+        optimum = eps * units.weight.norm(dim=1)
+        assert (direction * result.change / optimum).min() >= 0.99, (eps, direction)
+
+
+def test_perturbation_after_quantisation_never_exceeds_eps() -> None:
+    images = random_images(16)
+    eps = torch.tensor([0.01, 0.05, 0.1, 0.3, 0.5, 1.0, 2.0, 3.0] * 2)
+    result = attack(ReluUnits(), images, eps)
+    norms = quantised_norm(result.perturbed, images)
+    assert bool((norms <= eps).all())
+    assert torch.allclose(norms.float(), result.delta_norm, atol=1e-5)
+    assert result.perturbed.dtype == torch.uint8
+
+
+def test_quantize_keeps_images_on_the_8_bit_grid_and_inside_the_box() -> None:
+    images = random_images(32, seed=3)
+    eps = torch.linspace(0.01, 3.0, 32)
+    delta = clamp_to_box(images, random_in_ball(images.shape, eps * 3, torch.Generator().manual_seed(1)))
+    levels, quantized = quantize(images, delta, eps)
+    assert bool((levels == levels.round()).all()) and levels.min() >= 0 and levels.max() <= 255
+    assert bool((flat_norm(quantized) <= eps).all())
+
+
+def test_achieved_change_never_decreases_as_eps_grows() -> None:
+    network = ReluUnits()
+    image = random_images(1, seed=5)
+    grid = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
+    images = image.expand(len(grid), -1, -1, -1)
+    target = torch.zeros(len(grid), dtype=torch.long) + 3
+    settings = AttackSettings(steps=15, restarts=3)
+    for direction in (1.0, -1.0):
+        result = pgd_attack(network, images, target, torch.tensor(grid), torch.full((len(grid),), direction), settings, 0)
+        achieved = direction * result.change
+        assert bool((achieved[1:] >= achieved[:-1] - 1e-6).all()), achieved
+
+
+def plain_pgd(response: nn.Module, images: Tensor, target: Tensor, eps: float, steps: int, seed: int) -> Tensor:
+    """Reference: fixed step 2.5 * eps / steps, one random restart, last iterate."""
+    generator = torch.Generator().manual_seed(seed)
+    radius = torch.full((images.shape[0],), eps)
+    clean = response(images, target)
+    delta = clamp_to_box(images, random_in_ball(images.shape, radius, generator))
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(response(images + delta, target).sum(), delta)
+        delta = clamp_to_box(images, project_l2(delta.detach() + 2.5 * eps / steps * normalized(gradient), radius))
+    levels, _ = quantize(images, delta.detach(), radius)
+    return response(levels / LEVELS, target) - clean
+
+
+def test_as_strong_as_plain_pgd_at_equal_gradient_evaluations() -> None:
+    network = ReluUnits(seed=1)
+    images = random_images(16, seed=2)
+    target = torch.arange(16)
+    settings = AttackSettings(steps=9, restarts=2)
+    budget = settings.passes_per_row()[1] * settings.restarts  # gradient evaluations per row
+    for eps in (0.3, 1.0):
+        ours = pgd_attack(network, images, target, torch.full((16,), eps), torch.ones(16), settings, 0).change
+        reference = plain_pgd(network, images, target, eps, budget, 0)
+        assert float(ours.mean()) >= float(reference.mean()), (eps, float(ours.mean()), float(reference.mean()))
+
+
+def test_more_restarts_never_lower_the_result() -> None:
+    network = ReluUnits(seed=2)
+    images = random_images(16, seed=4)
+    few = attack(network, images, 0.5, restarts=2, seed=11)
+    many = attack(network, images, 0.5, restarts=6, seed=11)
+    # restarts draw their starts from one seeded stream: the first 2 of 6 equal the 2
+    assert bool((many.change >= few.change - 1e-6).all())
+
+
+class Recorder(nn.Module):
+    """Logs every objective evaluation made with gradients on (the step loop)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seen: list[Tensor] = []
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        value = self.inner(images, target)
+        if torch.is_grad_enabled():
+            self.seen.append(value.detach().clone())
+        return value
+
+
+def test_best_iterate_is_the_best_seen() -> None:
+    recorder = Recorder(ReluUnits(seed=3))
+    images = random_images(8, seed=6)
+    result = attack(recorder, images, 0.5, restarts=1, wide_ball_factor=1.0)
+    clean = ReluUnits(seed=3)(images, torch.arange(8) % 16)
+    best_seen = torch.stack(recorder.seen).max(dim=0).values - clean
+    assert torch.allclose(result.objective, best_seen, atol=1e-5)
+
+
+def test_same_seed_same_result_and_other_seed_differs() -> None:
+    network = ReluUnits()
+    images = random_images(8)
+    first, second = attack(network, images, 0.5, seed=3), attack(network, images, 0.5, seed=3)
+    assert torch.equal(first.perturbed, second.perturbed) and torch.equal(first.change, second.change)
+    other = attack(network, images, 0.5, seed=4)
+    assert not torch.equal(first.perturbed, other.perturbed)
+
+
+def test_random_starts_are_uniform_inside_the_ball() -> None:
+    d = math.prod(SHAPE)
+    points = random_in_ball(torch.Size((4000, *SHAPE)), torch.ones(4000), torch.Generator().manual_seed(0))
+    radius = flat_norm(points)
+    assert bool((radius <= 1 + 1e-6).all())
+    # uniform in the ball: P(r <= t) = t^d, so r^d is uniform on [0, 1]
+    assert abs(float((radius.double() ** d).mean()) - 0.5) < 0.03
+
+
+def test_random_baseline_has_norm_eps_and_is_isotropic() -> None:
+    rows = 2000
+    images = grey_images(rows)
+    eps = 1.0
+    result = random_direction_baseline(LinearUnits(1), images, torch.zeros(rows, dtype=torch.long), torch.full((rows,), eps), 0)
+    delta = result.perturbed.float() / LEVELS - images
+    norms = quantised_norm(result.perturbed, images)
+    assert bool((norms <= eps).all()) and bool((norms >= eps - 1 / LEVELS).all())
+    directions = normalized(delta).flatten(1)
+    mean_direction = directions.mean(0)
+    # isotropic: the mean direction vanishes (|mean| ~ 1/sqrt(rows)) and each coordinate has variance 1/d
+    assert float(mean_direction.norm()) < 3 / math.sqrt(rows)
+    assert float(directions.var(0).mean()) == pytest.approx(1 / directions.shape[1], rel=0.05)
+    assert result.backward_passes == 0
+
+
+def test_rejects_bad_rows() -> None:
+    images = grey_images(2)
+    with pytest.raises(ValueError, match="eps must be positive"):
+        attack(LinearUnits(2), images, torch.tensor([0.5, 0.0]))

@@ -1,0 +1,224 @@
+"""download(): checksums, resume, retries and failures against a loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from loopback_server import LoopbackServer, loopback_server  # noqa: F401  (pytest fixture)
+
+from neuroattack.download import (
+    DownloadError,
+    download,
+    part_path,
+    read_sidecar,
+    sidecar_path,
+)
+
+PAYLOAD = os.urandom(300_000) + b"tail"
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+SHA1 = hashlib.sha1(PAYLOAD).hexdigest()  # noqa: S324  (the published Brain-Score checksums are sha1)
+FAST = {"backoff_s": 0.0, "progress": None, "timeout": 10.0}
+
+
+@pytest.fixture
+def served(loopback_server: LoopbackServer) -> LoopbackServer:  # noqa: F811
+    (loopback_server.root / "data.bin").write_bytes(PAYLOAD)
+    return loopback_server
+
+
+def test_sha256_download_verifies_and_writes_sidecar(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "data.bin"
+    digest = download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST)
+    assert digest == SHA256
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_path(dest).exists()
+    assert read_sidecar(sidecar_path(dest, "sha256")) == SHA256
+    assert sidecar_path(dest, "sha256").read_text() == f"{SHA256}  data.bin\n"
+
+
+def test_sha1_download(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    assert download(served.url("data.bin"), dest, SHA1.upper(), "sha1", retries=0, **FAST) == SHA1
+    assert read_sidecar(sidecar_path(dest, "sha1")) == SHA1
+
+
+def test_checksum_mismatch_leaves_no_file(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    wrong = "0" * 64
+    with pytest.raises(DownloadError) as caught:
+        download(served.url("data.bin"), dest, wrong, "sha256", retries=0, **FAST)
+    message = str(caught.value)
+    assert served.url("data.bin") in message and wrong in message and SHA256 in message
+    assert not dest.exists()
+    assert not part_path(dest).exists()
+
+
+def test_404_raises_naming_the_url(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "nothing.bin"
+    with pytest.raises(DownloadError, match="404") as caught:
+        download(served.url("nothing.bin"), dest, SHA256, "sha256", retries=3, **FAST)
+    assert served.url("nothing.bin") in str(caught.value)
+    assert not dest.exists()
+    assert len(served.requests) == 1  # a 4xx is not retried
+
+
+def test_forced_404_on_existing_path(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.missing = {"/data.bin"}
+    with pytest.raises(DownloadError, match="404"):
+        download(served.url("data.bin"), tmp_path / "data.bin", SHA256, "sha256", retries=0, **FAST)
+
+
+def test_truncated_transfer_resumes_with_range(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.truncate_after = 100_000
+    dest = tmp_path / "data.bin"
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=2, **FAST) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+    assert [r.range for r in served.requests] == [None, "bytes=100000-"]
+
+
+def test_truncation_beyond_retries_fails_and_keeps_part(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.truncate_after = 1_000
+    served.faults.truncate_times = 10
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DownloadError, match="truncated") as caught:
+        download(served.url("data.bin"), dest, SHA256, "sha256", retries=2, **FAST)
+    assert served.url("data.bin") in str(caught.value)
+    assert not dest.exists()
+    assert len(served.requests) == 3
+    # what arrived is kept so that a later run resumes rather than restarts
+    assert part_path(dest).read_bytes() == PAYLOAD[:3_000]
+    served.faults.truncate_times = 0
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert served.requests[-1].range == "bytes=3000-"
+
+
+def test_resume_of_preexisting_part(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(PAYLOAD[:123_456])
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+    assert [r.range for r in served.requests] == ["bytes=123456-"]
+
+
+def test_server_ignoring_range_restarts_from_scratch(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.ignore_range = True
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(PAYLOAD[:5_000])
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_complete_part_answered_416_is_verified(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(PAYLOAD)
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_stale_part_is_replaced_by_a_full_download(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(b"X" * 1_000)  # wrong bytes: resuming cannot fix them
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+    assert [r.range for r in served.requests] == ["bytes=1000-", None]
+
+
+def test_mismatch_after_resume_and_refetch_deletes_part(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(PAYLOAD[:1_000])
+    with pytest.raises(DownloadError, match="mismatch"):
+        download(served.url("data.bin"), dest, "1" * 64, "sha256", retries=0, **FAST)
+    assert not part_path(dest).exists() and not dest.exists()
+    assert [r.range for r in served.requests] == ["bytes=1000-", None]
+
+
+def test_503_is_retried(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.fail_times = 2
+    dest = tmp_path / "data.bin"
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=2, **FAST) == SHA256
+    assert len(served.requests) == 3
+
+
+def test_503_beyond_retries_fails(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.fail_times = 5
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DownloadError, match="503"):
+        download(served.url("data.bin"), dest, SHA256, "sha256", retries=1, **FAST)
+    assert not dest.exists()
+    assert len(served.requests) == 2
+
+
+def test_429_is_retried(served: LoopbackServer, tmp_path: Path) -> None:
+    served.faults.fail_times, served.faults.fail_status = 1, 429
+    assert download(served.url("data.bin"), tmp_path / "d.bin", SHA256, "sha256", retries=1, **FAST) == SHA256
+
+
+def test_connection_refused_is_retried_then_fails(tmp_path: Path) -> None:
+    server = LoopbackServer(tmp_path).start()
+    url = server.url("data.bin")
+    server.stop()  # nothing listens on the port any more
+    with pytest.raises(DownloadError, match="2 attempt"):
+        download(url, tmp_path / "data.bin", SHA256, "sha256", retries=1, **FAST)
+
+
+def test_verified_file_is_not_downloaded_again(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST)
+    served.requests.clear()
+    os.utime(dest, (1_000_000, 1_000_000))  # an old timestamp must not matter
+    sidecar_path(dest, "sha256").unlink()
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert served.requests == []
+    assert sidecar_path(dest, "sha256").exists()
+
+
+def test_existing_file_with_wrong_content_is_replaced(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"stale")
+    assert download(served.url("data.bin"), dest, SHA256, "sha256", retries=0, **FAST) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_missing_checksum_is_computed_and_recorded(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    messages: list[str] = []
+    options = {**FAST, "progress": messages.append}
+    assert download(served.url("data.bin"), dest, None, "sha1", retries=0, **options) == SHA1
+    assert read_sidecar(sidecar_path(dest, "sha1")) == SHA1
+    assert any(SHA1 in m for m in messages)
+    # a second call trusts the recorded digest and makes no request
+    served.requests.clear()
+    assert download(served.url("data.bin"), dest, None, "sha1", retries=0, **FAST) == SHA1
+    assert served.requests == []
+    # a file changed after it was recorded is reported, not silently accepted
+    dest.write_bytes(b"tampered")
+    with pytest.raises(DownloadError, match="changed"):
+        download(served.url("data.bin"), dest, None, "sha1", retries=0, **FAST)
+
+
+def test_progress_messages_are_rate_limited(served: LoopbackServer, tmp_path: Path) -> None:
+    messages: list[str] = []
+    options = {**FAST, "progress": messages.append, "progress_interval_s": 3600.0}
+    download(served.url("data.bin"), tmp_path / "data.bin", SHA256, "sha256", retries=0, **options)
+    assert len(messages) == 1 and "downloading to" in messages[0]  # no progress lines in between
+    messages.clear()
+    options["progress_interval_s"] = 0.0
+    download(served.url("data.bin"), tmp_path / "again.bin", SHA256, "sha256", retries=0, **options)
+    assert any("KiB of 293.0 KiB" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("checksum", "algorithm", "url"),
+    [
+        ("abc", "sha256", "http://127.0.0.1/x"),
+        (SHA256, "md5", "http://127.0.0.1/x"),
+        (SHA1, "sha256", "http://127.0.0.1/x"),
+        (SHA256, "sha256", "ftp://example.org/x"),
+    ],
+)
+def test_bad_arguments_are_refused(checksum: str, algorithm: str, url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        download(url, tmp_path / "x", checksum, algorithm, **FAST)  # type: ignore[arg-type]

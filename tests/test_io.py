@@ -1,0 +1,94 @@
+"""netCDF I/O: round trips, conventions, provenance, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from neuroattack import io
+
+
+def sample() -> xr.Dataset:
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {
+            "response": (("stimulus_id", "neuroid"), rng.normal(size=(4, 3))),
+            "pixels": (("stimulus_id", "y"), rng.integers(0, 255, size=(4, 5)).astype(np.uint8)),
+            "flag": ("neuroid", np.array([True, False, True])),
+        },
+        coords={
+            "stimulus_id": ["a", "b", "c", "d"],
+            "neuroid": [0, 1, 2],
+            "region": ("neuroid", ["IT", "IT", "V4"]),
+            "eps": ("stimulus_id", [0.1, 0.2, 0.3, 0.4]),
+        },
+        attrs={"time_window_start_ms": 70, "label": "x", "widths": [16, 32], "ok": True},
+    )
+    ds["response"].attrs = {"units": "count"}
+    return ds
+
+
+def test_round_trip_keeps_values_dims_coords_and_attrs(tmp_path: Path) -> None:
+    original = sample()
+    path = io.write_dataset(original, tmp_path / "x.nc", "test", "unit test")
+    loaded = io.read_dataset(path)
+    assert loaded["response"].dims == ("stimulus_id", "neuroid")
+    np.testing.assert_allclose(loaded["response"].values, original["response"].values.astype(np.float32))
+    np.testing.assert_array_equal(loaded["pixels"].values, original["pixels"].values)
+    assert loaded["pixels"].dtype == np.uint8
+    assert loaded["stimulus_id"].values.tolist() == ["a", "b", "c", "d"]
+    assert loaded["region"].values.tolist() == ["IT", "IT", "V4"]
+    assert loaded["flag"].values.tolist() == [1, 0, 1]
+    assert loaded.attrs["time_window_start_ms"] == 70 and loaded.attrs["label"] == "x"
+    assert loaded.attrs["widths"].tolist() == [16, 32] and loaded.attrs["ok"] == 1
+    assert loaded["response"].attrs["units"] == "count"
+
+
+def test_conventions_compression_float32_and_no_fill_value_on_coords(tmp_path: Path) -> None:
+    inputs = tmp_path / "input.txt"
+    inputs.write_text("hello")
+    path = io.write_dataset(sample(), tmp_path / "x.nc", "a title", "a source", inputs=[inputs], config={"k": 1})
+    with netCDF4.Dataset(path) as nc:
+        assert nc.data_model == "NETCDF4"
+        assert nc.Conventions.startswith("CF-") and nc.title == "a title" and nc.source == "a source"
+        assert "neuroattack" in nc.history and nc.config_hash == io.config_hash({"k": 1})
+        assert json.loads(nc.input_checksums_sha256) == {str(inputs): io.file_checksum(inputs)}
+        assert nc["response"].dtype == np.float32
+        assert nc["response"].filters()["zlib"] is True
+        for coord in ("eps", "neuroid"):
+            assert "_FillValue" not in nc[coord].ncattrs()
+
+
+def test_multiindex_is_reset_before_writing(tmp_path: Path) -> None:
+    index = pd.MultiIndex.from_arrays([["a", "a", "b"], [0, 1, 0]], names=["stimulus_id", "repetition"])
+    ds = xr.Dataset({"response": ("presentation", [1.0, 2.0, 3.0])}, coords=xr.Coordinates.from_pandas_multiindex(index, "presentation"))
+    loaded = io.read_dataset(io.write_dataset(ds, tmp_path / "m.nc", "t", "s"))
+    assert loaded["stimulus_id"].values.tolist() == ["a", "a", "b"]
+    assert loaded["repetition"].values.tolist() == [0, 1, 0]
+
+
+def test_failed_write_leaves_existing_file_and_no_temporaries(tmp_path: Path) -> None:
+    target = tmp_path / "x.nc"
+    io.write_dataset(sample(), target, "first", "s")
+    before = target.read_bytes()
+    bad = sample()
+    bad["broken"] = ("neuroid", np.array([object(), object(), object()], dtype=object))
+    with pytest.raises(Exception):
+        io.write_dataset(bad, target, "second", "s")
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["x.nc"]
+
+
+def test_read_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.nc"):
+        io.read_dataset(tmp_path / "missing.nc")
+    junk = tmp_path / "junk.nc"
+    junk.write_text("not netcdf")
+    with pytest.raises(OSError, match="junk.nc"):
+        io.read_dataset(junk)

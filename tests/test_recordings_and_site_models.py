@@ -1,0 +1,80 @@
+"""Recordings layout, reliability, site models and the simulated brain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuroattack import brain
+from neuroattack.models import Architecture, build_network, weights_to_dataset
+from neuroattack.recordings import make_recordings, mean_response, split_half_reliability
+from neuroattack.sitemodels import fit_site_models
+
+
+def noisy_recordings(signal: np.ndarray, noise: float, repetitions: int, seed: int):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    n_stimuli, n_sites = signal.shape
+    values = signal[None] + rng.normal(0, noise, (repetitions, n_stimuli, n_sites))
+    return make_recordings(
+        values.reshape(-1, n_sites),
+        stimulus_id=np.tile([f"s{i}" for i in range(n_stimuli)], repetitions),
+        repetition=np.repeat(np.arange(repetitions), n_stimuli),
+        neuroid_id=[f"n{i}" for i in range(n_sites)],
+        region="IT",
+        animal="m",
+    )
+
+
+def test_layout_and_trial_average() -> None:
+    signal = np.arange(12, dtype=float).reshape(4, 3)
+    recordings = noisy_recordings(signal, 0.0, 3, 0)
+    assert recordings["response"].dims == ("presentation", "neuroid")
+    assert set(recordings.coords) >= {"stimulus_id", "repetition", "neuroid_id", "region", "animal"}
+    assert recordings.attrs["time_window_start_ms"] == 70 and recordings.attrs["time_window_end_ms"] == 170
+    np.testing.assert_allclose(mean_response(recordings).values, signal)
+    assert mean_response(recordings)["stimulus_id"].values.tolist() == ["s0", "s1", "s2", "s3"]
+
+
+def test_split_half_reliability_tracks_noise() -> None:
+    signal = np.random.default_rng(0).normal(size=(200, 2))
+    clean = split_half_reliability(noisy_recordings(signal, 0.01, 10, 1), 5, 0).values
+    noisy = split_half_reliability(noisy_recordings(signal, 3.0, 10, 1), 5, 0).values
+    assert np.all(clean > 0.99) and np.all(noisy < 0.8)
+    # theory: Spearman-Brown of split halves equals the reliability of the full mean
+    expected = 1 / (1 + 9.0 / 10)
+    assert noisy.mean() == pytest.approx(expected, abs=0.1)
+
+
+def test_site_models_recover_a_linear_map() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(240, 20))
+    weight = rng.normal(size=(3, 20))
+    responses = features @ weight.T + 5.0 + rng.normal(0, 0.1, (240, 3))
+    categories = np.repeat(np.arange(6), 40)
+    models = fit_site_models(features, responses, categories, ["a", "b", "c"], np.ones(3), [0.01, 1.0, 100.0], 5, 0)
+    assert float(models["predictivity"].min()) > 0.99
+    predicted = features @ models["weight"].values.T + models["bias"].values
+    np.testing.assert_allclose(predicted, responses, atol=0.5)
+
+
+def test_brain_counts_are_poisson_around_the_calibrated_mean() -> None:
+    torch.manual_seed(0)
+    arch = Architecture(widths=(8, 16), blocks=(1, 1), num_classes=3)
+    network = build_network(arch).eval().requires_grad_(False)
+    weights = weights_to_dataset(network, arch, {})
+    pixels = np.random.default_rng(0).integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
+    simulated = brain.build_brain(network, weights, pixels, n_sites=5, mean_count=4.0, baseline_count=0.5, beta=2.0, drive_offset=-0.5, seed=0)
+    expected = brain.expected_responses(simulated).all_sites(torch.rand(0, 3, 16, 16).new_tensor(pixels).permute(0, 3, 1, 2) / 255)
+    assert float(expected.mean()) == pytest.approx(4.0, rel=1e-3)
+    assert float(expected.min()) >= 0.5
+    recordings = brain.record(simulated, pixels, [f"s{i}" for i in range(64)], repetitions=200, seed=1)
+    counts = recordings["response"].values
+    assert np.all(counts == np.round(counts)) and counts.min() >= 0
+    averaged = mean_response(recordings).values
+    standard_error = np.sqrt(expected.numpy() / 200)
+    assert np.all(np.abs(averaged - expected.numpy()) < 5 * standard_error)
+    # Poisson: variance over repetitions equals the mean
+    per_stimulus = counts.reshape(200, 64, 5)
+    ratio = per_stimulus.var(axis=0).mean() / per_stimulus.mean()
+    assert ratio == pytest.approx(1.0, abs=0.1)
