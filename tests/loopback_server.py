@@ -110,7 +110,8 @@ class LoopbackServer:
                     return
                 relative = self.path.split("?", 1)[0].lstrip("/")
                 path = (server.root / relative).resolve()
-                if self.path in server.faults.missing or not path.is_file() or server.root.resolve() not in path.parents:
+                inside = server.root.resolve() in path.parents
+                if self.path in server.faults.missing or not inside or not path.is_file():
                     self._plain(404, b"not found\n")
                     return
                 data = path.read_bytes()

@@ -1,0 +1,338 @@
+"""Checksummed, resumable HTTP downloads using only the standard library.
+
+`download(url, dest, checksum, algorithm)` streams the body to `<dest>.part`,
+resumes an interrupted transfer with an HTTP Range request, retries transient
+failures (connection errors, timeouts, truncated bodies, HTTP 5xx and 429) with
+exponential backoff up to a bounded count, verifies the checksum and only then
+renames the file into place. `dest` therefore exists only once it is complete
+and verified. A resumed transfer that fails verification is fetched once more
+from byte 0 (the kept bytes may come from another version of the file); a
+mismatch on a whole transfer deletes `<dest>.part` and raises DownloadError.
+
+Sidecar: after every successful call the verified digest is written next to the
+file as `<dest>.<algorithm>` (for example `data.nc.sha1`), one line in the
+format of `sha1sum`/`sha256sum` (`<hex digest>  <file name>`), so
+`sha1sum -c data.nc.sha1` checks it by hand. When the caller passes no checksum
+the sidecar is the record of what was downloaded: a later call with no checksum
+verifies the existing file against it instead of trusting it blindly.
+
+An existing `dest` whose digest matches is never downloaded again, whatever its
+timestamp says; an existing `dest` whose digest does not match is removed and
+downloaded afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from neuroattack import __version__
+
+Algorithm = Literal["sha1", "sha256"]
+DIGEST_LENGTHS = {"sha1": 40, "sha256": 64}
+CHUNK_BYTES = 1 << 20
+MAX_BACKOFF_S = 60.0
+USER_AGENT = f"neuroattack/{__version__} (+urllib)"
+
+
+class DownloadError(RuntimeError):
+    """A download failed for good; the message names the URL and what to do."""
+
+
+class _TransientError(Exception):
+    """A failure worth retrying (connection trouble, truncated body, 5xx, 429)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def sidecar_path(dest: str | os.PathLike[str], algorithm: Algorithm) -> Path:
+    """Where the verified digest of `dest` is recorded: `<dest>.<algorithm>`."""
+    dest = Path(dest)
+    return dest.with_name(f"{dest.name}.{algorithm}")
+
+
+def part_path(dest: str | os.PathLike[str]) -> Path:
+    """Where an unfinished transfer of `dest` is kept: `<dest>.part`."""
+    dest = Path(dest)
+    return dest.with_name(f"{dest.name}.part")
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: Algorithm) -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> str:
+    """The digest recorded in a sidecar file (first field of its first line)."""
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if not text:
+        raise DownloadError(f"{path}: empty checksum file; delete it and the file it describes, then rerun")
+    return text.split()[0].lower()
+
+
+def write_sidecar(dest: str | os.PathLike[str], digest: str, algorithm: Algorithm) -> Path:
+    """Record `digest` next to `dest` (atomic write, sha*sum format)."""
+    target = sidecar_path(dest, algorithm)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(f"{digest}  {Path(dest).name}\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def _check_arguments(url: str, checksum: str | None, algorithm: str, retries: int, timeout: float) -> str | None:
+    if algorithm not in DIGEST_LENGTHS:
+        raise ValueError(f"checksum algorithm {algorithm!r} is not supported: use 'sha1' or 'sha256'")
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"{url}: only http(s) URLs can be downloaded; for a local copy, place the file at the "
+            "destination yourself and give its checksum"
+        )
+    if retries < 0 or timeout <= 0:
+        raise ValueError(f"retries must be >= 0 and timeout > 0 (got retries={retries}, timeout={timeout})")
+    if checksum is None:
+        return None
+    expected = checksum.strip().lower()
+    if not re.fullmatch(rf"[0-9a-f]{{{DIGEST_LENGTHS[algorithm]}}}", expected):
+        raise ValueError(
+            f"checksum {checksum!r} for {url} is not a {algorithm} hex digest "
+            f"({DIGEST_LENGTHS[algorithm]} hex characters); check the config"
+        )
+    return expected
+
+
+def _existing_digest(
+    dest: Path, expected: str | None, algorithm: Algorithm, say: Callable[[str], None]
+) -> str | None:
+    """Digest of an already present `dest` if it can be kept, else None (and it is removed)."""
+    if not dest.is_file():
+        return None
+    actual = file_digest(dest, algorithm)
+    if expected is None:
+        sidecar = sidecar_path(dest, algorithm)
+        if sidecar.is_file():
+            recorded = read_sidecar(sidecar)
+            if recorded != actual:
+                raise DownloadError(
+                    f"{dest}: {algorithm} is {actual} but {sidecar} records {recorded}; the file changed "
+                    "after it was downloaded. Delete both files and rerun to download it again"
+                )
+        return actual
+    if actual == expected:
+        return actual
+    say(f"{dest}: {algorithm} {actual} does not match the expected {expected}; downloading it again")
+    dest.unlink()
+    return None
+
+
+def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total length) of a `Content-Range: bytes a-b/total` header."""
+    if not value:
+        return None, None
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", value)
+    if not match:
+        return None, None
+    first = int(match.group(1)) if match.group(1) is not None else None
+    total = int(match.group(2)) if match.group(2) != "*" else None
+    return first, total
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value and value.strip().isdigit():
+        return float(value.strip())
+    return None
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"
+
+
+def _transfer(
+    url: str, part: Path, timeout: float, say: Callable[[str], None], progress_interval_s: float
+) -> bool:
+    """One attempt: fetch the rest of `url` into `part`, resuming from its current size.
+
+    Returns, once the body is complete as far as the server's headers tell,
+    whether bytes from an earlier attempt were kept (a resumed transfer);
+    raises _TransientError for what a retry may fix and DownloadError otherwise.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        error.close()
+        if error.code == 416 and offset:
+            _, total = _parse_content_range(error.headers.get("Content-Range"))
+            if total == offset:
+                return True  # the partial file already holds the whole body
+            say(f"{url}: server refused to resume at byte {offset}; starting over")
+            part.unlink()
+            raise _TransientError(f"HTTP 416 at offset {offset}", retry_after=0.0) from error
+        if error.code == 429 or error.code >= 500:
+            raise _TransientError(
+                f"HTTP {error.code} {error.reason}", _retry_after(error.headers.get("Retry-After"))
+            ) from error
+        raise DownloadError(
+            f"{url}: HTTP {error.code} {error.reason}; check the URL in the config "
+            "(the file may have moved) or download it by hand and give its checksum"
+        ) from error
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        raise _TransientError(f"cannot connect: {error}") from error
+
+    with response:
+        status = response.status
+        if offset and status == 206:
+            first, total = _parse_content_range(response.headers.get("Content-Range"))
+            if first != offset:
+                say(f"{url}: server resumed at byte {first}, not {offset}; starting over")
+                part.unlink()
+                raise _TransientError("misplaced Content-Range", retry_after=0.0)
+            mode = "ab"
+        else:
+            if offset:
+                say(f"{url}: server ignored the resume request (HTTP {status}); starting over")
+            offset, mode = 0, "wb"
+        length_header = response.headers.get("Content-Length")
+        promised = int(length_header) if length_header and length_header.isdigit() else None
+        expected_end = offset + promised if promised is not None else None
+        received = 0
+        started = last_report = time.monotonic()
+        try:
+            with open(part, mode) as handle:
+                while True:
+                    block = response.read(CHUNK_BYTES)
+                    if not block:
+                        break
+                    handle.write(block)
+                    received += len(block)
+                    now = time.monotonic()
+                    if now - last_report >= progress_interval_s:
+                        last_report = now
+                        rate = received / max(now - started, 1e-9)
+                        total_text = f" of {_human(expected_end)}" if expected_end else ""
+                        say(f"{url}: {_human(offset + received)}{total_text} ({_human(rate)}/s)")
+        except (OSError, http.client.HTTPException) as error:
+            raise _TransientError(f"transfer interrupted after {offset + received} bytes: {error}") from error
+        if promised is not None and received < promised:
+            raise _TransientError(
+                f"body truncated: got {offset + received} of {expected_end} bytes", retry_after=None
+            )
+        return mode == "ab"
+
+
+def _fetch(
+    url: str,
+    part: Path,
+    retries: int,
+    timeout: float,
+    backoff_s: float,
+    say: Callable[[str], None],
+    progress_interval_s: float,
+) -> bool:
+    """Bring `part` to the full body, retrying transient failures.
+
+    True if the last attempt kept bytes written before it (a resumed transfer).
+    """
+    attempt = 0
+    while True:
+        try:
+            return _transfer(url, part, timeout, say, progress_interval_s)
+        except _TransientError as error:
+            if attempt >= retries:
+                raise DownloadError(
+                    f"{url}: gave up after {attempt + 1} attempt(s): {error}. Any partial file ({part}) is "
+                    "kept, so a rerun resumes; check the network and the URL"
+                ) from error
+            wait = error.retry_after if error.retry_after is not None else backoff_s * 2**attempt
+            wait = min(wait, MAX_BACKOFF_S)
+            say(f"{url}: {error}; retry {attempt + 1} of {retries} in {wait:.1f} s")
+            time.sleep(wait)
+            attempt += 1
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    checksum: str | None = None,
+    algorithm: Algorithm = "sha256",
+    retries: int = 5,
+    timeout: float = 60.0,
+    *,
+    backoff_s: float = 2.0,
+    progress: Callable[[str], None] | None = _stderr,
+    progress_interval_s: float = 15.0,
+) -> str:
+    """Download `url` to `dest`, verify it and return its hex digest.
+
+    checksum: the expected hex digest, or None to accept what arrives and record
+        its digest in the sidecar `<dest>.<algorithm>` (the return value is the
+        digest to put into the config).
+    retries: how many times a transient failure is retried (attempts = retries + 1),
+        waiting backoff_s * 2**n seconds (capped at 60 s, or the server's Retry-After).
+    progress: called with one-line progress messages (stderr by default, at most
+        one line per progress_interval_s while bytes flow); None for silence.
+    Raises DownloadError, naming the URL, for a 4xx answer, a body still truncated
+    after the retries, or a checksum mismatch; `dest` is never left behind then.
+    """
+    expected = _check_arguments(url, checksum, algorithm, retries, timeout)
+    say = progress if progress is not None else (lambda _message: None)
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    kept = _existing_digest(target, expected, algorithm, say)
+    if kept is not None:
+        write_sidecar(target, kept, algorithm)
+        return kept
+
+    part = part_path(target)
+    if part.exists():
+        say(f"{url}: resuming from {_human(part.stat().st_size)} already in {part}")
+    else:
+        say(f"{url}: downloading to {target}")
+    resumed = _fetch(url, part, retries, timeout, backoff_s, say, progress_interval_s)
+    actual = file_digest(part, algorithm)
+    if expected is not None and actual != expected and resumed:
+        # bytes kept from an earlier attempt may belong to another version of the file
+        say(f"{url}: {algorithm} mismatch after resuming; downloading the whole file again")
+        part.unlink()
+        _fetch(url, part, retries, timeout, backoff_s, say, progress_interval_s)
+        actual = file_digest(part, algorithm)
+    if expected is not None and actual != expected:
+        part.unlink()
+        raise DownloadError(
+            f"{url}: {algorithm} mismatch: expected {expected}, got {actual}. The download was deleted; "
+            "the file on the server may have changed — check the URL and the checksum in the config"
+        )
+    os.replace(part, target)
+    write_sidecar(target, actual, algorithm)
+    if expected is None:
+        say(f"{url}: no checksum given; {algorithm} {actual} recorded in {sidecar_path(target, algorithm)}")
+    return actual

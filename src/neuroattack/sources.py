@@ -1,0 +1,575 @@
+"""Converters from public and user formats into the project's netCDF formats.
+
+Stimuli: variable `pixels` (stimulus_id, y, x, channel), uint8 RGB, square;
+`stimulus_id` is the indexed dimension coordinate (str), `category` (str) runs
+along it, and the attribute `resolution` is the side length in pixels.
+
+Sources handled here:
+- Brain-Score assemblies (e.g. MajajHong2015.public, written by brainio: one
+  data variable named after the assembly, dims neuroid x presentation x time_bin,
+  MultiIndex levels stored as plain coordinates) -> recordings;
+- Brain-Score stimulus sets (CSV + ZIP) and folders of images -> stimuli;
+- tidy tables (CSV/TSV or netCDF) of single-trial responses -> recordings;
+- robustness-library checkpoints (Engstrom et al.; Salman et al. 2020) -> weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io as _bytes_io
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from PIL import Image, ImageOps
+
+from neuroattack.io import read_dataset
+from neuroattack.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Architecture,
+    build_network,
+    weights_to_dataset,
+)
+from neuroattack.recordings import TIME_WINDOW_MS, make_recordings
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+BACKGROUND_GREY = (128, 128, 128)
+RESAMPLING = Image.Resampling.BICUBIC
+UNKNOWN = "unknown"
+
+# The paper-scale networks: torchvision ResNet-50 on ImageNet (mean/std are
+# replaced by the normaliser stored in the checkpoint when it has one).
+ROBUST_RESNET50 = Architecture(name="resnet50", num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+# --------------------------------------------------------------------------- stimuli
+
+
+def make_stimuli(pixels: np.ndarray, stimulus_id: Sequence[str], category: Sequence[str]) -> xr.Dataset:
+    """Assemble a stimuli dataset from (stimulus, y, x, 3) uint8 RGB pixels."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise TypeError(f"stimulus pixels must be uint8 RGB in 0..255, got dtype {pixels.dtype}")
+    if pixels.ndim != 4 or pixels.shape[3] != 3 or pixels.shape[1] != pixels.shape[2]:
+        raise ValueError(
+            f"stimulus pixels must have shape (stimulus, y, x, 3) with y == x, got {pixels.shape}"
+        )
+    ids = [str(s) for s in stimulus_id]
+    categories = [str(c) for c in category]
+    if not len(ids) == len(categories) == pixels.shape[0]:
+        raise ValueError(
+            f"{pixels.shape[0]} images but {len(ids)} stimulus ids and {len(categories)} categories"
+        )
+    duplicated = sorted(pd.Index(ids)[pd.Index(ids).duplicated()].unique())
+    if duplicated:
+        raise ValueError(f"stimulus ids must be unique; repeated: {duplicated[:5]}")
+    return xr.Dataset(
+        {"pixels": (("stimulus_id", "y", "x", "channel"), pixels)},
+        coords={
+            "stimulus_id": ("stimulus_id", np.asarray(ids, dtype=str)),
+            "category": ("stimulus_id", np.asarray(categories, dtype=str)),
+        },
+        attrs={"resolution": int(pixels.shape[1])},
+    )
+
+
+def image_to_pixels(image: Image.Image, resolution: int) -> np.ndarray:
+    """A PIL image as (resolution, resolution, 3) uint8 RGB.
+
+    EXIF rotation is applied, transparency is composited onto mid-grey (the
+    screen colour of a fixation rig), 16-bit images are scaled to 8 bits, a
+    non-square image is centre-cropped to its shorter side, and the square is
+    resized with bicubic interpolation (antialiased when shrinking).
+    """
+    if resolution < 1:
+        raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if image.mode.startswith("I;16") or values.max() > 255 else 1.0
+        image = Image.fromarray(np.clip(np.rint(values / scale), 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND_GREY, 255))
+        image = Image.alpha_composite(background, rgba)
+    image = image.convert("RGB")
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != resolution:
+        image = image.resize((resolution, resolution), RESAMPLING)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _open_image(data: bytes, name: str) -> Image.Image:
+    try:
+        image = Image.open(_bytes_io.BytesIO(data))
+        image.load()
+    except Exception as error:  # PIL raises several unrelated types
+        raise ValueError(f"{name}: not a readable image ({error}); replace or remove it") from error
+    return image
+
+
+def brainscore_stimuli_to_dataset(
+    csv_path: str | os.PathLike[str],
+    zip_path: str | os.PathLike[str],
+    resolution: int,
+    category_column: str = "category_name",
+    extra_columns: Sequence[str] = ("object_name", "variation"),
+) -> xr.Dataset:
+    """A Brain-Score stimulus set (CSV + ZIP) as stimuli at `resolution`.
+
+    The CSV needs a `stimulus_id` column (older sets such as HvM: `image_id`),
+    a `filename` column naming the file inside the ZIP, and `category_column`.
+    Rows keep the CSV's order; `extra_columns` present in the CSV (HvM:
+    object_name, variation) are kept as coordinates along stimulus_id.
+    """
+    csv_path, zip_path = Path(csv_path), Path(zip_path)
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    id_column = "stimulus_id" if "stimulus_id" in table.columns else "image_id"
+    needed = [id_column, "filename", category_column]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise KeyError(
+            f"{csv_path}: missing column(s) {missing} (columns present: {list(table.columns)}); a Brain-Score "
+            "stimulus set CSV needs stimulus_id (or image_id), filename and the category column"
+        )
+    if table.empty:
+        raise ValueError(f"{csv_path}: the stimulus set lists no stimuli")
+    images = []
+    with zipfile.ZipFile(zip_path) as archive:
+        members = {info.filename: info for info in archive.infolist() if not info.is_dir()}
+        by_basename: dict[str, list[str]] = {}
+        for member in members:
+            by_basename.setdefault(Path(member).name, []).append(member)
+        for filename in table["filename"]:
+            member = filename if filename in members else None
+            if member is None and len(by_basename.get(Path(filename).name, [])) == 1:
+                member = by_basename[Path(filename).name][0]
+            if member is None:
+                raise KeyError(
+                    f"{zip_path}: no file {filename!r} listed in {csv_path}; is the ZIP from the same "
+                    "stimulus set as the CSV? Download both again"
+                )
+            image = _open_image(archive.read(member), f"{zip_path}:{member}")
+            images.append(image_to_pixels(image, resolution))
+    ds = make_stimuli(np.stack(images), table[id_column].tolist(), table[category_column].tolist())
+    for column in extra_columns:
+        if column in table.columns and column not in ds.coords:
+            ds = ds.assign_coords({column: ("stimulus_id", np.asarray(table[column].tolist(), dtype=str))})
+    ds.attrs["source_stimulus_set"] = csv_path.name
+    return ds
+
+
+def image_folder_to_stimuli(folder: str | os.PathLike[str], resolution: int) -> xr.Dataset:
+    """Every image under `folder` as stimuli, in sorted path order.
+
+    category: the name of the first-level subfolder holding the image ('none'
+    for images directly in `folder`); stimulus_id: the path relative to `folder`
+    without its extension, with '/' separators. Hidden files are skipped.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder of images")
+    paths = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not paths:
+        raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    ids, categories, images = [], [], []
+    for path in paths:
+        relative = path.relative_to(root)
+        ids.append(relative.with_suffix("").as_posix())
+        categories.append(relative.parts[0] if len(relative.parts) > 1 else "none")
+        images.append(image_to_pixels(_open_image(path.read_bytes(), str(path)), resolution))
+    seen: dict[str, Path] = {}
+    for stimulus, path in zip(ids, paths, strict=True):
+        if stimulus in seen:
+            raise ValueError(f"{seen[stimulus]} and {path} give the same stimulus id {stimulus!r}; rename one")
+        seen[stimulus] = path
+    ds = make_stimuli(np.stack(images), ids, categories)
+    ds.attrs["source_folder"] = str(root)
+    return ds
+
+
+# ------------------------------------------------------------------------ recordings
+
+
+def _assembly_array(assembly: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    """The one data variable of a Brain-Score assembly, with MultiIndexes reset."""
+    if isinstance(assembly, xr.Dataset):
+        names = [str(name) for name in assembly.data_vars]
+        if len(names) != 1:
+            raise ValueError(
+                f"a Brain-Score assembly file holds exactly one data variable, this one has {names}; "
+                "pass the DataArray to convert"
+            )
+        array = assembly[names[0]]
+    else:
+        array = assembly
+    multi = [str(name) for name, index in array.indexes.items() if isinstance(index, pd.MultiIndex)]
+    return array.reset_index(multi) if multi else array
+
+
+def _coord(array: xr.DataArray, names: Sequence[str], dim: str) -> np.ndarray:
+    """Values of the first of `names` that is a coordinate along `dim` alone."""
+    for name in names:
+        if name in array.coords and array.coords[name].dims == (dim,):
+            return np.asarray(array.coords[name].values)
+    along = sorted(str(n) for n, c in array.coords.items() if c.dims == (dim,))
+    raise KeyError(
+        f"assembly {array.name!r} has no {' or '.join(repr(n) for n in names)} coordinate along "
+        f"'{dim}' (coordinates along it: {along}); is this a Brain-Score NeuroidAssembly?"
+    )
+
+
+def _select_time_bin(array: xr.DataArray, time_bin: tuple[int, int]) -> xr.DataArray:
+    start, end = time_bin
+    if "time_bin" in array.dims:
+        starts = _coord(array, ("time_bin_start",), "time_bin")
+        ends = _coord(array, ("time_bin_end",), "time_bin")
+        match = np.flatnonzero((starts == start) & (ends == end))
+        if match.size != 1:
+            available = [f"{s}-{e}" for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+            raise ValueError(
+                f"assembly {array.name!r} has no time bin {start}-{end} ms (bins: {available}); "
+                "set the time bin in the config to one of them"
+            )
+        return array.isel(time_bin=int(match[0]))
+    if "time_bin_start" in array.coords and "time_bin_end" in array.coords:
+        found = (int(array.coords["time_bin_start"].values), int(array.coords["time_bin_end"].values))
+        if found != (start, end):
+            raise ValueError(f"assembly {array.name!r} covers {found[0]}-{found[1]} ms, not {start}-{end} ms")
+        return array
+    raise KeyError(
+        f"assembly {array.name!r} has neither a 'time_bin' dimension nor time_bin_start/time_bin_end "
+        "coordinates; cannot tell which time window it holds"
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def brainscore_assembly_to_recordings(
+    assembly: xr.Dataset | xr.DataArray, region: str, time_bin: tuple[int, int] = TIME_WINDOW_MS
+) -> xr.Dataset:
+    """One region and one time bin of a Brain-Score neural assembly as recordings.
+
+    Accepts the assembly as read from its netCDF file (a Dataset with one data
+    variable, e.g. 'dicarlo.MajajHong2015.public', dims neuroid x presentation x
+    time_bin, MultiIndex levels as plain coordinates) or as a brainio
+    DataAssembly. Every presentation (repetition) stays a row. Presentation coords
+    used: stimulus_id (older assemblies: image_id) and repetition; neuroid coords:
+    neuroid_id, region and (if present) animal; time bin coords: time_bin_start
+    and time_bin_end. Values are copied as stored (MajajHong2015 holds normalised
+    firing rates, not raw counts).
+    """
+    array = _assembly_array(assembly)
+    for dim in ("presentation", "neuroid"):
+        if dim not in array.dims:
+            raise KeyError(f"assembly {array.name!r} has no '{dim}' dimension (dims: {list(array.dims)})")
+    array = _select_time_bin(array, time_bin)
+    regions = _coord(array, ("region",), "neuroid").astype(str)
+    chosen = np.flatnonzero(regions == region)
+    if chosen.size == 0:
+        raise ValueError(
+            f"assembly {array.name!r} has no neuroids in region {region!r} "
+            f"(regions: {sorted(set(regions.tolist()))})"
+        )
+    array = array.isel(neuroid=chosen)
+    extra = [d for d in array.dims if d not in ("presentation", "neuroid")]
+    if any(array.sizes[d] != 1 for d in extra):
+        raise ValueError(f"assembly {array.name!r} has extra dimensions {extra}; reduce them before converting")
+    array = array.squeeze(extra, drop=True).transpose("presentation", "neuroid")
+    try:
+        animal: Sequence[str] | str = _coord(array, ("animal",), "neuroid").astype(str).tolist()
+    except KeyError:
+        animal = UNKNOWN
+    recordings = make_recordings(
+        np.asarray(array.values, dtype=np.float32),
+        stimulus_id=_coord(array, ("stimulus_id", "image_id"), "presentation").astype(str).tolist(),
+        repetition=_coord(array, ("repetition",), "presentation").astype(np.int64).tolist(),
+        neuroid_id=_coord(array, ("neuroid_id",), "neuroid").astype(str).tolist(),
+        region=region,
+        animal=animal,
+        time_window_ms=(int(time_bin[0]), int(time_bin[1])),
+    )
+    recordings["response"].attrs = {
+        "long_name": "response in the source assembly's units",
+        "units": "1",
+    }
+    source = _text(array.attrs.get("identifier")) or (str(array.name) if array.name is not None else UNKNOWN)
+    recordings.attrs["source_assembly"] = source
+    stimulus_set = _text(array.attrs.get("stimulus_set_identifier"))
+    if stimulus_set:
+        recordings.attrs["source_stimulus_set"] = stimulus_set
+    return recordings
+
+
+TABLE_COLUMNS = ("stimulus_id", "neuroid_id", "repetition", "response")
+TABLE_OPTIONAL = ("region", "animal")
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, Mapping[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix in (".nc", ".nc4", ".netcdf"):
+        ds = read_dataset(path)
+        missing = [c for c in TABLE_COLUMNS if c not in ds.variables]
+        if missing:
+            raise KeyError(
+                f"{path}: missing variable(s) {missing}; a recordings table needs "
+                f"{', '.join(TABLE_COLUMNS)} (optional {', '.join(TABLE_OPTIONAL)}), one value per row"
+            )
+        present = [c for c in (*TABLE_COLUMNS, *TABLE_OPTIONAL) if c in ds.variables]
+        shapes = {c: ds[c].dims for c in present}
+        if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 1:
+            raise ValueError(f"{path}: {present} must all be 1-d along the same row dimension, got {shapes}")
+        frame = pd.DataFrame({c: np.asarray(ds[c].values) for c in present})
+        for column in ("stimulus_id", "neuroid_id", *TABLE_OPTIONAL):
+            if column in frame:
+                frame[column] = frame[column].astype(str)
+        return frame, ds.attrs
+    if suffix in (".csv", ".tsv"):
+        text_columns = {c: str for c in ("stimulus_id", "neuroid_id", *TABLE_OPTIONAL)}
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=text_columns)
+        missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise KeyError(
+                f"{path}: missing column(s) {missing} (columns present: {list(frame.columns)}); a recordings "
+                f"table needs {', '.join(TABLE_COLUMNS)} (optional {', '.join(TABLE_OPTIONAL)})"
+            )
+        return frame, {}
+    raise ValueError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv or .nc")
+
+
+def _per_neuroid(frame: pd.DataFrame, column: str, neuroids: pd.Index, path: Path) -> list[str] | str:
+    if column not in frame:
+        return UNKNOWN
+    values = frame[column].fillna(UNKNOWN).astype(str)
+    counts = values.groupby(frame["neuroid_id"], sort=False).nunique()
+    inconsistent = counts[counts > 1].index.tolist()
+    if inconsistent:
+        raise ValueError(f"{path}: {column} changes within neuroid(s) {inconsistent[:5]}; it must be constant")
+    first = values.groupby(frame["neuroid_id"], sort=False).first()
+    return first.reindex(neuroids).tolist()
+
+
+def table_to_recordings(
+    path: str | os.PathLike[str], time_window_ms: tuple[int, int] = TIME_WINDOW_MS
+) -> xr.Dataset:
+    """A tidy table of single-trial responses (one row per stimulus, repetition
+    and neuroid) as recordings.
+
+    Columns (CSV/TSV) or 1-d variables (netCDF): stimulus_id, neuroid_id,
+    repetition, response; optional region and animal (constant per neuroid,
+    'unknown' when absent). Presentations and neuroids keep first-seen order.
+    A netCDF table's attrs time_window_start_ms/time_window_end_ms override
+    `time_window_ms`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recordings table")
+    frame, attrs = _read_table(path)
+    if frame.empty:
+        raise ValueError(f"{path}: the table has no rows")
+    for column in ("stimulus_id", "neuroid_id"):
+        if frame[column].isna().any():
+            raise ValueError(f"{path}: empty {column} in row(s) {frame.index[frame[column].isna()].tolist()[:5]}")
+    try:
+        repetition = pd.to_numeric(frame["repetition"], errors="raise")
+        response = pd.to_numeric(frame["response"], errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: repetition and response must be numbers ({error})") from error
+    if repetition.isna().any() or not np.all(np.mod(repetition.to_numpy(dtype=np.float64), 1) == 0):
+        raise ValueError(f"{path}: repetition must hold whole numbers")
+    frame = frame.assign(repetition=repetition.astype(np.int64))
+    keys = ["stimulus_id", "repetition", "neuroid_id"]
+    duplicated = frame.duplicated(keys)
+    if duplicated.any():
+        example = frame.loc[duplicated, keys].iloc[0].tolist()
+        raise ValueError(
+            f"{path}: {int(duplicated.sum())} repeated (stimulus_id, repetition, neuroid_id) rows, e.g. {example}"
+        )
+    presentations = pd.MultiIndex.from_frame(frame[["stimulus_id", "repetition"]].drop_duplicates())
+    neuroids = pd.Index(pd.unique(frame["neuroid_id"]))
+    rows = presentations.get_indexer(pd.MultiIndex.from_frame(frame[["stimulus_id", "repetition"]]))
+    columns = neuroids.get_indexer(frame["neuroid_id"])
+    matrix = np.zeros((len(presentations), len(neuroids)), dtype=np.float32)
+    filled = np.zeros(matrix.shape, dtype=bool)
+    matrix[rows, columns] = response
+    filled[rows, columns] = True
+    if not filled.all():
+        row, column = np.argwhere(~filled)[0]
+        raise ValueError(
+            f"{path}: {int((~filled).sum())} (stimulus_id, repetition, neuroid_id) combinations have no row, "
+            f"e.g. {presentations[row]} for neuroid {neuroids[column]!r}; every neuroid needs a response in "
+            "every presentation"
+        )
+    window = time_window_ms
+    if "time_window_start_ms" in attrs and "time_window_end_ms" in attrs:
+        window = (int(attrs["time_window_start_ms"]), int(attrs["time_window_end_ms"]))
+    recordings = make_recordings(
+        matrix,
+        stimulus_id=presentations.get_level_values("stimulus_id").astype(str).tolist(),
+        repetition=presentations.get_level_values("repetition").astype(np.int64).tolist(),
+        neuroid_id=neuroids.astype(str).tolist(),
+        region=_per_neuroid(frame, "region", neuroids, path),
+        animal=_per_neuroid(frame, "animal", neuroids, path),
+        time_window_ms=window,
+    )
+    recordings.attrs["source_table"] = path.name
+    return recordings
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _load_checkpoint(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint; run the download rule first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as error:
+        raise ValueError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({error}). Only tensors and plain "
+            "containers are accepted, so no code in a pickle ever runs; if you trust the file, re-save its "
+            "state_dict with torch.save on a separate machine and convert that"
+        ) from error
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def _state_dict(checkpoint: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    for key in ("model", "state_dict"):  # the robustness library reads 'model', legacy files 'state_dict'
+        if isinstance(checkpoint.get(key), Mapping):
+            state = checkpoint[key]
+            break
+    else:
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            state = checkpoint
+        else:
+            raise KeyError(
+                f"{path}: no 'model' or 'state_dict' entry (keys: {sorted(map(str, checkpoint))[:10]}); "
+                "not a robustness-library checkpoint"
+            )
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if len(tensors) != len(state):
+        raise ValueError(f"{path}: the state dict holds entries that are not tensors")
+    return tensors
+
+
+def _split_robustness_keys(
+    state: Mapping[str, torch.Tensor], path: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(classifier tensors keyed like torchvision's resnet, normaliser tensors).
+
+    Layout written by the robustness library (a DataParallel-wrapped AttackerModel):
+    module.model.<layer> (the classifier), module.attacker.model.<layer> (the same
+    tensors again, held by the attacker), module.normalizer.new_mean/new_std and
+    module.attacker.normalize.new_mean/new_std. A bare torchvision state dict
+    (conv1.weight, ...) is accepted too.
+    """
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    classifier: dict[str, torch.Tensor] = {}
+    normaliser: dict[str, torch.Tensor] = {}
+    unexpected = []
+    wrapped = any(k.startswith(("model.", "attacker.", "normalizer.")) for k in state)
+    for key, tensor in state.items():
+        if not wrapped:
+            classifier[key] = tensor
+        elif key.startswith("model."):
+            classifier[key[len("model.") :]] = tensor
+        elif key.startswith("normalizer."):
+            normaliser[key[len("normalizer.") :]] = tensor
+        elif key.startswith("attacker."):
+            continue  # a second reference to the classifier and normaliser
+        else:
+            unexpected.append(key)
+    if unexpected:
+        raise KeyError(f"{path}: unexpected key(s) {unexpected[:5]} beside module.model./module.attacker.")
+    return classifier, normaliser
+
+
+def _float32_tuple(tensor: torch.Tensor) -> tuple[float, ...]:
+    """Channel values as the shortest decimals that give back the same float32."""
+    return tuple(float(str(np.float32(v))) for v in tensor.detach().flatten().tolist())
+
+
+def robust_checkpoint_to_weights(
+    path: str | os.PathLike[str],
+    arch: Architecture = ROBUST_RESNET50,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """A robustness-library checkpoint (pickled, loaded with weights_only=True)
+    as a weights dataset for `models.network_from_dataset`.
+
+    The attacker's copy is dropped, the `module.model.` prefix stripped, and the
+    checkpoint's normaliser (new_mean/new_std) becomes the architecture's
+    mean/std (`arch`'s own are kept only when the checkpoint has none). The
+    tensors must match `arch`'s network exactly: no missing, unexpected or
+    differently shaped tensor, except BatchNorm `num_batches_tracked` counters,
+    which very old checkpoints lack and which are set to 0 (unused in eval mode).
+    """
+    path = Path(path)
+    checkpoint = _load_checkpoint(path)
+    classifier, normaliser = _split_robustness_keys(_state_dict(checkpoint, path), path)
+    if {"new_mean", "new_std"} <= normaliser.keys():
+        arch = dataclasses.replace(
+            arch, mean=_float32_tuple(normaliser["new_mean"]), std=_float32_tuple(normaliser["new_std"])
+        )
+        normaliser_source = "checkpoint"
+    else:
+        normaliser_source = "architecture"
+    network = build_network(arch)
+    reference = network.state_dict()
+    inner = {k[len("model.") :]: v for k, v in reference.items() if k.startswith("model.")}
+    if len(inner) + sum(k.startswith("normalize.") for k in reference) != len(reference):
+        raise ValueError(f"architecture {arch.name!r} does not keep its layers under 'model.'; use 'resnet50'")
+    for key, expected in inner.items():
+        if key.endswith("num_batches_tracked") and key not in classifier:
+            classifier[key] = torch.zeros_like(expected)
+    missing = sorted(inner.keys() - classifier.keys())
+    unexpected = sorted(classifier.keys() - inner.keys())
+    if missing or unexpected:
+        raise KeyError(
+            f"{path}: checkpoint does not match a {arch.name}: missing {missing[:5]} "
+            f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})"
+        )
+    wrong_shape = {
+        k: (tuple(classifier[k].shape), tuple(v.shape)) for k, v in inner.items() if classifier[k].shape != v.shape
+    }
+    if wrong_shape:
+        raise ValueError(
+            f"{path}: tensor shapes differ from a {arch.name} with {arch.num_classes} classes "
+            f"(checkpoint, expected): {dict(list(wrong_shape.items())[:5])}"
+        )
+    state = {f"model.{k}": v.to(reference[f"model.{k}"].dtype) for k, v in classifier.items()}
+    state.update({k: v for k, v in reference.items() if k.startswith("normalize.")})
+    network.load_state_dict(state, strict=True)
+    epoch = checkpoint.get("epoch")
+    return weights_to_dataset(
+        network,
+        arch,
+        {
+            "source_checkpoint": path.name,
+            "source_epoch": int(epoch) if isinstance(epoch, int) else -1,
+            "normaliser_source": normaliser_source,
+            **(attrs or {}),
+        },
+    )
