@@ -32,7 +32,8 @@ MARKER="# Written by tests/slurm/setup_slurm.sh (neuroattack test cluster)."
 SPOOL_CTLD=/var/spool/slurmctld
 SPOOL_D=/var/spool/slurmd
 LOG_DIR=/var/log/slurm
-START=$(date +%s)
+START=$(date +%s.%N)
+trap 'echo "setup_slurm: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 cannot() { echo "setup_slurm: $*" >&2; exit 3; }
 fail() { echo "setup_slurm: $*" >&2; exit 1; }
@@ -40,13 +41,15 @@ fail() { echo "setup_slurm: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || cannot "must run as root (uid $(id -u)); SLURM daemons need it"
 
 # --- 1. packages --------------------------------------------------------------
+export PATH=$PATH:/usr/sbin:/sbin
+# Installed already (a re-run, or a machine kept from an earlier session):
+# no apt-get at all.
 have_all() {
     local b
-    for b in slurmctld slurmd sbatch squeue sinfo scontrol munged munge; do
-        command -v "$b" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$b" >/dev/null 2>&1 || return 1
+    for b in slurmctld slurmd sbatch squeue sinfo scontrol munged munge unmunge; do
+        command -v "$b" >/dev/null 2>&1 || return 1
     done
 }
-export PATH=$PATH:/usr/sbin:/sbin
 if ! have_all; then
     command -v apt-get >/dev/null 2>&1 || cannot "apt-get not available: cannot install slurmctld/slurmd/munge"
     export DEBIAN_FRONTEND=noninteractive
@@ -95,6 +98,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
+MailProg=/bin/true
 # No cgroups on the test machines: plain /proc process tracking, no binding.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -107,10 +111,12 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=512
 GresTypes=gpu
-AccountingStorageTRES=gres/gpu
 # Finished jobs stay visible to squeue this long (the plugin polls squeue).
 MinJobAge=300
 ReturnToService=2
+# Reject jobs that can never run here (e.g. more CPUs than the node has) at
+# submission, so a test fails at once instead of waiting on a pending job.
+EnforcePartLimits=ALL
 SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0
@@ -147,13 +153,13 @@ fi
 
 # --- 3. daemons ---------------------------------------------------------------
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-recorded() { [ -f "$PIDS_FILE" ] && awk -v n="$1" '$1 == n {print $2}' "$PIDS_FILE" || true; }
-node_state() { sinfo -h -n "$HOST" -o '%T' 2>/dev/null | head -n1; }
+recorded() { if [ -f "$PIDS_FILE" ]; then awk -v n="$1" '$1 == n {print $2}' "$PIDS_FILE"; fi; }
+node_state() { sinfo -h -n "$HOST" -o '%T' 2>/dev/null | head -n1 || true; }
 summary() {
     local cpus mem
-    cpus=$(sinfo -h -n "$HOST" -o '%c' 2>/dev/null | head -n1)
-    mem=$(sinfo -h -n "$HOST" -o '%m' 2>/dev/null | head -n1)
-    echo "slurm ready: cluster=$CLUSTER node=$HOST state=$(node_state) cpus=$cpus mem_mb=$mem gres=gpu:1 ($GPU_FILE) partition=$PARTITION conf=$CONF pids=$PIDS_FILE $1 in $(( $(date +%s) - START ))s"
+    cpus=$(sinfo -h -n "$HOST" -o '%c' 2>/dev/null | head -n1 || true)
+    mem=$(sinfo -h -n "$HOST" -o '%m' 2>/dev/null | head -n1 || true)
+    echo "slurm ready: cluster=$CLUSTER node=$HOST state=$(node_state) cpus=$cpus mem_mb=$mem gres=gpu:1 ($GPU_FILE) partition=$PARTITION conf=$CONF pids=$PIDS_FILE $1 in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')s"
 }
 
 # Fast path: our daemons are up, the config did not change and the node is usable.
@@ -214,6 +220,9 @@ start_daemon slurmd "$STATE_DIR/slurmd.pid" slurmd -f "$CONF"
 resumed=0
 deadline=$(( $(date +%s) + TIMEOUT ))
 while :; do
+    for d in slurmctld slurmd; do
+        alive "$(recorded $d)" || fail "$d exited; last log lines: $(tail -n 5 "$LOG_DIR/$d.log" 2>/dev/null | tr '\n' ' ')"
+    done
     state=$(node_state)
     case "$state" in
         idle*) break ;;

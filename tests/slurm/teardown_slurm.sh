@@ -21,15 +21,21 @@ if is_ours slurmctld "$(pid_of slurmctld)"; then
 fi
 
 stopped=()
+pids=()
 for name in slurmd slurmctld munged; do
     pid=$(pid_of "$name")
     is_ours "$name" "$pid" || continue
     kill -TERM "$pid" 2>/dev/null || continue
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    pids+=("$pid")
     stopped+=("$name=$pid")
 done
+# They stop in 1-2 s; give them 10 s, then KILL.
+for _ in $(seq 100); do
+    left=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    [ "$left" -eq 0 ] && break
+    sleep 0.1
+done
+for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 rm -f "$PIDS_FILE"
 echo "teardown_slurm: stopped ${stopped[*]:-nothing}"
