@@ -2,7 +2,12 @@
 # (Guo et al., ICML 2022). Run `make run`, or `snakemake --profile workflow/profiles/default`.
 import os
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+# A config file given with --configfile is complete on its own (tiny.yaml, paper.yaml):
+# the embedded default is loaded only when none is given, so that the two are never
+# merged key by key (a merge would add the default's networks to every other config).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -5,6 +5,7 @@ The rule scripts only read files, call one of these, and write the result.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from neuroattack.stimuli import CATEGORIES, crops
 from neuroattack.training import TrainingSettings, accuracy, train_network
 
 SURROGATE = "surrogate"
+log = logging.getLogger(__name__)
 
 
 # --- stimuli and networks -------------------------------------------------------------
@@ -46,16 +48,16 @@ def train_embedded_network(
     data: Mapping[str, Any],
     settings: TrainingSettings,
     eval_eps: float,
+    device: torch.device | None = None,
 ) -> xr.Dataset:
     """Train on embedded crops that never overlap the stimuli; report held-out accuracy."""
-    torch.manual_seed(seed)
     train = crops("train", data["train_per_category"], data["resolution"], data["seed"])
     test = crops("test", data["test_per_category"], data["resolution"], data["seed"])
-    network = train_network(arch, train, eps, settings, seed)
+    network = train_network(arch, train, eps, settings, seed, device)
     clean = accuracy(network, *test, eps=0.0, steps=0, seed=seed)
     robust = accuracy(network, *test, eps=eval_eps, steps=settings.eval_attack_steps, seed=seed)
     return weights_to_dataset(
-        network,
+        network.cpu(),
         arch,
         {
             "training_eps": eps,
@@ -71,9 +73,11 @@ def train_embedded_network(
 # --- features and site models ---------------------------------------------------------
 
 
-def extract_features(weights: xr.Dataset, stimuli: xr.Dataset, name: str) -> xr.Dataset:
+def extract_features(
+    weights: xr.Dataset, stimuli: xr.Dataset, name: str, device: torch.device | None = None
+) -> xr.Dataset:
     network = network_from_dataset(weights, name)
-    values = batched_features(network, stimuli["pixels"].values)
+    values = batched_features(network, stimuli["pixels"].values, device=device)
     return xr.Dataset(
         {"activation": (("stimulus_id", "unit"), values)},
         coords={"stimulus_id": stimuli["stimulus_id"].values, "unit": np.arange(values.shape[1])},
@@ -129,22 +133,28 @@ def _attack_grid(
     settings: AttackSettings,
     seed: int,
 ) -> dict[str, np.ndarray]:
-    """Attack every (target, eps, direction) of one image; arrays shaped (target, eps, direction)."""
+    """Attack every (target, eps, direction) of one image; arrays shaped (target, eps, direction).
+    Runs where `image` lives (the response module is moved there)."""
+    device = image.device
+    response = response.to(device)
     grid = np.stack(np.meshgrid(np.arange(len(targets)), np.arange(len(eps_grid)), [0, 1], indexing="ij"), -1)
     rows = grid.reshape(-1, 3)
-    target = torch.as_tensor(targets[rows[:, 0]], dtype=torch.long)
-    eps = torch.as_tensor(np.asarray(eps_grid, dtype=np.float32)[rows[:, 1]])
-    direction = torch.as_tensor(np.where(rows[:, 2] == 0, 1.0, -1.0).astype(np.float32))
+    target = torch.as_tensor(targets[rows[:, 0]], dtype=torch.long, device=device)
+    eps = torch.as_tensor(np.asarray(eps_grid, dtype=np.float32)[rows[:, 1]], device=device)
+    direction = torch.as_tensor(np.where(rows[:, 2] == 0, 1.0, -1.0).astype(np.float32), device=device)
     images = image.expand(len(rows), -1, -1, -1)
     result = pgd_attack(response, images, target, eps, direction, settings, seed)
     baseline = random_direction_baseline(response, images, target, eps, seed + 1)
     shape = grid.shape[:3]
+    def host(values: torch.Tensor) -> np.ndarray:
+        return values.detach().float().cpu().numpy().reshape(shape)
+
     return {
-        "clean": result.clean.numpy().reshape(shape)[:, 0, 0],
-        "change": result.change.numpy().reshape(shape),
-        "delta_norm": result.delta_norm.numpy().reshape(shape),
-        "random_change": baseline.change.numpy().reshape(shape),
-        "perturbed": result.perturbed.permute(0, 2, 3, 1).numpy().reshape(*shape, *image.shape[2:], 3),
+        "clean": host(result.clean)[:, 0, 0],
+        "change": host(result.change),
+        "delta_norm": host(result.delta_norm),
+        "random_change": host(baseline.change),
+        "perturbed": result.perturbed.permute(0, 2, 3, 1).cpu().numpy().reshape(*shape, *image.shape[2:], 3),
         "passes": np.array([result.forward_passes, result.backward_passes]),
     }
 
@@ -160,9 +170,10 @@ def attack_image(
     eps_grid: list[float],
     units_per_network: int,
     seed: int,
+    device: torch.device | None = None,
 ) -> xr.Dataset:
     """Attack one clean image: every site's surrogate, and sampled units of every network."""
-    image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values)
+    image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     coords = {"eps": eps_grid, "direction": list(sens.DIRECTIONS)}
     site_response = LinearSiteResponse(network_from_dataset(surrogate, SURROGATE), models["weight"].values, models["bias"].values)
     sites = _attack_grid(site_response, image, np.arange(models.sizes["site"]), eps_grid, settings, seed)
@@ -242,17 +253,25 @@ def record_attacks(
 
 
 def brain_white_box(
-    brain: xr.Dataset, stimuli: xr.Dataset, image_ids: list[str], settings: AttackSettings, eps_grid: list[float], seed: int
+    brain: xr.Dataset,
+    stimuli: xr.Dataset,
+    image_ids: list[str],
+    settings: AttackSettings,
+    eps_grid: list[float],
+    seed: int,
+    device: torch.device | None = None,
 ) -> xr.Dataset:
     """Attack the simulated sites directly (validation only: reads the brain's weights)."""
+    device = device or torch.device("cpu")
     model = brain_lib.expected_responses(brain)
     sites = np.arange(brain.sizes["site"])
     with torch.no_grad():
         sigma = model.all_sites(to_tensor(stimuli["pixels"].values)).double().numpy().std(axis=0, ddof=1)
-    changes = [
-        _attack_grid(model, to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values), sites, eps_grid, settings, seed)["change"]
-        for sid in image_ids
-    ]
+    changes = []
+    for number, sid in enumerate(image_ids, 1):
+        image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
+        changes.append(_attack_grid(model, image, sites, eps_grid, settings, seed)["change"])
+        log.info("white-box attack: image %d/%d done", number, len(image_ids))
     return xr.Dataset(
         {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
         coords={"image": image_ids, "eps": eps_grid, "direction": list(sens.DIRECTIONS)},

@@ -63,12 +63,17 @@ class LinearSiteResponse(nn.Module):
         return self.rate(features @ self.weight.T + self.bias)
 
 
-def batched_features(network: FeatureNetwork, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def batched_features(
+    network: FeatureNetwork, pixels: np.ndarray, batch_size: int = 256, device: torch.device | None = None
+) -> np.ndarray:
     """Penultimate features (n, d) of uint8 images (n, H, W, 3)."""
+    device = device or torch.device("cpu")
+    network = network.to(device)
     outputs = []
     with torch.no_grad():
         for start in range(0, len(pixels), batch_size):
-            outputs.append(network.features(to_tensor(pixels[start : start + batch_size])).numpy())
+            batch = to_tensor(pixels[start : start + batch_size]).to(device)
+            outputs.append(network.features(batch).float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, network.feature_dim), np.float32)
 
 

@@ -21,3 +21,8 @@ def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.
     torch.set_num_threads(max(1, threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
     return logging.getLogger("neuroattack")
+
+
+def device() -> torch.device:
+    """The GPU when one is visible and usable, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -47,11 +47,12 @@ def accuracy(
 ) -> float:
     """Top-1 accuracy, on PGD-L2 adversarial images when eps > 0."""
     network.eval()
-    generator = torch.Generator().manual_seed(seed)
+    device = next(network.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
     correct = 0
     for start in range(0, len(pixels), 256):
-        images = to_tensor(pixels[start : start + 256])
-        target = torch.from_numpy(labels[start : start + 256]).long()
+        images = to_tensor(pixels[start : start + 256]).to(device)
+        target = torch.from_numpy(labels[start : start + 256]).long().to(device)
         if eps > 0:
             images = pgd_l2_classification(network, images, target, eps, steps, generator)
         with torch.no_grad():
@@ -65,11 +66,14 @@ def train_network(
     eps: float,
     settings: TrainingSettings,
     seed: int,
+    device: torch.device | None = None,
 ) -> FeatureNetwork:
-    """Train from scratch with SGD + cosine schedule; adversarially (PGD-L2) when eps > 0."""
+    """Train from scratch with SGD + one-cycle schedule; adversarially (PGD-L2) when eps > 0."""
+    device = device or torch.device("cpu")
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    network = build_network(arch)
+    shuffle = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    network = build_network(arch).to(device)
     pixels, labels = train
     optimizer = torch.optim.SGD(
         network.parameters(), lr=settings.learning_rate, momentum=0.9, weight_decay=settings.weight_decay, nesterov=True
@@ -79,12 +83,12 @@ def train_network(
         optimizer, max_lr=settings.learning_rate, total_steps=settings.epochs * batches_per_epoch
     )
     for epoch in range(settings.epochs):
-        order = torch.randperm(len(pixels), generator=generator).numpy()
+        order = torch.randperm(len(pixels), generator=shuffle).numpy()
         total_loss = 0.0
         for start in range(0, len(pixels), settings.batch_size):
             index = order[start : start + settings.batch_size]
-            images = to_tensor(pixels[index])
-            target = torch.from_numpy(labels[index]).long()
+            images = to_tensor(pixels[index]).to(device)
+            target = torch.from_numpy(labels[index]).long().to(device)
             if eps > 0:
                 network.eval()
                 images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)

@@ -18,5 +18,7 @@ rule attack_image:
         networks=NETWORKS,
         attack=config["attack"],
         seed=config["seed"],
+    resources:
+        **gpu_job(mem_mb=8000, runtime=60),
     script:
         "../scripts/attack_image.py"

@@ -12,6 +12,8 @@ rule build_brain:
         log_file("build_brain"),
     params:
         brain=config["brain"],
+    resources:
+        **cpu_job(mem_mb=4000, runtime=20),
     script:
         "../scripts/build_brain.py"
 
@@ -27,6 +29,8 @@ rule record_clean:
     params:
         repetitions=config["brain"]["repetitions"],
         seed=config["brain"]["seed"] + 1,
+    resources:
+        **cpu_job(mem_mb=4000, runtime=20),
     script:
         "../scripts/record_clean.py"
 
@@ -43,6 +47,8 @@ rule record_attacks:
     params:
         repetitions=config["brain"]["repetitions"],
         seed=config["brain"]["seed"] + 2,
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/record_attacks.py"
 
@@ -59,5 +65,7 @@ rule brain_white_box:
     params:
         attack=config["attack"],
         seed=config["seed"],
+    resources:
+        **gpu_job(mem_mb=8000, runtime=120),
     script:
         "../scripts/brain_white_box.py"

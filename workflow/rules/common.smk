@@ -20,6 +20,25 @@ wildcard_constraints:
     index=r"\d{4}",
 
 
+def gpu_job(mem_mb, runtime):
+    """Resources of a rule that uses a GPU when one is there (CPU otherwise): one GPU,
+    CPUs to feed it, memory (MB) and runtime (minutes) that grow with each retry."""
+    return {
+        "gpu": 1,
+        "cpus_per_gpu": 2,
+        "mem_mb": lambda wildcards, attempt: mem_mb * attempt,
+        "runtime": lambda wildcards, attempt: runtime * attempt,
+    }
+
+
+def cpu_job(mem_mb, runtime):
+    """Resources of a CPU rule, growing with each retry."""
+    return {
+        "mem_mb": lambda wildcards, attempt: mem_mb * attempt,
+        "runtime": lambda wildcards, attempt: runtime * attempt,
+    }
+
+
 def result(path):
     return os.path.join(config["results"], path)
 

@@ -8,6 +8,8 @@ rule features:
         log_file("features/{network}"),
     wildcard_constraints:
         network=NETWORK_PATTERN,
+    resources:
+        **gpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/features.py"
 
@@ -24,5 +26,7 @@ rule site_models:
     params:
         settings=config["surrogate"],
         seed=config["seed"],
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/site_models.py"

@@ -10,5 +10,7 @@ rule train_network:
         spec=lambda wildcards: network_spec(wildcards.network),
         training=config["training"],
         data={**config["training_data"], "resolution": config["stimuli"]["resolution"], "seed": config["seed"]},
+    resources:
+        **gpu_job(mem_mb=8000, runtime=120),
     script:
         "../scripts/train_network.py"

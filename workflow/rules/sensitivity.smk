@@ -15,6 +15,8 @@ rule sensitivity:
         networks=NETWORKS,
         settings=config["sensitivity"],
         seed=config["seed"],
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/sensitivity.py"
 

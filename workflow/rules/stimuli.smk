@@ -6,5 +6,7 @@ rule stimuli:
     params:
         settings=config["stimuli"],
         seed=config["seed"],
+    resources:
+        **cpu_job(mem_mb=4000, runtime=30),
     script:
         "../scripts/stimuli.py"

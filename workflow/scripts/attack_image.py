@@ -1,7 +1,7 @@
 """Rule attack_image: attack one clean image (all site surrogates and network units)."""
 from neuroattack import io, pipeline
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, device
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = dict(snakemake.params.attack)
@@ -22,6 +22,7 @@ result = pipeline.attack_image(
     eps_grid=eps_grid,
     units_per_network=units,
     seed=snakemake.params.seed + index,
+    device=device(),
 )
 log.info("attacked %s: %d sites, %d units", stimulus_id, result.sizes["site"], result.sizes.get("unit", 0))
 io.write_dataset(result, snakemake.output[0], f"attacks on {stimulus_id}", f"rule {snakemake.rule}", snakemake.input, snakemake.config)

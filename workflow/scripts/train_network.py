@@ -1,7 +1,7 @@
 """Rule train_network: train one small ResNet (standard or PGD-L2 adversarial)."""
 from neuroattack import io, pipeline
 from neuroattack.models import Architecture
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, device
 from neuroattack.stimuli import CATEGORIES
 from neuroattack.training import TrainingSettings
 
@@ -10,7 +10,7 @@ spec, training = snakemake.params.spec, dict(snakemake.params.training)
 eval_eps = training.pop("robust_eval_eps")
 arch = Architecture(widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), num_classes=len(CATEGORIES))
 weights = pipeline.train_embedded_network(
-    arch, spec["eps"], spec["seed"], snakemake.params.data, TrainingSettings(**training), eval_eps
+    arch, spec["eps"], spec["seed"], snakemake.params.data, TrainingSettings(**training), eval_eps, device()
 )
 log.info(
     "%s: clean accuracy %.3f, robust accuracy %.3f at eps %.2f",

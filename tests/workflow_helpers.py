@@ -1,0 +1,33 @@
+"""Running the workflow from tests: snakemake in a subprocess, in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def snakemake(workdir: Path, *args: str, configfile: str | None = "config/tiny.yaml", timeout: int = 1800) -> subprocess.CompletedProcess[str]:
+    """Run the repository's Snakefile with `workdir` as working directory."""
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if configfile:
+        command += ["--configfile", str(REPO / configfile)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run, as {rule: count}."""
+    lines = dry_run_output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    counts: dict[str, int] = {}
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
