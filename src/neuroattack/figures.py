@@ -27,7 +27,7 @@ def figure1(sensitivity: xr.Dataset, networks: list[str]) -> tuple[Figure, xr.Da
     shown = sensitivity.sel(population=figure1_populations(sensitivity, networks))
     table = shown[["s_tilde", "ci_low", "ci_high"]].to_dataframe().reset_index()
     sns.set_theme(style="ticks", context="paper")
-    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
     palette = dict(zip(shown["population"].values, sns.color_palette("colorblind", shown.sizes["population"]), strict=True))
     dashes = {p: (2, 2) if p == BRAIN_WHITE_BOX else "" for p in shown["population"].values}
     sns.lineplot(
@@ -41,10 +41,11 @@ def figure1(sensitivity: xr.Dataset, networks: list[str]) -> tuple[Figure, xr.Da
     if np.isfinite(pair_level):
         ax.axhline(pair_level, color="0.3", linestyle="--", linewidth=1, label="random image pairs (brain)")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    # Black-box estimates are unbiased, so they can dip below zero: symlog keeps them visible.
+    ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xlabel(r"perturbation budget $\epsilon$ (L2, pixels in [0, 1])")
     ax.set_ylabel(r"normalised sensitivity $\tilde{s}(\epsilon)$")
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     sns.despine(fig)
     fig.tight_layout()
     plotted = shown[["s_tilde", "ci_low", "ci_high", "random_pair_level"]].copy()

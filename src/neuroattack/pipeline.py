@@ -170,9 +170,11 @@ def attack_image(
     eps_grid: list[float],
     units_per_network: int,
     seed: int,
+    unit_seed: int,
     device: torch.device | None = None,
 ) -> xr.Dataset:
-    """Attack one clean image: every site's surrogate, and sampled units of every network."""
+    """Attack one clean image: every site's surrogate, and sampled units of every network.
+    `unit_seed` picks the units (the same for every image); `seed` the attack's starts."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     coords = {"eps": eps_grid, "direction": list(sens.DIRECTIONS)}
     site_response = LinearSiteResponse(network_from_dataset(surrogate, SURROGATE), models["weight"].values, models["bias"].values)
@@ -189,7 +191,7 @@ def attack_image(
     )
     unit_parts = []
     for name, weights in networks.items():
-        units = select_units(features[name], units_per_network, seed)
+        units = select_units(features[name], units_per_network, unit_seed)
         result = _attack_grid(UnitResponse(network_from_dataset(weights, name)), image, units, eps_grid, settings, seed)
         unit_parts.append(
             xr.Dataset(
@@ -307,9 +309,17 @@ def sensitivity(
     pair_levels["brain (black box)"] = sens.random_pair_level(clean_means.values, random_pairs, seed)
     if white_box is not None:
         populations["brain (white box)"] = as_units(sens.white_box(white_box["change"], white_box["sigma"]))
-    unit_change = xr.concat([a[["unit_change", "unit_random_change"]] for a in attacks], dim="image")
+    reference = attacks[0]["unit_index"].values
+    for attack in attacks:
+        if not np.array_equal(attack["unit_index"].values, reference):
+            raise ValueError(
+                f"attack files disagree on the attacked units ({attack.attrs['stimulus_id']}); delete the attacks folder and rerun"
+            )
+    unit_change = xr.concat(
+        [a[["unit_change", "unit_random_change"]] for a in attacks], dim="image", coords="minimal", compat="override"
+    )
     for name, feats in features.items():
-        part = unit_change.where(unit_change["network"] == name, drop=True)
+        part = unit_change.isel(unit=np.flatnonzero(unit_change["network"].values == name))
         activation = feats["activation"].sel(unit=part["unit_index"].values)
         sigma = xr.DataArray(activation.std("stimulus_id", ddof=1).values, dims="unit")
         populations[name] = sens.white_box(part["unit_change"], sigma)

@@ -22,6 +22,7 @@ result = pipeline.attack_image(
     eps_grid=eps_grid,
     units_per_network=units,
     seed=snakemake.params.seed + index,
+    unit_seed=snakemake.params.seed,
     device=device(),
 )
 log.info("attacked %s: %d sites, %d units", stimulus_id, result.sizes["site"], result.sizes.get("unit", 0))
