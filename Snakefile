@@ -11,9 +11,20 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/downloads.smk"
 include: "workflow/rules/stimuli.smk"
 include: "workflow/rules/networks.smk"
-include: "workflow/rules/brain.smk"
+
+
+if SIMULATED:
+
+    include: "workflow/rules/brain.smk"
+
+else:
+
+    include: "workflow/rules/recordings.smk"
+
+
 include: "workflow/rules/features.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/sensitivity.smk"
@@ -21,6 +32,5 @@ include: "workflow/rules/sensitivity.smk"
 
 rule all:
     input:
-        figure1_outputs(),
-        result("validation/brain_white_box.nc"),
+        final_outputs(),
     default_target: True

@@ -20,7 +20,7 @@ from neuroattack.models import Architecture, network_from_dataset, weights_to_da
 from neuroattack.readouts import LinearSiteResponse, UnitResponse, batched_features, to_tensor
 from neuroattack.recordings import mean_response, split_half_reliability
 from neuroattack.sitemodels import fit_site_models
-from neuroattack.sources import make_stimuli
+from neuroattack.sources import image_folder_to_stimuli, make_stimuli
 from neuroattack.stimuli import CATEGORIES, crops
 from neuroattack.training import TrainingSettings, accuracy, train_network
 
@@ -41,18 +41,39 @@ def embedded_stimuli(per_category: int, resolution: int, seed: int) -> xr.Datase
     return make_stimuli(pixels, ids, [CATEGORIES[label] for label in labels])
 
 
-def train_embedded_network(
+Labelled = tuple[np.ndarray, np.ndarray]
+
+
+def training_set(data: Mapping[str, Any], folder: str | None = None) -> tuple[Labelled, Labelled, list[str]]:
+    """(train, test, category names): embedded crops that never overlap the stimuli, or a
+    user's image folder (one subfolder per category) split at random by `test_fraction`."""
+    if data.get("source", "embedded") == "embedded":
+        train = crops("train", data["train_per_category"], data["resolution"], data["seed"])
+        test = crops("test", data["test_per_category"], data["resolution"], data["seed"])
+        return train, test, list(CATEGORIES)
+    if folder is None:
+        raise ValueError("training_data.source 'folder' needs training_data.path")
+    images = image_folder_to_stimuli(folder, data["resolution"])
+    categories = sorted(set(images["category"].values.tolist()))
+    labels = np.searchsorted(categories, images["category"].values)
+    order = np.random.default_rng(data["seed"]).permutation(len(labels))
+    n_test = max(1, round(data.get("test_fraction", 0.1) * len(labels)))
+    pixels = images["pixels"].values
+    test, train = order[:n_test], order[n_test:]
+    return (pixels[train], labels[train]), (pixels[test], labels[test]), categories
+
+
+def train_classifier(
     arch: Architecture,
     eps: float,
     seed: int,
-    data: Mapping[str, Any],
+    data: tuple[Labelled, Labelled, list[str]],
     settings: TrainingSettings,
     eval_eps: float,
     device: torch.device | None = None,
 ) -> xr.Dataset:
-    """Train on embedded crops that never overlap the stimuli; report held-out accuracy."""
-    train = crops("train", data["train_per_category"], data["resolution"], data["seed"])
-    test = crops("test", data["test_per_category"], data["resolution"], data["seed"])
+    """Train one network (adversarially when eps > 0); report held-out clean and robust accuracy."""
+    train, test, categories = data
     network = train_network(arch, train, eps, settings, seed, device)
     clean = accuracy(network, *test, eps=0.0, steps=0, seed=seed)
     robust = accuracy(network, *test, eps=eval_eps, steps=settings.eval_attack_steps, seed=seed)
@@ -65,7 +86,7 @@ def train_embedded_network(
             "clean_accuracy": clean,
             "robust_accuracy": robust,
             "robust_accuracy_eps": eval_eps,
-            "categories": list(CATEGORIES),
+            "categories": categories,
         },
     )
 
@@ -95,11 +116,23 @@ def select_units(features: xr.Dataset, count: int, seed: int) -> np.ndarray:
 
 
 def site_models(
-    features: xr.Dataset, recordings: xr.Dataset, stimuli: xr.Dataset, settings: Mapping[str, Any], seed: int
+    features: xr.Dataset,
+    recordings: xr.Dataset,
+    stimuli: xr.Dataset,
+    settings: Mapping[str, Any],
+    seed: int,
+    sites: int | None = None,
 ) -> xr.Dataset:
+    """Fit a readout per site; with `sites`, only the that many most reliable sites."""
+    unknown = sorted(set(recordings["stimulus_id"].values.tolist()) - set(stimuli["stimulus_id"].values.tolist()))
+    if unknown:
+        raise KeyError(f"recordings name {len(unknown)} stimuli missing from the stimulus set, e.g. {unknown[:3]}")
+    reliability = split_half_reliability(recordings, settings["reliability_splits"], seed).values
+    if sites is not None and sites < len(reliability):
+        keep = np.sort(np.argsort(-np.nan_to_num(reliability, nan=-np.inf))[:sites])
+        recordings, reliability = recordings.isel(neuroid=keep), reliability[keep]
     averaged = mean_response(recordings)
     ids = averaged["stimulus_id"].values
-    reliability = split_half_reliability(recordings, settings["reliability_splits"], seed).values
     fitted = fit_site_models(
         features["activation"].sel(stimulus_id=ids).values,
         averaged.values,
@@ -219,39 +252,81 @@ def attack_image(
 # --- recording perturbed images, validation, sensitivity ------------------------------
 
 
-def record_attacks(
-    brain: xr.Dataset, stimuli: xr.Dataset, attacks: list[xr.Dataset], repetitions: int, seed: int
-) -> xr.Dataset:
-    """Show the clean and every site's perturbed images to the brain; keep each image's
-    targeted site. Returns predicted and recorded responses, (site, image, eps, direction)."""
-    clean_ids = [a.attrs["stimulus_id"] for a in attacks]
+def perturbed_stimulus_set(stimuli: xr.Dataset, attacks: list[xr.Dataset]) -> xr.Dataset:
+    """The images to show in one session: every attacked clean image, then every site's
+    perturbed images, as a stimulus set whose coords say what each image is."""
+    clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
     stacked = xr.concat([a["perturbed"] for a in attacks], dim="image")  # image, site, eps, direction, y, x, c
-    n_img, n_site, n_eps, n_dir = stacked.shape[:4]
-    pixels = np.concatenate([stimuli["pixels"].sel(stimulus_id=clean_ids).values, stacked.values.reshape(-1, *stacked.shape[4:])])
-    ids = clean_ids + [f"perturbed_{i}" for i in range(n_img * n_site * n_eps * n_dir)]
-    recorded = mean_response(brain_lib.record(brain, pixels, ids, repetitions, seed)).values
-    clean = recorded[:n_img]  # (image, site)
-    perturbed = recorded[n_img:].reshape(n_img, n_site, n_eps, n_dir, n_site)
-    own_site = perturbed[:, np.arange(n_site), :, :, np.arange(n_site)]  # (site, image, eps, dir)
+    grid = stacked.isel(y=0, x=0, channel=0, drop=True).to_dataframe(name="_").reset_index()
+    neuroids = attacks[0]["neuroid_id"].values
+    perturbed_ids = [
+        f"{clean_ids[row.image]}__{neuroids[row.site]}__eps{row.eps:g}__{row.direction}" for row in grid.itertuples()
+    ]
+    pixels = np.concatenate(
+        [stimuli["pixels"].sel(stimulus_id=clean_ids).values, stacked.values.reshape(-1, *stacked.shape[4:])]
+    )
+    n_perturbed = len(perturbed_ids)
+    shown = make_stimuli(pixels, clean_ids + perturbed_ids, ["clean"] * len(clean_ids) + ["perturbed"] * n_perturbed)
+    return shown.assign_coords(
+        clean_stimulus_id=("stimulus_id", clean_ids + [clean_ids[i] for i in grid["image"]]),
+        target_neuroid_id=("stimulus_id", [""] * len(clean_ids) + [str(neuroids[i]) for i in grid["site"]]),
+        eps=("stimulus_id", np.concatenate([np.zeros(len(clean_ids)), grid["eps"].to_numpy()])),
+        direction=("stimulus_id", [""] * len(clean_ids) + grid["direction"].astype(str).tolist()),
+    )
+
+
+def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: list[xr.Dataset]) -> xr.Dataset:
+    """Predicted and recorded responses, (site, image, eps, direction), from recordings of
+    the images of `perturbed_stimulus_set` (each perturbed image counts for its target site)."""
+    averaged = mean_response(recordings)
+    missing = sorted(set(shown["stimulus_id"].values.tolist()) - set(averaged["stimulus_id"].values.tolist()))
+    if missing:
+        raise KeyError(f"recordings lack {len(missing)} of the shown images, e.g. {missing[:3]}; record every image of the set")
+    clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
+    neuroids = attacks[0]["neuroid_id"].values
+    averaged = averaged.sel(neuroid=np.isin(averaged["neuroid_id"].values, neuroids))
+    averaged = averaged.assign_coords(neuroid=averaged["neuroid_id"].values).sel(neuroid=neuroids)
+    clean = averaged.sel(stimulus_id=clean_ids).values  # (image, site)
+    perturbed_rows = shown.isel(stimulus_id=slice(len(clean_ids), None))
+    recorded = averaged.sel(stimulus_id=perturbed_rows["stimulus_id"].values)
+    eps_grid, directions = attacks[0]["eps"].values, attacks[0]["direction"].values
+    own = np.empty((len(neuroids), len(clean_ids), len(eps_grid), len(directions)))
+    image_of = {sid: i for i, sid in enumerate(clean_ids)}
+    site_of = {str(n): i for i, n in enumerate(neuroids)}
+    eps_of = {float(e): i for i, e in enumerate(eps_grid.astype(float))}
+    direction_of = {str(d): i for i, d in enumerate(directions)}
+    for row, (clean_id, target, eps, direction) in enumerate(
+        zip(perturbed_rows["clean_stimulus_id"].values, perturbed_rows["target_neuroid_id"].values,
+            perturbed_rows["eps"].values.astype(float), perturbed_rows["direction"].values, strict=True)
+    ):
+        site = site_of[str(target)]
+        own[site, image_of[str(clean_id)], eps_of[eps], direction_of[str(direction)]] = recorded.values[row, site]
     dims = ("site", "image", "eps", "direction")
-    predicted_change = xr.concat([a["site_change"] for a in attacks], dim="image").transpose("site", "image", "eps", "direction")
+    predicted_change = xr.concat([a["site_change"] for a in attacks], dim="image").transpose(*dims)
     predicted_clean = xr.concat([a["site_clean"] for a in attacks], dim="image").transpose("site", "image")
     return xr.Dataset(
         {
             "recorded_clean": (("site", "image"), clean.T),
-            "recorded": (dims, own_site),
-            "recorded_change": (dims, own_site - clean.T[:, :, None, None]),
+            "recorded": (dims, own),
+            "recorded_change": (dims, own - clean.T[:, :, None, None]),
             "predicted_clean": (("site", "image"), predicted_clean.values),
             "predicted_change": (dims, predicted_change.values),
         },
-        coords={
-            "image": clean_ids,
-            "eps": attacks[0]["eps"].values,
-            "direction": attacks[0]["direction"].values,
-            "neuroid_id": ("site", attacks[0]["neuroid_id"].values),
-        },
-        attrs={"repetitions": repetitions},
+        coords={"image": clean_ids, "eps": eps_grid, "direction": directions, "neuroid_id": ("site", neuroids)},
     )
+
+
+def record_attacks(
+    brain: xr.Dataset, stimuli: xr.Dataset, attacks: list[xr.Dataset], repetitions: int, seed: int
+) -> xr.Dataset:
+    """In silico: show the clean and perturbed images to the simulated brain in one session."""
+    shown = perturbed_stimulus_set(stimuli, attacks)
+    recordings = brain_lib.record(
+        brain, shown["pixels"].values, shown["stimulus_id"].values.tolist(), repetitions, seed
+    )
+    responses = responses_to_attacks(shown, recordings, attacks)
+    responses.attrs["repetitions"] = repetitions
+    return responses
 
 
 def brain_white_box(
@@ -282,7 +357,7 @@ def brain_white_box(
 
 def sensitivity(
     attacks: list[xr.Dataset],
-    responses: xr.Dataset,
+    responses: xr.Dataset | None,
     recordings: xr.Dataset,
     features: Mapping[str, xr.Dataset],
     white_box: xr.Dataset | None,
@@ -292,21 +367,29 @@ def sensitivity(
 ) -> xr.Dataset:
     """s~(eps) with bootstrap CIs for every population, and the reference levels."""
     clean_means = mean_response(recordings)
-    brain_sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="unit")
+    attacked_sites = np.isin(clean_means["neuroid_id"].values, attacks[0]["neuroid_id"].values)
+    clean_means = clean_means.isel(neuroid=np.flatnonzero(attacked_sites))
+    order = {str(n): i for i, n in enumerate(clean_means["neuroid_id"].values)}
+    clean_means = clean_means.isel(neuroid=[order[str(n)] for n in attacks[0]["neuroid_id"].values])
+    site_sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
     populations: dict[str, xr.DataArray] = {}
     pair_levels: dict[str, float] = {}
 
     def as_units(array: xr.DataArray) -> xr.DataArray:
         return array.rename({"site": "unit"}) if "site" in array.dims else array
 
-    populations["brain (black box)"] = as_units(
-        sens.sign_corrected(responses["predicted_change"], responses["recorded_change"], brain_sigma.rename({"unit": "site"}))
+    def over_images(variable: str) -> xr.DataArray:
+        return xr.concat([a[variable] for a in attacks], dim="image")
+
+    if responses is not None:
+        populations["brain (black box)"] = as_units(
+            sens.sign_corrected(responses["predicted_change"], responses["recorded_change"], site_sigma)
+        )
+    populations["surrogate (predicted)"] = as_units(sens.white_box(over_images("site_change"), site_sigma))
+    populations["random directions (surrogate)"] = as_units(sens.white_box(over_images("site_random_change"), site_sigma))
+    pair_levels["brain (black box)" if responses is not None else "surrogate (predicted)"] = sens.random_pair_level(
+        clean_means.values, random_pairs, seed
     )
-    populations["surrogate (predicted)"] = as_units(sens.white_box(responses["predicted_change"], brain_sigma.rename({"unit": "site"})))
-    populations["random directions (surrogate)"] = as_units(
-        sens.white_box(xr.concat([a["site_random_change"] for a in attacks], dim="image"), brain_sigma.rename({"unit": "site"}))
-    )
-    pair_levels["brain (black box)"] = sens.random_pair_level(clean_means.values, random_pairs, seed)
     if white_box is not None:
         populations["brain (white box)"] = as_units(sens.white_box(white_box["change"], white_box["sigma"]))
     reference = attacks[0]["unit_index"].values

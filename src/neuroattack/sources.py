@@ -573,3 +573,32 @@ def robust_checkpoint_to_weights(
             **(attrs or {}),
         },
     )
+
+
+# --------------------------------------------------------------------------- export
+
+
+def write_stimulus_set(stimuli: xr.Dataset, csv_path: str | os.PathLike[str], zip_path: str | os.PathLike[str]) -> None:
+    """Write stimuli as a Brain-Score-style stimulus set: a ZIP of PNGs and a CSV with
+    stimulus_id, filename, category_name and every other coordinate along stimulus_id.
+    Both files are written under temporary names and renamed, so a failure leaves none."""
+    csv_path, zip_path = Path(csv_path), Path(zip_path)
+    ids = [str(s) for s in stimuli["stimulus_id"].values]
+    table = pd.DataFrame({"stimulus_id": ids, "filename": [f"{i}.png" for i in ids]})
+    table["category_name"] = stimuli["category"].values.astype(str)
+    for name, coord in stimuli.coords.items():
+        if coord.dims == ("stimulus_id",) and name not in ("stimulus_id", "category"):
+            table[str(name)] = coord.values
+    tmp_zip, tmp_csv = zip_path.with_name(f".{zip_path.name}.tmp"), csv_path.with_name(f".{csv_path.name}.tmp")
+    try:
+        with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_STORED) as archive:
+            for filename, pixels in zip(table["filename"], stimuli["pixels"].values, strict=True):
+                buffer = _bytes_io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="PNG")
+                archive.writestr(filename, buffer.getvalue())
+        table.to_csv(tmp_csv, index=False)
+        os.replace(tmp_zip, zip_path)
+        os.replace(tmp_csv, csv_path)
+    finally:
+        tmp_zip.unlink(missing_ok=True)
+        tmp_csv.unlink(missing_ok=True)

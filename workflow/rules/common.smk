@@ -1,23 +1,86 @@
 # Config validation, paths and input functions shared by every rule file.
 import os
 import re
+from urllib.parse import urlparse
 
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
+
+def config_error(message):
+    raise ValueError(f"config: {message}")
+
+
 NETWORKS = list(config["networks"])
+TRAINED = [name for name, spec in config["networks"].items() if "checkpoint" not in spec]
+DOWNLOADED = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
+SIMULATED = config["recordings"]["source"] == "simulated"
+PERTURBED_RECORDINGS = config["recordings"].get("perturbed")
+HAS_RESPONSES = SIMULATED or bool(PERTURBED_RECORDINGS)
+
 if config["surrogate"]["network"] not in NETWORKS:
-    raise ValueError(
-        f"config key surrogate.network = {config['surrogate']['network']!r} is not one of "
-        f"networks ({', '.join(NETWORKS)}); name a network the workflow trains"
+    config_error(
+        f"surrogate.network = {config['surrogate']['network']!r} is not one of "
+        f"networks ({', '.join(NETWORKS)}); name a network of the config"
     )
+for needed, reason in [
+    ("brain", "recordings.source is 'simulated'"),
+    ("architecture", "recordings.source is 'simulated'"),
+    ("training", "recordings.source is 'simulated'"),
+    ("training_data", "recordings.source is 'simulated'"),
+]:
+    if SIMULATED and needed not in config:
+        config_error(f"key {needed!r} is required because {reason}")
+for needed in ("architecture", "training", "training_data"):
+    if TRAINED and needed not in config:
+        config_error(f"key {needed!r} is required because networks {TRAINED} are trained (they have a seed)")
+if SIMULATED and config["stimuli"]["source"] != "embedded":
+    config_error("recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)")
+
 ATTACK_INDICES = [f"{i:04d}" for i in range(config["attack"]["images"])]
 NETWORK_PATTERN = "|".join(re.escape(name) for name in NETWORKS)
+TRAINED_PATTERN = "|".join(re.escape(name) for name in TRAINED + (["brain"] if SIMULATED else []))
+DOWNLOADED_PATTERN = "|".join(re.escape(name) for name in DOWNLOADED) or "(?!)"
 
 
 wildcard_constraints:
     index=r"\d{4}",
+
+
+def result(path):
+    return os.path.join(config["results"], path)
+
+
+def log_file(name):
+    return os.path.join(config["results"], "logs", f"{name}.log")
+
+
+def downloaded(name):
+    return os.path.join(config.get("downloads", "downloads"), name)
+
+
+def remote_name(remote, folder):
+    """Local file name of a download: the URL's last path segment, in `folder`."""
+    return f"{folder}/{os.path.basename(urlparse(remote['url']).path)}"
+
+
+def all_downloads():
+    """{local name: remote spec} of every file the config downloads."""
+    files = {}
+    stimuli, recordings = config["stimuli"], config["recordings"]
+    if stimuli["source"] == "brainscore":
+        files[remote_name(stimuli["csv"], "brainscore")] = stimuli["csv"]
+        files[remote_name(stimuli["zip"], "brainscore")] = stimuli["zip"]
+    if recordings["source"] == "brainscore":
+        files[remote_name(recordings["assembly"], "brainscore")] = recordings["assembly"]
+    for name in DOWNLOADED:
+        files[f"checkpoints/{name}.ckpt"] = config["networks"][name]["checkpoint"]
+    return files
+
+
+DOWNLOADS = all_downloads()
+DOWNLOAD_PATTERN = "|".join(re.escape(name) for name in DOWNLOADS) or "(?!)"
 
 
 def gpu_job(mem_mb, runtime):
@@ -39,16 +102,8 @@ def cpu_job(mem_mb, runtime):
     }
 
 
-def result(path):
-    return os.path.join(config["results"], path)
-
-
-def log_file(name):
-    return os.path.join(config["results"], "logs", f"{name}.log")
-
-
 def network_spec(name):
-    """Training settings of a network of the config, or of the brain's held-out network."""
+    """Training settings of a trained network of the config, or of the brain's network."""
     if name == "brain":
         spec = config["brain"]["network"]
         return {"eps": spec["eps"], "seed": spec["seed"], "widths": spec["widths"], "blocks": spec["blocks"]}
@@ -71,3 +126,12 @@ def attack_files():
 
 def figure1_outputs():
     return multiext(result("figures/figure1"), ".png", ".pdf", ".nc")
+
+
+def final_outputs():
+    outputs = [figure1_outputs()]
+    if SIMULATED:
+        outputs.append(result("validation/brain_white_box.nc"))
+    else:
+        outputs.append(multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"))
+    return outputs

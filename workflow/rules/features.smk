@@ -17,7 +17,7 @@ rule features:
 rule site_models:
     input:
         features=result(f"features/{config['surrogate']['network']}.nc"),
-        recordings=rules.record_clean.output[0],
+        recordings=result("recordings/clean.nc"),
         stimuli=rules.stimuli.output[0],
     output:
         result("site_models/site_models.nc"),
@@ -25,6 +25,7 @@ rule site_models:
         log_file("site_models"),
     params:
         settings=config["surrogate"],
+        sites=config["recordings"].get("sites"),
         seed=config["seed"],
     resources:
         **cpu_job(mem_mb=8000, runtime=30),

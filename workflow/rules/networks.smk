@@ -1,16 +1,23 @@
+def training_inputs(wildcards):
+    data = config.get("training_data", {})
+    return {"folder": data["path"]} if data.get("source") == "folder" else {}
+
+
 rule train_network:
+    input:
+        unpack(training_inputs),
     output:
         result("networks/{network}.nc"),
     log:
         log_file("train_network/{network}"),
     wildcard_constraints:
-        network=NETWORK_PATTERN + "|brain",
+        network=TRAINED_PATTERN or "(?!)",
     threads: 2
-    params:
-        spec=lambda wildcards: network_spec(wildcards.network),
-        training=config["training"],
-        data={**config["training_data"], "resolution": config["stimuli"]["resolution"], "seed": config["seed"]},
     resources:
         **gpu_job(mem_mb=8000, runtime=120),
+    params:
+        spec=lambda wildcards: network_spec(wildcards.network),
+        training=config.get("training"),
+        data={**config.get("training_data", {}), "resolution": config["stimuli"]["resolution"], "seed": config["seed"]},
     script:
         "../scripts/train_network.py"

@@ -2,9 +2,9 @@ rule sensitivity:
     input:
         unpack(lambda wildcards: {
             "attacks": attack_files(),
-            "responses": result("responses/responses.nc"),
             "recordings": result("recordings/clean.nc"),
-            "white_box": result("validation/brain_white_box.nc"),
+            **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
+            **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
             **{f"features_{name}": path for name, path in network_features().items()},
         }),
     output:

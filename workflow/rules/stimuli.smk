@@ -1,12 +1,26 @@
+def stimuli_inputs(wildcards):
+    stimuli = config["stimuli"]
+    if stimuli["source"] == "brainscore":
+        return {
+            "csv": downloaded(remote_name(stimuli["csv"], "brainscore")),
+            "zip": downloaded(remote_name(stimuli["zip"], "brainscore")),
+        }
+    if stimuli["source"] == "folder":
+        return {"folder": stimuli["path"]}
+    return {}
+
+
 rule stimuli:
+    input:
+        unpack(stimuli_inputs),
     output:
         result("stimuli/stimuli.nc"),
     log:
         log_file("stimuli"),
+    resources:
+        **cpu_job(mem_mb=4000, runtime=30),
     params:
         settings=config["stimuli"],
         seed=config["seed"],
-    resources:
-        **cpu_job(mem_mb=4000, runtime=30),
     script:
         "../scripts/stimuli.py"

@@ -11,6 +11,7 @@ models = pipeline.site_models(
     io.read_dataset(snakemake.input.stimuli),
     snakemake.params.settings,
     snakemake.params.seed,
+    snakemake.params.sites,
 )
 log.info(
     "median predictivity r = %.3f, median reliability = %.3f",

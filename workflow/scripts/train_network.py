@@ -1,19 +1,19 @@
-"""Rule train_network: train one small ResNet (standard or PGD-L2 adversarial)."""
+"""Rule train_network: train one ResNet (standard, or PGD-L2 adversarial when eps > 0)."""
 from neuroattack import io, pipeline
 from neuroattack.models import Architecture
 from neuroattack.runtime import configure, device
-from neuroattack.stimuli import CATEGORIES
 from neuroattack.training import TrainingSettings
 
 log = configure(snakemake.log[0], snakemake.threads)
 spec, training = snakemake.params.spec, dict(snakemake.params.training)
 eval_eps = training.pop("robust_eval_eps")
-arch = Architecture(widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), num_classes=len(CATEGORIES))
-weights = pipeline.train_embedded_network(
-    arch, spec["eps"], spec["seed"], snakemake.params.data, TrainingSettings(**training), eval_eps, device()
+data = pipeline.training_set(snakemake.params.data, snakemake.input.get("folder"))
+arch = Architecture(widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), num_classes=len(data[2]))
+weights = pipeline.train_classifier(
+    arch, spec["eps"], spec["seed"], data, TrainingSettings(**training), eval_eps, device()
 )
 log.info(
     "%s: clean accuracy %.3f, robust accuracy %.3f at eps %.2f",
     snakemake.wildcards.network, weights.attrs["clean_accuracy"], weights.attrs["robust_accuracy"], eval_eps,
 )
-io.write_dataset(weights, snakemake.output[0], f"weights of network {snakemake.wildcards.network}", f"rule {snakemake.rule}", config=snakemake.config)
+io.write_dataset(weights, snakemake.output[0], f"weights of network {snakemake.wildcards.network}", f"rule {snakemake.rule}", snakemake.input, snakemake.config)

@@ -1,0 +1,429 @@
+"""Category preference and super-stimuli (DESIGN.md section 1).
+
+For every site, the stimulus categories are ranked by the site's trial-averaged
+recorded response. Images of its least-preferred categories are pushed UP by a
+targeted attack on the site's surrogate (one objective: increase only), at every
+eps of a grid; the mirror experiment pushes images of its most-preferred
+categories DOWN. The achieved predicted responses are compared with the site's
+responses to natural images: the mean over its preferred category (predicted and
+recorded), and the extremes over all natural images.
+
+All (site, image, eps) rows of one direction run through a single `pgd_attack` call.
+The perturbed images are kept (8-bit, the norm that counts is after quantisation),
+so that a lab can show them to the animal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from neuroattack.attack import AttackSettings, pgd_attack
+from neuroattack.readouts import to_tensor
+
+Direction = Literal["up", "down"]
+DIRECTIONS: tuple[Direction, ...] = ("up", "down")
+SIGN = {"up": 1.0, "down": -1.0}
+REFERENCES = ("predicted", "recorded")
+PREDICTION_BATCH = 256
+
+# Variables of one direction's result that do not depend on the direction.
+SHARED_VARIABLES = (
+    "preference",
+    "category_rank",
+    "preferred_category",
+    "least_preferred_category",
+    "preferred_mean",
+    "nonpreferred_mean",
+    "natural_max",
+    "natural_min",
+    "natural_response",
+)
+
+
+# --- preference ranking ---------------------------------------------------------------
+
+
+def category_preference(mean_responses: xr.DataArray, categories: xr.DataArray | Sequence[str]) -> xr.DataArray:
+    """Mean response of every neuroid to every category, (neuroid, category).
+
+    `mean_responses` is (stimulus_id, neuroid), trial-averaged. `categories` gives
+    each stimulus's category: a DataArray indexed by stimulus_id (any superset of the
+    recorded stimuli, e.g. a stimulus set's `category` coord), or a sequence in the
+    order of `mean_responses`' stimuli. Categories come out in sorted order.
+    """
+    if set(mean_responses.dims) != {"stimulus_id", "neuroid"}:
+        raise ValueError(f"mean_responses must have dims (stimulus_id, neuroid), got {mean_responses.dims}")
+    labels = _categories_of(mean_responses["stimulus_id"].values, categories)
+    grouped = mean_responses.assign_coords(category=("stimulus_id", labels)).groupby("category").mean("stimulus_id")
+    preference = grouped.transpose("neuroid", "category")
+    preference.name = "preference"
+    return preference
+
+
+def _categories_of(stimulus_ids: np.ndarray, categories: xr.DataArray | Sequence[str]) -> np.ndarray:
+    """The category of every stimulus id, in the order of `stimulus_ids`."""
+    if isinstance(categories, xr.DataArray):
+        known = {str(s) for s in categories["stimulus_id"].values}
+        missing = [str(s) for s in stimulus_ids if s not in known]
+        if missing:
+            raise KeyError(f"no category for {len(missing)} recorded stimuli, e.g. {missing[:3]}; do the stimuli match the recordings?")
+        return np.asarray(categories.sel(stimulus_id=stimulus_ids).values, dtype=str)
+    labels = np.asarray(list(categories), dtype=str)
+    if labels.shape != stimulus_ids.shape:
+        raise ValueError(f"{len(labels)} categories for {len(stimulus_ids)} stimuli; give one category per stimulus")
+    return labels
+
+
+def ranked_categories(preference: xr.DataArray) -> xr.DataArray:
+    """Each unit's categories from least (rank 0) to most preferred; ties go by name.
+
+    `preference` is (unit, category) with the unit dim first; the result is (unit, rank).
+    """
+    if preference.ndim != 2 or preference.dims[1] != "category":
+        raise ValueError(f"preference must be (unit, category), got dims {preference.dims}")
+    names = preference["category"].values.astype(str)
+    by_name = np.argsort(names, kind="stable")
+    values = preference.values[:, by_name]
+    order = np.argsort(values, axis=1, kind="stable")
+    unit_dim = preference.dims[0]
+    ranking = xr.DataArray(
+        names[by_name][order],
+        dims=(unit_dim, "rank"),
+        coords={"rank": np.arange(len(names))},
+        name="category_rank",
+    )
+    return ranking.assign_coords({k: v for k, v in preference.coords.items() if v.dims == (unit_dim,)})
+
+
+def targeted_categories(ranking: xr.DataArray, n_categories: int, direction: Direction) -> np.ndarray:
+    """(unit, n_categories): the least preferred ('up') or most preferred ('down') categories."""
+    _check_direction(direction)
+    available = ranking.sizes["rank"]
+    if not 1 <= n_categories < available:
+        raise ValueError(
+            f"preference.categories = {n_categories}, but sites rank only {available} categories; "
+            f"use 1 to {available - 1} (one category must stay out as the preferred reference)"
+        )
+    names = ranking.values
+    return names[:, :n_categories] if direction == "up" else names[:, ::-1][:, :n_categories]
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in SIGN:
+        raise ValueError(f"direction must be one of {list(SIGN)}, got {direction!r}")
+
+
+# --- image selection ------------------------------------------------------------------
+
+
+def select_targeted_images(
+    ranking: xr.DataArray,
+    stimulus_category: xr.DataArray,
+    images_per_site: int,
+    n_categories: int,
+    direction: Direction,
+    seed: int,
+) -> xr.Dataset:
+    """Per unit of `ranking` (unit, rank), `images_per_site` stimuli drawn without
+    replacement from its `n_categories` least ('up') or most ('down') preferred
+    categories. The draw of unit i is seeded by (seed, i) alone.
+
+    `stimulus_category` is the stimuli's category, indexed by stimulus_id. Returns
+    `image_stimulus_id` and `image_category`, both (unit, image).
+    """
+    if images_per_site < 1:
+        raise ValueError(f"images_per_site must be at least 1, got {images_per_site}")
+    chosen_categories = targeted_categories(ranking, n_categories, direction)
+    ids = np.asarray(stimulus_category["stimulus_id"].values, dtype=str)
+    labels = np.asarray(stimulus_category.values, dtype=str)
+    unit_dim = ranking.dims[0]
+    picked = np.empty((ranking.sizes[unit_dim], images_per_site), dtype=object)
+    for unit, categories in enumerate(chosen_categories):
+        candidates = np.flatnonzero(np.isin(labels, categories))
+        if len(candidates) < images_per_site:
+            raise ValueError(
+                f"unit {unit}: only {len(candidates)} stimuli in its {direction}-targeted categories "
+                f"{list(categories)}; lower preference.images_per_site or raise preference.categories"
+            )
+        rng = np.random.default_rng([seed, unit])
+        picked[unit] = ids[np.sort(rng.choice(candidates, size=images_per_site, replace=False))]
+    picked_ids = picked.astype(str)
+    category_of = dict(zip(ids, labels, strict=True))
+    picked_categories = np.vectorize(category_of.__getitem__, otypes=[str])(picked_ids)
+    dims = (unit_dim, "image")
+    return xr.Dataset(
+        {"image_stimulus_id": (dims, picked_ids), "image_category": (dims, picked_categories)},
+        coords={"image": np.arange(images_per_site)},
+    )
+
+
+# --- references from natural images ---------------------------------------------------
+
+
+def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Sequence[str]) -> xr.DataArray:
+    """Recorded means (stimulus_id, site) in the order of the site models' neuroid_id."""
+    recorded = [str(n) for n in mean_responses["neuroid_id"].values]
+    position = {name: i for i, name in enumerate(recorded)}
+    missing = [str(n) for n in neuroid_id if str(n) not in position]
+    if missing:
+        raise KeyError(f"site models name neuroids absent from the recordings: {missing[:5]}")
+    columns = [position[str(n)] for n in neuroid_id]
+    return mean_responses.isel(neuroid=columns).rename(neuroid="site")
+
+
+def predicted_responses(response: nn.Module, pixels: np.ndarray, device: torch.device) -> np.ndarray:
+    """(stimulus, site) predicted responses of every site to uint8 images (n, H, W, C)."""
+    all_sites = getattr(response, "all_sites", None)
+    if all_sites is None:
+        raise TypeError(f"{type(response).__name__} has no all_sites(images); use a LinearSiteResponse-like module")
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(pixels), PREDICTION_BATCH):
+            batch = to_tensor(pixels[start : start + PREDICTION_BATCH]).to(device)
+            parts.append(all_sites(batch).float().cpu().numpy())
+    return np.concatenate(parts).astype(np.float64)
+
+
+def natural_references(
+    predicted: np.ndarray, recorded: np.ndarray, labels: np.ndarray, preferred: np.ndarray, least: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per site and reference ('predicted', 'recorded'): the mean over the preferred and
+    least-preferred categories' natural images, and the max and min over all of them.
+    `predicted`, `recorded` are (stimulus, site); `labels` (stimulus,); `preferred`, `least` (site,)."""
+    stacked = np.stack([predicted, recorded], axis=-1)  # stimulus, site, reference
+    in_preferred = labels[:, None] == preferred[None, :]  # stimulus, site
+    in_least = labels[:, None] == least[None, :]
+
+    def category_mean(mask: np.ndarray) -> np.ndarray:
+        weights = mask[:, :, None].astype(np.float64)
+        return (stacked * weights).sum(0) / weights.sum(0)
+
+    return {
+        "preferred_mean": category_mean(in_preferred),
+        "nonpreferred_mean": category_mean(in_least),
+        "natural_max": stacked.max(axis=0),
+        "natural_min": stacked.min(axis=0),
+    }
+
+
+# --- the attack -----------------------------------------------------------------------
+
+
+def _attack_rows(
+    response: nn.Module,
+    images: torch.Tensor,
+    sites: int,
+    images_per_site: int,
+    eps_grid: Sequence[float],
+    settings: AttackSettings,
+    seed: int,
+    direction: Direction,
+) -> dict[str, np.ndarray]:
+    """One pgd_attack call over every (site, image, eps) row; arrays shaped (site, image, eps)."""
+    device = images.device
+    n_eps = len(eps_grid)
+    shape = (sites, images_per_site, n_eps)
+    site_of_row = np.repeat(np.arange(sites), images_per_site * n_eps)
+    eps_of_row = np.tile(np.asarray(eps_grid, dtype=np.float32), sites * images_per_site)
+    result = pgd_attack(
+        response,
+        images.repeat_interleave(n_eps, dim=0),
+        torch.as_tensor(site_of_row, dtype=torch.long, device=device),
+        torch.as_tensor(eps_of_row, device=device),
+        torch.full((len(site_of_row),), SIGN[direction], device=device),
+        settings,
+        seed,
+    )
+
+    def host(values: torch.Tensor) -> np.ndarray:
+        return values.detach().float().cpu().numpy().astype(np.float64).reshape(shape)
+
+    clean = host(result.clean)
+    return {
+        "clean": clean[:, :, 0],
+        "attacked": clean + host(result.change),
+        "delta_norm": host(result.delta_norm),
+        "perturbed": result.perturbed.permute(0, 2, 3, 1).cpu().numpy().reshape(*shape, *result.perturbed.shape[2:], -1),
+    }
+
+
+def _check_grid(eps_grid: Sequence[float]) -> list[float]:
+    grid = [float(e) for e in eps_grid]
+    if not grid or any(e <= 0 for e in grid):
+        raise ValueError(f"preference.eps must be a non-empty list of positive budgets, got {list(eps_grid)}")
+    if len(set(grid)) != len(grid):
+        raise ValueError(f"preference.eps has repeated budgets: {grid}")
+    return grid
+
+
+def category_preference_attack(
+    response: nn.Module,
+    stimuli: xr.Dataset,
+    mean_responses: xr.DataArray,
+    neuroid_id: Sequence[str],
+    eps_grid: Sequence[float],
+    images_per_site: int,
+    n_categories: int,
+    settings: AttackSettings,
+    seed: int,
+    direction: Direction,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """The category-preference experiment in one direction.
+
+    `response(images, target)` is site `target`'s predicted response (the surrogate; it
+    also needs `all_sites(images)`), with sites in the order of `neuroid_id`.
+    `mean_responses` are the trial-averaged recordings (stimulus_id, neuroid); they rank
+    each site's categories. Images of the `n_categories` least ('up') or most ('down')
+    preferred categories are attacked to raise ('up') or lower ('down') the site's
+    predicted response, at every eps.
+
+    Returns a dataset with dims (site, image, eps): `clean_predicted`, `attacked_predicted`
+    (after 8-bit quantisation), `delta_norm`, the images' `image_stimulus_id` and
+    `image_category`, the `perturbed` images (uint8, site, image, eps, y, x, channel);
+    per site the natural-image references (`preferred_mean`, `nonpreferred_mean`,
+    `natural_max`, `natural_min`, each predicted and recorded), and per (site, eps) the
+    fractions of attacked images beyond them.
+    """
+    _check_direction(direction)
+    grid = _check_grid(eps_grid)
+    device = device or torch.device("cpu")
+    response = response.to(device)
+    recorded = aligned_sites(mean_responses, neuroid_id)
+    ids = np.asarray(recorded["stimulus_id"].values, dtype=str)
+    labels = _categories_of(ids, stimuli["category"])
+    preference = category_preference(recorded.rename(site="neuroid"), labels).rename(neuroid="site")
+    ranking = ranked_categories(preference)
+    selection = select_targeted_images(ranking, stimuli["category"], images_per_site, n_categories, direction, seed)
+    chosen = selection["image_stimulus_id"].values
+    images = to_tensor(stimuli["pixels"].sel(stimulus_id=chosen.ravel()).values).to(device)
+    rows = _attack_rows(response, images, len(neuroid_id), images_per_site, grid, settings, seed, direction)
+    predicted = predicted_responses(response, stimuli["pixels"].sel(stimulus_id=ids).values, device)
+    preferred, least = ranking.values[:, -1], ranking.values[:, 0]
+    references = natural_references(predicted, recorded.values.astype(np.float64), labels, preferred, least)
+    return _assemble(
+        rows, selection, preference, ranking, references, predicted, recorded, labels, grid, neuroid_id, stimuli
+    ).assign_attrs(
+        direction=direction,
+        images_per_site=images_per_site,
+        targeted_categories=n_categories,
+        seed=seed,
+        **{f"attack_{k}": v for k, v in asdict(settings).items()},
+    )
+
+
+def _assemble(
+    rows: Mapping[str, np.ndarray],
+    selection: xr.Dataset,
+    preference: xr.DataArray,
+    ranking: xr.DataArray,
+    references: Mapping[str, np.ndarray],
+    predicted: np.ndarray,
+    recorded: xr.DataArray,
+    labels: np.ndarray,
+    grid: list[float],
+    neuroid_id: Sequence[str],
+    stimuli: xr.Dataset,
+) -> xr.Dataset:
+    cube = ("site", "image", "eps")
+    attacked = rows["attacked"]
+    predicted_ref = {name: values[:, 0] for name, values in references.items()}
+    ds = xr.Dataset(
+        {
+            "clean_predicted": (("site", "image"), rows["clean"]),
+            "attacked_predicted": (cube, attacked),
+            "delta_norm": (cube, rows["delta_norm"]),
+            "perturbed": ((*cube, "y", "x", "channel"), rows["perturbed"]),
+            "image_stimulus_id": selection["image_stimulus_id"].variable,
+            "image_category": selection["image_category"].variable,
+            "preference": (("site", "category"), preference.values),
+            "category_rank": (("site", "rank"), ranking.values),
+            "preferred_category": ("site", ranking.values[:, -1]),
+            "least_preferred_category": ("site", ranking.values[:, 0]),
+            **{name: (("site", "reference"), values) for name, values in references.items()},
+            "natural_response": (
+                ("site", "natural", "reference"),
+                np.stack([predicted.T, recorded.values.T.astype(np.float64)], axis=-1),
+            ),
+            "fraction_above_preferred": (
+                ("site", "eps"),
+                (attacked > predicted_ref["preferred_mean"][:, None, None]).mean(axis=1),
+            ),
+            "fraction_above_natural_max": (
+                ("site", "eps"),
+                (attacked > predicted_ref["natural_max"][:, None, None]).mean(axis=1),
+            ),
+            "fraction_below_nonpreferred": (
+                ("site", "eps"),
+                (attacked < predicted_ref["nonpreferred_mean"][:, None, None]).mean(axis=1),
+            ),
+        },
+        coords={
+            "eps": grid,
+            "image": selection["image"].values,
+            "reference": list(REFERENCES),
+            "category": preference["category"].values.astype(str),
+            "rank": ranking["rank"].values,
+            "neuroid_id": ("site", np.asarray(neuroid_id, dtype=str)),
+            "natural_id": ("natural", np.asarray(recorded["stimulus_id"].values, dtype=str)),
+            "natural_category": ("natural", labels),
+        },
+    )
+    ds["perturbed"].attrs = {"long_name": "perturbed image shown to the animal", "units": "8-bit level"}
+    ds["attacked_predicted"].attrs = {"long_name": "surrogate's predicted response to the perturbed image"}
+    ds["delta_norm"].attrs = {"long_name": "L2 norm of the quantised perturbation, pixels in [0, 1]"}
+    ds["preferred_mean"].attrs = {"long_name": "mean response to natural images of the site's preferred category"}
+    ds.attrs["resolution"] = int(stimuli.sizes["y"])
+    return ds
+
+
+def combine_directions(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    """Stack per-direction results along a `direction` dim; direction-free variables
+    (preferences and natural-image references) are kept once and must agree."""
+    if not results:
+        raise ValueError("no direction to combine; preference.direction must list 'up' and/or 'down'")
+    names = list(results)
+    first = results[names[0]]
+    for name in names[1:]:
+        for variable in SHARED_VARIABLES:
+            if not first[variable].equals(results[name][variable]):
+                raise ValueError(f"directions {names[0]!r} and {name!r} disagree on {variable}; were they run on the same inputs?")
+    per_direction = [results[name].drop_vars(SHARED_VARIABLES) for name in names]
+    stacked = xr.concat(per_direction, dim="direction", coords="minimal", compat="override")
+    combined = xr.merge([stacked.assign_coords(direction=names), first[list(SHARED_VARIABLES)]])
+    combined.attrs = {key: value for key, value in first.attrs.items() if key != "direction"}
+    return combined
+
+
+def category_preference_experiment(
+    response: nn.Module,
+    stimuli: xr.Dataset,
+    mean_responses: xr.DataArray,
+    neuroid_id: Sequence[str],
+    eps_grid: Sequence[float],
+    images_per_site: int,
+    n_categories: int,
+    settings: AttackSettings,
+    seed: int,
+    directions: Sequence[Direction] = DIRECTIONS,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """`category_preference_attack` in every direction, combined along `direction`."""
+    if len(set(directions)) != len(directions):
+        raise ValueError(f"preference.direction repeats a direction: {list(directions)}")
+    return combine_directions(
+        {
+            direction: category_preference_attack(
+                response, stimuli, mean_responses, neuroid_id, eps_grid, images_per_site, n_categories,
+                settings, seed, direction, device,
+            )
+            for direction in directions
+        }
+    )

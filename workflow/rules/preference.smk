@@ -1,0 +1,37 @@
+# Category preference / super-stimuli (figure 3): targeted attacks on each site's
+# surrogate push images of its least-preferred categories up (and of its most-preferred
+# down), compared with its responses to natural images.
+
+
+rule category_preference:
+    input:
+        stimuli=result("stimuli/stimuli.nc"),
+        site_models=result("site_models/site_models.nc"),
+        surrogate=result(f"networks/{config['surrogate']['network']}.nc"),
+        recordings=result("recordings/clean.nc"),
+    output:
+        result("preference/category_preference.nc"),
+    log:
+        log_file("category_preference"),
+    threads: 2
+    params:
+        preference={key: value for key, value in config["preference"].items() if key != "figure_sites"},
+        seed=config["seed"],
+    resources:
+        **gpu_job(mem_mb=8000, runtime=60),
+    script:
+        "../scripts/category_preference.py"
+
+
+rule figure3:
+    input:
+        rules.category_preference.output[0],
+    output:
+        multiext(result("figures/figure3"), ".png", ".pdf", ".nc"),
+    log:
+        log_file("figure3"),
+    localrule: True
+    params:
+        sites=config["preference"]["figure_sites"],
+    script:
+        "../scripts/figure3.py"

@@ -1,0 +1,54 @@
+# Recordings from outside the workflow: a Brain-Score assembly or a lab's own table,
+# converted into the project's recordings format; and the loop with a lab's rig.
+
+
+def recordings_inputs(wildcards):
+    recordings = config["recordings"]
+    if recordings["source"] == "brainscore":
+        return {"assembly": downloaded(remote_name(recordings["assembly"], "brainscore"))}
+    return {"table": recordings["path"]}
+
+
+rule import_recordings:
+    input:
+        unpack(recordings_inputs),
+    output:
+        result("recordings/clean.nc"),
+    log:
+        log_file("import_recordings"),
+    resources:
+        **cpu_job(mem_mb=16000, runtime=30),
+    params:
+        settings=config["recordings"],
+    script:
+        "../scripts/import_recordings.py"
+
+
+rule export_rig_stimuli:
+    input:
+        stimuli=result("stimuli/stimuli.nc"),
+        attacks=attack_files(),
+    output:
+        multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"),
+    log:
+        log_file("export_rig_stimuli"),
+    localrule: True
+    script:
+        "../scripts/export_rig_stimuli.py"
+
+
+if PERTURBED_RECORDINGS:
+
+    rule ingest_perturbed_recordings:
+        input:
+            table=PERTURBED_RECORDINGS,
+            stimuli=result("stimuli/stimuli.nc"),
+            attacks=attack_files(),
+        output:
+            result("responses/responses.nc"),
+        log:
+            log_file("ingest_perturbed_recordings"),
+        resources:
+            **cpu_job(mem_mb=8000, runtime=30),
+        script:
+            "../scripts/ingest_perturbed_recordings.py"

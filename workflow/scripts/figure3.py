@@ -1,0 +1,10 @@
+"""Rule figure3: targeted attacks at several eps against each site's preferred natural images."""
+from neuroattack import figures_preference, io
+from neuroattack.runtime import configure
+
+log = configure(snakemake.log[0], snakemake.threads)
+figure, plotted = figures_preference.figure3(io.read_dataset(snakemake.input[0]), snakemake.params.sites)
+png, pdf, numbers = snakemake.output
+figure.savefig(png, dpi=200, bbox_inches="tight")
+figure.savefig(pdf, bbox_inches="tight")
+io.write_dataset(plotted, numbers, "numbers plotted in figure 3", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
