@@ -1,0 +1,164 @@
+"""A paper-shaped mini config end to end: the same sources as config/paper.yaml
+(Brain-Score assembly and stimulus set, robustness-library checkpoints), tiny sizes,
+served by a loopback HTTP server; then the lab's loop (export for the rig, ingest)."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fixtures_brainscore import write_assembly, write_robustness_checkpoint, write_stimulus_set
+from loopback_server import LoopbackServer
+from neuroattack import io
+from neuroattack.models import ResNet50, network_from_dataset
+from workflow_helpers import REPO, job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+N_IMAGES = 16
+
+
+def digest(path: Path, algorithm: str) -> str:
+    return hashlib.new(algorithm, path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("served")
+    write_assembly(root / "assy_dicarlo_MajajHong2015_public.nc", n_images=N_IMAGES, n_reps=4)
+    write_stimulus_set(root, n_images=N_IMAGES, side=40)
+    write_robustness_checkpoint(root / "resnet50_l2_eps0.ckpt", seed=0)
+    write_robustness_checkpoint(root / "resnet50_l2_eps3.ckpt", seed=1)
+    server = LoopbackServer(root).start()
+    yield server
+    server.stop()
+
+
+def mini_config(server: LoopbackServer, workdir: Path, perturbed: str | None = None) -> Path:
+    """config/paper.yaml with loopback URLs and tiny sizes; one checkpoint without a checksum."""
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    root = server.root
+    config["results"] = "results/mini"
+    config["stimuli"].update(resolution=32)
+    for key, name in [("csv", "image_dicarlo_hvm-public.csv"), ("zip", "image_dicarlo_hvm-public.zip")]:
+        config["stimuli"][key] = {"url": server.url(name) + "?versionId=x", "sha1": digest(root / name, "sha1")}
+    assembly = "assy_dicarlo_MajajHong2015_public.nc"
+    config["recordings"].update(
+        assembly={"url": server.url(assembly), "sha1": digest(root / assembly, "sha1")}, sites=2, perturbed=perturbed
+    )
+    config["networks"] = {
+        "resnet50_l2_eps0": {"eps": 0.0, "checkpoint": {"url": server.url("resnet50_l2_eps0.ckpt"), "sha256": None}},
+        "resnet50_l2_eps3": {
+            "eps": 3.0,
+            "checkpoint": {"url": server.url("resnet50_l2_eps3.ckpt"), "sha256": digest(root / "resnet50_l2_eps3.ckpt", "sha256")},
+        },
+    }
+    config["surrogate"].update(folds=2, alphas=[1.0, 100.0])
+    config["attack"].update(images=2, eps=[0.5, 2.0], steps=2, restarts=1, units_per_network=2, chunk_rows=64, bf16=False)
+    config["sensitivity"].update(bootstrap=50, random_pairs=200)
+    path = workdir / "mini.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mini_run(served: LoopbackServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("mini")
+    run = snakemake(workdir, "--cores", "2", configfile=str(mini_config(served, workdir)))
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-6000:]
+    return workdir
+
+
+def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
+    run = snakemake(tmp_path, "--dry-run", "--cores", "2", configfile="config/paper.yaml")
+    assert run.returncode == 0, run.stderr
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    n_networks = len(config["networks"])
+    expected = {
+        "download": n_networks + 3,  # checkpoints, assembly, stimulus CSV and ZIP
+        "convert_checkpoint": n_networks,
+        "stimuli": 1,
+        "import_recordings": 1,
+        "features": n_networks,
+        "site_models": 1,
+        "attack_image": config["attack"]["images"],
+        "export_rig_stimuli": 1,
+        "sensitivity": 1,
+        "figure1": 1,
+        "all": 1,
+    }
+    assert job_counts(run.stdout) == {**expected, "total": sum(expected.values())}
+
+
+def test_downloads_are_verified_and_unknown_checksums_recorded(mini_run: Path, served: LoopbackServer) -> None:
+    downloads = mini_run / "downloads"
+    eps0 = downloads / "checkpoints" / "resnet50_l2_eps0.ckpt"
+    assert eps0.read_bytes() == (served.root / "resnet50_l2_eps0.ckpt").read_bytes()
+    assert (downloads / "checkpoints" / "resnet50_l2_eps0.ckpt.sha256").read_text().split()[0] == digest(eps0, "sha256")
+    assert not list(downloads.rglob("*.part"))
+
+
+def test_converted_inputs_match_the_sources(mini_run: Path) -> None:
+    results = mini_run / "results" / "mini"
+    stimuli = io.read_dataset(results / "stimuli/stimuli.nc")
+    assert stimuli.sizes["stimulus_id"] == N_IMAGES and stimuli.attrs["resolution"] == 32
+    recordings = io.read_dataset(results / "recordings/clean.nc")
+    assert set(recordings["region"].values) == {"IT"} and recordings.sizes["neuroid"] == 3
+    assert recordings.sizes["presentation"] == N_IMAGES * 4
+    network = network_from_dataset(io.read_dataset(results / "networks/resnet50_l2_eps3.nc"))
+    assert isinstance(network, ResNet50)
+    models = io.read_dataset(results / "site_models/site_models.nc")
+    assert models.sizes["site"] == 2
+
+
+def test_outputs_without_rig_recordings(mini_run: Path) -> None:
+    results = mini_run / "results" / "mini"
+    sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
+    populations = set(sensitivity["population"].values.tolist())
+    assert {"surrogate (predicted)", "resnet50_l2_eps0", "resnet50_l2_eps3"} <= populations
+    assert "brain (black box)" not in populations
+    assert bool(np.isfinite(sensitivity["s_tilde"]).all())
+    assert (results / "figures/figure1.png").stat().st_size > 10_000
+    table = pd.read_csv(results / "rig/perturbed_stimuli.csv")
+    expected = 2 + 2 * 2 * 2 * 2  # clean images + images x sites x eps x directions
+    assert len(table) == expected
+    with zipfile.ZipFile(results / "rig/perturbed_stimuli.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(table["filename"])
+
+
+def test_second_run_does_nothing_and_touched_downloads_are_not_fetched_again(mini_run: Path, served: LoopbackServer) -> None:
+    config = str(mini_run / "mini.yaml")
+    run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=config)
+    assert "Nothing to be done" in run.stdout + run.stderr
+    for path in (mini_run / "downloads").rglob("*.ckpt"):
+        path.touch()
+    before = len(served.requests)
+    run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=config)
+    assert run.returncode == 0
+    assert "download" not in job_counts(run.stdout) if "Job stats" in run.stdout else True
+    assert len(served.requests) == before
+
+
+def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: LoopbackServer) -> None:
+    results = mini_run / "results" / "mini"
+    shown = pd.read_csv(results / "rig/perturbed_stimuli.csv")
+    sites = io.read_dataset(results / "site_models/site_models.nc")["neuroid_id"].values
+    rng = np.random.default_rng(0)
+    rows = [
+        {"stimulus_id": s, "neuroid_id": n, "repetition": r, "response": float(rng.normal(1.0, 0.5))}
+        for s in shown["stimulus_id"] for n in sites for r in range(3)
+    ]
+    table = mini_run / "rig_recordings.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    config = mini_config(served, mini_run, perturbed=str(table))
+    run = snakemake(mini_run, "--cores", "2", configfile=str(config))
+    assert run.returncode == 0, run.stderr[-5000:]
+    responses = io.read_dataset(results / "responses/responses.nc")
+    assert responses["recorded"].dims == ("site", "image", "eps", "direction")
+    sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
+    assert "brain (black box)" in sensitivity["population"].values.tolist()
