@@ -28,6 +28,7 @@ else:
 include: "workflow/rules/features.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/sensitivity.smk"
+include: "workflow/rules/preference.smk"
 
 
 rule all:

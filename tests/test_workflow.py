@@ -64,14 +64,6 @@ def test_bad_config_stops_with_a_message_naming_the_key(tmp_path: Path, change: 
 # --- end to end -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("tiny")
-    run = snakemake(workdir, "--cores", "2")
-    assert run.returncode == 0, run.stderr[-5000:]
-    return workdir / "results" / "tiny"
-
-
 @pytest.mark.slow
 def test_end_to_end_outputs_are_sane(tiny_run: Path) -> None:
     assert (tiny_run / "figures/figure1.png").stat().st_size > 10_000

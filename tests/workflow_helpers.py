@@ -16,7 +16,9 @@ def snakemake(workdir: Path, *args: str, configfile: str | None = "config/tiny.y
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile:
         command += ["--configfile", str(REPO / configfile)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Jobs (local or on SLURM) must find this environment's python and snakemake.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -71,9 +71,11 @@ def _categories_of(stimulus_ids: np.ndarray, categories: xr.DataArray | Sequence
     """The category of every stimulus id, in the order of `stimulus_ids`."""
     if isinstance(categories, xr.DataArray):
         known = {str(s) for s in categories["stimulus_id"].values}
-        missing = [str(s) for s in stimulus_ids if s not in known]
+        missing = [str(s) for s in stimulus_ids if str(s) not in known]
         if missing:
-            raise KeyError(f"no category for {len(missing)} recorded stimuli, e.g. {missing[:3]}; do the stimuli match the recordings?")
+            raise KeyError(
+                f"no category for {len(missing)} recorded stimuli, e.g. {missing[:3]}; do the stimuli match the recordings?"
+            )
         return np.asarray(categories.sel(stimulus_id=stimulus_ids).values, dtype=str)
     labels = np.asarray(list(categories), dtype=str)
     if labels.shape != stimulus_ids.shape:
@@ -290,7 +292,9 @@ def category_preference_attack(
     `image_category`, the `perturbed` images (uint8, site, image, eps, y, x, channel);
     per site the natural-image references (`preferred_mean`, `nonpreferred_mean`,
     `natural_max`, `natural_min`, each predicted and recorded), and per (site, eps) the
-    fractions of attacked images beyond them.
+    fractions of attacked images whose predicted response lies beyond the *predicted*
+    references (`fraction_above_preferred`, `fraction_above_natural_max`,
+    `fraction_below_nonpreferred`): prediction against prediction, on one scale.
     """
     _check_direction(direction)
     grid = _check_grid(eps_grid)
@@ -394,7 +398,9 @@ def combine_directions(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
     for name in names[1:]:
         for variable in SHARED_VARIABLES:
             if not first[variable].equals(results[name][variable]):
-                raise ValueError(f"directions {names[0]!r} and {name!r} disagree on {variable}; were they run on the same inputs?")
+                raise ValueError(
+                    f"directions {names[0]!r} and {name!r} disagree on {variable}; were they run on the same inputs?"
+                )
     per_direction = [results[name].drop_vars(SHARED_VARIABLES) for name in names]
     stacked = xr.concat(per_direction, dim="direction", coords="minimal", compat="override")
     combined = xr.merge([stacked.assign_coords(direction=names), first[list(SHARED_VARIABLES)]])

@@ -129,7 +129,7 @@ def figure1_outputs():
 
 
 def final_outputs():
-    outputs = [figure1_outputs()]
+    outputs = [figure1_outputs(), multiext(result("figures/figure3"), ".png", ".pdf", ".nc")]
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:

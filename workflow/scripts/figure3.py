@@ -1,9 +1,9 @@
 """Rule figure3: targeted attacks at several eps against each site's preferred natural images."""
-from neuroattack import figures_preference, io
+from neuroattack import figures, io
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-figure, plotted = figures_preference.figure3(io.read_dataset(snakemake.input[0]), snakemake.params.sites)
+figure, plotted = figures.figure3(io.read_dataset(snakemake.input[0]), snakemake.params.sites)
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200, bbox_inches="tight")
 figure.savefig(pdf, bbox_inches="tight")
