@@ -128,8 +128,12 @@ def figure1_outputs():
     return multiext(result("figures/figure1"), ".png", ".pdf", ".nc")
 
 
+def figure3_outputs():
+    return multiext(result("figures/figure3"), ".png", ".pdf", ".nc")
+
+
 def final_outputs():
-    outputs = [figure1_outputs(), multiext(result("figures/figure3"), ".png", ".pdf", ".nc")]
+    outputs = [figure1_outputs(), figure3_outputs()]
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:

@@ -27,7 +27,9 @@ rule figure3:
     input:
         rules.category_preference.output[0],
     output:
-        multiext(result("figures/figure3"), ".png", ".pdf", ".nc"),
+        png=report(result("figures/figure3.png"), caption="../report/figure3.rst", category="Figures"),
+        pdf=result("figures/figure3.pdf"),
+        numbers=result("figures/figure3.nc"),
     log:
         log_file("figure3"),
     localrule: True

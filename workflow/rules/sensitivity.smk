@@ -25,7 +25,9 @@ rule figure1:
     input:
         rules.sensitivity.output[0],
     output:
-        figure1_outputs(),
+        png=report(result("figures/figure1.png"), caption="../report/figure1.rst", category="Figures"),
+        pdf=result("figures/figure1.pdf"),
+        numbers=result("figures/figure1.nc"),
     log:
         log_file("figure1"),
     localrule: True
