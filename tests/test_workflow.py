@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from neuroattack import io
-from workflow_helpers import REPO, job_counts, snakemake
+from workflow_helpers import REPO, assert_same_results, job_counts, snakemake
 
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "config").glob("*.yaml"))
 
@@ -102,10 +102,5 @@ def test_two_runs_give_identical_values(tiny_run: Path, tmp_path: Path) -> None:
     run = snakemake(tmp_path, "--cores", "2")
     assert run.returncode == 0, run.stderr[-5000:]
     again = tmp_path / "results" / "tiny"
-    files = sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*.nc"))
-    assert files == sorted(p.relative_to(again) for p in again.rglob("*.nc"))
-    for relative in files:
-        first, second = io.read_dataset(tiny_run / relative), io.read_dataset(again / relative)
-        first.attrs, second.attrs = {}, {}
-        assert first.identical(second), relative
+    assert_same_results(tiny_run, again)
     shutil.rmtree(again)

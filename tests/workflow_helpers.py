@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from neuroattack import io
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
@@ -20,6 +22,17 @@ def snakemake(workdir: Path, *args: str, configfile: str | None = "config/tiny.y
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_same_results(first: Path, second: Path) -> None:
+    """Both folders hold the same netCDF files with identical values (global attrs,
+    which carry timestamps and paths, aside)."""
+    files = sorted(p.relative_to(first) for p in first.rglob("*.nc"))
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*.nc"))
+    for relative in files:
+        a, b = io.read_dataset(first / relative), io.read_dataset(second / relative)
+        a.attrs, b.attrs = {}, {}
+        assert a.identical(b), relative
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
