@@ -42,7 +42,7 @@ fail() { echo "setup_slurm: $*" >&2; exit 1; }
 
 # --- 1. packages --------------------------------------------------------------
 export PATH=$PATH:/usr/sbin:/sbin
-# Installed already (a re-run, or a machine kept from an earlier session):
+# Installed already (a re-run, or a machine that has the packages):
 # no apt-get at all.
 have_all() {
     local b
