@@ -143,7 +143,7 @@ def test_second_run_does_nothing_and_touched_downloads_are_not_fetched_again(min
     before = len(served.requests)
     run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=config)
     assert run.returncode == 0
-    assert "download" not in job_counts(run.stdout) if "Job stats" in run.stdout else True
+    assert "rule download:" not in run.stdout  # downstream rules may rerun; the transfer never does
     assert len(served.requests) == before
 
 
