@@ -40,7 +40,14 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from neuroattack.attack import LEVELS, AttackSettings, pgd_attack, quantize  # noqa: E402
-from neuroattack.models import IMAGENET_MEAN, IMAGENET_STD, Architecture, build_network, count_flops  # noqa: E402
+from neuroattack.models import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Architecture,
+    build_network,
+    count_flops,
+    frozen_for_attack,
+)
 from neuroattack.readouts import UnitResponse  # noqa: E402
 
 try:
@@ -53,13 +60,14 @@ except ImportError:  # the table still needs it; say how to get it
 
 
 class PassCounter:
-    """Counts rows through the network's first layer: every forward, and every
-    backward that reaches it (a gradient hook on that layer's output)."""
+    """Counts rows through the networks' first layers: every forward, and every
+    backward that reaches one (a gradient hook on that layer's output)."""
 
-    def __init__(self, first_layer: nn.Module) -> None:
+    def __init__(self, first_layers: list[nn.Module]) -> None:
         self.forward = 0
         self.backward = 0
-        self._handle = first_layer.register_forward_hook(self._on_forward)
+        for layer in first_layers:
+            layer.register_forward_hook(self._on_forward)
 
     def _on_forward(self, _module: nn.Module, _inputs: object, output: Tensor) -> None:
         self.forward += output.shape[0]
@@ -142,6 +150,17 @@ def run_ours(response: UnitResponse, job: Job, settings: AttackSettings, seed: i
     return result.change
 
 
+class PlainUnit(nn.Module):
+    """A unit response as a user would write it: the network as it is, one unit per row."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        return self.network.features(images).gather(1, target.view(-1, 1)).squeeze(1)
+
+
 class SignedUnitChange(nn.Module):
     """A two-class 'classifier' for torchattacks: logits (s * (f(x) - f(x0)), 0).
 
@@ -150,7 +169,7 @@ class SignedUnitChange(nn.Module):
     responses before each call.
     """
 
-    def __init__(self, response: UnitResponse) -> None:
+    def __init__(self, response: nn.Module) -> None:
         super().__init__()
         self.response = response
         self.target: Tensor | None = None
@@ -166,7 +185,7 @@ class SignedUnitChange(nn.Module):
 
 
 def run_torchattacks(
-    response: UnitResponse, job: Job, steps: int, restarts: int, alpha_factor: float, chunk_rows: int, seed: int
+    response: nn.Module, job: Job, steps: int, restarts: int, alpha_factor: float, chunk_rows: int, seed: int
 ) -> Tensor:
     """PGDL2 per eps (its eps is a scalar), R restarts by repetition, best quantised
     objective per row kept. Returns the change per row, in the job's row order."""
@@ -240,14 +259,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="our steps per phase (two phases: 2*eps then eps)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--chunk-rows", type=int, default=None, help="rows per batch, both engines (default: 1024 small, as in the config; 64 resnet50)"
+        "--chunk-rows", type=int, default=None, help="rows per batch, both engines (default: 128 small, as in the config; 64 resnet50)"
     )
     parser.add_argument(
-        "--also-chunk-rows",
-        type=int,
-        nargs="*",
-        default=None,
-        help="extra rows of ours with these chunk sizes (default: 128 on CPU, none on CUDA)",
+        "--also-chunk-rows", type=int, nargs="*", default=[], help="extra rows of ours with these chunk sizes"
     )
     parser.add_argument("--alpha-factor", type=float, default=2.5, help="PGDL2 step size alpha = factor * eps / steps")
     parser.add_argument(
@@ -260,9 +275,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.resolution = args.resolution or (224 if args.arch == "resnet50" else 32)
-    args.chunk_rows = args.chunk_rows or (64 if args.arch == "resnet50" else 1024)
-    if args.also_chunk_rows is None:
-        args.also_chunk_rows = [128] if args.device == "cpu" else []
+    args.chunk_rows = args.chunk_rows or (64 if args.arch == "resnet50" else 128)
     args.also_chunk_rows = [c for c in args.also_chunk_rows if c != args.chunk_rows]
     return args
 
@@ -283,8 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     network = build(args.arch, args.seed).to(device)
     flops = count_flops(network.cpu(), args.resolution)
     network.to(device)
-    response = UnitResponse(network)
-    counter = PassCounter(network.normalize)
+    response = UnitResponse(network)  # ours: holds a frozen copy (BatchNorm folded, channels_last)
+    user_unit = PlainUnit(network)  # PGDL2: the network as the user has it
+    # PGDL2 given our BatchNorm folding. Not channels_last: PGDL2 flattens gradients with
+    # .view(), which fails on channels_last tensors.
+    frozen_unit = PlainUnit(frozen_for_attack(network).to(memory_format=torch.contiguous_format))
+    counter = PassCounter([response.network.normalize, network.normalize, frozen_unit.network.normalize])
     units = torch.as_tensor(
         np.sort(np.random.default_rng(args.seed).choice(network.feature_dim, args.units, replace=False)), device=device
     )
@@ -318,7 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     engines: dict[str, Callable[[int], Tensor]] = {
         "ours": lambda seed: run_ours(response, job, settings, seed),
         "torchattacks PGDL2": lambda seed: run_torchattacks(
-            response, job, steps_per_restart, args.restarts, args.alpha_factor, args.chunk_rows, seed
+            user_unit, job, steps_per_restart, args.restarts, args.alpha_factor, args.chunk_rows, seed
+        ),
+        "PGDL2, folded network": lambda seed: run_torchattacks(
+            frozen_unit, job, steps_per_restart, args.restarts, args.alpha_factor, args.chunk_rows, seed
         ),
     }
     variants: dict[str, Callable[[int], Tensor]] = {}
@@ -328,24 +348,15 @@ def main(argv: list[str] | None = None) -> None:
         )
     if device.type == "cuda":
         bf16_settings = replace(settings, bf16=True)
-        channels_last = job.images.contiguous(memory_format=torch.channels_last)
-        bf16_job = replace(job, images=channels_last)
-
-        def run_bf16(seed: int) -> Tensor:
-            network.to(memory_format=torch.channels_last)
-            try:
-                return run_ours(response, bf16_job, bf16_settings, seed)
-            finally:
-                network.to(memory_format=torch.contiguous_format)
-
-        variants["ours bf16+channels_last"] = run_bf16
+        variants["ours bf16"] = lambda seed: run_ours(response, job, bf16_settings, seed)
     everything = {**engines, **variants}
 
     # warm-up: one small job per engine (allocator, kernels, autotuning)
     warm = build_job(images[:1], units[:1], args.eps[:1])
     warm_settings = replace(settings, steps=2, restarts=1)
     run_ours(response, warm, warm_settings, args.seed)
-    run_torchattacks(response, warm, 2, 1, args.alpha_factor, args.chunk_rows, args.seed)
+    for unit in (user_unit, frozen_unit):
+        run_torchattacks(unit, warm, 2, 1, args.alpha_factor, args.chunk_rows, args.seed)
 
     seconds: dict[str, list[float]] = {name: [] for name in everything}
     passes: dict[str, list[tuple[int, int]]] = {name: [] for name in everything}
@@ -356,8 +367,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in order:
             counter.reset()
             elapsed, change = timed(device, lambda name=name, seed=args.seed + repeat: everything[name](seed))
-            if network.training:
-                raise RuntimeError(f"{name} left the network in training mode")
+            if any(module.training for module in (network, response.network, frozen_unit.network)):
+                raise RuntimeError(f"{name} left a network in training mode")
             seconds[name].append(elapsed)
             passes[name].append((counter.forward, counter.backward))
             changes[name].append(change.detach().float().cpu())

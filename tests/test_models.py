@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
+from torch import nn
 
 from neuroattack import io
-from neuroattack.models import Architecture, build_network, count_flops, network_from_dataset, weights_to_dataset
+from neuroattack.models import (
+    Architecture,
+    build_network,
+    count_flops,
+    frozen_for_attack,
+    network_from_dataset,
+    weights_to_dataset,
+)
+
+
+def randomize_batchnorm(network: nn.Module) -> None:
+    """Non-trivial statistics and affine parameters in every BatchNorm (fresh ones are the identity)."""
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
 
 
 def test_weights_round_trip_through_netcdf(tmp_path: Path) -> None:
     arch = Architecture(widths=(8, 16), blocks=(1, 2), num_classes=5)
     torch.manual_seed(0)
     network = build_network(arch).eval()
-    with torch.no_grad():  # non-trivial batch-norm statistics
-        for module in network.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-1, 1)
-                module.running_var.uniform_(0.5, 2)
+    randomize_batchnorm(network)
     path = io.write_dataset(weights_to_dataset(network, arch, {"training_eps": 0.5}), tmp_path / "w.nc", "w", "test")
     loaded = io.read_dataset(path)
     rebuilt = network_from_dataset(loaded, str(path))
@@ -35,3 +51,42 @@ def test_flop_count_of_a_single_conv_network() -> None:
     # stem 3->4 and two 4->4 3x3 convs at 8x8, no downsample
     expected = 2 * 8 * 8 * 4 * (27 + 36 + 36)
     assert count_flops(network, 8) == expected
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value - reference).abs().max() / reference.abs().max())
+
+
+def input_gradient(network: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.clone().requires_grad_(True)
+    features = network.features(images)
+    (gradient,) = torch.autograd.grad(features[:, :3].sum(), images)
+    return features.detach(), gradient
+
+
+@pytest.mark.parametrize(
+    ("arch", "resolution"),
+    [
+        (Architecture(widths=(8, 16, 32), blocks=(2, 1, 1), num_classes=5), 16),
+        (Architecture(name="resnet50", num_classes=7), 64),
+    ],
+)
+def test_frozen_copy_folds_every_batchnorm_and_computes_the_same_function(arch: Architecture, resolution: int) -> None:
+    torch.manual_seed(0)
+    network = build_network(arch).eval()
+    randomize_batchnorm(network)
+    before = {name: value.clone() for name, value in network.state_dict().items()}
+    frozen = frozen_for_attack(network)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
+    assert not any(p.requires_grad for p in frozen.parameters())
+    images = torch.rand(3, 3, resolution, resolution)
+    features, gradient = input_gradient(network, images)
+    frozen_features, frozen_gradient = input_gradient(frozen, images)
+    # float32 round-off only: tiny next to the values' scale (a wrong fold is off by O(1))
+    assert relative_error(frozen_features, features) < 1e-4
+    assert relative_error(frozen_gradient, gradient) < 1e-4
+    # the original keeps its BatchNorms and values, and stays trainable
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in network.modules()) > 0
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+    assert all(p.requires_grad for p in network.parameters())

@@ -2,7 +2,9 @@
 
 Each is a module whose forward(images, target) returns one response per row:
 the target-th penultimate unit of a network, or the target-th site of a linear
-(optionally rectified) readout of a network's penultimate features.
+(optionally rectified) readout of a network's penultimate features. Each holds a
+copy of its network made for input gradients (`models.frozen_for_attack`: eval
+mode, BatchNorm folded, channels_last); the network passed in is not changed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from neuroattack.models import FeatureNetwork
+from neuroattack.models import FeatureNetwork, frozen_for_attack
 
 
 class UnitResponse(nn.Module):
@@ -20,7 +22,7 @@ class UnitResponse(nn.Module):
 
     def __init__(self, network: FeatureNetwork) -> None:
         super().__init__()
-        self.network = network
+        self.network = frozen_for_attack(network)
 
     def forward(self, images: Tensor, target: Tensor) -> Tensor:
         features = self.network.features(images)
@@ -39,7 +41,7 @@ class LinearSiteResponse(nn.Module):
         rectify: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
-        self.network = network
+        self.network = frozen_for_attack(network)
         self.register_buffer("weight", torch.as_tensor(np.asarray(weight, dtype=np.float32)))
         self.register_buffer("bias", torch.as_tensor(np.asarray(bias, dtype=np.float32)))
         self.rectify = rectify
