@@ -40,13 +40,13 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from neuroattack.attack import LEVELS, AttackSettings, pgd_attack, quantize  # noqa: E402
+from neuroattack.frozen import frozen_for_attack  # noqa: E402
 from neuroattack.models import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     Architecture,
     build_network,
     count_flops,
-    frozen_for_attack,
 )
 from neuroattack.readouts import UnitResponse  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Networks and their netCDF weights."""
+"""Networks, their netCDF weights, and their frozen copies for attacks."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ import torch
 from torch import nn
 
 from neuroattack import io
-from neuroattack.models import (
-    Architecture,
-    build_network,
-    count_flops,
-    frozen_for_attack,
-    network_from_dataset,
-    weights_to_dataset,
-)
+from neuroattack.frozen import frozen_for_attack
+from neuroattack.models import Architecture, build_network, count_flops, network_from_dataset, weights_to_dataset
 
 
 def randomize_batchnorm(network: nn.Module) -> None:

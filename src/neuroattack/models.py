@@ -7,21 +7,17 @@ perturbation norms live in pixel space. `features(x)` is the penultimate layer.
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import resnet50
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-ModuleT = TypeVar("ModuleT", bound=nn.Module)
+from torchvision.models.resnet import BasicBlock
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -162,37 +158,6 @@ def network_from_dataset(ds: xr.Dataset, path: str = "<weights>") -> FeatureNetw
     network.load_state_dict(state, strict=True)
     network.eval().requires_grad_(False)
     return network
-
-
-def _conv_bn_pairs(network: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
-    """(parent, conv name, batchnorm name) for every BatchNorm that directly follows a
-    convolution: adjacent in an nn.Sequential, or conv{i} -> bn{i} in torchvision's
-    ResNet stem and residual blocks (that is how their forward() composes them)."""
-    for parent in network.modules():
-        if isinstance(parent, nn.Sequential):
-            children = list(parent.named_children())
-            for (conv_name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    yield parent, conv_name, bn_name
-        elif isinstance(parent, (BasicBlock, Bottleneck, ResNet)):
-            for index in (1, 2, 3):
-                if isinstance(getattr(parent, f"bn{index}", None), nn.BatchNorm2d):
-                    yield parent, f"conv{index}", f"bn{index}"
-
-
-def frozen_for_attack(network: ModuleT) -> ModuleT:
-    """A copy of `network` made for input-gradient work: eval mode, no weight
-    gradients, every BatchNorm folded into the convolution before it, and weights in
-    channels_last memory. It computes the same function up to float round-off; on CPU
-    the folded, channels_last network runs forward plus input-backward about twice as
-    fast (benchmarks/attack_throughput.py). The original network is left untouched.
-    """
-    frozen = copy.deepcopy(network).eval().requires_grad_(False)
-    for parent, conv_name, bn_name in list(_conv_bn_pairs(frozen)):
-        folded = fuse_conv_bn_eval(getattr(parent, conv_name), getattr(parent, bn_name))
-        setattr(parent, conv_name, folded.requires_grad_(False))
-        setattr(parent, bn_name, nn.Identity())
-    return frozen.to(memory_format=torch.channels_last)
 
 
 def count_flops(network: FeatureNetwork, resolution: int) -> int:

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from neuroattack.models import FeatureNetwork, frozen_for_attack
+from neuroattack.frozen import frozen_for_attack
+from neuroattack.models import FeatureNetwork
 
 
 class UnitResponse(nn.Module):
