@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from neuroattack.attack import LEVELS, AttackSettings, pgd_attack, quantize  # noqa: E402
+from neuroattack.attack import LEVELS, PRECISIONS, AttackSettings, pgd_attack, quantize  # noqa: E402
 from neuroattack.frozen import frozen_for_attack  # noqa: E402
 from neuroattack.models import (  # noqa: E402
     IMAGENET_MEAN,
@@ -271,12 +271,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=3.0,
         help="FLOPs of one forward+backward in units of a forward (3 counts weight gradients; 2 is the input-only floor)",
     )
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="ours' precision (as in the config)")
+    parser.add_argument(
+        "--also-precision", choices=PRECISIONS, nargs="*", default=["float32"], help="extra rows of ours at these precisions"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.resolution = args.resolution or (224 if args.arch == "resnet50" else 32)
     args.chunk_rows = args.chunk_rows or (64 if args.arch == "resnet50" else 128)
     args.also_chunk_rows = [c for c in args.also_chunk_rows if c != args.chunk_rows]
+    args.also_precision = [p for p in args.also_precision if p != args.precision]
     return args
 
 
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     images = load_images(args.images, args.resolution, args.seed).to(device)
     job = build_job(images, units, args.eps)
-    settings = AttackSettings(steps=args.steps, restarts=args.restarts, chunk_rows=args.chunk_rows)
+    settings = AttackSettings(steps=args.steps, restarts=args.restarts, chunk_rows=args.chunk_rows, precision=args.precision)
     forward_per_restart, steps_per_restart = settings.passes_per_row()  # PGDL2 gets the same gradient steps
     rows = job.target.numel()
     image_steps = rows * args.restarts * steps_per_restart
@@ -327,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         f"(ours: {args.steps} steps per phase, 2 phases; PGDL2: {steps_per_restart} steps, "
         f"alpha = {args.alpha_factor} eps / {steps_per_restart})"
     )
+    phases = ", ".join("bf16" if bf16 else "float32" for bf16 in settings.bf16_phases(device))
+    print(f"ours: precision {args.precision}, so the search phases (2*eps, eps) run in {phases}; results in float32")
     print(
         f"batches: ours {min(rows * args.restarts, args.chunk_rows)} rows (restarts included), "
         f"PGDL2 {min(rows // len(args.eps), args.chunk_rows)} rows per call (one eps, one restart)"
@@ -341,20 +348,21 @@ def main(argv: list[str] | None = None) -> None:
             frozen_unit, job, steps_per_restart, args.restarts, args.alpha_factor, args.chunk_rows, seed
         ),
     }
-    variants: dict[str, Callable[[int], Tensor]] = {}
     for chunk in args.also_chunk_rows:
         engines[f"ours, chunk_rows={chunk}"] = lambda seed, chunk=chunk: run_ours(
             response, job, replace(settings, chunk_rows=chunk), seed
         )
-    if device.type == "cuda":
-        bf16_settings = replace(settings, bf16=True)
-        variants["ours bf16"] = lambda seed: run_ours(response, job, bf16_settings, seed)
-    everything = {**engines, **variants}
+    for precision in args.also_precision:
+        engines[f"ours, {precision}"] = lambda seed, precision=precision: run_ours(
+            response, job, replace(settings, precision=precision), seed
+        )
+    everything = engines
 
     # warm-up: one small job per engine (allocator, kernels, autotuning)
     warm = build_job(images[:1], units[:1], args.eps[:1])
     warm_settings = replace(settings, steps=2, restarts=1)
-    run_ours(response, warm, warm_settings, args.seed)
+    for precision in (args.precision, *args.also_precision):
+        run_ours(response, warm, replace(warm_settings, precision=precision), args.seed)
     for unit in (user_unit, frozen_unit):
         run_torchattacks(unit, warm, 2, 1, args.alpha_factor, args.chunk_rows, args.seed)
 
@@ -406,14 +414,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'eps':>8} " + " ".join(f"{name:>24}" for name in everything))
     for e, eps in enumerate(args.eps):
         print(f"{eps:8.3g} " + " ".join(f"{float(per_eps[name][e].mean()):24.5g}" for name in everything))
-    if variants:
-        for name in variants:
-            gaps = [(achieved(job, a) - achieved(job, b)).abs().max() for a, b in zip(changes[name], changes["ours"], strict=True)]
-            raw = [(a - b).abs().max() for a, b in zip(changes[name], changes["ours"], strict=True)]
-            print(
-                f"{name} vs float32: max |achieved change difference| {float(max(gaps)):.4g} "
-                f"(per row, signed change: {float(max(raw)):.4g})"
-            )
+    reference_name = "ours" if args.precision == "float32" else "ours, float32"
+    if reference_name in changes:
+        for name in everything:
+            if name.startswith("ours") and name != reference_name:
+                pairs = list(zip(changes[name], changes[reference_name], strict=True))
+                gap = max(float((achieved(job, a) - achieved(job, b)).abs().max()) for a, b in pairs)
+                ratio = statistics.median(float(achieved(job, a).mean() / achieved(job, b).mean()) for a, b in pairs)
+                print(
+                    f"{name} vs {reference_name}: mean achieved change ratio {ratio:.4f}, "
+                    f"max per-(unit, image, eps) difference {gap:.4g}"
+                )
 
 
 if __name__ == "__main__":

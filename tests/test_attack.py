@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from neuroattack import attack as attack_module
 from neuroattack.attack import (
     LEVELS,
     AttackSettings,
@@ -211,3 +212,40 @@ def test_rejects_bad_rows() -> None:
     images = grey_images(2)
     with pytest.raises(ValueError, match="eps must be positive"):
         attack(LinearUnits(2), images, torch.tensor([0.5, 0.0]))
+
+
+def test_precision_names_the_bad_value() -> None:
+    with pytest.raises(ValueError, match="precision 'half'"):
+        AttackSettings(precision="half")
+
+
+@pytest.mark.parametrize(
+    ("precision", "native", "expected"),
+    [
+        ("float32", True, [False, False]),
+        ("mixed", False, [True, False]),
+        ("bf16", False, [True, True]),
+        ("auto", True, [True, False]),
+        ("auto", False, [False, False]),
+    ],
+)
+def test_which_search_phases_run_in_bf16(
+    monkeypatch: pytest.MonkeyPatch, precision: str, native: bool, expected: list[bool]
+) -> None:
+    monkeypatch.setattr(attack_module, "bf16_is_native", lambda device: native)
+    assert AttackSettings(precision=precision).bf16_phases(torch.device("cpu")) == expected
+    assert AttackSettings(precision=precision, wide_ball_factor=1.0).bf16_phases(torch.device("cpu")) == expected[1:]
+
+
+@pytest.mark.parametrize("precision", ["mixed", "bf16"])
+def test_bf16_search_reports_float32_changes_and_stays_as_strong(precision: str) -> None:
+    network = ReluUnits(seed=4)
+    images = random_images(32, seed=8)
+    eps = torch.tensor([0.1, 0.3, 1.0, 3.0]).repeat(8)
+    reference = attack(network, images, eps, precision="float32")
+    result = attack(network, images, eps, precision=precision)
+    target = torch.arange(32) % 16
+    with torch.no_grad():  # the reported change is the float32 response to the image that is shown
+        shown = network(result.perturbed.float() / LEVELS, target) - network(images, target)
+    torch.testing.assert_close(result.change, shown, rtol=0, atol=1e-6)
+    assert float(result.change.mean()) >= 0.98 * float(reference.change.mean())

@@ -59,8 +59,8 @@ def mini_config(server: LoopbackServer, workdir: Path, perturbed: str | None = N
         },
     }
     config["surrogate"].update(folds=2, alphas=[1.0, 100.0])
-    config["attack"].update(images=2, eps=[0.5, 2.0], steps=2, restarts=1, units_per_network=2, chunk_rows=64, bf16=False)
-    config["preference"].update(eps=[0.5, 2.0], images_per_site=2, categories=2, steps=2, restarts=1, chunk_rows=64, bf16=False)
+    config["attack"].update(images=2, eps=[0.5, 2.0], steps=2, restarts=1, units_per_network=2, chunk_rows=64, precision="float32")
+    config["preference"].update(eps=[0.5, 2.0], images_per_site=2, categories=2, steps=2, restarts=1, chunk_rows=64, precision="float32")
     config["sensitivity"].update(bootstrap=50, random_pairs=200)
     path = workdir / "mini.yaml"
     path.write_text(yaml.safe_dump(config))

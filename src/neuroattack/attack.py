@@ -10,6 +10,10 @@ is the best point it has seen). The first phase runs inside a ball of radius
 `wide_ball_factor * eps`, the second inside eps. The final image is quantised to
 8 bits and its norm re-checked (never above eps). Gradients are taken with
 respect to the input only, and nothing in the step loop synchronises with the host.
+
+Precision: the search may run under bf16 autocast (`AttackSettings.precision`), but
+the clean and final responses, and so every reported change, are always float32.
+"mixed" searches the wide phase in bf16 and refines the eps phase in float32.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ ResponseFn = Callable[[Tensor, Tensor], Tensor]
 
 LEVELS = 255.0
 PROJECTION_SLACK = 1e-6  # keeps float32 round-off from pushing a norm past eps
+PRECISIONS = ("auto", "float32", "mixed", "bf16")
 
 
 @dataclass(frozen=True)
@@ -36,15 +41,42 @@ class AttackSettings:
     restarts: int = 4
     wide_ball_factor: float = 2.0  # radius of the first phase, in units of eps (1 = one phase)
     step_decay: float = 0.9  # step multiplier after a step without progress
-    chunk_rows: int = 1024  # rows per batch (memory bound only)
-    bf16: bool = False  # bf16 autocast on CUDA
+    chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it
+    precision: str = "float32"  # one of PRECISIONS: bf16 autocast in which search phases
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+
+    @property
+    def phases(self) -> int:
+        return 2 if self.wide_ball_factor != 1.0 else 1
 
     def passes_per_row(self) -> tuple[int, int]:
         """(forward, backward) passes per row: clean + per phase (start + steps) + final."""
-        phases = 2 if self.wide_ball_factor != 1.0 else 1
-        forward = 1 + phases * (1 + self.steps) + 1
-        backward = phases * (1 + self.steps)
+        forward = 1 + self.phases * (1 + self.steps) + 1
+        backward = self.phases * (1 + self.steps)
         return forward, backward
+
+    def bf16_phases(self, device: torch.device) -> list[bool]:
+        """Per search phase, whether it runs under bf16 autocast on `device`."""
+        precision = self.precision
+        if precision == "auto":
+            precision = "mixed" if bf16_is_native(device) else "float32"
+        if precision == "bf16":
+            return [True] * self.phases
+        if precision == "mixed":  # coarse wide phase in bf16, the eps phase refined in float32
+            return [True] * (self.phases - 1) + [False]
+        return [False] * self.phases
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether bf16 convolutions run on native hardware here (elsewhere they are emulated, and slow)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # AVX512-BF16 or AMX; torch has no public query for this
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
 
 
 @dataclass
@@ -136,7 +168,8 @@ def quantize(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -
 def _objective(
     response: ResponseFn, images: Tensor, delta: Tensor, target: Tensor, clean: Tensor, sign: Tensor, bf16: bool
 ) -> tuple[Tensor, Tensor]:
-    """(sign * (f(x + delta) - f(x)), its gradient w.r.t. delta)."""
+    """(sign * (f(x + delta) - f(x)), its gradient w.r.t. delta). Under bf16 the float32
+    `clean` only offsets the value, so comparisons within a phase are unaffected."""
     delta = delta.detach().requires_grad_(True)
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
         value = sign * (response(images + delta, target).float() - clean)
@@ -154,12 +187,11 @@ def _attack_chunk(
     settings: AttackSettings,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Attack rows (restarts expanded). Returns clean, change, norm, perturbed levels, best objective."""
-    bf16 = settings.bf16 and images.device.type == "cuda"
-    with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-        clean = response(images, target).float()
-    radii = [eps * settings.wide_ball_factor, eps] if settings.wide_ball_factor != 1.0 else [eps]
+    with torch.no_grad():
+        clean = response(images, target)
+    radii = [eps * settings.wide_ball_factor, eps] if settings.phases == 2 else [eps]
     best = clamp_to_box(images, start * _per_row(radii[0], start))
-    for radius in radii:
+    for radius, bf16 in zip(radii, settings.bf16_phases(images.device), strict=True):
         best = clamp_to_box(images, project_l2(best, radius))
         best_value, best_gradient = _objective(response, images, best, target, clean, sign, bf16)
         step = eps.clone()
@@ -174,8 +206,8 @@ def _attack_chunk(
             best_value = torch.where(better, value, best_value)
             step = torch.where(better, step, step * settings.step_decay)
     levels, delta = quantize(images, best, eps)
-    with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-        final = response(levels / LEVELS, target).float()
+    with torch.no_grad():
+        final = response(levels / LEVELS, target)
     return clean, final - clean, flat_norm(delta), levels, best_value
 
 
