@@ -257,6 +257,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0])
     parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="our steps per phase (two phases: 2*eps then eps)")
+    parser.add_argument("--step-decay", type=float, default=0.9, help="ours: step multiplier after a step without progress")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--chunk-rows", type=int, default=None, help="rows per batch, both engines (default: 128 small, as in the config; 64 resnet50)"
@@ -312,7 +313,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     images = load_images(args.images, args.resolution, args.seed).to(device)
     job = build_job(images, units, args.eps)
-    settings = AttackSettings(steps=args.steps, restarts=args.restarts, chunk_rows=args.chunk_rows, precision=args.precision)
+    settings = AttackSettings(
+        steps=args.steps, restarts=args.restarts, chunk_rows=args.chunk_rows, precision=args.precision,
+        step_decay=args.step_decay,
+    )
     forward_per_restart, steps_per_restart = settings.passes_per_row()  # PGDL2 gets the same gradient steps
     rows = job.target.numel()
     image_steps = rows * args.restarts * steps_per_restart
