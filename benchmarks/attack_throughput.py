@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(ours: {args.steps} steps per phase, 2 phases; PGDL2: {steps_per_restart} steps, "
         f"alpha = {args.alpha_factor} eps / {steps_per_restart})"
     )
-    phases = ", ".join("bf16" if bf16 else "float32" for bf16 in settings.bf16_phases(device))
+    phases = settings.search_precision(device)
     print(f"ours: precision {args.precision}, so the search phases (2*eps, eps) run in {phases}; results in float32")
     print(
         f"batches: ours {min(rows * args.restarts, args.chunk_rows)} rows (restarts included), "

@@ -249,3 +249,15 @@ def test_bf16_search_reports_float32_changes_and_stays_as_strong(precision: str)
         shown = network(result.perturbed.float() / LEVELS, target) - network(images, target)
     torch.testing.assert_close(result.change, shown, rtol=0, atol=1e-6)
     assert float(result.change.mean()) >= 0.98 * float(reference.change.mean())
+    assert not torch.equal(result.perturbed, reference.perturbed)  # bf16 really ran: the search took other paths
+
+
+def test_chunking_does_not_change_results() -> None:
+    network = ReluUnits(seed=5)
+    images = random_images(12, seed=9)
+    eps = torch.tensor([0.2, 1.0, 2.0]).repeat(4)
+    whole = attack(network, images, eps, restarts=3, chunk_rows=1024)
+    for chunk_rows in (1, 7):
+        chunked = attack(network, images, eps, restarts=3, chunk_rows=chunk_rows)
+        assert torch.equal(chunked.perturbed, whole.perturbed), chunk_rows
+        torch.testing.assert_close(chunked.change, whole.change, rtol=0, atol=1e-6)

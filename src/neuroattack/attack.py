@@ -18,6 +18,7 @@ the clean and final responses, and so every reported change, are always float32.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ class AttackSettings:
     restarts: int = 4
     wide_ball_factor: float = 2.0  # radius of the first phase, in units of eps (1 = one phase)
     step_decay: float = 0.9  # step multiplier after a step without progress
-    chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it
+    chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it (tests/test_attack.py)
     precision: str = "float32"  # one of PRECISIONS: bf16 autocast in which search phases
 
     def __post_init__(self) -> None:
@@ -69,14 +70,25 @@ class AttackSettings:
             return [True] * (self.phases - 1) + [False]
         return [False] * self.phases
 
+    def search_precision(self, device: torch.device) -> str:
+        """The search phases' precisions on `device`, e.g. "bf16, float32" (recorded with results)."""
+        return ", ".join("bf16" if bf16 else "float32" for bf16 in self.bf16_phases(device))
+
 
 def bf16_is_native(device: torch.device) -> bool:
     """Whether bf16 convolutions run on native hardware here (elsewhere they are emulated, and slow)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # AVX512-BF16 or AMX; torch has no public query for this
+    if device.type == "cuda":  # Ampere or newer; older GPUs emulate bf16
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        # AVX512-BF16 or AMX; plain AVX-512 only emulates bf16. torch has no public query.
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    try:  # other CPUs (e.g. Arm with BF16 instructions): ask oneDNN
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass
@@ -187,7 +199,7 @@ def _attack_chunk(
     settings: AttackSettings,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Attack rows (restarts expanded). Returns clean, change, norm, perturbed levels, best objective."""
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):  # float32 even inside a caller's autocast
         clean = response(images, target)
     radii = [eps * settings.wide_ball_factor, eps] if settings.phases == 2 else [eps]
     best = clamp_to_box(images, start * _per_row(radii[0], start))
@@ -206,7 +218,7 @@ def _attack_chunk(
             best_value = torch.where(better, value, best_value)
             step = torch.where(better, step, step * settings.step_decay)
     levels, delta = quantize(images, best, eps)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
         final = response(levels / LEVELS, target)
     return clean, final - clean, flat_norm(delta), levels, best_value
 

@@ -2,8 +2,8 @@
 
 `frozen_for_attack` folds every BatchNorm into the convolution before it (torch's
 `fuse_conv_bn_eval`) and stores weights in channels_last memory. The copy computes
-the same function, and the same input gradient, up to float round-off; on CPU its
-forward plus input-backward runs about twice as fast (benchmarks/README.md).
+the same function, and the same input gradient, up to float round-off. On CPU,
+folding alone made torchattacks' PGDL2 1.2-1.3x faster (benchmarks/README.md).
 """
 
 from __future__ import annotations

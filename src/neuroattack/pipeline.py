@@ -245,6 +245,7 @@ def attack_image(
         "backward_passes_per_row": int(sites["passes"][1]),
         "rows_per_target": len(eps_grid) * 2,
         **{f"attack_{k}": v for k, v in vars(settings).items()},
+        "attack_search_precision": settings.search_precision(image.device),
     }
     return ds
 

@@ -3,7 +3,7 @@
 Each is a module whose forward(images, target) returns one response per row:
 the target-th penultimate unit of a network, or the target-th site of a linear
 (optionally rectified) readout of a network's penultimate features. Each holds a
-copy of its network made for input gradients (`models.frozen_for_attack`: eval
+copy of its network made for input gradients (`frozen.frozen_for_attack`: eval
 mode, BatchNorm folded, channels_last); the network passed in is not changed.
 """
 

@@ -320,6 +320,7 @@ def category_preference_attack(
         targeted_categories=n_categories,
         seed=seed,
         **{f"attack_{k}": v for k, v in asdict(settings).items()},
+        attack_search_precision=settings.search_precision(device),
     )
 
 
