@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps, restarts=args.restarts, chunk_rows=args.chunk_rows, precision=args.precision,
         step_decay=args.step_decay,
     )
-    forward_per_restart, steps_per_restart = settings.passes_per_row()  # PGDL2 gets the same gradient steps
+    steps_per_restart = settings.gradient_steps_per_restart()  # PGDL2 gets the same gradient steps
     rows = job.target.numel()
     image_steps = rows * args.restarts * steps_per_restart
 

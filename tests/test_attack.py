@@ -134,7 +134,7 @@ def test_as_strong_as_plain_pgd_at_equal_gradient_evaluations() -> None:
     images = random_images(16, seed=2)
     target = torch.arange(16)
     settings = AttackSettings(steps=9, restarts=2)
-    budget = settings.passes_per_row()[1] * settings.restarts  # gradient evaluations per row
+    budget = settings.passes_per_row()[1]  # gradient evaluations per row, all restarts
     for eps in (0.3, 1.0):
         ours = pgd_attack(network, images, target, torch.full((16,), eps), torch.ones(16), settings, 0).change
         reference = plain_pgd(network, images, target, eps, budget, 0)
@@ -261,3 +261,30 @@ def test_chunking_does_not_change_results() -> None:
         chunked = attack(network, images, eps, restarts=3, chunk_rows=chunk_rows)
         assert torch.equal(chunked.perturbed, whole.perturbed), chunk_rows
         torch.testing.assert_close(chunked.change, whole.change, rtol=0, atol=1e-6)
+
+
+class PassCounter(nn.Module):
+    """Counts rows through the response: all forwards, and those that take a gradient."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.forward_rows = 0
+        self.backward_rows = 0
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        self.forward_rows += images.shape[0]
+        self.backward_rows += images.shape[0] if torch.is_grad_enabled() else 0
+        return self.inner(images, target)
+
+
+def test_reported_passes_are_the_passes_made() -> None:
+    counter = PassCounter(ReluUnits())
+    rows = 6
+    result = attack(counter, random_images(rows), 0.5, restarts=3, steps=4, chunk_rows=5)
+    settings = AttackSettings(steps=4, restarts=3)
+    assert (result.forward_passes, result.backward_passes) == settings.passes_per_row()
+    assert counter.forward_rows == rows * result.forward_passes
+    assert counter.backward_rows == rows * result.backward_passes
+    # one clean forward per row, shared by its restarts
+    assert result.forward_passes == 1 + 3 * (settings.gradient_steps_per_restart() + 1)

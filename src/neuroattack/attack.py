@@ -53,11 +53,15 @@ class AttackSettings:
     def phases(self) -> int:
         return 2 if self.wide_ball_factor != 1.0 else 1
 
+    def gradient_steps_per_restart(self) -> int:
+        """Forward-and-backward passes of one restart: per phase, its start and its steps."""
+        return self.phases * (1 + self.steps)
+
     def passes_per_row(self) -> tuple[int, int]:
-        """(forward, backward) passes per row: clean + per phase (start + steps) + final."""
-        forward = 1 + self.phases * (1 + self.steps) + 1
-        backward = self.phases * (1 + self.steps)
-        return forward, backward
+        """(forward, backward) passes per row, all restarts included: one clean forward,
+        then per restart its gradient steps and one final forward."""
+        steps = self.gradient_steps_per_restart()
+        return 1 + self.restarts * (steps + 1), self.restarts * steps
 
     def bf16_phases(self, device: torch.device) -> list[bool]:
         """Per search phase, whether it runs under bf16 autocast on `device`."""
@@ -189,18 +193,23 @@ def _objective(
     return value.detach(), gradient
 
 
+def _float32_response(response: ResponseFn, images: Tensor, target: Tensor) -> Tensor:
+    """A reported response: no gradients, float32 even inside a caller's autocast."""
+    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
+        return response(images, target)
+
+
 def _attack_chunk(
     response: ResponseFn,
     images: Tensor,
     target: Tensor,
     eps: Tensor,
     sign: Tensor,
+    clean: Tensor,
     start: Tensor,
     settings: AttackSettings,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Attack rows (restarts expanded). Returns clean, change, norm, perturbed levels, best objective."""
-    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):  # float32 even inside a caller's autocast
-        clean = response(images, target)
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Attack rows (restarts expanded). Returns change, norm, perturbed levels, best objective."""
     radii = [eps * settings.wide_ball_factor, eps] if settings.phases == 2 else [eps]
     best = clamp_to_box(images, start * _per_row(radii[0], start))
     for radius, bf16 in zip(radii, settings.bf16_phases(images.device), strict=True):
@@ -218,9 +227,8 @@ def _attack_chunk(
             best_value = torch.where(better, value, best_value)
             step = torch.where(better, step, step * settings.step_decay)
     levels, delta = quantize(images, best, eps)
-    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
-        final = response(levels / LEVELS, target)
-    return clean, final - clean, flat_norm(delta), levels, best_value
+    final = _float32_response(response, levels / LEVELS, target)
+    return final - clean, flat_norm(delta), levels, best_value
 
 
 def pgd_attack(
@@ -248,25 +256,33 @@ def pgd_attack(
     expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
     restart_of_row = torch.arange(restarts, device=images.device).repeat(rows)
     sign = direction.to(images.dtype)
-    outputs: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+    clean = torch.cat(  # once per row, shared by its restarts
+        [
+            _float32_response(response, images[first : first + settings.chunk_rows], target[first : first + settings.chunk_rows])
+            for first in range(0, rows, settings.chunk_rows)
+        ]
+    )
+    outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     for first in range(0, expanded.numel(), settings.chunk_rows):
         index = expanded[first : first + settings.chunk_rows]
         start = starts[restart_of_row[first : first + settings.chunk_rows]]
         outputs.append(
-            _attack_chunk(response, images[index], target[index], eps[index], sign[index], start, settings)
+            _attack_chunk(
+                response, images[index], target[index], eps[index], sign[index], clean[index], start, settings
+            )
         )
-    clean, change, norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+    change, norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
     objective = (sign.repeat_interleave(restarts) * change).view(rows, restarts)
     best = objective.argmax(dim=1) + torch.arange(rows, device=images.device) * restarts
     forward, backward = settings.passes_per_row()
     return AttackResult(
-        clean=clean[best],
+        clean=clean,
         change=change[best],
         delta_norm=norm[best],
         perturbed=levels[best].to(torch.uint8),
         objective=unquantized[best],
-        forward_passes=forward * restarts,
-        backward_passes=backward * restarts,
+        forward_passes=forward,
+        backward_passes=backward,
     )
 
 
@@ -278,9 +294,8 @@ def random_direction_baseline(
     direction = normalized(torch.randn(images.shape, generator=generator, device=images.device))
     delta = clamp_to_box(images, direction * _per_row(eps * (1 - PROJECTION_SLACK), direction))
     levels, quantized = quantize(images, delta, eps)
-    with torch.no_grad():
-        clean = response(images, target)
-        perturbed = response(levels / LEVELS, target)
+    clean = _float32_response(response, images, target)
+    perturbed = _float32_response(response, levels / LEVELS, target)
     return AttackResult(
         clean=clean,
         change=perturbed - clean,
