@@ -17,7 +17,6 @@ from neuroattack.readouts import LinearSiteResponse, to_tensor
 from neuroattack.sources import make_stimuli
 from neuroattack.targeted import (
     category_preference,
-    category_preference_attack,
     category_preference_experiment,
     ranked_categories,
     select_targeted_images,
@@ -206,13 +205,22 @@ def test_down_attack_lowers_responses_of_preferred_images(experiment: xr.Dataset
 
 def test_one_direction_matches_the_combined_experiment(setup: tuple, experiment: xr.Dataset) -> None:
     response, stimuli, recorded, neuroid_id = setup
-    down = category_preference_attack(response, stimuli, recorded, neuroid_id, EPS, 4, 2, SETTINGS, 3, "down")
-    assert down.attrs["direction"] == "down"
-    np.testing.assert_allclose(down["attacked_predicted"], experiment["attacked_predicted"].sel(direction="down"))
+
+    def run(neuroids: list[str], eps: list[float], directions: list[str]) -> xr.Dataset:
+        return category_preference_experiment(response, stimuli, recorded, neuroids, eps, 4, 2, SETTINGS, 3, directions)
+
+    down = run(neuroid_id, EPS, ["down"])
+    assert down["direction"].values.tolist() == ["down"]
+    np.testing.assert_allclose(down["attacked_predicted"], experiment["attacked_predicted"].sel(direction=["down"]))
+    xr.testing.assert_equal(down["preferred_mean"], experiment["preferred_mean"])
     with pytest.raises(KeyError, match="absent from the recordings"):
-        category_preference_attack(response, stimuli, recorded, ["site0", "nope", "site2"], EPS, 4, 2, SETTINGS, 3, "up")
+        run(["site0", "nope", "site2"], EPS, ["up"])
     with pytest.raises(ValueError, match="preference.eps"):
-        category_preference_attack(response, stimuli, recorded, neuroid_id, [0.0, 1.0], 4, 2, SETTINGS, 3, "up")
+        run(neuroid_id, [0.0, 1.0], ["up"])
+    with pytest.raises(ValueError, match="repeats a direction"):
+        run(neuroid_id, EPS, ["up", "up"])
+    with pytest.raises(ValueError, match="no direction"):
+        run(neuroid_id, EPS, [])
 
 
 def test_result_survives_the_netcdf_round_trip(experiment: xr.Dataset, tmp_path: Path) -> None:

@@ -265,7 +265,7 @@ def _check_grid(eps_grid: Sequence[float]) -> list[float]:
     return grid
 
 
-def category_preference_attack(
+def category_preference_experiment(
     response: nn.Module,
     stimuli: xr.Dataset,
     mean_responses: xr.DataArray,
@@ -275,10 +275,10 @@ def category_preference_attack(
     n_categories: int,
     settings: AttackSettings,
     seed: int,
-    direction: Direction,
+    directions: Sequence[Direction] = DIRECTIONS,
     device: torch.device | None = None,
 ) -> xr.Dataset:
-    """The category-preference experiment in one direction.
+    """The category-preference experiment, in every direction of `directions`.
 
     `response(images, target)` is site `target`'s predicted response (the surrogate; it
     also needs `all_sites(images)`), with sites in the order of `neuroid_id`.
@@ -287,35 +287,48 @@ def category_preference_attack(
     preferred categories are attacked to raise ('up') or lower ('down') the site's
     predicted response, at every eps.
 
-    Returns a dataset with dims (site, image, eps): `clean_predicted`, `attacked_predicted`
-    (after 8-bit quantisation), `delta_norm`, the images' `image_stimulus_id` and
-    `image_category`, the `perturbed` images (uint8, site, image, eps, y, x, channel);
-    per site the natural-image references (`preferred_mean`, `nonpreferred_mean`,
-    `natural_max`, `natural_min`, each predicted and recorded), and per (site, eps) the
-    fractions of attacked images whose predicted response lies beyond the *predicted*
-    references (`fraction_above_preferred`, `fraction_above_natural_max`,
-    `fraction_below_nonpreferred`): prediction against prediction, on one scale.
+    Returns a dataset with dims (direction, site, image, eps): `clean_predicted`,
+    `attacked_predicted` (after 8-bit quantisation), `delta_norm`, the images'
+    `image_stimulus_id` and `image_category`, the `perturbed` images (uint8, direction,
+    site, image, eps, y, x, channel); per (direction, site, eps) the fractions of
+    attacked images whose predicted response lies beyond the *predicted* references
+    (`fraction_above_preferred`, `fraction_above_natural_max`,
+    `fraction_below_nonpreferred`): prediction against prediction, on one scale. The
+    direction-free variables (SHARED_VARIABLES: preferences and, per site, the
+    natural-image references `preferred_mean`, `nonpreferred_mean`, `natural_max`,
+    `natural_min`, each predicted and recorded) appear once.
     """
-    _check_direction(direction)
+    if not directions:
+        raise ValueError("no direction to attack; preference.direction must list 'up' and/or 'down'")
+    if len(set(directions)) != len(directions):
+        raise ValueError(f"preference.direction repeats a direction: {list(directions)}")
+    for direction in directions:
+        _check_direction(direction)
     grid = _check_grid(eps_grid)
     device = device or torch.device("cpu")
     response = response.to(device)
+    # what does not depend on the direction: rankings, predictions, natural references
     recorded = aligned_sites(mean_responses, neuroid_id)
     ids = np.asarray(recorded["stimulus_id"].values, dtype=str)
     labels = _categories_of(ids, stimuli["category"])
     preference = category_preference(recorded.rename(site="neuroid"), labels).rename(neuroid="site")
     ranking = ranked_categories(preference)
-    selection = select_targeted_images(ranking, stimuli["category"], images_per_site, n_categories, direction, seed)
-    chosen = selection["image_stimulus_id"].values
-    images = to_tensor(stimuli["pixels"].sel(stimulus_id=chosen.ravel()).values).to(device)
-    rows = _attack_rows(response, images, len(neuroid_id), images_per_site, grid, settings, seed, direction)
     predicted = predicted_responses(response, stimuli["pixels"].sel(stimulus_id=ids).values, device)
     preferred, least = ranking.values[:, -1], ranking.values[:, 0]
     references = natural_references(predicted, recorded.values.astype(np.float64), labels, preferred, least)
-    return _assemble(
-        rows, selection, preference, ranking, references, predicted, recorded, labels, grid, neuroid_id, stimuli
-    ).assign_attrs(
-        direction=direction,
+    results = []
+    for direction in directions:
+        selection = select_targeted_images(ranking, stimuli["category"], images_per_site, n_categories, direction, seed)
+        chosen = selection["image_stimulus_id"].values
+        images = to_tensor(stimuli["pixels"].sel(stimulus_id=chosen.ravel()).values).to(device)
+        rows = _attack_rows(response, images, len(neuroid_id), images_per_site, grid, settings, seed, direction)
+        results.append(
+            _assemble(rows, selection, preference, ranking, references, predicted, recorded, labels, grid, neuroid_id, stimuli)
+        )
+    per_direction = [result.drop_vars(SHARED_VARIABLES) for result in results]
+    stacked = xr.concat(per_direction, dim="direction", coords="minimal", compat="override")
+    combined = xr.merge([stacked.assign_coords(direction=list(directions)), results[0][list(SHARED_VARIABLES)]])
+    return combined.assign_attrs(
         images_per_site=images_per_site,
         targeted_categories=n_categories,
         seed=seed,
@@ -387,50 +400,3 @@ def _assemble(
     ds["preferred_mean"].attrs = {"long_name": "mean response to natural images of the site's preferred category"}
     ds.attrs["resolution"] = int(stimuli.sizes["y"])
     return ds
-
-
-def combine_directions(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
-    """Stack per-direction results along a `direction` dim; direction-free variables
-    (preferences and natural-image references) are kept once and must agree."""
-    if not results:
-        raise ValueError("no direction to combine; preference.direction must list 'up' and/or 'down'")
-    names = list(results)
-    first = results[names[0]]
-    for name in names[1:]:
-        for variable in SHARED_VARIABLES:
-            if not first[variable].equals(results[name][variable]):
-                raise ValueError(
-                    f"directions {names[0]!r} and {name!r} disagree on {variable}; were they run on the same inputs?"
-                )
-    per_direction = [results[name].drop_vars(SHARED_VARIABLES) for name in names]
-    stacked = xr.concat(per_direction, dim="direction", coords="minimal", compat="override")
-    combined = xr.merge([stacked.assign_coords(direction=names), first[list(SHARED_VARIABLES)]])
-    combined.attrs = {key: value for key, value in first.attrs.items() if key != "direction"}
-    return combined
-
-
-def category_preference_experiment(
-    response: nn.Module,
-    stimuli: xr.Dataset,
-    mean_responses: xr.DataArray,
-    neuroid_id: Sequence[str],
-    eps_grid: Sequence[float],
-    images_per_site: int,
-    n_categories: int,
-    settings: AttackSettings,
-    seed: int,
-    directions: Sequence[Direction] = DIRECTIONS,
-    device: torch.device | None = None,
-) -> xr.Dataset:
-    """`category_preference_attack` in every direction, combined along `direction`."""
-    if len(set(directions)) != len(directions):
-        raise ValueError(f"preference.direction repeats a direction: {list(directions)}")
-    return combine_directions(
-        {
-            direction: category_preference_attack(
-                response, stimuli, mean_responses, neuroid_id, eps_grid, images_per_site, n_categories,
-                settings, seed, direction, device,
-            )
-            for direction in directions
-        }
-    )
