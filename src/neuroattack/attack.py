@@ -208,11 +208,12 @@ def _attack_chunk(
     clean: Tensor,
     start: Tensor,
     settings: AttackSettings,
+    bf16_phases: list[bool],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Attack rows (restarts expanded). Returns change, norm, perturbed levels, best objective."""
     radii = [eps * settings.wide_ball_factor, eps] if settings.phases == 2 else [eps]
     best = clamp_to_box(images, start * _per_row(radii[0], start))
-    for radius, bf16 in zip(radii, settings.bf16_phases(images.device), strict=True):
+    for radius, bf16 in zip(radii, bf16_phases, strict=True):
         best = clamp_to_box(images, project_l2(best, radius))
         best_value, best_gradient = _objective(response, images, best, target, clean, sign, bf16)
         step = eps.clone()
@@ -256,6 +257,7 @@ def pgd_attack(
     expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
     restart_of_row = torch.arange(restarts, device=images.device).repeat(rows)
     sign = direction.to(images.dtype)
+    bf16_phases = settings.bf16_phases(images.device)
     clean = torch.cat(  # once per row, shared by its restarts
         [
             _float32_response(response, images[first : first + settings.chunk_rows], target[first : first + settings.chunk_rows])
@@ -268,7 +270,8 @@ def pgd_attack(
         start = starts[restart_of_row[first : first + settings.chunk_rows]]
         outputs.append(
             _attack_chunk(
-                response, images[index], target[index], eps[index], sign[index], clean[index], start, settings
+                response, images[index], target[index], eps[index], sign[index], clean[index], start, settings,
+                bf16_phases,
             )
         )
     change, norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
