@@ -286,5 +286,6 @@ def test_reported_passes_are_the_passes_made() -> None:
     assert (result.forward_passes, result.backward_passes) == settings.passes_per_row()
     assert counter.forward_rows == rows * result.forward_passes
     assert counter.backward_rows == rows * result.backward_passes
-    # one clean forward per row, shared by its restarts
-    assert result.forward_passes == 1 + 3 * (settings.gradient_steps_per_restart() + 1)
+    # 2 phases x (start + 4 steps) = 10 gradient steps per restart; one clean forward per
+    # row shared by the restarts, and one final forward per restart
+    assert (result.forward_passes, result.backward_passes) == (1 + 3 * (10 + 1), 3 * 10)

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from neuroattack import io
+from neuroattack.download import file_digest
 
 
 def sample() -> xr.Dataset:
@@ -58,7 +59,7 @@ def test_conventions_compression_float32_and_no_fill_value_on_coords(tmp_path: P
         assert nc.data_model == "NETCDF4"
         assert nc.Conventions.startswith("CF-") and nc.title == "a title" and nc.source == "a source"
         assert "neuroattack" in nc.history and nc.config_hash == io.config_hash({"k": 1})
-        assert json.loads(nc.input_checksums_sha256) == {str(inputs): io.file_checksum(inputs)}
+        assert json.loads(nc.input_checksums_sha256) == {str(inputs): file_digest(inputs, "sha256")}
         assert nc["response"].dtype == np.float32
         assert nc["response"].filters()["zlib"] is True
         for coord in ("eps", "neuroid"):

@@ -166,9 +166,9 @@ def _retry_after(value: str | None) -> float | None:
 def _human(n_bytes: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n_bytes < 1024 or unit == "GiB":
-            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+            break
         n_bytes /= 1024
-    return f"{n_bytes:.1f} GiB"
+    return f"{int(n_bytes)} B" if unit == "B" else f"{n_bytes:.1f} {unit}"
 
 
 def _transfer(

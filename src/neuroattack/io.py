@@ -23,18 +23,10 @@ import pandas as pd
 import xarray as xr
 
 from neuroattack import __version__
+from neuroattack.download import file_digest
 
 ENGINE = "netcdf4"
 COMPRESSION = {"zlib": True, "complevel": 4}
-
-
-def file_checksum(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -110,7 +102,7 @@ def provenance(
     """Global attributes: CF conventions plus what made the file and from what."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     input_list = [str(p) for p in inputs]
-    checksums = {p: file_checksum(p) for p in input_list if Path(p).is_file()}
+    checksums = {p: file_digest(p, "sha256") for p in input_list if Path(p).is_file()}
     return {
         "Conventions": "CF-1.11",
         "title": title,

@@ -1,14 +1,12 @@
 """Rule import_recordings: a Brain-Score assembly or a lab's table -> recordings."""
-import xarray as xr
-
 from neuroattack import io, sources
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
 if settings["source"] == "brainscore":
-    with xr.open_dataset(snakemake.input.assembly, engine=io.ENGINE) as assembly:
-        recordings = sources.brainscore_assembly_to_recordings(assembly.load(), settings["region"])
+    assembly = io.read_dataset(snakemake.input.assembly)
+    recordings = sources.brainscore_assembly_to_recordings(assembly, settings["region"])
 else:
     recordings = sources.table_to_recordings(snakemake.input.table)
 log.info("%d presentations of %d neuroids", recordings.sizes["presentation"], recordings.sizes["neuroid"])
