@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
@@ -253,32 +254,51 @@ def attack_image(
 # --- recording perturbed images, validation, sensitivity ------------------------------
 
 
-def perturbed_stimulus_set(stimuli: xr.Dataset, attacks: list[xr.Dataset]) -> xr.Dataset:
-    """The images to show in one session: every attacked clean image, then every site's
-    perturbed images, as a stimulus set whose coords say what each image is."""
+def perturbed_index(attacks: list[xr.Dataset]) -> xr.Dataset:
+    """What each image of the session is, without pixels: every attacked clean image,
+    then every site's perturbed images in (image, site, eps, direction) order."""
     clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
-    stacked = xr.concat([a["perturbed"] for a in attacks], dim="image")  # image, site, eps, direction, y, x, c
-    grid = stacked.isel(y=0, x=0, channel=0, drop=True).to_dataframe(name="_").reset_index()
-    neuroids = attacks[0]["neuroid_id"].values
+    neuroids = attacks[0]["neuroid_id"].values.astype(str)
+    eps_grid, directions = attacks[0]["eps"].values, attacks[0]["direction"].values.astype(str)
+    image, site, eps, direction = (
+        index.ravel()
+        for index in np.meshgrid(
+            np.arange(len(clean_ids)), np.arange(len(neuroids)), np.arange(len(eps_grid)), np.arange(len(directions)),
+            indexing="ij",
+        )
+    )
     perturbed_ids = [
-        f"{clean_ids[row.image]}__{neuroids[row.site]}__eps{row.eps:g}__{row.direction}" for row in grid.itertuples()
+        f"{clean_ids[i]}__{neuroids[s]}__eps{eps_grid[e]:g}__{directions[d]}"
+        for i, s, e, d in zip(image, site, eps, direction, strict=True)
     ]
+    n_clean = len(clean_ids)
+    return xr.Dataset(
+        coords={
+            "stimulus_id": ("stimulus_id", np.asarray(clean_ids + perturbed_ids, dtype=str)),
+            "category": ("stimulus_id", np.asarray(["clean"] * n_clean + ["perturbed"] * len(perturbed_ids), dtype=str)),
+            "clean_stimulus_id": ("stimulus_id", np.asarray(clean_ids + [clean_ids[i] for i in image], dtype=str)),
+            "target_neuroid_id": ("stimulus_id", np.concatenate([np.full(n_clean, ""), neuroids[site]]).astype(str)),
+            "eps": ("stimulus_id", np.concatenate([np.zeros(n_clean), eps_grid[eps].astype(float)])),
+            "direction": ("stimulus_id", np.concatenate([np.full(n_clean, ""), directions[direction]]).astype(str)),
+        }
+    )
+
+
+def perturbed_stimulus_set(stimuli: xr.Dataset, attacks: list[xr.Dataset]) -> xr.Dataset:
+    """The images to show in one session (`perturbed_index`'s order and coords), with pixels."""
+    index = perturbed_index(attacks)
+    clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
+    perturbed = [a["perturbed"].transpose("site", "eps", "direction", "y", "x", "channel").values for a in attacks]
     pixels = np.concatenate(
-        [stimuli["pixels"].sel(stimulus_id=clean_ids).values, stacked.values.reshape(-1, *stacked.shape[4:])]
+        [stimuli["pixels"].sel(stimulus_id=clean_ids).values, *(p.reshape(-1, *p.shape[3:]) for p in perturbed)]
     )
-    n_perturbed = len(perturbed_ids)
-    shown = make_stimuli(pixels, clean_ids + perturbed_ids, ["clean"] * len(clean_ids) + ["perturbed"] * n_perturbed)
-    return shown.assign_coords(
-        clean_stimulus_id=("stimulus_id", clean_ids + [clean_ids[i] for i in grid["image"]]),
-        target_neuroid_id=("stimulus_id", [""] * len(clean_ids) + [str(neuroids[i]) for i in grid["site"]]),
-        eps=("stimulus_id", np.concatenate([np.zeros(len(clean_ids)), grid["eps"].to_numpy()])),
-        direction=("stimulus_id", [""] * len(clean_ids) + grid["direction"].astype(str).tolist()),
-    )
+    shown = make_stimuli(pixels, index["stimulus_id"].values, index["category"].values)
+    return shown.assign_coords({name: index[name] for name in index.coords if name not in shown.coords})
 
 
 def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: list[xr.Dataset]) -> xr.Dataset:
     """Predicted and recorded responses, (site, image, eps, direction), from recordings of
-    the images of `perturbed_stimulus_set` (each perturbed image counts for its target site)."""
+    the images of `perturbed_index` (each perturbed image counts for its target site)."""
     averaged = mean_response(recordings)
     missing = sorted(set(shown["stimulus_id"].values.tolist()) - set(averaged["stimulus_id"].values.tolist()))
     if missing:
@@ -289,19 +309,20 @@ def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: lis
     averaged = averaged.assign_coords(neuroid=averaged["neuroid_id"].values).sel(neuroid=neuroids)
     clean = averaged.sel(stimulus_id=clean_ids).values  # (image, site)
     perturbed_rows = shown.isel(stimulus_id=slice(len(clean_ids), None))
-    recorded = averaged.sel(stimulus_id=perturbed_rows["stimulus_id"].values)
+    recorded = averaged.sel(stimulus_id=perturbed_rows["stimulus_id"].values).values  # (row, site)
     eps_grid, directions = attacks[0]["eps"].values, attacks[0]["direction"].values
-    own = np.empty((len(neuroids), len(clean_ids), len(eps_grid), len(directions)))
-    image_of = {sid: i for i, sid in enumerate(clean_ids)}
-    site_of = {str(n): i for i, n in enumerate(neuroids)}
-    eps_of = {float(e): i for i, e in enumerate(eps_grid.astype(float))}
-    direction_of = {str(d): i for i, d in enumerate(directions)}
-    for row, (clean_id, target, eps, direction) in enumerate(
-        zip(perturbed_rows["clean_stimulus_id"].values, perturbed_rows["target_neuroid_id"].values,
-            perturbed_rows["eps"].values.astype(float), perturbed_rows["direction"].values, strict=True)
-    ):
-        site = site_of[str(target)]
-        own[site, image_of[str(clean_id)], eps_of[eps], direction_of[str(direction)]] = recorded.values[row, site]
+
+    def position(values: xr.DataArray, labels: Any) -> np.ndarray:
+        return pd.Index(np.asarray(labels)).get_indexer(np.asarray(values.values, dtype=np.asarray(labels).dtype))
+
+    site = position(perturbed_rows["target_neuroid_id"], neuroids.astype(str))
+    own = np.full((len(neuroids), len(clean_ids), len(eps_grid), len(directions)), np.nan)
+    own[
+        site,
+        position(perturbed_rows["clean_stimulus_id"], clean_ids),
+        position(perturbed_rows["eps"], eps_grid.astype(float)),
+        position(perturbed_rows["direction"], directions.astype(str)),
+    ] = recorded[np.arange(len(site)), site]
     dims = ("site", "image", "eps", "direction")
     predicted_change = xr.concat([a["site_change"] for a in attacks], dim="image").transpose(*dims)
     predicted_clean = xr.concat([a["site_clean"] for a in attacks], dim="image").transpose("site", "image")

@@ -42,7 +42,6 @@ if PERTURBED_RECORDINGS:
     rule ingest_perturbed_recordings:
         input:
             table=PERTURBED_RECORDINGS,
-            stimuli=result("stimuli/stimuli.nc"),
             attacks=attack_files(),
         output:
             result("responses/responses.nc"),

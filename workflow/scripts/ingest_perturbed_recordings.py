@@ -4,6 +4,6 @@ from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
 attacks = [io.read_dataset(path) for path in snakemake.input.attacks]
-shown = pipeline.perturbed_stimulus_set(io.read_dataset(snakemake.input.stimuli), attacks)
+shown = pipeline.perturbed_index(attacks)  # ids and coords only: the rig already has the pixels
 responses = pipeline.responses_to_attacks(shown, sources.table_to_recordings(snakemake.input.table), attacks)
 io.write_dataset(responses, snakemake.output[0], "responses to perturbed images", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
