@@ -33,19 +33,6 @@ SIGN = {"up": 1.0, "down": -1.0}
 REFERENCES = ("predicted", "recorded")
 PREDICTION_BATCH = 256
 
-# Variables of one direction's result that do not depend on the direction.
-SHARED_VARIABLES = (
-    "preference",
-    "category_rank",
-    "preferred_category",
-    "least_preferred_category",
-    "preferred_mean",
-    "nonpreferred_mean",
-    "natural_max",
-    "natural_min",
-    "natural_response",
-)
-
 
 # --- preference ranking ---------------------------------------------------------------
 
@@ -294,8 +281,7 @@ def category_preference_experiment(
     attacked images whose predicted response lies beyond the *predicted* references
     (`fraction_above_preferred`, `fraction_above_natural_max`,
     `fraction_below_nonpreferred`): prediction against prediction, on one scale. The
-    direction-free variables (SHARED_VARIABLES: preferences and, per site, the
-    natural-image references `preferred_mean`, `nonpreferred_mean`, `natural_max`,
+    direction-free variables (preferences and, per site, the natural-image references `preferred_mean`, `nonpreferred_mean`, `natural_max`,
     `natural_min`, each predicted and recorded) appear once.
     """
     if not directions:
@@ -316,19 +302,18 @@ def category_preference_experiment(
     predicted = predicted_responses(response, stimuli["pixels"].sel(stimulus_id=ids).values, device)
     preferred, least = ranking.values[:, -1], ranking.values[:, 0]
     references = natural_references(predicted, recorded.values.astype(np.float64), labels, preferred, least)
-    results = []
+    per_direction = []
     for direction in directions:
         selection = select_targeted_images(ranking, stimuli["category"], images_per_site, n_categories, direction, seed)
         chosen = selection["image_stimulus_id"].values
         images = to_tensor(stimuli["pixels"].sel(stimulus_id=chosen.ravel()).values).to(device)
         rows = _attack_rows(response, images, len(neuroid_id), images_per_site, grid, settings, seed, direction)
-        results.append(
-            _assemble(rows, selection, preference, ranking, references, predicted, recorded, labels, grid, neuroid_id, stimuli)
-        )
-    per_direction = [result.drop_vars(SHARED_VARIABLES) for result in results]
+        per_direction.append(_direction_variables(rows, selection, references, grid))
     stacked = xr.concat(per_direction, dim="direction", coords="minimal", compat="override")
-    combined = xr.merge([stacked.assign_coords(direction=list(directions)), results[0][list(SHARED_VARIABLES)]])
+    shared = _shared_variables(preference, ranking, references, predicted, recorded, labels, neuroid_id)
+    combined = xr.merge([stacked.assign_coords(direction=list(directions)), shared])
     return combined.assign_attrs(
+        resolution=int(stimuli.sizes["y"]),
         images_per_site=images_per_site,
         targeted_categories=n_categories,
         seed=seed,
@@ -337,19 +322,45 @@ def category_preference_experiment(
     )
 
 
-def _assemble(
-    rows: Mapping[str, np.ndarray],
-    selection: xr.Dataset,
+def _shared_variables(
     preference: xr.DataArray,
     ranking: xr.DataArray,
     references: Mapping[str, np.ndarray],
     predicted: np.ndarray,
     recorded: xr.DataArray,
     labels: np.ndarray,
-    grid: list[float],
     neuroid_id: Sequence[str],
-    stimuli: xr.Dataset,
 ) -> xr.Dataset:
+    """What does not depend on the direction: preferences and natural-image references."""
+    ds = xr.Dataset(
+        {
+            "preference": (("site", "category"), preference.values),
+            "category_rank": (("site", "rank"), ranking.values),
+            "preferred_category": ("site", ranking.values[:, -1]),
+            "least_preferred_category": ("site", ranking.values[:, 0]),
+            **{name: (("site", "reference"), values) for name, values in references.items()},
+            "natural_response": (
+                ("site", "natural", "reference"),
+                np.stack([predicted.T, recorded.values.T.astype(np.float64)], axis=-1),
+            ),
+        },
+        coords={
+            "reference": list(REFERENCES),
+            "category": preference["category"].values.astype(str),
+            "rank": ranking["rank"].values,
+            "neuroid_id": ("site", np.asarray(neuroid_id, dtype=str)),
+            "natural_id": ("natural", np.asarray(recorded["stimulus_id"].values, dtype=str)),
+            "natural_category": ("natural", labels),
+        },
+    )
+    ds["preferred_mean"].attrs = {"long_name": "mean response to natural images of the site's preferred category"}
+    return ds
+
+
+def _direction_variables(
+    rows: Mapping[str, np.ndarray], selection: xr.Dataset, references: Mapping[str, np.ndarray], grid: list[float]
+) -> xr.Dataset:
+    """One direction's attacked images and how far they went past the predicted references."""
     cube = ("site", "image", "eps")
     attacked = rows["attacked"]
     predicted_ref = {name: values[:, 0] for name, values in references.items()}
@@ -361,15 +372,6 @@ def _assemble(
             "perturbed": ((*cube, "y", "x", "channel"), rows["perturbed"]),
             "image_stimulus_id": selection["image_stimulus_id"].variable,
             "image_category": selection["image_category"].variable,
-            "preference": (("site", "category"), preference.values),
-            "category_rank": (("site", "rank"), ranking.values),
-            "preferred_category": ("site", ranking.values[:, -1]),
-            "least_preferred_category": ("site", ranking.values[:, 0]),
-            **{name: (("site", "reference"), values) for name, values in references.items()},
-            "natural_response": (
-                ("site", "natural", "reference"),
-                np.stack([predicted.T, recorded.values.T.astype(np.float64)], axis=-1),
-            ),
             "fraction_above_preferred": (
                 ("site", "eps"),
                 (attacked > predicted_ref["preferred_mean"][:, None, None]).mean(axis=1),
@@ -383,20 +385,9 @@ def _assemble(
                 (attacked < predicted_ref["nonpreferred_mean"][:, None, None]).mean(axis=1),
             ),
         },
-        coords={
-            "eps": grid,
-            "image": selection["image"].values,
-            "reference": list(REFERENCES),
-            "category": preference["category"].values.astype(str),
-            "rank": ranking["rank"].values,
-            "neuroid_id": ("site", np.asarray(neuroid_id, dtype=str)),
-            "natural_id": ("natural", np.asarray(recorded["stimulus_id"].values, dtype=str)),
-            "natural_category": ("natural", labels),
-        },
+        coords={"eps": grid, "image": selection["image"].values},
     )
     ds["perturbed"].attrs = {"long_name": "perturbed image shown to the animal", "units": "8-bit level"}
     ds["attacked_predicted"].attrs = {"long_name": "surrogate's predicted response to the perturbed image"}
     ds["delta_norm"].attrs = {"long_name": "L2 norm of the quantised perturbation, pixels in [0, 1]"}
-    ds["preferred_mean"].attrs = {"long_name": "mean response to natural images of the site's preferred category"}
-    ds.attrs["resolution"] = int(stimuli.sizes["y"])
     return ds
