@@ -159,6 +159,11 @@ def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
     return [str(s) for s in np.random.default_rng(seed).choice(ids, size=count, replace=False)]
 
 
+def surrogate_response(surrogate: xr.Dataset, models: xr.Dataset, path: str = SURROGATE) -> LinearSiteResponse:
+    """Every site's predicted response: the surrogate network's features through the fitted readouts."""
+    return LinearSiteResponse(network_from_dataset(surrogate, path), models["weight"].values, models["bias"].values)
+
+
 def _attack_grid(
     response: torch.nn.Module,
     image: torch.Tensor,
@@ -211,7 +216,7 @@ def attack_image(
     `unit_seed` picks the units (the same for every image); `seed` the attack's starts."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     coords = {"eps": eps_grid, "direction": list(sens.DIRECTIONS)}
-    site_response = LinearSiteResponse(network_from_dataset(surrogate, SURROGATE), models["weight"].values, models["bias"].values)
+    site_response = surrogate_response(surrogate, models)
     sites = _attack_grid(site_response, image, np.arange(models.sizes["site"]), eps_grid, settings, seed)
     ds = xr.Dataset(
         {

@@ -1,9 +1,7 @@
 """Rule category_preference: push images of each site's least-preferred categories up
 (and of its most-preferred down) with targeted attacks on its surrogate."""
-from neuroattack import io, targeted
+from neuroattack import io, pipeline, targeted
 from neuroattack.attack import AttackSettings
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import LinearSiteResponse
 from neuroattack.recordings import mean_response
 from neuroattack.runtime import configure, device
 
@@ -13,9 +11,9 @@ eps_grid = [float(e) for e in settings.pop("eps")]
 images_per_site, n_categories = settings.pop("images_per_site"), settings.pop("categories")
 directions = list(settings.pop("direction"))
 models = io.read_dataset(snakemake.input.site_models)
-surrogate = network_from_dataset(io.read_dataset(snakemake.input.surrogate), snakemake.input.surrogate)
+surrogate = io.read_dataset(snakemake.input.surrogate)
 result = targeted.category_preference_experiment(
-    LinearSiteResponse(surrogate, models["weight"].values, models["bias"].values),
+    pipeline.surrogate_response(surrogate, models, snakemake.input.surrogate),
     io.read_dataset(snakemake.input.stimuli),
     mean_response(io.read_dataset(snakemake.input.recordings)),
     models["neuroid_id"].values.tolist(),
