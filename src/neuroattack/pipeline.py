@@ -19,7 +19,7 @@ from neuroattack import sensitivity as sens
 from neuroattack.attack import AttackSettings, pgd_attack, random_direction_baseline
 from neuroattack.models import Architecture, network_from_dataset, weights_to_dataset
 from neuroattack.readouts import LinearSiteResponse, UnitResponse, batched_features, to_tensor
-from neuroattack.recordings import mean_response, split_half_reliability
+from neuroattack.recordings import aligned_sites, mean_response, split_half_reliability
 from neuroattack.sitemodels import fit_site_models
 from neuroattack.sources import image_folder_to_stimuli, make_stimuli
 from neuroattack.stimuli import CATEGORIES, crops
@@ -310,8 +310,7 @@ def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: lis
         raise KeyError(f"recordings lack {len(missing)} of the shown images, e.g. {missing[:3]}; record every image of the set")
     clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
     neuroids = attacks[0]["neuroid_id"].values
-    averaged = averaged.sel(neuroid=np.isin(averaged["neuroid_id"].values, neuroids))
-    averaged = averaged.assign_coords(neuroid=averaged["neuroid_id"].values).sel(neuroid=neuroids)
+    averaged = aligned_sites(averaged, neuroids)  # (stimulus_id, site)
     clean = averaged.sel(stimulus_id=clean_ids).values  # (image, site)
     perturbed_rows = shown.isel(stimulus_id=slice(len(clean_ids), None))
     recorded = averaged.sel(stimulus_id=perturbed_rows["stimulus_id"].values).values  # (row, site)
@@ -393,11 +392,7 @@ def sensitivity(
     seed: int,
 ) -> xr.Dataset:
     """s~(eps) with bootstrap CIs for every population, and the reference levels."""
-    clean_means = mean_response(recordings)
-    attacked_sites = np.isin(clean_means["neuroid_id"].values, attacks[0]["neuroid_id"].values)
-    clean_means = clean_means.isel(neuroid=np.flatnonzero(attacked_sites))
-    order = {str(n): i for i, n in enumerate(clean_means["neuroid_id"].values)}
-    clean_means = clean_means.isel(neuroid=[order[str(n)] for n in attacks[0]["neuroid_id"].values])
+    clean_means = aligned_sites(mean_response(recordings), attacks[0]["neuroid_id"].values)  # (stimulus_id, site)
     site_sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
     populations: dict[str, xr.DataArray] = {}
     pair_levels: dict[str, float] = {}

@@ -58,6 +58,17 @@ def mean_response(recordings: xr.Dataset) -> xr.DataArray:
     return averaged.sel(stimulus_id=order).transpose("stimulus_id", "neuroid")
 
 
+def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Sequence[str]) -> xr.DataArray:
+    """Recorded means (stimulus_id, site) in the order of the site models' neuroid_id."""
+    recorded = [str(n) for n in mean_responses["neuroid_id"].values]
+    position = {name: i for i, name in enumerate(recorded)}
+    missing = [str(n) for n in neuroid_id if str(n) not in position]
+    if missing:
+        raise KeyError(f"site models name neuroids absent from the recordings: {missing[:5]}")
+    columns = [position[str(n)] for n in neuroid_id]
+    return mean_responses.isel(neuroid=columns).rename(neuroid="site")
+
+
 def repetition_tensor(recordings: xr.Dataset) -> tuple[np.ndarray, list[str]]:
     """Responses as (stimulus, repetition, neuroid); ragged repetitions are cut to the fewest."""
     ids = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))

@@ -26,6 +26,7 @@ from torch import nn
 
 from neuroattack.attack import AttackSettings, pgd_attack
 from neuroattack.readouts import to_tensor
+from neuroattack.recordings import aligned_sites
 
 Direction = Literal["up", "down"]
 DIRECTIONS: tuple[Direction, ...] = ("up", "down")
@@ -154,17 +155,6 @@ def select_targeted_images(
 
 
 # --- references from natural images ---------------------------------------------------
-
-
-def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Sequence[str]) -> xr.DataArray:
-    """Recorded means (stimulus_id, site) in the order of the site models' neuroid_id."""
-    recorded = [str(n) for n in mean_responses["neuroid_id"].values]
-    position = {name: i for i, name in enumerate(recorded)}
-    missing = [str(n) for n in neuroid_id if str(n) not in position]
-    if missing:
-        raise KeyError(f"site models name neuroids absent from the recordings: {missing[:5]}")
-    columns = [position[str(n)] for n in neuroid_id]
-    return mean_responses.isel(neuroid=columns).rename(neuroid="site")
 
 
 def predicted_responses(response: nn.Module, pixels: np.ndarray, device: torch.device) -> np.ndarray:
