@@ -1,17 +1,17 @@
-# Two commands: `make run` (default workflow, offline) and `make test`.
-# Each creates .venv and installs the pinned set the first time.
+# Two commands: `make run` (default workflow, offline) and `make test`; `make lint` is CI's
+# gate before the tests (.ci/lint). Each creates .venv and installs the pinned set the first time.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c envs/constraints.txt -e '.[test,bench]'
+	$(BIN)/pip install --quiet -c envs/constraints.txt -e '.[test,bench,lint]'
 	touch $@
 
 run: $(STAMP)
@@ -19,6 +19,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -v -rs
+
+lint: $(STAMP)
+	VENV=$(VENV) bash .ci/lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attack_throughput.py

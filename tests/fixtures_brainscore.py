@@ -54,7 +54,7 @@ class AssemblyTruth:
 
 
 def _image_ids(n: int, salt: str = "") -> list[str]:
-    return [hashlib.sha1(f"{salt}{i}".encode()).hexdigest() for i in range(n)]  # noqa: S324
+    return [hashlib.sha1(f"{salt}{i}".encode()).hexdigest() for i in range(n)]
 
 
 def write_assembly(
@@ -153,7 +153,7 @@ def write_stimulus_set(
         filename = f"{obj}_rx+00.000_ry+00.000_rz+00.000_tx+00.000_ty+00.000_s+01.000_{stimulus}_256x256.png"
         rows.append(
             {
-                "id": index + 1, "background_id": hashlib.sha1(f"bg{index}".encode()).hexdigest(),  # noqa: S324
+                "id": index + 1, "background_id": hashlib.sha1(f"bg{index}".encode()).hexdigest(),
                 "s": 1.0, "rxy": 0.0, "tz": 0.0, "category_name": category, "rxz_semantic": 0.0, "ty": 0.0,
                 "ryz": 0.0, "object_name": obj, "variation": (index % 2) * 3, "size": 256.0,
                 "image_file_name": filename, "rxy_semantic": 90.0, "ryz_semantic": -0.0, "rxz": 0.0,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ from neuroattack.download import (
 
 PAYLOAD = os.urandom(300_000) + b"tail"
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
-SHA1 = hashlib.sha1(PAYLOAD).hexdigest()  # noqa: S324  (the published Brain-Score checksums are sha1)
+SHA1 = hashlib.sha1(PAYLOAD).hexdigest()  # the published Brain-Score checksums are sha1
 FAST = {"backoff_s": 0.0, "progress": None, "timeout": 10.0}
 
 
@@ -217,8 +220,135 @@ def test_progress_messages_are_rate_limited(served: LoopbackServer, tmp_path: Pa
         (SHA256, "md5", "http://127.0.0.1/x"),
         (SHA1, "sha256", "http://127.0.0.1/x"),
         (SHA256, "sha256", "ftp://example.org/x"),
+        (SHA256, "sha256", "file://example.org/x"),
+        (SHA256, "sha256", "file:relative/x"),
     ],
 )
 def test_bad_arguments_are_refused(checksum: str, algorithm: str, url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         download(url, tmp_path / "x", checksum, algorithm, **FAST)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------- file:// URLs
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Path:
+    """A local mirror holding the payload under a name that needs percent-escaping."""
+    source = tmp_path / "mirror dir" / "data #1.bin"
+    source.parent.mkdir()
+    source.write_bytes(PAYLOAD)
+    return source
+
+
+def test_file_url_is_copied_and_verified(mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "data.bin"
+    assert download(mirror.as_uri(), dest, SHA1, "sha1", retries=0, **FAST) == SHA1
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_path(dest).exists()
+    assert read_sidecar(sidecar_path(dest, "sha1")) == SHA1
+    assert mirror.read_bytes() == PAYLOAD  # the source is left alone
+
+
+def test_file_url_with_localhost_and_no_checksum(mirror: Path, tmp_path: Path) -> None:
+    url = mirror.as_uri().replace("file://", "file://localhost", 1)
+    dest = tmp_path / "data.bin"
+    assert download(url, dest, None, "sha256", retries=0, **FAST) == SHA256
+    assert read_sidecar(sidecar_path(dest, "sha256")) == SHA256
+
+
+def test_file_url_checksum_mismatch_leaves_no_file(mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    wrong = "0" * 40
+    with pytest.raises(DownloadError, match="mismatch") as caught:
+        download(mirror.as_uri(), dest, wrong, "sha1", retries=0, **FAST)
+    message = str(caught.value)
+    assert mirror.as_uri() in message and wrong in message and SHA1 in message
+    assert not dest.exists() and not part_path(dest).exists()
+    assert not sidecar_path(dest, "sha1").exists()
+    assert mirror.read_bytes() == PAYLOAD
+
+
+def test_file_url_changed_mirror_does_not_touch_a_verified_dest(mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    download(mirror.as_uri(), dest, SHA1, "sha1", retries=0, **FAST)
+    mirror.write_bytes(b"another version")  # the mirror no longer matches the checksum
+    assert download(mirror.as_uri(), dest, SHA1, "sha1", retries=0, **FAST) == SHA1
+    assert dest.read_bytes() == PAYLOAD
+    # fetched afresh, the changed mirror fails and the earlier correct copy is not replaced
+    other = tmp_path / "other.bin"
+    with pytest.raises(DownloadError, match="mismatch"):
+        download(mirror.as_uri(), other, SHA1, "sha1", retries=0, **FAST)
+    assert not other.exists()
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_file_url_naming_dest_itself_is_never_deleted(mirror: Path) -> None:
+    with pytest.raises(DownloadError, match="left in place") as caught:
+        download(mirror.as_uri(), mirror, "0" * 40, "sha1", retries=0, **FAST)
+    assert mirror.as_uri() in str(caught.value)
+    assert mirror.read_bytes() == PAYLOAD
+    assert download(mirror.as_uri(), mirror, SHA1, "sha1", retries=0, **FAST) == SHA1
+    assert mirror.read_bytes() == PAYLOAD
+
+
+def test_file_url_missing_file_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "mirror" / "absent.bin"
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DownloadError, match="no such file") as caught:
+        download(missing.as_uri(), dest, SHA1, "sha1", retries=3, **FAST)
+    assert str(missing) in str(caught.value)
+    assert not dest.exists() and not part_path(dest).exists()
+
+
+def test_file_url_naming_a_folder_fails(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError) as caught:
+        download(tmp_path.as_uri(), tmp_path / "data.bin", SHA1, "sha1", retries=3, **FAST)
+    assert str(tmp_path) in str(caught.value)
+
+
+def test_file_url_resumes_a_part(mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(PAYLOAD[:100_000])
+    messages: list[str] = []
+    options = {**FAST, "progress": messages.append}
+    assert download(mirror.as_uri(), dest, SHA1, "sha1", retries=0, **options) == SHA1
+    assert dest.read_bytes() == PAYLOAD
+    assert any("resuming" in m for m in messages)
+
+
+@pytest.mark.parametrize("part_bytes", [b"X" * 1_000, PAYLOAD + b"extra"], ids=["stale", "too-long"])
+def test_file_url_bad_part_is_replaced(part_bytes: bytes, mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(part_bytes)
+    assert download(mirror.as_uri(), dest, SHA1, "sha1", retries=0, **FAST) == SHA1
+    assert dest.read_bytes() == PAYLOAD
+
+
+# ------------------------------------------------------------------------ file modes
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+def test_downloaded_files_follow_the_umask(
+    mask: int, expected: int, served: LoopbackServer, mirror: Path, tmp_path: Path
+) -> None:
+    mirror.chmod(0o400)  # the copy gets the umask's mode, not the mirror's
+    with umask(mask):
+        for url, name in ((served.url("data.bin"), "http.bin"), (mirror.as_uri(), "file.bin")):
+            dest = tmp_path / name
+            download(url, dest, SHA256, "sha256", retries=0, **FAST)
+            assert mode(dest) == expected
+            assert mode(sidecar_path(dest, "sha256")) == expected

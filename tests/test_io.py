@@ -1,8 +1,12 @@
-"""netCDF I/O: round trips, conventions, provenance, atomic writes."""
+"""netCDF I/O: round trips, conventions, provenance, atomic writes, file modes."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import netCDF4
@@ -68,7 +72,8 @@ def test_conventions_compression_float32_and_no_fill_value_on_coords(tmp_path: P
 
 def test_multiindex_is_reset_before_writing(tmp_path: Path) -> None:
     index = pd.MultiIndex.from_arrays([["a", "a", "b"], [0, 1, 0]], names=["stimulus_id", "repetition"])
-    ds = xr.Dataset({"response": ("presentation", [1.0, 2.0, 3.0])}, coords=xr.Coordinates.from_pandas_multiindex(index, "presentation"))
+    coords = xr.Coordinates.from_pandas_multiindex(index, "presentation")
+    ds = xr.Dataset({"response": ("presentation", [1.0, 2.0, 3.0])}, coords=coords)
     loaded = io.read_dataset(io.write_dataset(ds, tmp_path / "m.nc", "t", "s"))
     assert loaded["stimulus_id"].values.tolist() == ["a", "a", "b"]
     assert loaded["repetition"].values.tolist() == [0, 1, 0]
@@ -80,16 +85,38 @@ def test_failed_write_leaves_existing_file_and_no_temporaries(tmp_path: Path) ->
     before = target.read_bytes()
     bad = sample()
     bad["broken"] = ("neuroid", np.array([object(), object(), object()], dtype=object))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="broken"):
         io.write_dataset(bad, target, "second", "s")
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.nc"]
 
 
 def test_read_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.nc"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.nc"):
         io.read_dataset(tmp_path / "missing.nc")
     junk = tmp_path / "junk.nc"
     junk.write_text("not netcdf")
-    with pytest.raises(OSError, match="junk.nc"):
+    with pytest.raises(OSError, match=r"junk\.nc"):
         io.read_dataset(junk)
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize(
+    ("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["022", "077", "002"]
+)
+def test_written_file_mode_follows_the_umask(mask: int, mode: int, tmp_path: Path) -> None:
+    with umask(mask):
+        path = io.write_dataset(sample(), tmp_path / "x.nc", "t", "s")
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        # rewriting an existing file gives the same mode, and the umask is left as it was
+        io.write_dataset(sample(), path, "t", "s")
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        assert os.umask(mask) == mask

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from fixtures_brainscore import (
 )
 from PIL import Image
 
+from neuroattack import sources
 from neuroattack.io import read_dataset, write_dataset
 from neuroattack.models import Architecture, network_from_dataset
 from neuroattack.recordings import mean_response
@@ -179,8 +182,37 @@ def test_stimulus_set_errors(tmp_path: Path) -> None:
     assert "broken.csv" in str(caught.value)
     renamed = truth.table.assign(filename=["missing.png"] * len(truth.table))
     renamed.to_csv(broken_csv, index=False)
-    with pytest.raises(KeyError, match="missing.png"):
+    with pytest.raises(KeyError, match=r"missing\.png"):
         brainscore_stimuli_to_dataset(broken_csv, truth.zip_path, resolution=8)
+
+
+def _small_stimuli() -> xr.Dataset:
+    pixels = np.random.default_rng(3).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    stimuli = make_stimuli(pixels, ["s0", "s1", "s2"], ["cat", "dog", "cat"])
+    return stimuli.assign_coords(variation=("stimulus_id", ["V0", "V3", "V6"]))
+
+
+def test_exported_stimulus_set_round_trips(tmp_path: Path) -> None:
+    stimuli = _small_stimuli()
+    csv_path, zip_path = tmp_path / "set.csv", tmp_path / "set.zip"
+    sources.write_stimulus_set(stimuli, csv_path, zip_path)
+    back = brainscore_stimuli_to_dataset(csv_path, zip_path, resolution=8)
+    np.testing.assert_array_equal(back["pixels"].values, stimuli["pixels"].values)
+    assert back["category"].values.tolist() == ["cat", "dog", "cat"]
+    assert back["variation"].values.tolist() == ["V0", "V3", "V6"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.csv", "set.zip"]
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+def test_exported_stimulus_set_mode_follows_the_umask(mask: int, mode: int, tmp_path: Path) -> None:
+    csv_path, zip_path = tmp_path / "set.csv", tmp_path / "set.zip"
+    previous = os.umask(mask)
+    try:
+        sources.write_stimulus_set(_small_stimuli(), csv_path, zip_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(csv_path.stat().st_mode) == mode
+    assert stat.S_IMODE(zip_path.stat().st_mode) == mode
 
 
 # -------------------------------------------------------------------- image folders
@@ -370,7 +402,7 @@ def test_checkpoint_without_dataparallel_prefix_and_old_batchnorm(
 
 def test_checkpoint_mismatches_are_reported(checkpoint: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
     path, classifier = checkpoint
-    with pytest.raises(ValueError, match="fc.weight"):
+    with pytest.raises(ValueError, match=r"fc\.weight"):
         robust_checkpoint_to_weights(path, Architecture(name="resnet50", num_classes=10))
     state = robustness_state_dict(classifier)
     del state["module.model.layer1.0.conv1.weight"]

@@ -1,4 +1,4 @@
-"""Checksummed, resumable HTTP downloads using only the standard library.
+"""Checksummed, resumable downloads using only the standard library.
 
 `download(url, dest, checksum, algorithm)` streams the body to `<dest>.part`,
 resumes an interrupted transfer with an HTTP Range request, retries transient
@@ -19,6 +19,12 @@ verifies the existing file against it instead of trusting it blindly.
 An existing `dest` whose digest matches is never downloaded again, whatever its
 timestamp says; an existing `dest` whose digest does not match is removed and
 downloaded afresh.
+
+A `file:///absolute/path` URL (a local or shared-filesystem mirror) takes the
+same path: the file is streamed into `<dest>.part` (resuming at the part's
+size), verified and renamed; the copy gets the mode a new file gets under the
+umask, not the mirror's. A missing source file is an error naming its path, and
+a URL that names `dest` itself never has it deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from neuroattack import __version__
 
@@ -73,6 +79,11 @@ def part_path(dest: str | os.PathLike[str]) -> Path:
     return dest.with_name(f"{dest.name}.part")
 
 
+def local_path(url: str) -> Path:
+    """The path a file:// URL names (percent-escapes decoded)."""
+    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+
+
 def file_digest(path: str | os.PathLike[str], algorithm: Algorithm) -> str:
     """Hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.new(algorithm)
@@ -102,11 +113,16 @@ def write_sidecar(dest: str | os.PathLike[str], digest: str, algorithm: Algorith
 def _check_arguments(url: str, checksum: str | None, algorithm: str, retries: int, timeout: float) -> str | None:
     if algorithm not in DIGEST_LENGTHS:
         raise ValueError(f"checksum algorithm {algorithm!r} is not supported: use 'sha1' or 'sha256'")
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https"):
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "file"):
         raise ValueError(
-            f"{url}: only http(s) URLs can be downloaded; for a local copy, place the file at the "
-            "destination yourself and give its checksum"
+            f"{url}: only http(s) and file URLs can be downloaded; for a local copy, give its path as "
+            "file:///absolute/path/to/file"
+        )
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        raise ValueError(
+            f"{url}: a file URL names an absolute path on this machine, file:///absolute/path/to/file "
+            "(three slashes; no host name)"
         )
     if retries < 0 or timeout <= 0:
         raise ValueError(f"retries must be >= 0 and timeout > 0 (got retries={retries}, timeout={timeout})")
@@ -145,6 +161,25 @@ def _existing_digest(
     return None
 
 
+def _check_source_is_not_dest(url: str, dest: Path, expected: str | None, algorithm: Algorithm) -> None:
+    """A file:// URL naming `dest` itself is kept whatever its digest: it may be the only copy.
+
+    A mismatch is reported instead of deleting the file, which _existing_digest would do.
+    """
+    try:
+        same = os.path.samefile(local_path(url), dest)
+    except OSError:
+        return  # one of the two does not exist (yet)
+    if not same or expected is None:
+        return
+    actual = file_digest(dest, algorithm)
+    if actual != expected:
+        raise DownloadError(
+            f"{url}: names the destination {dest} itself, whose {algorithm} is {actual}, not the expected "
+            f"{expected}; the file was left in place. Fix the checksum in the config or replace the file"
+        )
+
+
 def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
     """(first byte, total length) of a `Content-Range: bytes a-b/total` header."""
     if not value:
@@ -171,6 +206,72 @@ def _human(n_bytes: float) -> str:
     return f"{int(n_bytes)} B" if unit == "B" else f"{n_bytes:.1f} {unit}"
 
 
+def _stream(
+    read: Callable[[int], bytes],
+    url: str,
+    part: Path,
+    offset: int,
+    expected_end: int | None,
+    say: Callable[[str], None],
+    progress_interval_s: float,
+) -> int:
+    """Write what `read` yields to `part` (appending when offset > 0); the number of bytes written."""
+    received = 0
+    started = last_report = time.monotonic()
+    try:
+        with open(part, "ab" if offset else "wb") as handle:
+            while True:
+                block = read(CHUNK_BYTES)
+                if not block:
+                    break
+                handle.write(block)
+                received += len(block)
+                now = time.monotonic()
+                if now - last_report >= progress_interval_s:
+                    last_report = now
+                    rate = received / max(now - started, 1e-9)
+                    total_text = f" of {_human(expected_end)}" if expected_end else ""
+                    say(f"{url}: {_human(offset + received)}{total_text} ({_human(rate)}/s)")
+    except (OSError, http.client.HTTPException) as error:
+        raise _TransientError(f"transfer interrupted after {offset + received} bytes: {error}") from error
+    return received
+
+
+def _open_source(url: str, source: Path) -> BinaryIO:
+    try:
+        return open(source, "rb")
+    except FileNotFoundError as error:
+        raise DownloadError(
+            f"{url}: no such file {source}; check the URL in the config (is the filesystem that holds "
+            "it mounted on this machine?)"
+        ) from error
+    except (IsADirectoryError, PermissionError) as error:
+        raise DownloadError(f"{url}: cannot read {source} ({error}); check the URL in the config") from error
+    except OSError as error:
+        raise _TransientError(f"cannot open {source}: {error}") from error
+
+
+def _copy_local(url: str, part: Path, say: Callable[[str], None], progress_interval_s: float) -> bool:
+    """One attempt at a file:// URL: copy the rest of the file into `part`, resuming from its size.
+
+    Returns whether bytes from an earlier attempt were kept; raises DownloadError,
+    naming the path, when the file is missing or unreadable, and _TransientError
+    when reading or writing fails midway (a shared filesystem can hiccup).
+    """
+    source = local_path(url)
+    with _open_source(url, source) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        offset = part.stat().st_size if part.exists() else 0
+        if offset > size:
+            say(f"{url}: {part} is longer than {source}; starting over")
+            offset = 0
+        handle.seek(offset)
+        received = _stream(handle.read, url, part, offset, size, say, progress_interval_s)
+    if offset + received < size:
+        raise _TransientError(f"{source} shrank while it was copied: got {offset + received} of {size} bytes")
+    return offset > 0
+
+
 def _transfer(
     url: str, part: Path, timeout: float, say: Callable[[str], None], progress_interval_s: float
 ) -> bool:
@@ -180,6 +281,8 @@ def _transfer(
     whether bytes from an earlier attempt were kept (a resumed transfer);
     raises _TransientError for what a retry may fix and DownloadError otherwise.
     """
+    if urllib.parse.urlsplit(url).scheme == "file":
+        return _copy_local(url, part, say, progress_interval_s)
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
@@ -215,37 +318,19 @@ def _transfer(
                 say(f"{url}: server resumed at byte {first}, not {offset}; starting over")
                 part.unlink()
                 raise _TransientError("misplaced Content-Range", retry_after=0.0)
-            mode = "ab"
         else:
             if offset:
                 say(f"{url}: server ignored the resume request (HTTP {status}); starting over")
-            offset, mode = 0, "wb"
+            offset = 0
         length_header = response.headers.get("Content-Length")
         promised = int(length_header) if length_header and length_header.isdigit() else None
         expected_end = offset + promised if promised is not None else None
-        received = 0
-        started = last_report = time.monotonic()
-        try:
-            with open(part, mode) as handle:
-                while True:
-                    block = response.read(CHUNK_BYTES)
-                    if not block:
-                        break
-                    handle.write(block)
-                    received += len(block)
-                    now = time.monotonic()
-                    if now - last_report >= progress_interval_s:
-                        last_report = now
-                        rate = received / max(now - started, 1e-9)
-                        total_text = f" of {_human(expected_end)}" if expected_end else ""
-                        say(f"{url}: {_human(offset + received)}{total_text} ({_human(rate)}/s)")
-        except (OSError, http.client.HTTPException) as error:
-            raise _TransientError(f"transfer interrupted after {offset + received} bytes: {error}") from error
+        received = _stream(response.read, url, part, offset, expected_end, say, progress_interval_s)
         if promised is not None and received < promised:
             raise _TransientError(
                 f"body truncated: got {offset + received} of {expected_end} bytes", retry_after=None
             )
-        return mode == "ab"
+        return offset > 0
 
 
 def _fetch(
@@ -299,13 +384,16 @@ def download(
         waiting backoff_s * 2**n seconds (capped at 60 s, or the server's Retry-After).
     progress: called with one-line progress messages (stderr by default, at most
         one line per progress_interval_s while bytes flow); None for silence.
-    Raises DownloadError, naming the URL, for a 4xx answer, a body still truncated
-    after the retries, or a checksum mismatch; `dest` is never left behind then.
+    Raises DownloadError, naming the URL, for a 4xx answer, a missing or unreadable
+    file:// source, a body still truncated after the retries, or a checksum
+    mismatch; `dest` is never left behind then.
     """
     expected = _check_arguments(url, checksum, algorithm, retries, timeout)
     say = progress if progress is not None else (lambda _message: None)
     target = Path(dest)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if urllib.parse.urlsplit(url).scheme == "file":
+        _check_source_is_not_dest(url, target, expected, algorithm)
 
     kept = _existing_digest(target, expected, algorithm, say)
     if kept is not None:

@@ -9,6 +9,7 @@ folding alone made torchattacks' PGDL2 1.2-1.3x faster (benchmarks/README.md).
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterator
 from typing import TypeVar
 
@@ -27,7 +28,7 @@ def _conv_bn_pairs(network: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
     for parent in network.modules():
         if isinstance(parent, nn.Sequential):
             children = list(parent.named_children())
-            for (conv_name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+            for (conv_name, conv), (bn_name, bn) in itertools.pairwise(children):
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     yield parent, conv_name, bn_name
         elif isinstance(parent, (BasicBlock, Bottleneck, ResNet)):

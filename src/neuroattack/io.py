@@ -3,7 +3,8 @@
 Every file gets an explicit engine, float32 data, zlib compression, CF global
 attributes (Conventions, title, source, history), provenance (package version,
 git commit, config hash, input checksums), no _FillValue on coordinates, and is
-written to a temporary name in the target folder and renamed (atomic).
+written to a temporary name in the target folder and renamed (atomic). The
+file's mode follows the process umask, like any file created with open().
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ import xarray as xr
 from neuroattack import __version__
 from neuroattack.download import file_digest
 
-ENGINE = "netcdf4"
+ENGINE: Final = "netcdf4"
 COMPRESSION = {"zlib": True, "complevel": 4}
 
 
@@ -115,6 +116,15 @@ def provenance(
     }
 
 
+def _current_umask() -> int:
+    """The process umask. It can only be read by setting it, so set a throwaway value and
+    put the old one straight back; the throwaway is the strictest, so that a file another
+    thread creates in between is too private rather than too open."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def write_dataset(
     ds: xr.Dataset,
     path: str | os.PathLike[str],
@@ -132,6 +142,8 @@ def write_dataset(
     os.close(handle)
     try:
         prepared.to_netcdf(tmp_name, engine=ENGINE, format="NETCDF4", encoding=_encoding(prepared))
+        # mkstemp creates the file 0600; give it the mode open() would have given it
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

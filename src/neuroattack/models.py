@@ -47,6 +47,9 @@ class Architecture:
 
 
 class Normalize(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -93,7 +96,8 @@ class SmallResNet(nn.Module):
         return torch.flatten(self.pool(hidden), 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
+        logits: Tensor = self.fc(self.features(x))
+        return logits
 
 
 class ResNet50(nn.Module):
@@ -112,7 +116,8 @@ class ResNet50(nn.Module):
         return torch.flatten(m.avgpool(h), 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.fc(self.features(x))
+        logits: Tensor = self.model.fc(self.features(x))
+        return logits
 
 
 FeatureNetwork = SmallResNet | ResNet50

@@ -20,7 +20,7 @@ import io as _bytes_io
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,9 @@ ROBUST_RESNET50 = Architecture(name="resnet50", num_classes=1000, mean=IMAGENET_
 # --------------------------------------------------------------------------- stimuli
 
 
-def make_stimuli(pixels: np.ndarray, stimulus_id: Sequence[str], category: Sequence[str]) -> xr.Dataset:
-    """Assemble a stimuli dataset from (stimulus, y, x, 3) uint8 RGB pixels."""
+def make_stimuli(pixels: np.ndarray, stimulus_id: Iterable[str], category: Iterable[str]) -> xr.Dataset:
+    """Assemble a stimuli dataset from (stimulus, y, x, 3) uint8 RGB pixels (ids and
+    categories: any iterable, a numpy array included; each item is taken as str)."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
         raise TypeError(f"stimulus pixels must be uint8 RGB in 0..255, got dtype {pixels.dtype}")
@@ -152,15 +153,15 @@ def brainscore_stimuli_to_dataset(
         for member in members:
             by_basename.setdefault(Path(member).name, []).append(member)
         for filename in table["filename"]:
-            member = filename if filename in members else None
-            if member is None and len(by_basename.get(Path(filename).name, [])) == 1:
-                member = by_basename[Path(filename).name][0]
-            if member is None:
+            found: str | None = filename if filename in members else None
+            if found is None and len(by_basename.get(Path(filename).name, [])) == 1:
+                found = by_basename[Path(filename).name][0]
+            if found is None:
                 raise KeyError(
                     f"{zip_path}: no file {filename!r} listed in {csv_path}; is the ZIP from the same "
                     "stimulus set as the CSV? Download both again"
                 )
-            image = _open_image(archive.read(member), f"{zip_path}:{member}")
+            image = _open_image(archive.read(found), f"{zip_path}:{found}")
             images.append(image_to_pixels(image, resolution))
     ds = make_stimuli(np.stack(images), table[id_column].tolist(), table[category_column].tolist())
     for column in extra_columns:
@@ -407,7 +408,7 @@ def table_to_recordings(
     presentations = pd.MultiIndex.from_frame(frame[["stimulus_id", "repetition"]].drop_duplicates())
     neuroids = pd.Index(pd.unique(frame["neuroid_id"]))
     rows = presentations.get_indexer(pd.MultiIndex.from_frame(frame[["stimulus_id", "repetition"]]))
-    columns = neuroids.get_indexer(frame["neuroid_id"])
+    columns = neuroids.get_indexer(pd.Index(frame["neuroid_id"]))
     matrix = np.zeros((len(presentations), len(neuroids)), dtype=np.float32)
     filled = np.zeros(matrix.shape, dtype=bool)
     matrix[rows, columns] = response
