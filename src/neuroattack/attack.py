@@ -1,5 +1,5 @@
 """The attack engine: projected gradient ascent on one unit's response, under an
-L2 budget in [0, 1] pixel space, with the paper's schedule (DESIGN.md section 1).
+L2 budget in [0, 1] pixel space, with the paper's schedule.
 
 Every (target, image, eps, direction, restart) combination is a *row*. All rows
 run in one batched loop (chunked only to bound memory) with per-row eps and step
@@ -19,8 +19,9 @@ the clean and final responses, and so every reported change, are always float32.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ ResponseFn = Callable[[Tensor, Tensor], Tensor]
 LEVELS = 255.0
 PROJECTION_SLACK = 1e-6  # keeps float32 round-off from pushing a norm past eps
 PRECISIONS = ("auto", "float32", "mixed", "bf16")
+DIRECTIONS = ("increase", "decrease")  # the two objectives: raise or lower the response
+DIRECTION_SIGNS = (1.0, -1.0)  # the sign of the response change each direction seeks
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ class AttackSettings:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], **overrides: Any) -> AttackSettings:
+        """The settings named in a config section (`attack`, `preference`), each cast to its
+        field's type; the section's other keys (eps grid, image counts) are not settings."""
+        values = {**section, **overrides}
+        kinds = {field.name: {"int": int, "float": float, "str": str}[str(field.type)] for field in fields(cls)}
+        return cls(**{name: kind(values[name]) for name, kind in kinds.items() if name in values})
 
     @property
     def phases(self) -> int:
@@ -93,6 +104,40 @@ def bf16_is_native(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+@dataclass(frozen=True)
+class AttackGrid:
+    """Every (case, eps, sign) row of a batch of attacks, case-major: case i attacks
+    target `targets[i]` on image `images[i]`; sign +1 raises the response, -1 lowers it."""
+
+    images: Tensor  # (rows, C, H, W)
+    target: Tensor  # (rows,)
+    eps: Tensor  # (rows,)
+    sign: Tensor  # (rows,)
+    shape: tuple[int, int, int]  # (cases, eps, signs)
+
+    def to_host(self, values: Tensor) -> np.ndarray:
+        """Per-row values (rows, ...) as float32 numpy shaped (cases, eps, signs, ...)."""
+        return values.detach().float().cpu().numpy().reshape(*self.shape, *values.shape[1:])
+
+
+def attack_grid(images: Tensor, targets: Tensor, eps_grid: Sequence[float], signs: Sequence[float]) -> AttackGrid:
+    """The rows attacking every case (images[i], targets[i]) at every eps, in every sign."""
+    cases, n_eps, n_signs = images.shape[0], len(eps_grid), len(signs)
+    if targets.shape[0] != cases:
+        raise ValueError(f"{cases} images but {targets.shape[0]} targets; give one target per image")
+    device = images.device
+    case = torch.arange(cases, device=device).repeat_interleave(n_eps * n_signs)
+    eps = torch.as_tensor(np.asarray(eps_grid, dtype=np.float32), device=device)
+    sign = torch.as_tensor(np.asarray(signs, dtype=np.float32), device=device)
+    return AttackGrid(
+        images=images[case],
+        target=targets.to(device)[case],
+        eps=eps.repeat_interleave(n_signs).repeat(cases),
+        sign=sign.repeat(cases * n_eps),
+        shape=(cases, n_eps, n_signs),
+    )
 
 
 @dataclass

@@ -10,13 +10,17 @@ reads the brain's parameters directly and exists for white-box validation only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import xarray as xr
 
+from neuroattack.attack import AttackSettings
 from neuroattack.models import FeatureNetwork, network_from_dataset
-from neuroattack.readouts import LinearSiteResponse, batched_features, to_tensor
+from neuroattack.readouts import LinearSiteResponse, infer
 from neuroattack.recordings import make_recordings
+from neuroattack.untargeted import white_box
 
 READOUT_VARIABLES = ["readout_weight", "readout_bias"]
 
@@ -35,7 +39,7 @@ def build_brain(
     """Fix a random readout, calibrated so that drives are standardised over the
     calibration images (then shifted by `drive_offset`) and the mean count is `mean_count`."""
     rng = np.random.default_rng(seed)
-    features = batched_features(network, calibration_pixels).astype(np.float64)
+    features = infer(network.features, calibration_pixels).astype(np.float64)
     raw = rng.standard_normal((n_sites, features.shape[1])) / np.sqrt(features.shape[1])
     drive = features @ raw.T
     scale = drive.std(axis=0).clip(min=1e-8)
@@ -69,12 +73,7 @@ def record(
     brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int
 ) -> xr.Dataset:
     """Show uint8 images `repetitions` times each; return Poisson spike counts (recordings)."""
-    model = _site_model(brain)
-    rates = []
-    with torch.no_grad():
-        for start in range(0, len(pixels), 256):
-            rates.append(model.all_sites(to_tensor(pixels[start : start + 256])).double().numpy())
-    rate = np.concatenate(rates) if rates else np.zeros((0, brain.sizes["site"]))
+    rate = infer(_site_model(brain).all_sites, pixels).astype(np.float64)
     rng = np.random.default_rng(seed)
     counts = rng.poisson(np.repeat(rate[None], repetitions, axis=0))  # (rep, stimulus, site)
     n_stimuli, n_sites = rate.shape
@@ -87,3 +86,16 @@ def record(
         animal="in-silico",
     )
 
+
+
+def white_box_changes(
+    brain: xr.Dataset,
+    stimuli: xr.Dataset,
+    image_ids: Sequence[str],
+    settings: AttackSettings,
+    eps_grid: list[float],
+    seed: int,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """Attack the simulated sites directly (validation only: reads the brain's weights)."""
+    return white_box(expected_responses(brain), stimuli, image_ids, settings, eps_grid, seed, device)

@@ -13,22 +13,29 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-BRAIN = "brain (black box)"
-BRAIN_WHITE_BOX = "brain (white box)"
-SURROGATE = "surrogate (predicted)"
+from neuroattack.sensitivity import BRAIN_BLACK_BOX as BRAIN  # noqa: E402
+from neuroattack.sensitivity import BRAIN_WHITE_BOX, SURROGATE, random_directions  # noqa: E402
 
 
-def figure1_populations(sensitivity: xr.Dataset, networks: list[str]) -> list[str]:
-    """Brain first, then the networks in config order (baselines are left to other figures).
-    Without recordings of perturbed images the surrogate's prediction stands in for the brain."""
+def network_populations(sensitivity: xr.Dataset) -> list[str]:
+    """The networks' own populations, in the order of the sensitivity file."""
+    named = {BRAIN, BRAIN_WHITE_BOX, SURROGATE}
+    populations = [str(p) for p in sensitivity["population"].values]
+    baselines = {random_directions(p) for p in populations} | {random_directions("surrogate")}
+    return [p for p in populations if p not in named and p not in baselines]
+
+
+def figure1_populations(sensitivity: xr.Dataset) -> list[str]:
+    """Brain first, then the networks (baselines are left to other figures). Without
+    recordings of perturbed images the surrogate's prediction stands in for the brain."""
     present = set(sensitivity["population"].values.tolist())
     brain = [BRAIN, BRAIN_WHITE_BOX] if BRAIN in present else [SURROGATE]
-    return [p for p in [*brain, *networks] if p in present]
+    return [p for p in [*brain, *network_populations(sensitivity)] if p in present]
 
 
-def figure1(sensitivity: xr.Dataset, networks: list[str]) -> tuple[Figure, xr.Dataset]:
+def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     """s~(eps) of the brain and every network, with 95% CIs and both reference levels."""
-    shown = sensitivity.sel(population=figure1_populations(sensitivity, networks))
+    shown = sensitivity.sel(population=figure1_populations(sensitivity))
     table = shown[["s_tilde", "ci_low", "ci_high"]].to_dataframe().reset_index()
     sns.set_theme(style="ticks", context="paper")
     fig, ax = plt.subplots(figsize=(6.4, 3.8))

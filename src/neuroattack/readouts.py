@@ -9,6 +9,8 @@ mode, BatchNorm folded, channels_last); the network passed in is not changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -66,18 +68,32 @@ class LinearSiteResponse(nn.Module):
         return self.rate(features @ self.weight.T + self.bias)
 
 
-def batched_features(
-    network: FeatureNetwork, pixels: np.ndarray, batch_size: int = 256, device: torch.device | None = None
-) -> np.ndarray:
-    """Penultimate features (n, d) of uint8 images (n, H, W, 3)."""
+INFERENCE_BATCH = 256  # images per forward pass when no gradient is needed
+
+
+def image_batches(
+    pixels: np.ndarray, device: torch.device | None = None, batch_size: int = INFERENCE_BATCH
+) -> Iterator[tuple[slice, Tensor]]:
+    """(rows, images in [0, 1] on `device`) for consecutive batches of uint8 images (n, H, W, C)."""
     device = device or torch.device("cpu")
-    network = network.to(device)
-    outputs = []
+    for start in range(0, len(pixels), batch_size):
+        rows = slice(start, start + batch_size)
+        yield rows, to_tensor(pixels[rows]).to(device)
+
+
+def infer(
+    function: Callable[[Tensor], Tensor],
+    pixels: np.ndarray,
+    device: torch.device | None = None,
+    batch_size: int = INFERENCE_BATCH,
+) -> np.ndarray:
+    """function(images) over uint8 images (n, H, W, C) in batches, without gradients:
+    float32 (n, ...) on the host. `function`'s module must already live on `device`."""
+    if len(pixels) == 0:
+        raise ValueError("no images to run the network on")
     with torch.no_grad():
-        for start in range(0, len(pixels), batch_size):
-            batch = to_tensor(pixels[start : start + batch_size]).to(device)
-            outputs.append(network.features(batch).float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, network.feature_dim), np.float32)
+        parts = [function(images).float().cpu().numpy() for _, images in image_batches(pixels, device, batch_size)]
+    return np.concatenate(parts)
 
 
 def to_tensor(pixels: np.ndarray) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 import torch
 
@@ -26,3 +27,8 @@ def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.
 def device() -> torch.device:
     """The GPU when one is visible and usable, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def named_inputs(inputs: Mapping[str, str], prefix: str) -> dict[str, str]:
+    """{name: path} of a rule's inputs named `<prefix><name>` (e.g. one per network), in rule order."""
+    return {key.removeprefix(prefix): str(path) for key, path in inputs.items() if key.startswith(prefix)}

@@ -1,4 +1,4 @@
-"""Normalised adversarial sensitivity s~(eps) (DESIGN.md section 1).
+"""Normalised adversarial sensitivity s~(eps).
 
 Every estimator returns per-sample normalised changes with dims
 (unit, image, eps); `summarize` averages them over units and images and adds a
@@ -7,11 +7,25 @@ two-way (units x images) bootstrap confidence interval.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import xarray as xr
 
-DIRECTIONS = ("increase", "decrease")
-DIRECTION_SIGN = xr.DataArray([1.0, -1.0], dims="direction", coords={"direction": list(DIRECTIONS)})
+from neuroattack.attack import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.recordings import aligned_sites, mean_response
+
+# Population names (the `population` coord of sensitivity files and figure legends).
+BRAIN_BLACK_BOX = "brain (black box)"  # recorded responses to the surrogate's perturbations
+BRAIN_WHITE_BOX = "brain (white box)"  # the simulated brain attacked directly (in silico only)
+SURROGATE = "surrogate (predicted)"  # the site models' own predicted changes
+
+
+def random_directions(name: str) -> str:
+    """The population of random perturbations of the same norm, evaluated on `name`."""
+    return f"random directions ({name})"
+
+DIRECTION_SIGN = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
 
 
 def white_box(change: xr.DataArray, sigma: xr.DataArray) -> xr.DataArray:
@@ -67,3 +81,74 @@ def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: f
         },
         coords={"eps": eps},
     )
+
+
+def _as_units(array: xr.DataArray) -> xr.DataArray:
+    """Sites and network units are pooled alike: both become `unit`."""
+    return array.rename({"site": "unit"}) if "site" in array.dims else array
+
+
+def _check_same_units(attacks: Sequence[xr.Dataset]) -> None:
+    reference = attacks[0]["unit_index"].values
+    for attack in attacks:
+        if not np.array_equal(attack["unit_index"].values, reference):
+            raise ValueError(
+                f"attack files disagree on the attacked units ({attack.attrs['stimulus_id']}); "
+                "delete the attacks folder and rerun"
+            )
+
+
+def estimate_populations(
+    attacks: Sequence[xr.Dataset],
+    responses: xr.Dataset | None,
+    recordings: xr.Dataset,
+    features: Mapping[str, xr.Dataset],
+    white_box_changes: xr.Dataset | None,
+    bootstrap: int,
+    random_pairs: int,
+    seed: int,
+) -> xr.Dataset:
+    """s~(eps) with bootstrap CIs for every population, and each one's random-pair level.
+
+    Populations: the brain (black box, from `responses`; white box, from `white_box_changes`),
+    the surrogate's predictions, every network of `features`, and random directions on each.
+    """
+    clean_means = aligned_sites(mean_response(recordings), attacks[0]["neuroid_id"].values)  # (stimulus_id, site)
+    site_sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
+    populations: dict[str, xr.DataArray] = {}
+    pair_levels: dict[str, float] = {}
+
+    def over_images(variable: str) -> xr.DataArray:
+        return xr.concat([a[variable] for a in attacks], dim="image")
+
+    if responses is not None:
+        populations[BRAIN_BLACK_BOX] = _as_units(
+            sign_corrected(responses["predicted_change"], responses["recorded_change"], site_sigma)
+        )
+    populations[SURROGATE] = _as_units(white_box(over_images("site_change"), site_sigma))
+    populations[random_directions("surrogate")] = _as_units(white_box(over_images("site_random_change"), site_sigma))
+    pair_levels[BRAIN_BLACK_BOX if responses is not None else SURROGATE] = random_pair_level(
+        clean_means.values, random_pairs, seed
+    )
+    if white_box_changes is not None:
+        populations[BRAIN_WHITE_BOX] = _as_units(white_box(white_box_changes["change"], white_box_changes["sigma"]))
+    _check_same_units(attacks)
+    unit_change = xr.concat(
+        [a[["unit_change", "unit_random_change"]] for a in attacks], dim="image", coords="minimal", compat="override"
+    )
+    for name, feats in features.items():
+        part = unit_change.isel(unit=np.flatnonzero(unit_change["network"].values == name))
+        activation = feats["activation"].sel(unit=part["unit_index"].values)
+        sigma = xr.DataArray(activation.std("stimulus_id", ddof=1).values, dims="unit")
+        populations[name] = white_box(part["unit_change"], sigma)
+        populations[random_directions(name)] = white_box(part["unit_random_change"], sigma)
+        pair_levels[name] = random_pair_level(activation.values, random_pairs, seed)
+    summaries = [
+        summarize(values.drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed)
+        for values in populations.values()
+    ]
+    result = xr.concat(summaries, dim="population").assign_coords(population=list(populations))
+    levels = [pair_levels.get(name, np.nan) for name in populations]
+    result["random_pair_level"] = ("population", np.asarray(levels, dtype=float))
+    result.attrs = {"one_sd_level": 1.0, "bootstrap": bootstrap}
+    return result

@@ -3,6 +3,8 @@ each recorded site, with cross-validated predictivity and split-half reliability
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import xarray as xr
 from sklearn.linear_model import RidgeCV
@@ -10,7 +12,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from neuroattack.recordings import columnwise_pearson
+from neuroattack.models import network_from_dataset
+from neuroattack.readouts import LinearSiteResponse
+from neuroattack.recordings import columnwise_pearson, mean_response, split_half_reliability
 
 
 def _ridge(alphas: list[float]):  # type: ignore[no-untyped-def]
@@ -56,3 +60,44 @@ def fit_site_models(
         },
         coords={"neuroid_id": ("site", np.asarray(neuroid_id, dtype=str))},
     )
+
+
+def fit_to_recordings(
+    features: xr.Dataset,
+    recordings: xr.Dataset,
+    stimuli: xr.Dataset,
+    alphas: Sequence[float],
+    folds: int,
+    reliability_splits: int,
+    seed: int,
+    sites: int | None = None,
+) -> xr.Dataset:
+    """Fit a readout from the surrogate's `features` to every recorded site; with
+    `sites`, only to that many most reliable sites (a NaN reliability ranks last)."""
+    unknown = sorted(set(recordings["stimulus_id"].values.tolist()) - set(stimuli["stimulus_id"].values.tolist()))
+    if unknown:
+        raise KeyError(f"recordings name {len(unknown)} stimuli missing from the stimulus set, e.g. {unknown[:3]}")
+    reliability = split_half_reliability(recordings, reliability_splits, seed).values
+    if sites is not None and sites < len(reliability):
+        keep = np.sort(np.argsort(-np.nan_to_num(reliability, nan=-np.inf))[:sites])
+        recordings, reliability = recordings.isel(neuroid=keep), reliability[keep]
+    averaged = mean_response(recordings)
+    ids = averaged["stimulus_id"].values
+    fitted = fit_site_models(
+        features["activation"].sel(stimulus_id=ids).values,
+        averaged.values,
+        stimuli["category"].sel(stimulus_id=ids).values,
+        averaged["neuroid_id"].values.tolist(),
+        reliability,
+        list(alphas),
+        folds,
+        seed,
+    )
+    fitted.attrs["surrogate_network"] = features.attrs["network"]
+    return fitted
+
+
+def surrogate_response(surrogate: xr.Dataset, models: xr.Dataset, name: str = "surrogate") -> LinearSiteResponse:
+    """Every site's predicted response: the surrogate network's features through its fitted readout.
+    `name` labels the weights in error messages."""
+    return LinearSiteResponse(network_from_dataset(surrogate, name), models["weight"].values, models["bias"].values)

@@ -8,13 +8,17 @@ block edge, so crops of different splits never share a pixel.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import xarray as xr
 from skimage import color, data, transform
 from sklearn.datasets import load_sample_image
+
+from neuroattack.sources import brainscore_stimuli_to_dataset, image_folder_to_stimuli, make_stimuli
 
 Split = Literal["stimuli", "train", "test"]
 SPLIT_FRACTIONS: dict[str, float] = {"stimuli": 0.3, "train": 0.5, "test": 0.2}
@@ -92,3 +96,29 @@ def crops(split: Split, per_category: int, resolution: int, seed: int) -> tuple[
             pixels[row] = np.clip(np.rint(resized), 0, 255).astype(np.uint8)
             row += 1
     return pixels, labels
+
+
+def embedded_stimuli(per_category: int, resolution: int, seed: int) -> xr.Dataset:
+    """The embedded stimulus set: `per_category` crops of every photograph, ids like `cat_001`."""
+    pixels, labels = crops("stimuli", per_category, resolution, seed)
+    counters: dict[int, int] = {}
+    ids = []
+    for label in labels:
+        counters[label] = counters.get(label, 0) + 1
+        ids.append(f"{CATEGORIES[label]}_{counters[label]:03d}")
+    return make_stimuli(pixels, ids, [CATEGORIES[label] for label in labels])
+
+
+def stimulus_set(
+    settings: Mapping[str, Any], seed: int, inputs: Mapping[str, str | os.PathLike[str]]
+) -> xr.Dataset:
+    """The configured stimulus set (`stimuli` section): embedded, a Brain-Score set
+    (`inputs` csv and zip) or an image folder (`inputs` folder)."""
+    source = settings["source"]
+    if source == "embedded":
+        return embedded_stimuli(settings["per_category"], settings["resolution"], seed)
+    if source == "brainscore":
+        return brainscore_stimuli_to_dataset(inputs["csv"], inputs["zip"], settings["resolution"])
+    if source == "folder":
+        return image_folder_to_stimuli(inputs["folder"], settings["resolution"])
+    raise ValueError(f"stimuli.source {source!r}: use embedded, brainscore or folder")

@@ -1,4 +1,4 @@
-"""Category preference and super-stimuli (DESIGN.md section 1).
+"""Category preference and super-stimuli.
 
 For every site, the stimulus categories are ranked by the site's trial-averaged
 recorded response. Images of its least-preferred categories are pushed UP by a
@@ -24,15 +24,14 @@ import torch
 import xarray as xr
 from torch import nn
 
-from neuroattack.attack import AttackSettings, pgd_attack
-from neuroattack.readouts import to_tensor
+from neuroattack.attack import AttackSettings, attack_grid, pgd_attack
+from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
 from neuroattack.recordings import aligned_sites
 
 Direction = Literal["up", "down"]
 DIRECTIONS: tuple[Direction, ...] = ("up", "down")
 SIGN = {"up": 1.0, "down": -1.0}
 REFERENCES = ("predicted", "recorded")
-PREDICTION_BATCH = 256
 
 
 # --- preference ranking ---------------------------------------------------------------
@@ -157,17 +156,9 @@ def select_targeted_images(
 # --- references from natural images ---------------------------------------------------
 
 
-def predicted_responses(response: nn.Module, pixels: np.ndarray, device: torch.device) -> np.ndarray:
+def predicted_responses(response: LinearSiteResponse, pixels: np.ndarray, device: torch.device) -> np.ndarray:
     """(stimulus, site) predicted responses of every site to uint8 images (n, H, W, C)."""
-    all_sites = getattr(response, "all_sites", None)
-    if all_sites is None:
-        raise TypeError(f"{type(response).__name__} has no all_sites(images); use a LinearSiteResponse-like module")
-    parts = []
-    with torch.no_grad():
-        for start in range(0, len(pixels), PREDICTION_BATCH):
-            batch = to_tensor(pixels[start : start + PREDICTION_BATCH]).to(device)
-            parts.append(all_sites(batch).float().cpu().numpy())
-    return np.concatenate(parts).astype(np.float64)
+    return infer(response.all_sites, pixels, device).astype(np.float64)
 
 
 def natural_references(
@@ -206,23 +197,13 @@ def _attack_rows(
     direction: Direction,
 ) -> dict[str, np.ndarray]:
     """One pgd_attack call over every (site, image, eps) row; arrays shaped (site, image, eps)."""
-    device = images.device
-    n_eps = len(eps_grid)
-    shape = (sites, images_per_site, n_eps)
-    site_of_row = np.repeat(np.arange(sites), images_per_site * n_eps)
-    eps_of_row = np.tile(np.asarray(eps_grid, dtype=np.float32), sites * images_per_site)
-    result = pgd_attack(
-        response,
-        images.repeat_interleave(n_eps, dim=0),
-        torch.as_tensor(site_of_row, dtype=torch.long, device=device),
-        torch.as_tensor(eps_of_row, device=device),
-        torch.full((len(site_of_row),), SIGN[direction], device=device),
-        settings,
-        seed,
-    )
+    targets = torch.arange(sites, device=images.device).repeat_interleave(images_per_site)
+    grid = attack_grid(images, targets, eps_grid, [SIGN[direction]])
+    result = pgd_attack(response, grid.images, grid.target, grid.eps, grid.sign, settings, seed)
+    shape = (sites, images_per_site, len(eps_grid))
 
     def host(values: torch.Tensor) -> np.ndarray:
-        return values.detach().float().cpu().numpy().astype(np.float64).reshape(shape)
+        return grid.to_host(values).astype(np.float64).reshape(shape)
 
     clean = host(result.clean)
     return {
@@ -243,7 +224,7 @@ def _check_grid(eps_grid: Sequence[float]) -> list[float]:
 
 
 def category_preference_experiment(
-    response: nn.Module,
+    response: LinearSiteResponse,
     stimuli: xr.Dataset,
     mean_responses: xr.DataArray,
     neuroid_id: Sequence[str],

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional
 
 from neuroattack.attack import clamp_to_box, normalized, project_l2, random_in_ball
-from neuroattack.models import Architecture, FeatureNetwork, build_network
-from neuroattack.readouts import to_tensor
+from neuroattack.models import Architecture, FeatureNetwork, build_network, weights_to_dataset
+from neuroattack.readouts import image_batches, to_tensor
+from neuroattack.sources import image_folder_to_stimuli
+from neuroattack.stimuli import CATEGORIES, crops
 
 log = logging.getLogger(__name__)
+
+
+Labelled = tuple[np.ndarray, np.ndarray]  # uint8 images (n, H, W, C), integer labels (n,)
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,8 @@ def accuracy(
     device = next(network.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     correct = 0
-    for start in range(0, len(pixels), 256):
-        images = to_tensor(pixels[start : start + 256]).to(device)
-        target = torch.from_numpy(labels[start : start + 256]).long().to(device)
+    for rows, images in image_batches(pixels, device):
+        target = torch.from_numpy(labels[rows]).long().to(device)
         if eps > 0:
             images = pgd_l2_classification(network, images, target, eps, steps, generator)
         with torch.no_grad():
@@ -62,7 +70,7 @@ def accuracy(
 
 def train_network(
     arch: Architecture,
-    train: tuple[np.ndarray, np.ndarray],
+    train: Labelled,
     eps: float,
     settings: TrainingSettings,
     seed: int,
@@ -102,3 +110,53 @@ def train_network(
         log.info("epoch %d/%d: loss %.3f", epoch + 1, settings.epochs, total_loss / len(pixels))
     network.eval().requires_grad_(False)
     return network
+
+
+def training_set(
+    data: Mapping[str, Any], folder: str | os.PathLike[str] | None = None
+) -> tuple[Labelled, Labelled, list[str]]:
+    """(train, test, category names): embedded crops that never overlap the stimuli, or a
+    user's image folder (one subfolder per category) split at random by `test_fraction`."""
+    if data.get("source", "embedded") == "embedded":
+        train = crops("train", data["train_per_category"], data["resolution"], data["seed"])
+        test = crops("test", data["test_per_category"], data["resolution"], data["seed"])
+        return train, test, list(CATEGORIES)
+    if folder is None:
+        raise ValueError("training_data.source 'folder' needs training_data.path")
+    images = image_folder_to_stimuli(folder, data["resolution"])
+    categories = sorted(set(images["category"].values.tolist()))
+    labels = np.searchsorted(categories, images["category"].values)
+    order = np.random.default_rng(data["seed"]).permutation(len(labels))
+    n_test = max(1, round(data.get("test_fraction", 0.1) * len(labels)))
+    pixels = images["pixels"].values
+    test, train = order[:n_test], order[n_test:]
+    return (pixels[train], labels[train]), (pixels[test], labels[test]), categories
+
+
+def train_classifier(
+    arch: Architecture,
+    eps: float,
+    seed: int,
+    data: tuple[Labelled, Labelled, list[str]],
+    settings: TrainingSettings,
+    eval_eps: float,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """Train one network (adversarially when eps > 0); its weights, with held-out clean
+    and robust accuracy in the attrs."""
+    train, test, categories = data
+    network = train_network(arch, train, eps, settings, seed, device)
+    clean = accuracy(network, *test, eps=0.0, steps=0, seed=seed)
+    robust = accuracy(network, *test, eps=eval_eps, steps=settings.eval_attack_steps, seed=seed)
+    return weights_to_dataset(
+        network.cpu(),
+        arch,
+        {
+            "training_eps": eps,
+            "seed": seed,
+            "clean_accuracy": clean,
+            "robust_accuracy": robust,
+            "robust_accuracy_eps": eval_eps,
+            "categories": categories,
+        },
+    )

@@ -15,8 +15,7 @@ rule attack_image:
         "attacks"
     threads: 1
     params:
-        networks=NETWORKS,
-        attack=config["attack"],
+        attack=science(config["attack"], drop=["images"]),
         seed=config["seed"],
     resources:
         **gpu_job(mem_mb=8000, runtime=60),

@@ -11,7 +11,7 @@ rule build_brain:
     log:
         log_file("build_brain"),
     params:
-        brain=config["brain"],
+        brain=science(config["brain"], drop=["network", "repetitions"]),
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     script:
@@ -63,7 +63,7 @@ rule brain_white_box:
         log_file("brain_white_box"),
     threads: 2
     params:
-        attack=config["attack"],
+        attack=science(config["attack"], drop=["units_per_network"]),
         seed=config["seed"],
     resources:
         **gpu_job(mem_mb=8000, runtime=120),

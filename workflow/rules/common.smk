@@ -3,9 +3,15 @@ import os
 import re
 from urllib.parse import urlparse
 
+import yaml
 from snakemake.utils import validate
 
+from neuroattack.config import science, with_schema_types
+
 validate(config, "../schemas/config.schema.yaml")
+# Numbers as the schema types them, so that `1` and `1.0` give the same params (no rerun).
+with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as schema:
+    config.update(with_schema_types(config, yaml.safe_load(schema)))
 
 
 def config_error(message):
@@ -106,10 +112,10 @@ def network_spec(name):
     """Training settings of a trained network of the config, or of the brain's network."""
     if name == "brain":
         spec = config["brain"]["network"]
-        return {"eps": spec["eps"], "seed": spec["seed"], "widths": spec["widths"], "blocks": spec["blocks"]}
+        return science({"eps": spec["eps"], "seed": spec["seed"], "widths": spec["widths"], "blocks": spec["blocks"]})
     spec = config["networks"][name]
     arch = config["architecture"]
-    return {"eps": spec["eps"], "seed": spec["seed"], "widths": arch["widths"], "blocks": arch["blocks"]}
+    return science({"eps": spec["eps"], "seed": spec["seed"], "widths": arch["widths"], "blocks": arch["blocks"]})
 
 
 def network_weights(names=None):

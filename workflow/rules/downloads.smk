@@ -11,7 +11,7 @@ rule download:
         file=DOWNLOAD_PATTERN,
     localrule: True
     params:
-        remote=lambda wildcards: DOWNLOADS[wildcards.file],
+        remote=lambda wildcards: science(DOWNLOADS[wildcards.file]),
     script:
         "../scripts/download.py"
 

@@ -24,7 +24,7 @@ rule site_models:
     log:
         log_file("site_models"),
     params:
-        settings=config["surrogate"],
+        settings=science(config["surrogate"], drop=["network"]),
         sites=config["recordings"].get("sites"),
         seed=config["seed"],
     resources:

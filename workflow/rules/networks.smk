@@ -17,7 +17,14 @@ rule train_network:
         **gpu_job(mem_mb=8000, runtime=120),
     params:
         spec=lambda wildcards: network_spec(wildcards.network),
-        training=config.get("training"),
-        data={**config.get("training_data", {}), "resolution": config["stimuli"]["resolution"], "seed": config["seed"]},
+        training=science(config.get("training", {})),
+        data=science(
+            {
+                **config.get("training_data", {}),
+                "resolution": config["stimuli"]["resolution"],
+                "seed": config["seed"],
+            },
+            drop=["path"],
+        ),
     script:
         "../scripts/train_network.py"

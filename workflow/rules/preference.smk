@@ -15,7 +15,7 @@ rule category_preference:
         log_file("category_preference"),
     threads: 2
     params:
-        preference={key: value for key, value in config["preference"].items() if key != "figure_sites"},
+        preference=science(config["preference"], drop=["figure_sites"]),
         seed=config["seed"],
     resources:
         **gpu_job(mem_mb=8000, runtime=60),

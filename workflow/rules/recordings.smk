@@ -19,7 +19,7 @@ rule import_recordings:
     resources:
         **cpu_job(mem_mb=16000, runtime=30),
     params:
-        settings=config["recordings"],
+        settings=science(config["recordings"], drop=["assembly", "path", "perturbed", "sites"]),
     script:
         "../scripts/import_recordings.py"
 

@@ -12,8 +12,7 @@ rule sensitivity:
     log:
         log_file("sensitivity"),
     params:
-        networks=NETWORKS,
-        settings=config["sensitivity"],
+        settings=science(config["sensitivity"]),
         seed=config["seed"],
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
@@ -31,7 +30,5 @@ rule figure1:
     log:
         log_file("figure1"),
     localrule: True
-    params:
-        networks=NETWORKS,
     script:
         "../scripts/figure1.py"

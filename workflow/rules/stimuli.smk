@@ -20,7 +20,7 @@ rule stimuli:
     resources:
         **cpu_job(mem_mb=4000, runtime=30),
     params:
-        settings=config["stimuli"],
+        settings=science(config["stimuli"], drop=["csv", "zip", "path"]),
         seed=config["seed"],
     script:
         "../scripts/stimuli.py"

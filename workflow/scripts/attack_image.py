@@ -1,26 +1,23 @@
-"""Rule attack_image: attack one clean image (all site surrogates and network units)."""
-from neuroattack import io, pipeline
+"""Rule attack_image: attack one clean image (every site's surrogate, sampled units of every network)."""
+from neuroattack import io, untargeted
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import configure, device
+from neuroattack.runtime import configure, device, named_inputs
 
 log = configure(snakemake.log[0], snakemake.threads)
-settings = dict(snakemake.params.attack)
-eps_grid = [float(e) for e in settings.pop("eps")]
-image_count, units = settings.pop("images"), settings.pop("units_per_network")
-stimuli = io.read_dataset(snakemake.input.stimuli)
+attack = snakemake.params.attack
 index = int(snakemake.wildcards.index)
-stimulus_id = pipeline.attacked_stimuli(stimuli, image_count, snakemake.params.seed)[index]
-names = snakemake.params.networks
-result = pipeline.attack_image(
+stimuli = io.read_dataset(snakemake.input.stimuli)
+stimulus_id = untargeted.attacked_stimuli(stimuli, snakemake.config["attack"]["images"], snakemake.params.seed)[index]
+result = untargeted.attack_image(
     stimulus_id,
     stimuli,
-    networks={name: io.read_dataset(snakemake.input[f"weights_{name}"]) for name in names},
-    features={name: io.read_dataset(snakemake.input[f"features_{name}"]) for name in names},
+    networks={name: io.read_dataset(path) for name, path in named_inputs(snakemake.input, "weights_").items()},
+    features={name: io.read_dataset(path) for name, path in named_inputs(snakemake.input, "features_").items()},
     surrogate=io.read_dataset(snakemake.input.surrogate),
     models=io.read_dataset(snakemake.input.site_models),
-    settings=AttackSettings(**settings),
-    eps_grid=eps_grid,
-    units_per_network=units,
+    settings=AttackSettings.from_config(attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
+    eps_grid=attack["eps"],
+    units_per_network=attack["units_per_network"],
     seed=snakemake.params.seed + index,
     unit_seed=snakemake.params.seed,
     device=device(),

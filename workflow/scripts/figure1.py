@@ -3,7 +3,7 @@ from neuroattack import figures, io
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-figure, plotted = figures.figure1(io.read_dataset(snakemake.input[0]), snakemake.params.networks)
+figure, plotted = figures.figure1(io.read_dataset(snakemake.input[0]))
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200)
 figure.savefig(pdf)

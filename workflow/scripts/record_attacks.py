@@ -1,9 +1,9 @@
 """Rule record_attacks: show clean and perturbed images to the brain; keep predictions beside."""
-from neuroattack import io, pipeline
+from neuroattack import io, rig
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-responses = pipeline.record_attacks(
+responses = rig.record_in_silico(
     io.read_dataset(snakemake.input.brain),
     io.read_dataset(snakemake.input.stimuli),
     [io.read_dataset(path) for path in snakemake.input.attacks],

@@ -1,15 +1,16 @@
 """Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network."""
-from neuroattack import io, pipeline
-from neuroattack.runtime import configure
+from neuroattack import io, sensitivity
+from neuroattack.runtime import configure, named_inputs
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
-result = pipeline.sensitivity(
+optional = {key: io.read_dataset(snakemake.input[key]) for key in ("responses", "white_box") if key in snakemake.input.keys()}
+result = sensitivity.estimate_populations(
     attacks=[io.read_dataset(path) for path in snakemake.input.attacks],
-    responses=io.read_dataset(snakemake.input.responses) if "responses" in snakemake.input.keys() else None,
+    responses=optional.get("responses"),
     recordings=io.read_dataset(snakemake.input.recordings),
-    features={name: io.read_dataset(snakemake.input[f"features_{name}"]) for name in snakemake.params.networks},
-    white_box=io.read_dataset(snakemake.input.white_box) if "white_box" in snakemake.input.keys() else None,
+    features={name: io.read_dataset(path) for name, path in named_inputs(snakemake.input, "features_").items()},
+    white_box_changes=optional.get("white_box"),
     bootstrap=settings["bootstrap"],
     random_pairs=settings["random_pairs"],
     seed=snakemake.params.seed,

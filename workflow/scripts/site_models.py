@@ -1,17 +1,20 @@
 """Rule site_models: linear readouts from the surrogate's features to every site."""
 import numpy as np
 
-from neuroattack import io, pipeline
+from neuroattack import io, sitemodels
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-models = pipeline.site_models(
+settings = snakemake.params.settings
+models = sitemodels.fit_to_recordings(
     io.read_dataset(snakemake.input.features),
     io.read_dataset(snakemake.input.recordings),
     io.read_dataset(snakemake.input.stimuli),
-    snakemake.params.settings,
-    snakemake.params.seed,
-    snakemake.params.sites,
+    alphas=settings["alphas"],
+    folds=settings["folds"],
+    reliability_splits=settings["reliability_splits"],
+    seed=snakemake.params.seed,
+    sites=snakemake.params.sites,
 )
 log.info(
     "median predictivity r = %.3f, median reliability = %.3f",

@@ -1,0 +1,145 @@
+"""Untargeted attacks on one clean image: every site's surrogate and sampled units of
+every network, at every eps, in both directions, with the random-direction baseline.
+
+One attack file per clean image (a natural GPU batch); everything downstream reads
+the achieved changes from these files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from neuroattack.attack import (
+    DIRECTION_SIGNS,
+    DIRECTIONS,
+    AttackSettings,
+    attack_grid,
+    pgd_attack,
+    random_direction_baseline,
+)
+from neuroattack.features import select_units
+from neuroattack.models import network_from_dataset
+from neuroattack.readouts import LinearSiteResponse, UnitResponse, infer, to_tensor
+from neuroattack.sitemodels import surrogate_response
+
+log = logging.getLogger(__name__)
+
+
+def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
+    """The clean images to attack: a seeded sample of the stimulus set."""
+    ids = stimuli["stimulus_id"].values
+    if count > len(ids):
+        raise ValueError(f"attack.images = {count} but the stimulus set has only {len(ids)} images")
+    return [str(s) for s in np.random.default_rng(seed).choice(ids, size=count, replace=False)]
+
+
+def attack_targets(
+    response: nn.Module,
+    image: torch.Tensor,
+    targets: np.ndarray,
+    eps_grid: Sequence[float],
+    settings: AttackSettings,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Attack every (target, eps, direction) of one image (1, C, H, W); arrays shaped
+    (target, eps, direction), `clean` (target,), `perturbed` uint8 (target, eps, direction, y, x, channel).
+    Runs where `image` lives (the response module is moved there)."""
+    response = response.to(image.device)
+    cases = image.expand(len(targets), -1, -1, -1)
+    grid = attack_grid(cases, torch.as_tensor(targets, dtype=torch.long), eps_grid, DIRECTION_SIGNS)
+    result = pgd_attack(response, grid.images, grid.target, grid.eps, grid.sign, settings, seed)
+    baseline = random_direction_baseline(response, grid.images, grid.target, grid.eps, seed + 1)
+    return {
+        "clean": grid.to_host(result.clean)[:, 0, 0],
+        "change": grid.to_host(result.change),
+        "delta_norm": grid.to_host(result.delta_norm),
+        "random_change": grid.to_host(baseline.change),
+        "perturbed": result.perturbed.permute(0, 2, 3, 1).cpu().numpy().reshape(*grid.shape, *image.shape[2:], -1),
+        "passes": np.array([result.forward_passes, result.backward_passes]),
+    }
+
+
+def _result_block(kind: str, results: Mapping[str, np.ndarray], coords: Mapping[str, object]) -> xr.Dataset:
+    """One population's achieved changes: `{kind}_clean`, `{kind}_change`, ... over dim `kind`."""
+    cube = (kind, "eps", "direction")
+    return xr.Dataset(
+        {
+            f"{kind}_clean": (kind, results["clean"]),
+            f"{kind}_change": (cube, results["change"]),
+            f"{kind}_delta_norm": (cube, results["delta_norm"]),
+            f"{kind}_random_change": (cube, results["random_change"]),
+        },
+        coords=dict(coords),
+    )
+
+
+def attack_image(
+    stimulus_id: str,
+    stimuli: xr.Dataset,
+    networks: Mapping[str, xr.Dataset],
+    features: Mapping[str, xr.Dataset],
+    surrogate: xr.Dataset,
+    models: xr.Dataset,
+    settings: AttackSettings,
+    eps_grid: list[float],
+    units_per_network: int,
+    seed: int,
+    unit_seed: int,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """Attack one clean image: every site's surrogate, and sampled units of every network.
+    `unit_seed` picks the units (the same for every image); `seed` the attack's starts."""
+    image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
+    grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
+    sites = attack_targets(surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed)
+    ds = _result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
+    ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
+    unit_blocks = []
+    for name, weights in networks.items():
+        units = select_units(features[name], units_per_network, unit_seed)
+        results = attack_targets(UnitResponse(network_from_dataset(weights, name)), image, units, eps_grid, settings, seed)
+        coords = {**grid_coords, "network": ("unit", [name] * len(units)), "unit_index": ("unit", units)}
+        unit_blocks.append(_result_block("unit", results, coords))
+    if unit_blocks:
+        ds = ds.merge(xr.concat(unit_blocks, dim="unit"))
+    ds.attrs = {
+        "stimulus_id": stimulus_id,
+        "forward_passes_per_row": int(sites["passes"][0]),
+        "backward_passes_per_row": int(sites["passes"][1]),
+        "rows_per_target": len(eps_grid) * len(DIRECTIONS),
+        **{f"attack_{k}": v for k, v in vars(settings).items()},
+        "attack_search_precision": settings.search_precision(image.device),
+    }
+    return ds
+
+
+def white_box(
+    model: LinearSiteResponse,
+    stimuli: xr.Dataset,
+    image_ids: Sequence[str],
+    settings: AttackSettings,
+    eps_grid: list[float],
+    seed: int,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """`change` (image, site, eps, direction) of every site of `model`, attacked
+    directly (white box), and each site's `sigma` over the stimuli."""
+    device = device or torch.device("cpu")
+    model = model.to(device)
+    sites = np.arange(int(model.weight.shape[0]))
+    sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
+    changes = []
+    for number, sid in enumerate(image_ids, 1):
+        image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
+        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed)["change"])
+        log.info("white-box attack: image %d/%d done", number, len(image_ids))
+    return xr.Dataset(
+        {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
+        coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},
+    )
