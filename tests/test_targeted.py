@@ -124,7 +124,7 @@ def test_selection_draws_only_from_least_preferred_categories() -> None:
     values = rng.normal(size=(4, len(CATEGORIES)))
     preference = xr.DataArray(values, dims=("site", "category"), coords={"category": CATEGORIES})
     ranking = ranked_categories(preference)
-    for direction, allowed in (("up", ranking.values[:, :2]), ("down", ranking.values[:, -2:])):
+    for direction, allowed in (("increase", ranking.values[:, :2]), ("decrease", ranking.values[:, -2:])):
         chosen = select_targeted_images(ranking, stimuli["category"], 6, 2, direction, seed=5)
         assert chosen["image_category"].shape == (4, 6)
         for site in range(4):
@@ -132,9 +132,9 @@ def test_selection_draws_only_from_least_preferred_categories() -> None:
             assert len(set(ids)) == 6
             assert set(chosen["image_category"].values[site]) <= set(allowed[site])
             assert set(stimuli["category"].sel(stimulus_id=ids).values) <= set(allowed[site])
-    again = select_targeted_images(ranking, stimuli["category"], 6, 2, "up", seed=5)
-    other = select_targeted_images(ranking, stimuli["category"], 6, 2, "up", seed=6)
-    assert again.equals(select_targeted_images(ranking, stimuli["category"], 6, 2, "up", seed=5))
+    again = select_targeted_images(ranking, stimuli["category"], 6, 2, "increase", seed=5)
+    other = select_targeted_images(ranking, stimuli["category"], 6, 2, "increase", seed=6)
+    assert again.equals(select_targeted_images(ranking, stimuli["category"], 6, 2, "increase", seed=5))
     assert not again["image_stimulus_id"].equals(other["image_stimulus_id"])
 
 
@@ -143,9 +143,9 @@ def test_selection_errors_are_clear() -> None:
     preference = xr.DataArray(np.arange(5.0)[None], dims=("site", "category"), coords={"category": CATEGORIES})
     ranking = ranked_categories(preference)
     with pytest.raises(ValueError, match="images_per_site"):
-        select_targeted_images(ranking, stimuli["category"], PER_CATEGORY + 1, 1, "up", seed=0)
+        select_targeted_images(ranking, stimuli["category"], PER_CATEGORY + 1, 1, "increase", seed=0)
     with pytest.raises(ValueError, match="preference.categories"):
-        select_targeted_images(ranking, stimuli["category"], 1, len(CATEGORIES), "up", seed=0)
+        select_targeted_images(ranking, stimuli["category"], 1, len(CATEGORIES), "increase", seed=0)
     with pytest.raises(ValueError, match="direction"):
         select_targeted_images(ranking, stimuli["category"], 1, 1, "sideways", seed=0)  # type: ignore[arg-type]
 
@@ -165,7 +165,7 @@ def test_sites_are_matched_to_recordings_by_neuroid_id(setup: tuple, experiment:
 
 
 def test_up_attack_uses_least_preferred_images_and_raises_responses(experiment: xr.Dataset) -> None:
-    up = experiment.sel(direction="up")
+    up = experiment.sel(direction="increase")
     least_two = experiment["category_rank"].values[:, :2]
     for site in range(SITES):
         assert set(up["image_category"].values[site]) <= set(least_two[site])
@@ -185,7 +185,7 @@ def test_delta_norms_stay_within_budget_after_quantisation(experiment: xr.Datase
     eps = experiment["eps"].values[None, None, None, :]
     assert (experiment["delta_norm"].values <= eps + 1e-6).all()
     assert experiment["perturbed"].dtype == np.uint8
-    up = experiment.sel(direction="up")
+    up = experiment.sel(direction="increase")
     clean = stimuli["pixels"].sel(stimulus_id=up["image_stimulus_id"].values.ravel()).values.astype(float)
     shown = up["perturbed"].values.reshape(-1, len(EPS), SIDE, SIDE, 3).astype(float)
     norms = np.sqrt((((shown - clean[:, None]) / 255.0) ** 2).sum(axis=(2, 3, 4)))
@@ -193,7 +193,7 @@ def test_delta_norms_stay_within_budget_after_quantisation(experiment: xr.Datase
 
 
 def test_down_attack_lowers_responses_of_preferred_images(experiment: xr.Dataset) -> None:
-    down = experiment.sel(direction="down")
+    down = experiment.sel(direction="decrease")
     most_two = experiment["category_rank"].values[:, -2:]
     for site in range(SITES):
         assert set(down["image_category"].values[site]) <= set(most_two[site])
@@ -209,16 +209,16 @@ def test_one_direction_matches_the_combined_experiment(setup: tuple, experiment:
     def run(neuroids: list[str], eps: list[float], directions: list[str]) -> xr.Dataset:
         return category_preference_experiment(response, stimuli, recorded, neuroids, eps, 4, 2, SETTINGS, 3, directions)
 
-    down = run(neuroid_id, EPS, ["down"])
-    assert down["direction"].values.tolist() == ["down"]
-    np.testing.assert_allclose(down["attacked_predicted"], experiment["attacked_predicted"].sel(direction=["down"]))
+    down = run(neuroid_id, EPS, ["decrease"])
+    assert down["direction"].values.tolist() == ["decrease"]
+    np.testing.assert_allclose(down["attacked_predicted"], experiment["attacked_predicted"].sel(direction=["decrease"]))
     xr.testing.assert_equal(down["preferred_mean"], experiment["preferred_mean"])
     with pytest.raises(KeyError, match="absent from the recordings"):
-        run(["site0", "nope", "site2"], EPS, ["up"])
+        run(["site0", "nope", "site2"], EPS, ["increase"])
     with pytest.raises(ValueError, match="preference.eps"):
-        run(neuroid_id, [0.0, 1.0], ["up"])
+        run(neuroid_id, [0.0, 1.0], ["increase"])
     with pytest.raises(ValueError, match="repeats a direction"):
-        run(neuroid_id, EPS, ["up", "up"])
+        run(neuroid_id, EPS, ["increase", "increase"])
     with pytest.raises(ValueError, match="no direction"):
         run(neuroid_id, EPS, [])
 
@@ -229,7 +229,7 @@ def test_result_survives_the_netcdf_round_trip(experiment: xr.Dataset, tmp_path:
     assert back["perturbed"].dtype == np.uint8
     np.testing.assert_array_equal(back["perturbed"].values, experiment["perturbed"].values)
     assert back["image_stimulus_id"].values.tolist() == experiment["image_stimulus_id"].values.tolist()
-    assert back["direction"].values.tolist() == ["up", "down"]
+    assert back["direction"].values.tolist() == ["increase", "decrease"]
 
 
 def test_figure3_normalises_by_the_preferred_category(experiment: xr.Dataset) -> None:
@@ -241,4 +241,4 @@ def test_figure3_normalises_by_the_preferred_category(experiment: xr.Dataset) ->
     np.testing.assert_allclose(plotted["normalised_mean"].sel(eps=EPS).transpose(*expected.dims), expected, rtol=1e-6)
     clean = experiment["clean_predicted"].isel(site=[0, 1]).mean("image") / scale
     np.testing.assert_allclose(plotted["normalised_mean"].sel(eps=0.0).transpose(*clean.dims), clean, rtol=1e-6)
-    assert (plotted["normalised_mean"].sel(direction="up").isel(eps=-1) > 1).all()
+    assert (plotted["normalised_mean"].sel(direction="increase").isel(eps=-1) > 1).all()

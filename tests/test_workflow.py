@@ -104,3 +104,52 @@ def test_two_runs_give_identical_values(tiny_run: Path, tmp_path: Path) -> None:
     again = tmp_path / "results" / "tiny"
     assert_same_results(tiny_run, again)
     shutil.rmtree(again)
+
+
+# --- what triggers a rerun -------------------------------------------------------------
+
+
+def reordered(value: object) -> object:
+    """The same config with every mapping's keys in reverse order and every whole float as an int."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reordered(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def dry_run_with(workdir: Path, tmp_path: Path, config: dict) -> str:  # type: ignore[type-arg]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run = snakemake(workdir, "--dry-run", "--cores", "2", configfile=str(path))
+    assert run.returncode == 0, run.stderr + run.stdout
+    return run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_key_order_and_number_formatting_trigger_nothing(tiny_run: Path, tmp_path: Path) -> None:
+    config = reordered(yaml.safe_load((REPO / "config/tiny.yaml").read_text()))
+    assert isinstance(config, dict) and config["attack"]["wide_ball_factor"] == 2  # written as an int
+    output = dry_run_with(tiny_run.parent.parent, tmp_path, config)
+    assert "Nothing to be done" in output, output
+
+
+@pytest.mark.slow
+def test_chunk_rows_triggers_nothing(tiny_run: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["attack"]["chunk_rows"] = 7
+    config["preference"]["chunk_rows"] = 5
+    output = dry_run_with(tiny_run.parent.parent, tmp_path, config)
+    assert "Nothing to be done" in output, output
+
+
+@pytest.mark.slow
+def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["attack"]["images"] += 1
+    counts = job_counts(dry_run_with(tiny_run.parent.parent, tmp_path, config))
+    counts.pop("total")
+    aggregates = {"record_attacks", "brain_white_box", "sensitivity", "figure1", "all"}
+    assert counts == {"attack_image": 1, **{rule: 1 for rule in aggregates}}, counts

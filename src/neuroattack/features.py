@@ -28,11 +28,12 @@ def extract_features(
 
 
 def select_units(features: xr.Dataset, count: int, seed: int) -> np.ndarray:
-    """`count` units (sorted indices) drawn by `seed` among those that vary over the stimuli."""
+    """`count` units (sorted indices) drawn by `seed` among those that vary over the stimuli.
+    Prefix-stable: the units drawn for `count` are among those drawn for `count + 1`."""
     spread = features["activation"].std("stimulus_id").values
     alive = np.flatnonzero(spread > ALIVE_SPREAD)
     if len(alive) < count:
         raise ValueError(
             f"network {features.attrs.get('network')}: only {len(alive)} units vary; lower attack.units_per_network"
         )
-    return np.sort(np.random.default_rng(seed).choice(alive, size=count, replace=False))
+    return np.sort(np.random.default_rng(seed).permutation(alive)[:count])

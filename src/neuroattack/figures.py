@@ -68,8 +68,8 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
 # --- figure 3: category preference ----------------------------------------------------
 
 PANEL_TITLES = {
-    "up": "least-preferred categories, pushed up",
-    "down": "most-preferred categories, pushed down",
+    "increase": "least-preferred categories, pushed up",
+    "decrease": "most-preferred categories, pushed down",
 }
 
 

@@ -24,13 +24,13 @@ import torch
 import xarray as xr
 from torch import nn
 
-from neuroattack.attack import AttackSettings, attack_grid, pgd_attack
+from neuroattack.attack import DIRECTION_SIGNS, AttackSettings, attack_grid, pgd_attack
 from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
 from neuroattack.recordings import aligned_sites
 
-Direction = Literal["up", "down"]
-DIRECTIONS: tuple[Direction, ...] = ("up", "down")
-SIGN = {"up": 1.0, "down": -1.0}
+Direction = Literal["increase", "decrease"]
+DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")
+SIGN: dict[str, float] = dict(zip(DIRECTIONS, DIRECTION_SIGNS, strict=True))  # as in attack.DIRECTIONS
 REFERENCES = ("predicted", "recorded")
 
 
@@ -92,7 +92,7 @@ def ranked_categories(preference: xr.DataArray) -> xr.DataArray:
 
 
 def targeted_categories(ranking: xr.DataArray, n_categories: int, direction: Direction) -> np.ndarray:
-    """(unit, n_categories): the least preferred ('up') or most preferred ('down') categories."""
+    """(unit, n_categories): the least preferred ('increase') or most preferred ('decrease') categories."""
     _check_direction(direction)
     available = ranking.sizes["rank"]
     if not 1 <= n_categories < available:
@@ -101,7 +101,7 @@ def targeted_categories(ranking: xr.DataArray, n_categories: int, direction: Dir
             f"use 1 to {available - 1} (one category must stay out as the preferred reference)"
         )
     names = ranking.values
-    return names[:, :n_categories] if direction == "up" else names[:, ::-1][:, :n_categories]
+    return names[:, :n_categories] if direction == "increase" else names[:, ::-1][:, :n_categories]
 
 
 def _check_direction(direction: str) -> None:
@@ -121,7 +121,7 @@ def select_targeted_images(
     seed: int,
 ) -> xr.Dataset:
     """Per unit of `ranking` (unit, rank), `images_per_site` stimuli drawn without
-    replacement from its `n_categories` least ('up') or most ('down') preferred
+    replacement from its `n_categories` least ('increase') or most ('decrease') preferred
     categories. The draw of unit i is seeded by (seed, i) alone.
 
     `stimulus_category` is the stimuli's category, indexed by stimulus_id. Returns
@@ -142,7 +142,7 @@ def select_targeted_images(
                 f"{list(categories)}; lower preference.images_per_site or raise preference.categories"
             )
         rng = np.random.default_rng([seed, unit])
-        picked[unit] = ids[np.sort(rng.choice(candidates, size=images_per_site, replace=False))]
+        picked[unit] = ids[np.sort(rng.permutation(candidates)[:images_per_site])]  # prefix-stable
     picked_ids = picked.astype(str)
     category_of = dict(zip(ids, labels, strict=True))
     picked_categories = np.vectorize(category_of.__getitem__, otypes=[str])(picked_ids)
@@ -241,8 +241,8 @@ def category_preference_experiment(
     `response(images, target)` is site `target`'s predicted response (the surrogate; it
     also needs `all_sites(images)`), with sites in the order of `neuroid_id`.
     `mean_responses` are the trial-averaged recordings (stimulus_id, neuroid); they rank
-    each site's categories. Images of the `n_categories` least ('up') or most ('down')
-    preferred categories are attacked to raise ('up') or lower ('down') the site's
+    each site's categories. Images of the `n_categories` least ('increase') or most ('decrease')
+    preferred categories are attacked to raise ('increase') or lower ('decrease') the site's
     predicted response, at every eps.
 
     Returns a dataset with dims (direction, site, image, eps): `clean_predicted`,
@@ -256,7 +256,7 @@ def category_preference_experiment(
     `natural_min`, each predicted and recorded) appear once.
     """
     if not directions:
-        raise ValueError("no direction to attack; preference.direction must list 'up' and/or 'down'")
+        raise ValueError("no direction to attack; preference.direction must list 'increase' and/or 'decrease'")
     if len(set(directions)) != len(directions):
         raise ValueError(f"preference.direction repeats a direction: {list(directions)}")
     for direction in directions:

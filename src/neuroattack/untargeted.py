@@ -32,11 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
-    """The clean images to attack: a seeded sample of the stimulus set."""
+    """The clean images to attack: the first `count` of a seeded shuffle of the stimulus set,
+    so that one more image adds one attack and changes none of the others."""
     ids = stimuli["stimulus_id"].values
     if count > len(ids):
-        raise ValueError(f"attack.images = {count} but the stimulus set has only {len(ids)} images")
-    return [str(s) for s in np.random.default_rng(seed).choice(ids, size=count, replace=False)]
+        raise ValueError(f"attack.images = {count} but the stimulus set has only {len(ids)} images; lower it")
+    return [str(s) for s in np.random.default_rng(seed).permutation(ids)[:count]]
 
 
 def attack_targets(

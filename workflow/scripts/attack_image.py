@@ -7,7 +7,7 @@ log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
 index = int(snakemake.wildcards.index)
 stimuli = io.read_dataset(snakemake.input.stimuli)
-stimulus_id = untargeted.attacked_stimuli(stimuli, snakemake.config["attack"]["images"], snakemake.params.seed)[index]
+stimulus_id = untargeted.attacked_stimuli(stimuli, index + 1, snakemake.params.seed)[index]
 result = untargeted.attack_image(
     stimulus_id,
     stimuli,

@@ -22,8 +22,8 @@ result = targeted.category_preference_experiment(
     preference["direction"],
     device(),
 )
-if "up" in preference["direction"]:
-    above = result["fraction_above_preferred"].sel(direction="up").mean("site")
+if "increase" in preference["direction"]:
+    above = result["fraction_above_preferred"].sel(direction="increase").mean("site")
     log.info("fraction of pushed-up images above the preferred-category mean, by eps: %s",
              ", ".join(f"{e:g}: {v:.2f}" for e, v in zip(above["eps"].values, above.values)))
 io.write_dataset(result, snakemake.output[0], "category preference: targeted attacks", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
