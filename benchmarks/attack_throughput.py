@@ -39,16 +39,16 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from neuroattack.attack import LEVELS, PRECISIONS, AttackSettings, pgd_attack, quantize  # noqa: E402
-from neuroattack.frozen import frozen_for_attack  # noqa: E402
-from neuroattack.models import (  # noqa: E402
+from neuroattack.attack import LEVELS, PRECISIONS, AttackSettings, pgd_attack, quantize
+from neuroattack.frozen import frozen_for_attack
+from neuroattack.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Architecture,
     build_network,
     count_flops,
 )
-from neuroattack.readouts import UnitResponse  # noqa: E402
+from neuroattack.readouts import UnitResponse
 
 try:
     import torchattacks
@@ -231,7 +231,7 @@ def load_images(count: int, resolution: int, seed: int) -> Tensor:
         pixels, _ = crops("stimuli", per_category, resolution, seed)
         order = np.argsort(np.arange(len(pixels)) % per_category, kind="stable")  # one per photograph first
         pixels = pixels[order[:count]]
-    except Exception as error:  # noqa: BLE001 - a benchmark can run on noise
+    except Exception as error:
         print(f"(embedded photographs unavailable: {error}; using 8-bit noise)")
         pixels = np.random.default_rng(seed).integers(0, 256, (count, resolution, resolution, 3), dtype=np.uint8)
     return (torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() / LEVELS).contiguous()
@@ -248,19 +248,28 @@ def build(arch_name: str, seed: int) -> nn.Module:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--arch", choices=("small", "resnet50"), default="small")
-    parser.add_argument("--resolution", type=int, default=None, help="pixels per side (default: 32 small, 224 resnet50)")
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="pixels per side (default: 32 small, 224 resnet50)"
+    )
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--units", type=int, default=8)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0])
     parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="our steps per phase (two phases: 2*eps then eps)")
-    parser.add_argument("--step-decay", type=float, default=0.9, help="ours: step multiplier after a step without progress")
+    parser.add_argument(
+        "--step-decay", type=float, default=0.9, help="ours: step multiplier after a step without progress"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--chunk-rows", type=int, default=None, help="rows per batch, both engines (default: 128 small, as in the config; 64 resnet50)"
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help="rows per batch, both engines (default: 128 small, as in the config; 64 resnet50)",
     )
     parser.add_argument(
         "--also-chunk-rows", type=int, nargs="*", default=[], help="extra rows of ours with these chunk sizes"
@@ -270,11 +279,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--flop-factor",
         type=float,
         default=3.0,
-        help="FLOPs of one forward+backward in units of a forward (3 counts weight gradients; 2 is the input-only floor)",
+        help="FLOPs of one forward+backward in forwards (3 counts weight gradients; 2 is the input-only floor)",
     )
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="ours' precision (as in the config)")
     parser.add_argument(
-        "--also-precision", choices=PRECISIONS, nargs="*", default=["float32"], help="extra rows of ours at these precisions"
+        "--also-precision",
+        choices=PRECISIONS,
+        nargs="*",
+        default=["float32"],
+        help="extra rows of ours at these precisions",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
@@ -314,7 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     images = load_images(args.images, args.resolution, args.seed).to(device)
     job = build_job(images, units, args.eps)
     settings = AttackSettings(
-        steps=args.steps, restarts=args.restarts, chunk_rows=args.chunk_rows, precision=args.precision,
+        steps=args.steps,
+        restarts=args.restarts,
+        chunk_rows=args.chunk_rows,
+        precision=args.precision,
         step_decay=args.step_decay,
     )
     steps_per_restart = settings.gradient_steps_per_restart()  # PGDL2 gets the same gradient steps

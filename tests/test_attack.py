@@ -52,8 +52,14 @@ class ReluUnits(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(8 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 16),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(8 * 8 * 8, 32),
+            nn.ReLU(),
+            nn.Linear(32, 16),
         )
         self.requires_grad_(False)
 
@@ -110,7 +116,9 @@ def test_achieved_change_never_decreases_as_eps_grows() -> None:
     target = torch.zeros(len(grid), dtype=torch.long) + 3
     settings = AttackSettings(steps=15, restarts=3)
     for direction in (1.0, -1.0):
-        result = pgd_attack(network, images, target, torch.tensor(grid), torch.full((len(grid),), direction), settings, 0)
+        result = pgd_attack(
+            network, images, target, torch.tensor(grid), torch.full((len(grid),), direction), settings, 0
+        )
         achieved = direction * result.change
         assert bool((achieved[1:] >= achieved[:-1] - 1e-6).all()), achieved
 
@@ -196,7 +204,9 @@ def test_random_baseline_has_norm_eps_and_is_isotropic() -> None:
     rows = 2000
     images = grey_images(rows)
     eps = 1.0
-    result = random_direction_baseline(LinearUnits(1), images, torch.zeros(rows, dtype=torch.long), torch.full((rows,), eps), 0)
+    result = random_direction_baseline(
+        LinearUnits(1), images, torch.zeros(rows, dtype=torch.long), torch.full((rows,), eps), 0
+    )
     delta = result.perturbed.float() / LEVELS - images
     norms = quantised_norm(result.perturbed, images)
     assert bool((norms <= eps).all()) and bool((norms >= eps - 1 / LEVELS).all())

@@ -109,9 +109,7 @@ def umask(mask: int) -> Iterator[None]:
         os.umask(previous)
 
 
-@pytest.mark.parametrize(
-    ("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["022", "077", "002"]
-)
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["022", "077", "002"])
 def test_written_file_mode_follows_the_umask(mask: int, mode: int, tmp_path: Path) -> None:
     with umask(mask):
         path = io.write_dataset(sample(), tmp_path / "x.nc", "t", "s")

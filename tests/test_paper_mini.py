@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from fixtures_brainscore import write_assembly, write_robustness_checkpoint, write_stimulus_set
 from loopback_server import LoopbackServer
+from workflow_helpers import REPO, job_counts, snakemake
+
 from neuroattack import io
 from neuroattack.models import ResNet50, network_from_dataset
-from workflow_helpers import REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 N_IMAGES = 16
@@ -55,12 +55,19 @@ def mini_config(server: LoopbackServer, workdir: Path, perturbed: str | None = N
         "resnet50_l2_eps0": {"eps": 0.0, "checkpoint": {"url": server.url("resnet50_l2_eps0.ckpt"), "sha256": None}},
         "resnet50_l2_eps3": {
             "eps": 3.0,
-            "checkpoint": {"url": server.url("resnet50_l2_eps3.ckpt"), "sha256": digest(root / "resnet50_l2_eps3.ckpt", "sha256")},
+            "checkpoint": {
+                "url": server.url("resnet50_l2_eps3.ckpt"),
+                "sha256": digest(root / "resnet50_l2_eps3.ckpt", "sha256"),
+            },
         },
     }
     config["surrogate"].update(folds=2, alphas=[1.0, 100.0])
-    config["attack"].update(images=2, eps=[0.5, 2.0], steps=2, restarts=1, units_per_network=2, chunk_rows=64, precision="float32")
-    config["preference"].update(eps=[0.5, 2.0], images_per_site=2, categories=2, steps=2, restarts=1, chunk_rows=64, precision="float32")
+    config["attack"].update(
+        images=2, eps=[0.5, 2.0], steps=2, restarts=1, units_per_network=2, chunk_rows=64, precision="float32"
+    )
+    config["preference"].update(
+        eps=[0.5, 2.0], images_per_site=2, categories=2, steps=2, restarts=1, chunk_rows=64, precision="float32"
+    )
     config["sensitivity"].update(bootstrap=50, random_pairs=200)
     path = workdir / "mini.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -134,7 +141,9 @@ def test_outputs_without_rig_recordings(mini_run: Path) -> None:
         assert sorted(archive.namelist()) == sorted(table["filename"])
 
 
-def test_second_run_does_nothing_and_touched_downloads_are_not_fetched_again(mini_run: Path, served: LoopbackServer) -> None:
+def test_second_run_does_nothing_and_touched_downloads_are_not_fetched_again(
+    mini_run: Path, served: LoopbackServer
+) -> None:
     config = str(mini_run / "mini.yaml")
     run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=config)
     assert "Nothing to be done" in run.stdout + run.stderr
@@ -154,7 +163,9 @@ def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: Lo
     rng = np.random.default_rng(0)
     rows = [
         {"stimulus_id": s, "neuroid_id": n, "repetition": r, "response": float(rng.normal(1.0, 0.5))}
-        for s in shown["stimulus_id"] for n in sites for r in range(3)
+        for s in shown["stimulus_id"]
+        for n in sites
+        for r in range(3)
     ]
     table = mini_run / "rig_recordings.csv"
     pd.DataFrame(rows).to_csv(table, index=False)

@@ -64,8 +64,12 @@ def test_brain_counts_are_poisson_around_the_calibrated_mean() -> None:
     network = build_network(arch).eval().requires_grad_(False)
     weights = weights_to_dataset(network, arch, {})
     pixels = np.random.default_rng(0).integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
-    simulated = brain.build_brain(network, weights, pixels, n_sites=5, mean_count=4.0, baseline_count=0.5, beta=2.0, drive_offset=-0.5, seed=0)
-    expected = brain.expected_responses(simulated).all_sites(torch.rand(0, 3, 16, 16).new_tensor(pixels).permute(0, 3, 1, 2) / 255)
+    simulated = brain.build_brain(
+        network, weights, pixels, n_sites=5, mean_count=4.0, baseline_count=0.5, beta=2.0, drive_offset=-0.5, seed=0
+    )
+    expected = brain.expected_responses(simulated).all_sites(
+        torch.rand(0, 3, 16, 16).new_tensor(pixels).permute(0, 3, 1, 2) / 255
+    )
     assert float(expected.mean()) == pytest.approx(4.0, rel=1e-3)
     assert float(expected.min()) >= 0.5
     recordings = brain.record(simulated, pixels, [f"s{i}" for i in range(64)], repetitions=200, seed=1)

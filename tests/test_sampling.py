@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import xarray as xr
 
@@ -18,7 +20,7 @@ def stimuli(count: int = 40) -> xr.Dataset:
 
 def test_attacked_images_are_a_prefix_of_a_longer_draw() -> None:
     ids = [attacked_stimuli(stimuli(), count, seed=3) for count in range(1, 21)]
-    for shorter, longer in zip(ids, ids[1:], strict=False):
+    for shorter, longer in itertools.pairwise(ids):
         assert longer[: len(shorter)] == shorter
     assert len(set(ids[-1])) == 20
     assert attacked_stimuli(stimuli(), 20, seed=4) != ids[-1]
@@ -37,7 +39,8 @@ def test_sampled_units_grow_by_one_unit_at_a_time() -> None:
 
 def test_targeted_images_grow_by_one_image_at_a_time() -> None:
     preference = xr.DataArray(
-        np.random.default_rng(2).standard_normal((3, 4)), dims=("site", "category"),
+        np.random.default_rng(2).standard_normal((3, 4)),
+        dims=("site", "category"),
         coords={"category": [f"cat{i}" for i in range(4)]},
     )
     ranking = ranked_categories(preference)

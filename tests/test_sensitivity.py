@@ -46,7 +46,8 @@ def test_sign_corrected_is_a_lower_bound_when_the_sign_is_wrong() -> None:
 
 def test_white_box_takes_the_larger_objective_and_normalises() -> None:
     change = xr.DataArray(
-        np.array([[[2.0, -1.0]], [[0.5, -3.0]], [[-0.1, 0.2]]]), dims=("unit", "eps", "direction"),
+        np.array([[[2.0, -1.0]], [[0.5, -3.0]], [[-0.1, 0.2]]]),
+        dims=("unit", "eps", "direction"),
         coords={"direction": list(sens.DIRECTIONS)},
     )
     sigma = xr.DataArray([2.0, 1.0, 1.0], dims="unit")
@@ -61,7 +62,9 @@ def test_random_pair_level_of_gaussian_units() -> None:
 
 def test_summarize_mean_and_bootstrap_interval() -> None:
     rng = np.random.default_rng(1)
-    values = xr.DataArray(rng.normal(1.0, 0.5, size=(30, 40, 2)), dims=("unit", "image", "eps"), coords={"eps": [0.1, 1.0]})
+    values = xr.DataArray(
+        rng.normal(1.0, 0.5, size=(30, 40, 2)), dims=("unit", "image", "eps"), coords={"eps": [0.1, 1.0]}
+    )
     summary = sens.summarize(values, bootstrap=500, seed=0)
     np.testing.assert_allclose(summary["s_tilde"].values, values.mean(("unit", "image")).values)
     assert bool((summary["ci_low"] < summary["s_tilde"]).all() and (summary["s_tilde"] < summary["ci_high"]).all())

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from workflow_helpers import REPO, assert_same_results, snakemake
 
 SETUP = REPO / "tests" / "slurm" / "setup_slurm.sh"
@@ -39,10 +38,14 @@ def slurm_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> 
     workdir = tmp_path_factory.mktemp("slurm")
     run = snakemake(
         workdir,
-        "--executor", "slurm",
-        "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
-        "--profile", str(REPO / "tests" / "slurm" / "profile"),
-        "--workflow-profile", "none",
+        "--executor",
+        "slurm",
+        "--profile",
+        str(REPO / "workflow" / "profiles" / "slurm"),
+        "--profile",
+        str(REPO / "tests" / "slurm" / "profile"),
+        "--workflow-profile",
+        "none",
         timeout=2400,
     )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]

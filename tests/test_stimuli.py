@@ -18,7 +18,7 @@ def test_splits_never_share_a_pixel() -> None:
         for first, second in [("stimuli", "train"), ("stimuli", "test"), ("train", "test")]:
             assert not any(overlaps(a, b) for a in parts[first] for b in parts[second]), (name, first, second)
         height, width = photograph(name).shape[:2]
-        assert all(r + s <= height and c + s <= width for r, c, s in sum(parts.values(), []))
+        assert all(r + s <= height and c + s <= width for part in parts.values() for r, c, s in part)
 
 
 def test_crops_are_uint8_labelled_and_reproducible() -> None:

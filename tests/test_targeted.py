@@ -144,7 +144,7 @@ def test_selection_errors_are_clear() -> None:
     ranking = ranked_categories(preference)
     with pytest.raises(ValueError, match="images_per_site"):
         select_targeted_images(ranking, stimuli["category"], PER_CATEGORY + 1, 1, "increase", seed=0)
-    with pytest.raises(ValueError, match="preference.categories"):
+    with pytest.raises(ValueError, match=r"preference\.categories"):
         select_targeted_images(ranking, stimuli["category"], 1, len(CATEGORIES), "increase", seed=0)
     with pytest.raises(ValueError, match="direction"):
         select_targeted_images(ranking, stimuli["category"], 1, 1, "sideways", seed=0)  # type: ignore[arg-type]
@@ -215,7 +215,7 @@ def test_one_direction_matches_the_combined_experiment(setup: tuple, experiment:
     xr.testing.assert_equal(down["preferred_mean"], experiment["preferred_mean"])
     with pytest.raises(KeyError, match="absent from the recordings"):
         run(["site0", "nope", "site2"], EPS, ["increase"])
-    with pytest.raises(ValueError, match="preference.eps"):
+    with pytest.raises(ValueError, match=r"preference\.eps"):
         run(neuroid_id, [0.0, 1.0], ["increase"])
     with pytest.raises(ValueError, match="repeats a direction"):
         run(neuroid_id, EPS, ["increase", "increase"])

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from workflow_helpers import REPO, assert_same_results, job_counts, snakemake
 
 from neuroattack import io
-from workflow_helpers import REPO, assert_same_results, job_counts, snakemake
 
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "config").glob("*.yaml"))
 

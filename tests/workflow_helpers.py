@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
-def snakemake(workdir: Path, *args: str, configfile: str | None = "config/tiny.yaml", timeout: int = 1800) -> subprocess.CompletedProcess[str]:
+def snakemake(
+    workdir: Path, *args: str, configfile: str | None = "config/tiny.yaml", timeout: int = 1800
+) -> subprocess.CompletedProcess[str]:
     """Run the repository's Snakefile with `workdir` as working directory."""
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile:

@@ -305,7 +305,9 @@ def pgd_attack(
     bf16_phases = settings.bf16_phases(images.device)
     clean = torch.cat(  # once per row, shared by its restarts
         [
-            _float32_response(response, images[first : first + settings.chunk_rows], target[first : first + settings.chunk_rows])
+            _float32_response(
+                response, images[first : first + settings.chunk_rows], target[first : first + settings.chunk_rows]
+            )
             for first in range(0, rows, settings.chunk_rows)
         ]
     )
@@ -315,7 +317,14 @@ def pgd_attack(
         start = starts[restart_of_row[first : first + settings.chunk_rows]]
         outputs.append(
             _attack_chunk(
-                response, images[index], target[index], eps[index], sign[index], clean[index], start, settings,
+                response,
+                images[index],
+                target[index],
+                eps[index],
+                sign[index],
+                clean[index],
+                start,
+                settings,
                 bf16_phases,
             )
         )

@@ -59,7 +59,11 @@ def build_brain(
 
 def _site_model(brain: xr.Dataset) -> LinearSiteResponse:
     network = network_from_dataset(brain.drop_vars(READOUT_VARIABLES), "brain")
-    rectify = {"gain": float(brain.attrs["gain"]), "baseline": float(brain.attrs["baseline_count"]), "beta": float(brain.attrs["beta"])}
+    rectify = {
+        "gain": float(brain.attrs["gain"]),
+        "baseline": float(brain.attrs["baseline_count"]),
+        "beta": float(brain.attrs["beta"]),
+    }
     model = LinearSiteResponse(network, brain["readout_weight"].values, brain["readout_bias"].values, rectify)
     return model.eval().requires_grad_(False)
 
@@ -69,9 +73,7 @@ def expected_responses(brain: xr.Dataset) -> LinearSiteResponse:
     return _site_model(brain)
 
 
-def record(
-    brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int
-) -> xr.Dataset:
+def record(brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int) -> xr.Dataset:
     """Show uint8 images `repetitions` times each; return Poisson spike counts (recordings)."""
     rate = infer(_site_model(brain).all_sites, pixels).astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -85,7 +87,6 @@ def record(
         region="IT",
         animal="in-silico",
     )
-
 
 
 def white_box_changes(

@@ -137,9 +137,7 @@ def _check_arguments(url: str, checksum: str | None, algorithm: str, retries: in
     return expected
 
 
-def _existing_digest(
-    dest: Path, expected: str | None, algorithm: Algorithm, say: Callable[[str], None]
-) -> str | None:
+def _existing_digest(dest: Path, expected: str | None, algorithm: Algorithm, say: Callable[[str], None]) -> str | None:
     """Digest of an already present `dest` if it can be kept, else None (and it is removed)."""
     if not dest.is_file():
         return None
@@ -272,9 +270,7 @@ def _copy_local(url: str, part: Path, say: Callable[[str], None], progress_inter
     return offset > 0
 
 
-def _transfer(
-    url: str, part: Path, timeout: float, say: Callable[[str], None], progress_interval_s: float
-) -> bool:
+def _transfer(url: str, part: Path, timeout: float, say: Callable[[str], None], progress_interval_s: float) -> bool:
     """One attempt: fetch the rest of `url` into `part`, resuming from its current size.
 
     Returns, once the body is complete as far as the server's headers tell,
@@ -327,9 +323,7 @@ def _transfer(
         expected_end = offset + promised if promised is not None else None
         received = _stream(response.read, url, part, offset, expected_end, say, progress_interval_s)
         if promised is not None and received < promised:
-            raise _TransientError(
-                f"body truncated: got {offset + received} of {expected_end} bytes", retry_after=None
-            )
+            raise _TransientError(f"body truncated: got {offset + received} of {expected_end} bytes", retry_after=None)
         return offset > 0
 
 

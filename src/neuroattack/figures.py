@@ -6,15 +6,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import xarray as xr
+from matplotlib.figure import Figure
 
-from neuroattack.sensitivity import BRAIN_BLACK_BOX as BRAIN  # noqa: E402
-from neuroattack.sensitivity import BRAIN_WHITE_BOX, SURROGATE, random_directions  # noqa: E402
+from neuroattack.sensitivity import BRAIN_BLACK_BOX as BRAIN
+from neuroattack.sensitivity import BRAIN_WHITE_BOX, SURROGATE, random_directions
 
 
 def network_populations(sensitivity: xr.Dataset) -> list[str]:
@@ -39,11 +39,21 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     table = shown[["s_tilde", "ci_low", "ci_high"]].to_dataframe().reset_index()
     sns.set_theme(style="ticks", context="paper")
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    palette = dict(zip(shown["population"].values, sns.color_palette("colorblind", shown.sizes["population"]), strict=True))
+    palette = dict(
+        zip(shown["population"].values, sns.color_palette("colorblind", shown.sizes["population"]), strict=True)
+    )
     dashes = {p: (2, 2) if p == BRAIN_WHITE_BOX else "" for p in shown["population"].values}
     sns.lineplot(
-        data=table, x="eps", y="s_tilde", hue="population", style="population", palette=palette,
-        dashes=dashes, markers=True, ax=ax, errorbar=None,
+        data=table,
+        x="eps",
+        y="s_tilde",
+        hue="population",
+        style="population",
+        palette=palette,
+        dashes=dashes,
+        markers=True,
+        ax=ax,
+        errorbar=None,
     )
     for name, group in table.groupby("population", sort=False):
         ax.fill_between(group["eps"], group["ci_low"], group["ci_high"], color=palette[name], alpha=0.2, linewidth=0)
@@ -121,11 +131,16 @@ def figure3(preference: xr.Dataset, sites: int = 6) -> tuple[Figure, xr.Dataset]
     sns.set_theme(style="ticks", context="paper")
     palette = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
     fig, axes = plt.subplots(
-        1, len(directions) + 1, figsize=(3.4 * len(directions) + 2.2, 3.6), sharey=True,
+        1,
+        len(directions) + 1,
+        figsize=(3.4 * len(directions) + 2.2, 3.6),
+        sharey=True,
         gridspec_kw={"width_ratios": [3] * len(directions) + [2]},
     )
     for ax, direction in zip(axes[:-1], directions, strict=True):
-        _draw_direction(ax, plotted if direction is None else plotted.sel(direction=direction), names, palette, direction)
+        _draw_direction(
+            ax, plotted if direction is None else plotted.sel(direction=direction), names, palette, direction
+        )
     _draw_natural(axes[-1], plotted, names, palette)
     axes[0].set_ylabel("predicted response / preferred-category mean")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -138,20 +153,38 @@ def figure3(preference: xr.Dataset, sites: int = 6) -> tuple[Figure, xr.Dataset]
 
 def _reference_lines(ax: plt.Axes, shown: xr.Dataset) -> None:
     ax.axhline(1.0, color="0.2", linestyle="-", linewidth=1, label="preferred category (natural)")
-    ax.axhline(float(shown["natural_max_normalised"].mean()), color="0.4", linestyle="--", linewidth=1,
-               label="max natural image (mean over sites)")
-    ax.axhline(float(shown["nonpreferred_mean_normalised"].mean()), color="0.4", linestyle=":", linewidth=1,
-               label="least-preferred category (mean over sites)")
+    ax.axhline(
+        float(shown["natural_max_normalised"].mean()),
+        color="0.4",
+        linestyle="--",
+        linewidth=1,
+        label="max natural image (mean over sites)",
+    )
+    ax.axhline(
+        float(shown["nonpreferred_mean_normalised"].mean()),
+        color="0.4",
+        linestyle=":",
+        linewidth=1,
+        label="least-preferred category (mean over sites)",
+    )
 
 
 def _draw_direction(ax: plt.Axes, shown: xr.Dataset, names: list[str], palette: dict, direction: str | None) -> None:
     table = shown["normalised_mean"].to_dataframe().reset_index()
     table["site"] = [names[i] for i in table["site"]]
-    sns.lineplot(data=table, x="eps", y="normalised_mean", hue="site", palette=palette, marker="o", errorbar=None, ax=ax)
+    sns.lineplot(
+        data=table, x="eps", y="normalised_mean", hue="site", palette=palette, marker="o", errorbar=None, ax=ax
+    )
     eps = shown["eps"].values
     for index, name in enumerate(names):
-        ax.fill_between(eps, shown["normalised_low"].isel(site=index), shown["normalised_high"].isel(site=index),
-                        color=palette[name], alpha=0.12, linewidth=0)
+        ax.fill_between(
+            eps,
+            shown["normalised_low"].isel(site=index),
+            shown["normalised_high"].isel(site=index),
+            color=palette[name],
+            alpha=0.12,
+            linewidth=0,
+        )
     _reference_lines(ax, shown)
     ax.set_xlabel(r"budget $\epsilon$ (L2, pixels in [0, 1]; 0 = clean)")
     if direction is not None:
@@ -163,8 +196,17 @@ def _draw_direction(ax: plt.Axes, shown: xr.Dataset, names: list[str], palette: 
 def _draw_natural(ax: plt.Axes, plotted: xr.Dataset, names: list[str], palette: dict) -> None:
     values = plotted["natural_normalised"].values  # site, natural
     table = pd.DataFrame({"site": np.repeat(names, values.shape[1]), "response": values.ravel()})
-    sns.boxplot(data=table, x="site", y="response", hue="site", palette=palette, fliersize=1.5, linewidth=0.8,
-                legend=False, ax=ax)
+    sns.boxplot(
+        data=table,
+        x="site",
+        y="response",
+        hue="site",
+        palette=palette,
+        fliersize=1.5,
+        linewidth=0.8,
+        legend=False,
+        ax=ax,
+    )
     ax.scatter(names, plotted["natural_max_normalised"].values, marker="v", color="0.2", s=12, zorder=3)
     ax.axhline(1.0, color="0.2", linestyle="-", linewidth=1)
     ax.set_xlabel("site")

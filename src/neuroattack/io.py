@@ -40,9 +40,7 @@ def git_commit() -> str:
     """Commit of the checkout this package runs from, or 'unknown' outside git."""
     here = Path(__file__).resolve().parent
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() if result.returncode == 0 else "unknown"

@@ -30,8 +30,7 @@ def make_recordings(
     n_neuroids = len(neuroid_id)
     if response.shape != (len(stimulus_id), n_neuroids):
         raise ValueError(
-            f"response shape {response.shape} does not match "
-            f"({len(stimulus_id)} presentations, {n_neuroids} neuroids)"
+            f"response shape {response.shape} does not match ({len(stimulus_id)} presentations, {n_neuroids} neuroids)"
         )
     regions = [region] * n_neuroids if isinstance(region, str) else list(region)
     animals = [animal] * n_neuroids if isinstance(animal, str) else list(animal)

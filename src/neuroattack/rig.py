@@ -30,7 +30,10 @@ def perturbed_index(attacks: Sequence[xr.Dataset]) -> xr.Dataset:
     image, site, eps, direction = (
         index.ravel()
         for index in np.meshgrid(
-            np.arange(len(clean_ids)), np.arange(len(neuroids)), np.arange(len(eps_grid)), np.arange(len(directions)),
+            np.arange(len(clean_ids)),
+            np.arange(len(neuroids)),
+            np.arange(len(eps_grid)),
+            np.arange(len(directions)),
             indexing="ij",
         )
     )
@@ -42,7 +45,10 @@ def perturbed_index(attacks: Sequence[xr.Dataset]) -> xr.Dataset:
     return xr.Dataset(
         coords={
             "stimulus_id": ("stimulus_id", np.asarray(clean_ids + perturbed_ids, dtype=str)),
-            "category": ("stimulus_id", np.asarray(["clean"] * n_clean + ["perturbed"] * len(perturbed_ids), dtype=str)),
+            "category": (
+                "stimulus_id",
+                np.asarray(["clean"] * n_clean + ["perturbed"] * len(perturbed_ids), dtype=str),
+            ),
             "clean_stimulus_id": ("stimulus_id", np.asarray(clean_ids + [clean_ids[i] for i in image], dtype=str)),
             "target_neuroid_id": ("stimulus_id", np.concatenate([np.full(n_clean, ""), neuroids[site]]).astype(str)),
             "eps": ("stimulus_id", np.concatenate([np.zeros(n_clean), eps_grid[eps].astype(float)])),
@@ -69,7 +75,9 @@ def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: Seq
     averaged = mean_response(recordings)
     missing = sorted(set(shown["stimulus_id"].values.tolist()) - set(averaged["stimulus_id"].values.tolist()))
     if missing:
-        raise KeyError(f"recordings lack {len(missing)} of the shown images, e.g. {missing[:3]}; record every image of the set")
+        raise KeyError(
+            f"recordings lack {len(missing)} of the shown images, e.g. {missing[:3]}; record every image of the set"
+        )
     clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
     neuroids = attacks[0]["neuroid_id"].values
     averaged = aligned_sites(averaged, neuroids)  # (stimulus_id, site)
@@ -116,7 +124,10 @@ def record_in_silico(
 
 
 def export_for_rig(
-    stimuli: xr.Dataset, attacks: Sequence[xr.Dataset], csv_path: str | os.PathLike[str], zip_path: str | os.PathLike[str]
+    stimuli: xr.Dataset,
+    attacks: Sequence[xr.Dataset],
+    csv_path: str | os.PathLike[str],
+    zip_path: str | os.PathLike[str],
 ) -> int:
     """Write the session's images as a Brain-Score-style stimulus set (csv + zip); returns their count."""
     shown = perturbed_stimulus_set(stimuli, attacks)

@@ -25,6 +25,7 @@ def random_directions(name: str) -> str:
     """The population of random perturbations of the same norm, evaluated on `name`."""
     return f"random directions ({name})"
 
+
 DIRECTION_SIGN = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
 
 

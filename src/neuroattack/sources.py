@@ -60,15 +60,11 @@ def make_stimuli(pixels: np.ndarray, stimulus_id: Iterable[str], category: Itera
     if pixels.dtype != np.uint8:
         raise TypeError(f"stimulus pixels must be uint8 RGB in 0..255, got dtype {pixels.dtype}")
     if pixels.ndim != 4 or pixels.shape[3] != 3 or pixels.shape[1] != pixels.shape[2]:
-        raise ValueError(
-            f"stimulus pixels must have shape (stimulus, y, x, 3) with y == x, got {pixels.shape}"
-        )
+        raise ValueError(f"stimulus pixels must have shape (stimulus, y, x, 3) with y == x, got {pixels.shape}")
     ids = [str(s) for s in stimulus_id]
     categories = [str(c) for c in category]
     if not len(ids) == len(categories) == pixels.shape[0]:
-        raise ValueError(
-            f"{pixels.shape[0]} images but {len(ids)} stimulus ids and {len(categories)} categories"
-        )
+        raise ValueError(f"{pixels.shape[0]} images but {len(ids)} stimulus ids and {len(categories)} categories")
     duplicated = sorted(pd.Index(ids)[pd.Index(ids).duplicated()].unique())
     if duplicated:
         raise ValueError(f"stimulus ids must be unique; repeated: {duplicated[:5]}")
@@ -288,8 +284,7 @@ def brainscore_assembly_to_recordings(
     chosen = np.flatnonzero(regions == region)
     if chosen.size == 0:
         raise ValueError(
-            f"assembly {array.name!r} has no neuroids in region {region!r} "
-            f"(regions: {sorted(set(regions.tolist()))})"
+            f"assembly {array.name!r} has no neuroids in region {region!r} (regions: {sorted(set(regions.tolist()))})"
         )
     array = array.isel(neuroid=chosen)
     extra = [d for d in array.dims if d not in ("presentation", "neuroid")]
@@ -369,9 +364,7 @@ def _per_neuroid(frame: pd.DataFrame, column: str, neuroids: pd.Index, path: Pat
     return first.reindex(neuroids).tolist()
 
 
-def table_to_recordings(
-    path: str | os.PathLike[str], time_window_ms: tuple[int, int] = TIME_WINDOW_MS
-) -> xr.Dataset:
+def table_to_recordings(path: str | os.PathLike[str], time_window_ms: tuple[int, int] = TIME_WINDOW_MS) -> xr.Dataset:
     """A tidy table of single-trial responses (one row per stimulus, repetition
     and neuroid) as recordings.
 

@@ -55,11 +55,7 @@ def photograph(name: str) -> np.ndarray:
 def _blocks(shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
     """(row, col, size) of the square blocks tiling an image."""
     size = min(shape[0], shape[1]) // BLOCKS_PER_SHORT_SIDE
-    return [
-        (r, c, size)
-        for r in range(0, shape[0] - size + 1, size)
-        for c in range(0, shape[1] - size + 1, size)
-    ]
+    return [(r, c, size) for r in range(0, shape[0] - size + 1, size) for c in range(0, shape[1] - size + 1, size)]
 
 
 def split_blocks(name: str, split: Split, seed: int) -> list[tuple[int, int, int]]:
@@ -67,7 +63,11 @@ def split_blocks(name: str, split: Split, seed: int) -> list[tuple[int, int, int
     blocks = _blocks(photograph(name).shape)
     order = np.random.default_rng([seed, CATEGORIES.index(name)]).permutation(len(blocks))
     bounds = np.cumsum([0] + [round(SPLIT_FRACTIONS[s] * len(blocks)) for s in ("stimuli", "train")])
-    start, stop = {"stimuli": (bounds[0], bounds[1]), "train": (bounds[1], bounds[2]), "test": (bounds[2], len(blocks))}[split]
+    start, stop = {
+        "stimuli": (bounds[0], bounds[1]),
+        "train": (bounds[1], bounds[2]),
+        "test": (bounds[2], len(blocks)),
+    }[split]
     return [blocks[i] for i in sorted(order[start:stop])]
 
 
@@ -109,9 +109,7 @@ def embedded_stimuli(per_category: int, resolution: int, seed: int) -> xr.Datase
     return make_stimuli(pixels, ids, [CATEGORIES[label] for label in labels])
 
 
-def stimulus_set(
-    settings: Mapping[str, Any], seed: int, inputs: Mapping[str, str | os.PathLike[str]]
-) -> xr.Dataset:
+def stimulus_set(settings: Mapping[str, Any], seed: int, inputs: Mapping[str, str | os.PathLike[str]]) -> xr.Dataset:
     """The configured stimulus set (`stimuli` section): embedded, a Brain-Score set
     (`inputs` csv and zip) or an image folder (`inputs` folder)."""
     source = settings["source"]

@@ -61,7 +61,8 @@ def _categories_of(stimulus_ids: np.ndarray, categories: xr.DataArray | Sequence
         missing = [str(s) for s in stimulus_ids if str(s) not in known]
         if missing:
             raise KeyError(
-                f"no category for {len(missing)} recorded stimuli, e.g. {missing[:3]}; do the stimuli match the recordings?"
+                f"no category for {len(missing)} recorded stimuli, e.g. {missing[:3]}; "
+                "do the stimuli match the recordings?"
             )
         return np.asarray(categories.sel(stimulus_id=stimulus_ids).values, dtype=str)
     labels = np.asarray(list(categories), dtype=str)
@@ -210,7 +211,10 @@ def _attack_rows(
         "clean": clean[:, :, 0],
         "attacked": clean + host(result.change),
         "delta_norm": host(result.delta_norm),
-        "perturbed": result.perturbed.permute(0, 2, 3, 1).cpu().numpy().reshape(*shape, *result.perturbed.shape[2:], -1),
+        "perturbed": result.perturbed.permute(0, 2, 3, 1)
+        .cpu()
+        .numpy()
+        .reshape(*shape, *result.perturbed.shape[2:], -1),
     }
 
 
@@ -252,8 +256,9 @@ def category_preference_experiment(
     attacked images whose predicted response lies beyond the *predicted* references
     (`fraction_above_preferred`, `fraction_above_natural_max`,
     `fraction_below_nonpreferred`): prediction against prediction, on one scale. The
-    direction-free variables (preferences and, per site, the natural-image references `preferred_mean`, `nonpreferred_mean`, `natural_max`,
-    `natural_min`, each predicted and recorded) appear once.
+    direction-free variables (preferences and, per site, the natural-image references
+    `preferred_mean`, `nonpreferred_mean`, `natural_max`, `natural_min`, each predicted
+    and recorded) appear once.
     """
     if not directions:
         raise ValueError("no direction to attack; preference.direction must list 'increase' and/or 'decrease'")

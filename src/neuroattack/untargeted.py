@@ -98,13 +98,17 @@ def attack_image(
     `unit_seed` picks the units (the same for every image); `seed` the attack's starts."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
-    sites = attack_targets(surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed)
+    sites = attack_targets(
+        surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed
+    )
     ds = _result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
     ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
     unit_blocks = []
     for name, weights in networks.items():
         units = select_units(features[name], units_per_network, unit_seed)
-        results = attack_targets(UnitResponse(network_from_dataset(weights, name)), image, units, eps_grid, settings, seed)
+        results = attack_targets(
+            UnitResponse(network_from_dataset(weights, name)), image, units, eps_grid, settings, seed
+        )
         coords = {**grid_coords, "network": ("unit", [name] * len(units)), "unit_index": ("unit", units)}
         unit_blocks.append(_result_block("unit", results, coords))
     if unit_blocks:

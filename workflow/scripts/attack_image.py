@@ -1,4 +1,5 @@
 """Rule attack_image: attack one clean image (every site's surrogate, sampled units of every network)."""
+
 from neuroattack import io, untargeted
 from neuroattack.attack import AttackSettings
 from neuroattack.runtime import configure, device, named_inputs
@@ -23,4 +24,11 @@ result = untargeted.attack_image(
     device=device(),
 )
 log.info("attacked %s: %d sites, %d units", stimulus_id, result.sizes["site"], result.sizes.get("unit", 0))
-io.write_dataset(result, snakemake.output[0], f"attacks on {stimulus_id}", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    result,
+    snakemake.output[0],
+    f"attacks on {stimulus_id}",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

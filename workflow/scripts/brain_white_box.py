@@ -1,4 +1,5 @@
 """Rule brain_white_box: attack the simulated sites directly (validation only)."""
+
 from neuroattack import brain, io, untargeted
 from neuroattack.attack import AttackSettings
 from neuroattack.runtime import configure, device
@@ -15,4 +16,11 @@ result = brain.white_box_changes(
     snakemake.params.seed,
     device(),
 )
-io.write_dataset(result, snakemake.output[0], "white-box sensitivity of the simulated brain", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    result,
+    snakemake.output[0],
+    "white-box sensitivity of the simulated brain",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

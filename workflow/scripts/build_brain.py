@@ -1,4 +1,5 @@
 """Rule build_brain: the held-out network plus a fixed random readout to m sites."""
+
 from neuroattack import brain, io
 from neuroattack.models import network_from_dataset
 from neuroattack.runtime import configure
@@ -18,4 +19,11 @@ simulated = brain.build_brain(
     drive_offset=settings["drive_offset"],
     seed=settings["seed"],
 )
-io.write_dataset(simulated, snakemake.output[0], "simulated IT population", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    simulated,
+    snakemake.output[0],
+    "simulated IT population",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

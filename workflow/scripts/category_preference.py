@@ -1,5 +1,6 @@
 """Rule category_preference: push images of each site's least-preferred categories up
 (and of its most-preferred down) with targeted attacks on its surrogate."""
+
 from neuroattack import io, targeted
 from neuroattack.attack import AttackSettings
 from neuroattack.recordings import mean_response
@@ -24,6 +25,15 @@ result = targeted.category_preference_experiment(
 )
 if "increase" in preference["direction"]:
     above = result["fraction_above_preferred"].sel(direction="increase").mean("site")
-    log.info("fraction of pushed-up images above the preferred-category mean, by eps: %s",
-             ", ".join(f"{e:g}: {v:.2f}" for e, v in zip(above["eps"].values, above.values)))
-io.write_dataset(result, snakemake.output[0], "category preference: targeted attacks", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+    log.info(
+        "fraction of pushed-up images above the preferred-category mean, by eps: %s",
+        ", ".join(f"{e:g}: {v:.2f}" for e, v in zip(above["eps"].values, above.values, strict=True)),
+    )
+io.write_dataset(
+    result,
+    snakemake.output[0],
+    "category preference: targeted attacks",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

@@ -1,4 +1,5 @@
 """Rule download: one public input, resumable and checksummed."""
+
 from neuroattack.download import download
 from neuroattack.runtime import configure
 
@@ -10,6 +11,8 @@ digest = download(remote["url"], snakemake.output[0], expected, algorithm, progr
 if expected is None:
     log.warning(
         "%s had no checksum in the config; recorded %s %s (add it to the config to pin this file)",
-        remote["url"], algorithm, digest,
+        remote["url"],
+        algorithm,
+        digest,
     )
 log.info("%s verified (%s %s)", snakemake.output[0], algorithm, digest)

@@ -1,4 +1,5 @@
 """Rule figure1: s~(eps) for the brain and every network, with reference lines."""
+
 from neuroattack import figures, io
 from neuroattack.runtime import configure
 
@@ -7,4 +8,6 @@ figure, plotted = figures.figure1(io.read_dataset(snakemake.input[0]))
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200)
 figure.savefig(pdf)
-io.write_dataset(plotted, numbers, "numbers plotted in figure 1", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    plotted, numbers, "numbers plotted in figure 1", f"rule {snakemake.rule}", snakemake.input, snakemake.config
+)

@@ -1,4 +1,5 @@
 """Rule figure3: targeted attacks at several eps against each site's preferred natural images."""
+
 from neuroattack import figures, io
 from neuroattack.runtime import configure
 
@@ -7,4 +8,6 @@ figure, plotted = figures.figure3(io.read_dataset(snakemake.input[0]), snakemake
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200, bbox_inches="tight")
 figure.savefig(pdf, bbox_inches="tight")
-io.write_dataset(plotted, numbers, "numbers plotted in figure 3", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    plotted, numbers, "numbers plotted in figure 3", f"rule {snakemake.rule}", snakemake.input, snakemake.config
+)

@@ -1,4 +1,5 @@
 """Rule import_recordings: a Brain-Score assembly or a lab's table -> recordings."""
+
 from neuroattack import io, sources
 from neuroattack.runtime import configure
 
@@ -10,4 +11,11 @@ if settings["source"] == "brainscore":
 else:
     recordings = sources.table_to_recordings(snakemake.input.table)
 log.info("%d presentations of %d neuroids", recordings.sizes["presentation"], recordings.sizes["neuroid"])
-io.write_dataset(recordings, snakemake.output[0], "recordings of clean stimuli", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    recordings,
+    snakemake.output[0],
+    "recordings of clean stimuli",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

@@ -1,4 +1,5 @@
 """Rule record_attacks: show clean and perturbed images to the brain; keep predictions beside."""
+
 from neuroattack import io, rig
 from neuroattack.runtime import configure
 
@@ -10,4 +11,11 @@ responses = rig.record_in_silico(
     snakemake.params.repetitions,
     snakemake.params.seed,
 )
-io.write_dataset(responses, snakemake.output[0], "responses to perturbed images", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    responses,
+    snakemake.output[0],
+    "responses to perturbed images",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

@@ -1,4 +1,5 @@
 """Rule record_clean: show every clean stimulus to the brain."""
+
 from neuroattack import brain, io
 from neuroattack.runtime import configure
 
@@ -12,4 +13,11 @@ recordings = brain.record(
     snakemake.params.seed,
 )
 log.info("recorded %d presentations from %d sites", recordings.sizes["presentation"], recordings.sizes["neuroid"])
-io.write_dataset(recordings, snakemake.output[0], "recordings of clean stimuli", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    recordings,
+    snakemake.output[0],
+    "recordings of clean stimuli",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

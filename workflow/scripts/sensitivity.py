@@ -1,10 +1,12 @@
 """Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network."""
+
 from neuroattack import io, sensitivity
 from neuroattack.runtime import configure, named_inputs
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
-optional = {key: io.read_dataset(snakemake.input[key]) for key in ("responses", "white_box") if key in snakemake.input.keys()}
+named = set(snakemake.input.keys())  # input is also a list: `in` on it would test paths
+optional = {key: io.read_dataset(snakemake.input[key]) for key in ("responses", "white_box") if key in named}
 result = sensitivity.estimate_populations(
     attacks=[io.read_dataset(path) for path in snakemake.input.attacks],
     responses=optional.get("responses"),
@@ -16,4 +18,11 @@ result = sensitivity.estimate_populations(
     seed=snakemake.params.seed,
 )
 log.info("s~(eps):\n%s", result["s_tilde"].to_pandas().to_string())
-io.write_dataset(result, snakemake.output[0], "normalised adversarial sensitivity", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    result,
+    snakemake.output[0],
+    "normalised adversarial sensitivity",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)

@@ -1,4 +1,5 @@
 """Rule site_models: linear readouts from the surrogate's features to every site."""
+
 import numpy as np
 
 from neuroattack import io, sitemodels
@@ -18,6 +19,9 @@ models = sitemodels.fit_to_recordings(
 )
 log.info(
     "median predictivity r = %.3f, median reliability = %.3f",
-    float(np.nanmedian(models["predictivity"])), float(np.nanmedian(models["reliability"])),
+    float(np.nanmedian(models["predictivity"])),
+    float(np.nanmedian(models["reliability"])),
 )
-io.write_dataset(models, snakemake.output[0], "site models", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    models, snakemake.output[0], "site models", f"rule {snakemake.rule}", snakemake.input, snakemake.config
+)

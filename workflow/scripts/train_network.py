@@ -1,4 +1,5 @@
 """Rule train_network: train one ResNet (standard, or PGD-L2 adversarial when eps > 0)."""
+
 from neuroattack import io, training
 from neuroattack.models import Architecture
 from neuroattack.runtime import configure, device
@@ -13,6 +14,16 @@ weights = training.train_classifier(
 )
 log.info(
     "%s: clean accuracy %.3f, robust accuracy %.3f at eps %.2f",
-    snakemake.wildcards.network, weights.attrs["clean_accuracy"], weights.attrs["robust_accuracy"], eval_eps,
+    snakemake.wildcards.network,
+    weights.attrs["clean_accuracy"],
+    weights.attrs["robust_accuracy"],
+    eval_eps,
 )
-io.write_dataset(weights, snakemake.output[0], f"weights of network {snakemake.wildcards.network}", f"rule {snakemake.rule}", snakemake.input, snakemake.config)
+io.write_dataset(
+    weights,
+    snakemake.output[0],
+    f"weights of network {snakemake.wildcards.network}",
+    f"rule {snakemake.rule}",
+    snakemake.input,
+    snakemake.config,
+)
