@@ -32,6 +32,6 @@ include: "workflow/rules/preference.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -94,7 +94,7 @@ def bf16_is_native(device: torch.device) -> bool:
     """Whether bf16 convolutions run on native hardware here (elsewhere they are emulated, and slow)."""
     if device.type == "cuda":  # Ampere or newer; older GPUs emulate bf16
         with torch.cuda.device(device):
-            return torch.cuda.is_bf16_supported(including_emulation=False)
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type != "cpu":
         return False
     if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
@@ -154,7 +154,9 @@ class AttackResult:
 
 
 def flat_norm(x: Tensor) -> Tensor:
-    return x.flatten(1).norm(dim=1)
+    """Per-row L2 norm."""
+    norm: Tensor = x.flatten(1).norm(dim=1)
+    return norm
 
 
 def _per_row(values: Tensor, like: Tensor) -> Tensor:

@@ -66,4 +66,4 @@ def science(section: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, A
     """The values of a config section that can change a result, in canonical form:
     without `drop` (keys that a rule handles otherwise) and without performance keys."""
     skipped = PERFORMANCE_KEYS | set(drop)
-    return canonical({key: value for key, value in section.items() if key not in skipped})
+    return {key: canonical(section[key]) for key in sorted(section) if key not in skipped}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import xarray as xr
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from neuroattack.sensitivity import BRAIN_BLACK_BOX as BRAIN
@@ -42,7 +45,7 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     palette = dict(
         zip(shown["population"].values, sns.color_palette("colorblind", shown.sizes["population"]), strict=True)
     )
-    dashes = {p: (2, 2) if p == BRAIN_WHITE_BOX else "" for p in shown["population"].values}
+    dashes: dict[str, Any] = {p: (2, 2) if p == BRAIN_WHITE_BOX else "" for p in shown["population"].values}
     sns.lineplot(
         data=table,
         x="eps",
@@ -151,7 +154,7 @@ def figure3(preference: xr.Dataset, sites: int = 6) -> tuple[Figure, xr.Dataset]
     return fig, plotted
 
 
-def _reference_lines(ax: plt.Axes, shown: xr.Dataset) -> None:
+def _reference_lines(ax: Axes, shown: xr.Dataset) -> None:
     ax.axhline(1.0, color="0.2", linestyle="-", linewidth=1, label="preferred category (natural)")
     ax.axhline(
         float(shown["natural_max_normalised"].mean()),
@@ -169,7 +172,9 @@ def _reference_lines(ax: plt.Axes, shown: xr.Dataset) -> None:
     )
 
 
-def _draw_direction(ax: plt.Axes, shown: xr.Dataset, names: list[str], palette: dict, direction: str | None) -> None:
+def _draw_direction(
+    ax: Axes, shown: xr.Dataset, names: list[str], palette: dict[str, Any], direction: str | None
+) -> None:
     table = shown["normalised_mean"].to_dataframe().reset_index()
     table["site"] = [names[i] for i in table["site"]]
     sns.lineplot(
@@ -189,11 +194,12 @@ def _draw_direction(ax: plt.Axes, shown: xr.Dataset, names: list[str], palette: 
     ax.set_xlabel(r"budget $\epsilon$ (L2, pixels in [0, 1]; 0 = clean)")
     if direction is not None:
         ax.set_title(PANEL_TITLES.get(direction, direction), fontsize=8)
-    if ax.get_legend() is not None:
-        ax.get_legend().remove()
+    legend = ax.get_legend()
+    if legend is not None:
+        legend.remove()
 
 
-def _draw_natural(ax: plt.Axes, plotted: xr.Dataset, names: list[str], palette: dict) -> None:
+def _draw_natural(ax: Axes, plotted: xr.Dataset, names: list[str], palette: dict[str, Any]) -> None:
     values = plotted["natural_normalised"].values  # site, natural
     table = pd.DataFrame({"site": np.repeat(names, values.shape[1]), "response": values.ravel()})
     sns.boxplot(

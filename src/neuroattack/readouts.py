@@ -33,6 +33,9 @@ class UnitResponse(nn.Module):
 
 
 class LinearSiteResponse(nn.Module):
+    weight: Tensor  # (sites, features), a buffer
+    bias: Tensor  # (sites,), a buffer
+
     """Site `target` = weight[target] . features + bias[target], then an optional
     softplus rectifier scaled to counts: baseline + gain * softplus(beta * drive) / beta."""
 

@@ -16,14 +16,16 @@ import xarray as xr
 
 TIME_WINDOW_MS = (70, 170)
 
+Labels = Sequence[str] | np.ndarray  # one label per entry, as a list or a numpy array
+
 
 def make_recordings(
     response: np.ndarray,
-    stimulus_id: Sequence[str],
-    repetition: Sequence[int],
-    neuroid_id: Sequence[str],
-    region: Sequence[str] | str,
-    animal: Sequence[str] | str,
+    stimulus_id: Labels,
+    repetition: Sequence[int] | np.ndarray,
+    neuroid_id: Labels,
+    region: Labels | str,
+    animal: Labels | str,
     time_window_ms: tuple[int, int] = TIME_WINDOW_MS,
 ) -> xr.Dataset:
     """Assemble a recordings dataset; `response` is (presentation, neuroid)."""
@@ -57,7 +59,7 @@ def mean_response(recordings: xr.Dataset) -> xr.DataArray:
     return averaged.sel(stimulus_id=order).transpose("stimulus_id", "neuroid")
 
 
-def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Sequence[str]) -> xr.DataArray:
+def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Labels) -> xr.DataArray:
     """Recorded means (stimulus_id, site) in the order of the site models' neuroid_id."""
     recorded = [str(n) for n in mean_responses["neuroid_id"].values]
     position = {name: i for i, name in enumerate(recorded)}
@@ -103,7 +105,8 @@ def _columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b - b.mean(axis=0)
     denominator = np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(axis=0) / denominator
+        correlation: np.ndarray = (a * b).sum(axis=0) / denominator
+    return correlation
 
 
 def columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:

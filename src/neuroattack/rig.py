@@ -87,7 +87,10 @@ def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: Seq
     eps_grid, directions = attacks[0]["eps"].values, attacks[0]["direction"].values
 
     def position(values: xr.DataArray, labels: Any) -> np.ndarray:
-        return pd.Index(np.asarray(labels)).get_indexer(np.asarray(values.values, dtype=np.asarray(labels).dtype))
+        index: np.ndarray = pd.Index(np.asarray(labels)).get_indexer(
+            np.asarray(values.values, dtype=np.asarray(labels).dtype)
+        )
+        return index
 
     site = position(perturbed_rows["target_neuroid_id"], neuroids.astype(str))
     own = np.full((len(neuroids), len(clean_ids), len(eps_grid), len(directions)), np.nan)

@@ -44,7 +44,8 @@ def sign_corrected(predicted: xr.DataArray, recorded: xr.DataArray, sigma: xr.Da
     chosen = (predicted * DIRECTION_SIGN).argmax("direction")
     predicted_chosen = predicted.isel(direction=chosen)
     recorded_chosen = recorded.isel(direction=chosen)
-    return np.sign(predicted_chosen) * recorded_chosen / sigma
+    estimate: xr.DataArray = xr.ufuncs.sign(predicted_chosen) * recorded_chosen / sigma
+    return estimate
 
 
 def random_pair_level(responses: np.ndarray, pairs: int, seed: int) -> float:

@@ -26,7 +26,7 @@ from torch import nn
 
 from neuroattack.attack import DIRECTION_SIGNS, AttackSettings, attack_grid, pgd_attack
 from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
-from neuroattack.recordings import aligned_sites
+from neuroattack.recordings import Labels, aligned_sites
 
 Direction = Literal["increase", "decrease"]
 DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")
@@ -37,7 +37,7 @@ REFERENCES = ("predicted", "recorded")
 # --- preference ranking ---------------------------------------------------------------
 
 
-def category_preference(mean_responses: xr.DataArray, categories: xr.DataArray | Sequence[str]) -> xr.DataArray:
+def category_preference(mean_responses: xr.DataArray, categories: xr.DataArray | Labels) -> xr.DataArray:
     """Mean response of every neuroid to every category, (neuroid, category).
 
     `mean_responses` is (stimulus_id, neuroid), trial-averaged. `categories` gives
@@ -54,7 +54,7 @@ def category_preference(mean_responses: xr.DataArray, categories: xr.DataArray |
     return preference
 
 
-def _categories_of(stimulus_ids: np.ndarray, categories: xr.DataArray | Sequence[str]) -> np.ndarray:
+def _categories_of(stimulus_ids: np.ndarray, categories: xr.DataArray | Labels) -> np.ndarray:
     """The category of every stimulus id, in the order of `stimulus_ids`."""
     if isinstance(categories, xr.DataArray):
         known = {str(s) for s in categories["stimulus_id"].values}
@@ -174,7 +174,8 @@ def natural_references(
 
     def category_mean(mask: np.ndarray) -> np.ndarray:
         weights = mask[:, :, None].astype(np.float64)
-        return (stacked * weights).sum(0) / weights.sum(0)
+        mean: np.ndarray = (stacked * weights).sum(0) / weights.sum(0)
+        return mean
 
     return {
         "preferred_mean": category_mean(in_preferred),

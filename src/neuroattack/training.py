@@ -129,8 +129,8 @@ def training_set(
     order = np.random.default_rng(data["seed"]).permutation(len(labels))
     n_test = max(1, round(data.get("test_fraction", 0.1) * len(labels)))
     pixels = images["pixels"].values
-    test, train = order[:n_test], order[n_test:]
-    return (pixels[train], labels[train]), (pixels[test], labels[test]), categories
+    test_rows, train_rows = order[:n_test], order[n_test:]
+    return (pixels[train_rows], labels[train_rows]), (pixels[test_rows], labels[test_rows]), categories
 
 
 def train_classifier(

@@ -137,7 +137,7 @@ def white_box(
     directly (white box), and each site's `sigma` over the stimuli."""
     device = device or torch.device("cpu")
     model = model.to(device)
-    sites = np.arange(int(model.weight.shape[0]))
+    sites = np.arange(model.weight.shape[0])
     sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
     changes = []
     for number, sid in enumerate(image_ids, 1):

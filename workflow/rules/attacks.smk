@@ -1,12 +1,14 @@
 rule attack_image:
     input:
-        unpack(lambda wildcards: {
-            "stimuli": result("stimuli/stimuli.nc"),
-            "site_models": result("site_models/site_models.nc"),
-            "surrogate": result(f"networks/{config['surrogate']['network']}.nc"),
-            **{f"weights_{name}": path for name, path in network_weights().items()},
-            **{f"features_{name}": path for name, path in network_features().items()},
-        }),
+        unpack(
+            lambda wildcards: {
+                "stimuli": result("stimuli/stimuli.nc"),
+                "site_models": result("site_models/site_models.nc"),
+                "surrogate": result(f"networks/{config['surrogate']['network']}.nc"),
+                **{f"weights_{name}": path for name, path in network_weights().items()},
+                **{f"features_{name}": path for name, path in network_features().items()},
+            }
+        ),
     output:
         result("attacks/image{index}.nc"),
     log:
@@ -14,10 +16,10 @@ rule attack_image:
     group:
         "attacks"
     threads: 1
+    resources:
+        **gpu_job(mem_mb=8000, runtime=60),
     params:
         attack=science(config["attack"], drop=["images"]),
         seed=config["seed"],
-    resources:
-        **gpu_job(mem_mb=8000, runtime=60),
     script:
         "../scripts/attack_image.py"

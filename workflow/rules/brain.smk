@@ -10,10 +10,10 @@ rule build_brain:
         result("brain/brain.nc"),
     log:
         log_file("build_brain"),
-    params:
-        brain=science(config["brain"], drop=["network", "repetitions"]),
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
+    params:
+        brain=science(config["brain"], drop=["network", "repetitions"]),
     script:
         "../scripts/build_brain.py"
 
@@ -26,11 +26,11 @@ rule record_clean:
         result("recordings/clean.nc"),
     log:
         log_file("record_clean"),
+    resources:
+        **cpu_job(mem_mb=4000, runtime=20),
     params:
         repetitions=config["brain"]["repetitions"],
         seed=config["brain"]["seed"] + 1,
-    resources:
-        **cpu_job(mem_mb=4000, runtime=20),
     script:
         "../scripts/record_clean.py"
 
@@ -44,11 +44,11 @@ rule record_attacks:
         result("responses/responses.nc"),
     log:
         log_file("record_attacks"),
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
     params:
         repetitions=config["brain"]["repetitions"],
         seed=config["brain"]["seed"] + 2,
-    resources:
-        **cpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/record_attacks.py"
 
@@ -62,10 +62,10 @@ rule brain_white_box:
     log:
         log_file("brain_white_box"),
     threads: 2
+    resources:
+        **gpu_job(mem_mb=8000, runtime=120),
     params:
         attack=science(config["attack"], drop=["units_per_network"]),
         seed=config["seed"],
-    resources:
-        **gpu_job(mem_mb=8000, runtime=120),
     script:
         "../scripts/brain_white_box.py"

@@ -89,8 +89,35 @@ DOWNLOADS = all_downloads()
 DOWNLOAD_PATTERN = "|".join(re.escape(name) for name in DOWNLOADS) or "(?!)"
 
 
+# --- inputs that depend on the configured sources -------------------------------------
+
+
+def stimuli_inputs(wildcards):
+    stimuli = config["stimuli"]
+    if stimuli["source"] == "brainscore":
+        return {
+            "csv": downloaded(remote_name(stimuli["csv"], "brainscore")),
+            "zip": downloaded(remote_name(stimuli["zip"], "brainscore")),
+        }
+    if stimuli["source"] == "folder":
+        return {"folder": stimuli["path"]}
+    return {}
+
+
+def training_inputs(wildcards):
+    data = config.get("training_data", {})
+    return {"folder": data["path"]} if data.get("source") == "folder" else {}
+
+
+def recordings_inputs(wildcards):
+    recordings = config["recordings"]
+    if recordings["source"] == "brainscore":
+        return {"assembly": downloaded(remote_name(recordings["assembly"], "brainscore"))}
+    return {"table": recordings["path"]}
+
+
 def gpu_job(mem_mb, runtime):
-    """Resources of a rule that uses a GPU when one is there (CPU otherwise): one GPU,
+    """Resources of a job that uses a GPU when one is there (else the CPU). One GPU,
     CPUs to feed it, memory (MB) and runtime (minutes) that grow with each retry."""
     return {
         "gpu": 1,

@@ -23,11 +23,11 @@ rule site_models:
         result("site_models/site_models.nc"),
     log:
         log_file("site_models"),
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
     params:
         settings=science(config["surrogate"], drop=["network"]),
         sites=config["recordings"].get("sites"),
         seed=config["seed"],
-    resources:
-        **cpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/site_models.py"

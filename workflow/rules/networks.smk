@@ -1,8 +1,3 @@
-def training_inputs(wildcards):
-    data = config.get("training_data", {})
-    return {"folder": data["path"]} if data.get("source") == "folder" else {}
-
-
 rule train_network:
     input:
         unpack(training_inputs),

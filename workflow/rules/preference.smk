@@ -14,11 +14,11 @@ rule category_preference:
     log:
         log_file("category_preference"),
     threads: 2
+    resources:
+        **gpu_job(mem_mb=8000, runtime=60),
     params:
         preference=science(config["preference"], drop=["figure_sites"]),
         seed=config["seed"],
-    resources:
-        **gpu_job(mem_mb=8000, runtime=60),
     script:
         "../scripts/category_preference.py"
 

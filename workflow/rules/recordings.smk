@@ -2,13 +2,6 @@
 # converted into the project's recordings format; and the loop with a lab's rig.
 
 
-def recordings_inputs(wildcards):
-    recordings = config["recordings"]
-    if recordings["source"] == "brainscore":
-        return {"assembly": downloaded(remote_name(recordings["assembly"], "brainscore"))}
-    return {"table": recordings["path"]}
-
-
 rule import_recordings:
     input:
         unpack(recordings_inputs),

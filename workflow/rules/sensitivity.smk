@@ -1,21 +1,23 @@
 rule sensitivity:
     input:
-        unpack(lambda wildcards: {
-            "attacks": attack_files(),
-            "recordings": result("recordings/clean.nc"),
-            **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
-            **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
-            **{f"features_{name}": path for name, path in network_features().items()},
-        }),
+        unpack(
+            lambda wildcards: {
+                "attacks": attack_files(),
+                "recordings": result("recordings/clean.nc"),
+                **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
+                **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
+                **{f"features_{name}": path for name, path in network_features().items()},
+            }
+        ),
     output:
         result("sensitivity/sensitivity.nc"),
     log:
         log_file("sensitivity"),
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
     params:
         settings=science(config["sensitivity"]),
         seed=config["seed"],
-    resources:
-        **cpu_job(mem_mb=8000, runtime=30),
     script:
         "../scripts/sensitivity.py"
 

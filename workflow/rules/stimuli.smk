@@ -1,15 +1,3 @@
-def stimuli_inputs(wildcards):
-    stimuli = config["stimuli"]
-    if stimuli["source"] == "brainscore":
-        return {
-            "csv": downloaded(remote_name(stimuli["csv"], "brainscore")),
-            "zip": downloaded(remote_name(stimuli["zip"], "brainscore")),
-        }
-    if stimuli["source"] == "folder":
-        return {"folder": stimuli["path"]}
-    return {}
-
-
 rule stimuli:
     input:
         unpack(stimuli_inputs),
