@@ -65,7 +65,7 @@ def test_brain_counts_are_poisson_around_the_calibrated_mean() -> None:
     weights = weights_to_dataset(network, arch, {})
     pixels = np.random.default_rng(0).integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
     simulated = brain.build_brain(
-        network, weights, pixels, n_sites=5, mean_count=4.0, baseline_count=0.5, beta=2.0, drive_offset=-0.5, seed=0
+        weights, pixels, n_sites=5, mean_count=4.0, baseline_count=0.5, beta=2.0, drive_offset=-0.5, seed=0
     )
     expected = brain.expected_responses(simulated).all_sites(
         torch.rand(0, 3, 16, 16).new_tensor(pixels).permute(0, 3, 1, 2) / 255

@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 
 from neuroattack.attack import AttackSettings
-from neuroattack.models import FeatureNetwork, network_from_dataset
+from neuroattack.models import network_from_dataset
 from neuroattack.readouts import LinearSiteResponse, infer
 from neuroattack.recordings import make_recordings
 from neuroattack.untargeted import white_box
@@ -26,7 +26,6 @@ READOUT_VARIABLES = ["readout_weight", "readout_bias"]
 
 
 def build_brain(
-    network: FeatureNetwork,
     network_weights: xr.Dataset,
     calibration_pixels: np.ndarray,
     n_sites: int,
@@ -37,7 +36,9 @@ def build_brain(
     seed: int,
 ) -> xr.Dataset:
     """Fix a random readout, calibrated so that drives are standardised over the
-    calibration images (then shifted by `drive_offset`) and the mean count is `mean_count`."""
+    calibration images (then shifted by `drive_offset`) and the mean count is `mean_count`.
+    `network_weights` is the held-out network's weights file."""
+    network = network_from_dataset(network_weights, "brain network")
     rng = np.random.default_rng(seed)
     features = infer(network.features, calibration_pixels).astype(np.float64)
     raw = rng.standard_normal((n_sites, features.shape[1])) / np.sqrt(features.shape[1])

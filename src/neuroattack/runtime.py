@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import torch
+import xarray as xr
+
+from neuroattack.io import write_dataset
 
 
 def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.Logger:
@@ -32,3 +36,16 @@ def device() -> torch.device:
 def named_inputs(inputs: Mapping[str, str], prefix: str) -> dict[str, str]:
     """{name: path} of a rule's inputs named `<prefix><name>` (e.g. one per network), in rule order."""
     return {key.removeprefix(prefix): str(path) for key, path in inputs.items() if key.startswith(prefix)}
+
+
+class Job(Protocol):
+    """What a rule script knows of its job (Snakemake's `snakemake` object)."""
+
+    rule: str
+    input: Iterable[str]
+    config: Mapping[str, Any]
+
+
+def write_output(dataset: xr.Dataset, path: str | os.PathLike[str], title: str, job: Job) -> None:
+    """Write a job's output with its provenance: the rule, its inputs' checksums, the config's hash."""
+    write_dataset(dataset, path, title, f"rule {job.rule}", job.input, job.config)

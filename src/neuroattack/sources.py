@@ -364,6 +364,16 @@ def _per_neuroid(frame: pd.DataFrame, column: str, neuroids: pd.Index, path: Pat
     return first.reindex(neuroids).tolist()
 
 
+def recordings_from_source(settings: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike[str]]) -> xr.Dataset:
+    """The configured clean recordings (`recordings` section): one region of a Brain-Score
+    assembly (`inputs` assembly) or a lab's table (`inputs` table)."""
+    if settings["source"] == "brainscore":
+        return brainscore_assembly_to_recordings(read_dataset(inputs["assembly"]), settings["region"])
+    if settings["source"] == "table":
+        return table_to_recordings(inputs["table"])
+    raise ValueError(f"recordings.source {settings['source']!r}: import 'brainscore' or 'table' recordings")
+
+
 def table_to_recordings(path: str | os.PathLike[str], time_window_ms: tuple[int, int] = TIME_WINDOW_MS) -> xr.Dataset:
     """A tidy table of single-trial responses (one row per stimulus, repetition
     and neuroid) as recordings.

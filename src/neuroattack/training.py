@@ -160,3 +160,18 @@ def train_classifier(
             "categories": categories,
         },
     )
+
+
+def train_from_config(
+    spec: Mapping[str, Any],
+    training: Mapping[str, Any],
+    data: Mapping[str, Any],
+    folder: str | os.PathLike[str] | None = None,
+    device: torch.device | None = None,
+) -> xr.Dataset:
+    """One network of the config: `spec` (eps, seed, widths, blocks), the `training`
+    section, and the `training_data` section (with resolution and seed)."""
+    labelled = training_set(data, folder)
+    arch = Architecture(widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), num_classes=len(labelled[2]))
+    settings = TrainingSettings(**{key: value for key, value in training.items() if key != "robust_eval_eps"})
+    return train_classifier(arch, spec["eps"], spec["seed"], labelled, settings, training["robust_eval_eps"], device)

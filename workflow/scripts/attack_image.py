@@ -2,7 +2,7 @@
 
 from neuroattack import io, untargeted
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import configure, device, named_inputs
+from neuroattack.runtime import configure, device, named_inputs, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
@@ -24,11 +24,4 @@ result = untargeted.attack_image(
     device=device(),
 )
 log.info("attacked %s: %d sites, %d units", stimulus_id, result.sizes["site"], result.sizes.get("unit", 0))
-io.write_dataset(
-    result,
-    snakemake.output[0],
-    f"attacks on {stimulus_id}",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(result, snakemake.output[0], f"attacks on {stimulus_id}", snakemake)

@@ -2,7 +2,7 @@
 
 from neuroattack import brain, io, untargeted
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import configure, device
+from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
@@ -16,11 +16,4 @@ result = brain.white_box_changes(
     snakemake.params.seed,
     device(),
 )
-io.write_dataset(
-    result,
-    snakemake.output[0],
-    "white-box sensitivity of the simulated brain",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(result, snakemake.output[0], "white-box sensitivity of the simulated brain", snakemake)

@@ -4,7 +4,7 @@
 from neuroattack import io, targeted
 from neuroattack.attack import AttackSettings
 from neuroattack.recordings import mean_response
-from neuroattack.runtime import configure, device
+from neuroattack.runtime import configure, device, write_output
 from neuroattack.sitemodels import surrogate_response
 
 log = configure(snakemake.log[0], snakemake.threads)
@@ -29,11 +29,4 @@ if "increase" in preference["direction"]:
         "fraction of pushed-up images above the preferred-category mean, by eps: %s",
         ", ".join(f"{e:g}: {v:.2f}" for e, v in zip(above["eps"].values, above.values, strict=True)),
     )
-io.write_dataset(
-    result,
-    snakemake.output[0],
-    "category preference: targeted attacks",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(result, snakemake.output[0], "category preference: targeted attacks", snakemake)

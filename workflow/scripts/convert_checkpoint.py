@@ -1,16 +1,8 @@
 """Rule convert_checkpoint: a downloaded robust checkpoint -> netCDF weights."""
 
-from neuroattack import io
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, write_output
 from neuroattack.sources import robust_checkpoint_to_weights
 
 log = configure(snakemake.log[0], snakemake.threads)
 weights = robust_checkpoint_to_weights(snakemake.input[0], attrs={"training_eps": snakemake.params.eps})
-io.write_dataset(
-    weights,
-    snakemake.output[0],
-    f"weights of network {snakemake.wildcards.network}",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(weights, snakemake.output[0], f"weights of network {snakemake.wildcards.network}", snakemake)

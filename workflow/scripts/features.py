@@ -2,7 +2,7 @@
 
 from neuroattack import io
 from neuroattack.features import extract_features
-from neuroattack.runtime import configure, device
+from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 features = extract_features(
@@ -11,11 +11,4 @@ features = extract_features(
     snakemake.wildcards.network,
     device(),
 )
-io.write_dataset(
-    features,
-    snakemake.output[0],
-    f"features of {snakemake.wildcards.network}",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(features, snakemake.output[0], f"features of {snakemake.wildcards.network}", snakemake)

@@ -1,13 +1,11 @@
 """Rule figure3: targeted attacks at several eps against each site's preferred natural images."""
 
 from neuroattack import figures, io
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 figure, plotted = figures.figure3(io.read_dataset(snakemake.input[0]), snakemake.params.sites)
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200, bbox_inches="tight")
 figure.savefig(pdf, bbox_inches="tight")
-io.write_dataset(
-    plotted, numbers, "numbers plotted in figure 3", f"rule {snakemake.rule}", snakemake.input, snakemake.config
-)
+write_output(plotted, numbers, "numbers plotted in figure 3", snakemake)

@@ -1,7 +1,7 @@
 """Rule record_attacks: show clean and perturbed images to the brain; keep predictions beside."""
 
 from neuroattack import io, rig
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 responses = rig.record_in_silico(
@@ -11,11 +11,4 @@ responses = rig.record_in_silico(
     snakemake.params.repetitions,
     snakemake.params.seed,
 )
-io.write_dataset(
-    responses,
-    snakemake.output[0],
-    "responses to perturbed images",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(responses, snakemake.output[0], "responses to perturbed images", snakemake)

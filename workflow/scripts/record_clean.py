@@ -1,7 +1,7 @@
 """Rule record_clean: show every clean stimulus to the brain."""
 
 from neuroattack import brain, io
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 stimuli = io.read_dataset(snakemake.input.stimuli)
@@ -13,11 +13,4 @@ recordings = brain.record(
     snakemake.params.seed,
 )
 log.info("recorded %d presentations from %d sites", recordings.sizes["presentation"], recordings.sizes["neuroid"])
-io.write_dataset(
-    recordings,
-    snakemake.output[0],
-    "recordings of clean stimuli",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(recordings, snakemake.output[0], "recordings of clean stimuli", snakemake)

@@ -1,7 +1,7 @@
 """Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network."""
 
 from neuroattack import io, sensitivity
-from neuroattack.runtime import configure, named_inputs
+from neuroattack.runtime import configure, named_inputs, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
@@ -18,11 +18,4 @@ result = sensitivity.estimate_populations(
     seed=snakemake.params.seed,
 )
 log.info("s~(eps):\n%s", result["s_tilde"].to_pandas().to_string())
-io.write_dataset(
-    result,
-    snakemake.output[0],
-    "normalised adversarial sensitivity",
-    f"rule {snakemake.rule}",
-    snakemake.input,
-    snakemake.config,
-)
+write_output(result, snakemake.output[0], "normalised adversarial sensitivity", snakemake)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from neuroattack import io, sitemodels
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
@@ -22,6 +22,4 @@ log.info(
     float(np.nanmedian(models["predictivity"])),
     float(np.nanmedian(models["reliability"])),
 )
-io.write_dataset(
-    models, snakemake.output[0], "site models", f"rule {snakemake.rule}", snakemake.input, snakemake.config
-)
+write_output(models, snakemake.output[0], "site models", snakemake)

@@ -1,12 +1,9 @@
 """Rule stimuli: the stimulus set, from the embedded photographs, a Brain-Score set or a folder."""
 
-from neuroattack import io
-from neuroattack.runtime import configure
+from neuroattack.runtime import configure, write_output
 from neuroattack.stimuli import stimulus_set
 
 log = configure(snakemake.log[0], snakemake.threads)
 stimuli = stimulus_set(snakemake.params.settings, snakemake.params.seed, dict(snakemake.input.items()))
 log.info("%d stimuli in %d categories", stimuli.sizes["stimulus_id"], len(set(stimuli["category"].values)))
-io.write_dataset(
-    stimuli, snakemake.output[0], "stimulus set", f"rule {snakemake.rule}", snakemake.input, snakemake.config
-)
+write_output(stimuli, snakemake.output[0], "stimulus set", snakemake)
