@@ -10,19 +10,21 @@ reads the brain's parameters directly and exists for white-box validation only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 
-from neuroattack.attack import AttackSettings
+from neuroattack.attack import DIRECTIONS, AttackSettings
 from neuroattack.models import network_from_dataset
-from neuroattack.readouts import LinearSiteResponse, infer
+from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
 from neuroattack.recordings import make_recordings
-from neuroattack.untargeted import white_box
+from neuroattack.untargeted import attack_targets
 
 READOUT_VARIABLES = ["readout_weight", "readout_bias"]
+log = logging.getLogger(__name__)
 
 
 def build_brain(
@@ -99,5 +101,18 @@ def white_box_changes(
     seed: int,
     device: torch.device | None = None,
 ) -> xr.Dataset:
-    """Attack the simulated sites directly (validation only: reads the brain's weights)."""
-    return white_box(expected_responses(brain), stimuli, image_ids, settings, eps_grid, seed, device)
+    """Attack the simulated sites directly (validation only: reads the brain's weights):
+    `change` (image, site, eps, direction), and each site's `sigma` over the stimuli."""
+    device = device or torch.device("cpu")
+    model = expected_responses(brain).to(device)
+    sites = np.arange(model.weight.shape[0])
+    sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
+    changes = []
+    for number, sid in enumerate(image_ids, 1):
+        image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
+        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed)["change"])
+        log.info("white-box attack: image %d/%d done", number, len(image_ids))
+    return xr.Dataset(
+        {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
+        coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},
+    )

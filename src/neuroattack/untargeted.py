@@ -7,7 +7,6 @@ the achieved changes from these files.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,10 +24,8 @@ from neuroattack.attack import (
 )
 from neuroattack.features import select_units
 from neuroattack.models import network_from_dataset
-from neuroattack.readouts import LinearSiteResponse, UnitResponse, infer, to_tensor
+from neuroattack.readouts import UnitResponse, to_tensor
 from neuroattack.sitemodels import surrogate_response
-
-log = logging.getLogger(__name__)
 
 
 def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
@@ -122,29 +119,3 @@ def attack_image(
         "attack_search_precision": settings.search_precision(image.device),
     }
     return ds
-
-
-def white_box(
-    model: LinearSiteResponse,
-    stimuli: xr.Dataset,
-    image_ids: Sequence[str],
-    settings: AttackSettings,
-    eps_grid: list[float],
-    seed: int,
-    device: torch.device | None = None,
-) -> xr.Dataset:
-    """`change` (image, site, eps, direction) of every site of `model`, attacked
-    directly (white box), and each site's `sigma` over the stimuli."""
-    device = device or torch.device("cpu")
-    model = model.to(device)
-    sites = np.arange(model.weight.shape[0])
-    sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
-    changes = []
-    for number, sid in enumerate(image_ids, 1):
-        image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
-        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed)["change"])
-        log.info("white-box attack: image %d/%d done", number, len(image_ids))
-    return xr.Dataset(
-        {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
-        coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},
-    )
