@@ -39,8 +39,9 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from neuroattack.attack import LEVELS, PRECISIONS, AttackSettings, pgd_attack, quantize
+from neuroattack.attack import PRECISIONS, AttackSettings, pgd_attack
 from neuroattack.frozen import frozen_for_attack
+from neuroattack.geometry import LEVELS, quantize
 from neuroattack.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -9,18 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from neuroattack import attack as attack_module
-from neuroattack.attack import (
-    LEVELS,
-    AttackSettings,
-    clamp_to_box,
-    flat_norm,
-    normalized,
-    pgd_attack,
-    project_l2,
-    quantize,
-    random_direction_baseline,
-    random_in_ball,
-)
+from neuroattack.attack import AttackSettings, pgd_attack, random_direction_baseline
+from neuroattack.geometry import LEVELS, clamp_to_box, flat_norm, normalized, project_l2, quantize, random_in_ball
 
 SHAPE = (3, 16, 16)
 
@@ -244,7 +235,11 @@ def test_which_search_phases_run_in_bf16(
 ) -> None:
     monkeypatch.setattr(attack_module, "bf16_is_native", lambda device: native)
     assert AttackSettings(precision=precision).bf16_phases(torch.device("cpu")) == expected
-    assert AttackSettings(precision=precision, wide_ball_factor=1.0).bf16_phases(torch.device("cpu")) == expected[1:]
+    one_phase = AttackSettings(precision=precision, wide_ball_factor=1.0, steps=8)
+    # one phase: `mixed` searches its first half in bf16 and the rest (from the best point) in float32
+    assert one_phase.bf16_phases(torch.device("cpu")) == (expected if expected == [True, False] else expected[1:])
+    steps_run = sum(segment.steps + 1 for segment in one_phase.segments(torch.device("cpu")))
+    assert steps_run == one_phase.gradient_steps_per_restart()  # the same gradient budget either way
 
 
 @pytest.mark.parametrize("precision", ["mixed", "bf16"])
@@ -299,3 +294,116 @@ def test_reported_passes_are_the_passes_made() -> None:
     # 2 phases x (start + 4 steps) = 10 gradient steps per restart; one clean forward per
     # row shared by the restarts, and one final forward per restart
     assert (result.forward_passes, result.backward_passes) == (1 + 3 * (10 + 1), 3 * 10)
+
+
+# --- the schedules, L-infinity, zero gradients ------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["geometric", "paper"])
+def test_every_schedule_reaches_the_linear_optimum(schedule: str) -> None:
+    images = grey_images(8)
+    units = LinearUnits(8)
+    result = attack(units, images, 0.5, schedule=schedule, wide_ball_factor=1.0)
+    optimum = 0.5 * units.weight.norm(dim=1)[torch.arange(8) % 16 % 8]
+    assert bool((result.change >= 0.97 * optimum).all()), result.change / optimum
+
+
+def test_linf_linear_unit_reaches_eps_times_the_l1_norm() -> None:
+    images = grey_images(8)  # mid-grey: the box is far away
+    units = LinearUnits(8, seed=2)
+    eps = 4 / LEVELS  # four 8-bit steps
+    target = torch.arange(8)
+    for direction in (1.0, -1.0):
+        result = attack(units, images, eps, direction=direction, norm="linf", wide_ball_factor=1.0)
+        optimum = eps * units.weight.abs().sum(dim=1)
+        assert torch.allclose(direction * result.change, optimum[target], rtol=1e-4)
+
+
+def test_linf_perturbation_after_quantisation_never_exceeds_eps() -> None:
+    images = random_images(16, seed=7)
+    eps = torch.tensor([1 / 255, 0.01, 2 / 255, 0.02, 4 / 255, 0.03, 8 / 255, 0.1] * 2)
+    result = attack(ReluUnits(), images, eps, norm="linf")
+    shown = result.perturbed.double() - torch.round(images.double() * LEVELS)
+    largest = shown.flatten(1).abs().amax(dim=1) / LEVELS
+    assert bool((largest <= eps.double() + 1e-9).all()), largest - eps
+    assert torch.allclose(largest.float(), result.delta_norm, atol=1e-6)
+    assert bool((result.perturbed.float() <= 255).all()) and bool((result.perturbed.float() >= 0).all())
+
+
+def test_linf_achieved_change_never_decreases_as_eps_grows() -> None:
+    image = random_images(1, seed=8)
+    grid = [1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255]
+    images = image.expand(len(grid), -1, -1, -1)
+    target = torch.full((len(grid),), 5, dtype=torch.long)
+    settings = AttackSettings(steps=15, restarts=3, norm="linf")
+    result = pgd_attack(ReluUnits(), images, target, torch.tensor(grid), torch.ones(len(grid)), settings, 0)
+    assert bool((result.change[1:] >= result.change[:-1] - 1e-6).all()), result.change
+
+
+def test_linf_random_baseline_sits_on_a_corner_of_the_box() -> None:
+    images = grey_images(64)
+    eps = 4 / LEVELS
+    result = random_direction_baseline(
+        LinearUnits(1), images, torch.zeros(64, dtype=torch.long), torch.full((64,), eps), 0, norm="linf"
+    )
+    steps = (result.perturbed.float() - 128).abs()
+    assert bool((steps == 4).all())
+    assert torch.allclose(result.delta_norm, torch.full((64,), eps))
+
+
+class DeadZoneUnits(nn.Module):
+    """f_t(x) = relu(w_t . (x - x0) - c_t): exactly 0, with a zero gradient, near the clean
+    image x0; the dead zone is as wide as where most random starts land."""
+
+    def __init__(self, images: Tensor, eps: float) -> None:
+        super().__init__()
+        self.clean = images
+        self.weight = torch.randn(images.shape[0], math.prod(SHAPE), generator=torch.Generator().manual_seed(5))
+        self.threshold = 0.01 * eps * self.weight.norm(dim=1)
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        drive = ((images - self.clean[target]).flatten(1) * self.weight[target]).sum(1)
+        return torch.relu(drive - self.threshold[target])
+
+
+def test_a_zero_gradient_start_is_not_left_at_zero() -> None:
+    rows, eps = 16, 1.0
+    images = grey_images(rows)
+    unit = DeadZoneUnits(images, eps)
+    target = torch.arange(rows)
+
+    def run(schedule: str) -> Tensor:
+        settings = AttackSettings(steps=17, restarts=1, wide_ball_factor=1.0, schedule=schedule)
+        return pgd_attack(unit, images, target, torch.full((rows,), eps), torch.ones(rows), settings, 0).change
+
+    stuck = run("paper")  # the published schedule follows the gradient only
+    assert int((stuck == 0).sum()) >= 4, "the dead zone must catch starts, or this test proves nothing"
+    moved = run("geometric")
+    optimum = eps * unit.weight.norm(dim=1) - unit.threshold
+    assert bool((moved > 0.9 * optimum).all()), moved / optimum
+
+
+def test_bad_schedule_or_norm_names_the_value() -> None:
+    with pytest.raises(ValueError, match="schedule 'fast'"):
+        AttackSettings(schedule="fast")
+    with pytest.raises(ValueError, match="norm 'l3'"):
+        AttackSettings(norm="l3")
+
+
+def test_progress_hears_every_step_and_ends_at_the_total() -> None:
+    heard: list[tuple[float, int]] = []
+    images = random_images(6)
+    settings = AttackSettings(steps=4, restarts=2, chunk_rows=5)
+    pgd_attack(
+        ReluUnits(),
+        images,
+        torch.arange(6),
+        torch.full((6,), 0.5),
+        torch.ones(6),
+        settings,
+        0,
+        progress=lambda done, total: heard.append((done, total)),
+    )
+    assert heard[-1] == (12.0, 12)
+    assert len(heard) == 3 * settings.phases * settings.steps  # three chunks of rows, every step
+    assert all(b[0] >= a[0] for a, b in itertools.pairwise(heard))

@@ -27,30 +27,37 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from neuroattack.geometry import L2, LEVELS, NORMS, PROJECTION_SLACK, Norm, clamp_to_box, norm_named
+from neuroattack.geometry import per_row as _per_row
+
 # response(images (rows, C, H, W) in [0, 1], target (rows,)) -> (rows,)
 ResponseFn = Callable[[Tensor, Tensor], Tensor]
 
-LEVELS = 255.0
-PROJECTION_SLACK = 1e-6  # keeps float32 round-off from pushing a norm past eps
 PRECISIONS = ("auto", "float32", "mixed", "bf16")
+SCHEDULES = ("geometric", "paper")
 DIRECTIONS = ("increase", "decrease")  # the two objectives: raise or lower the response
 DIRECTION_SIGNS = (1.0, -1.0)  # the sign of the response change each direction seeks
 
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """How hard to search. The paper: 100 restarts, both directions, 2*eps then eps."""
+    """How hard to search, and how. The paper: 100 restarts, both directions, 2*eps then
+    eps, its own step schedule (`schedule="paper"`)."""
 
-    steps: int = 20  # steps per phase
+    steps: int = 20  # gradient steps per phase
     restarts: int = 4
     wide_ball_factor: float = 2.0  # radius of the first phase, in units of eps (1 = one phase)
-    step_decay: float = 0.9  # step multiplier after a step without progress
+    schedule: str = "geometric"  # one of SCHEDULES
+    final_step: float = 0.1  # geometric: the last step, as a fraction of the phase's radius
+    step_decay: float = 0.9  # paper: step multiplier after a step without progress
+    norm: str = "l2"  # one of geometry.NORMS
     chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it (tests/test_attack.py)
     precision: str = "float32"  # one of PRECISIONS: bf16 autocast in which search phases
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("norm", NORMS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], **overrides: Any) -> AttackSettings:
@@ -74,20 +81,43 @@ class AttackSettings:
         steps = self.gradient_steps_per_restart()
         return 1 + self.restarts * (steps + 1), self.restarts * steps
 
-    def bf16_phases(self, device: torch.device) -> list[bool]:
-        """Per search phase, whether it runs under bf16 autocast on `device`."""
+    def segments(self, device: torch.device) -> list[Segment]:
+        """The search on `device`, as segments run one after another. Each segment starts
+        with an objective evaluation at the best point so far, projected onto its ball.
+
+        Two phases: the wide ball, then eps. Precision `mixed` searches coarsely in bf16 and
+        refines in float32: with two phases the wide one is bf16; with one phase its first
+        half is, and the second half restarts from the best point in float32 (one step
+        fewer, so the gradient budget stays `gradient_steps_per_restart`)."""
         precision = self.precision
         if precision == "auto":
             precision = "mixed" if bf16_is_native(device) else "float32"
-        if precision == "bf16":
-            return [True] * self.phases
-        if precision == "mixed":  # coarse wide phase in bf16, the eps phase refined in float32
-            return [True] * (self.phases - 1) + [False]
-        return [False] * self.phases
+        if self.phases == 2:
+            wide = Segment(self.wide_ball_factor, self.steps, precision in ("mixed", "bf16"), 0)
+            return [wide, Segment(1.0, self.steps, precision == "bf16", 0)]
+        if precision == "mixed" and self.steps >= 3:
+            half = self.steps // 2
+            return [Segment(1.0, half, True, 0), Segment(1.0, self.steps - half - 1, False, half + 1)]
+        return [Segment(1.0, self.steps, precision == "bf16", 0)]
+
+    def bf16_phases(self, device: torch.device) -> list[bool]:
+        """Per search segment, whether it runs under bf16 autocast on `device`."""
+        return [segment.bf16 for segment in self.segments(device)]
 
     def search_precision(self, device: torch.device) -> str:
-        """The search phases' precisions on `device`, e.g. "bf16, float32" (recorded with results)."""
+        """The search segments' precisions on `device`, e.g. "bf16, float32" (recorded with results)."""
         return ", ".join("bf16" if bf16 else "float32" for bf16 in self.bf16_phases(device))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one restart's search: ball radius in units of eps, gradient steps,
+    bf16 or not, and the index of its first step within its phase (for the step schedule)."""
+
+    radius_factor: float
+    steps: int
+    bf16: bool
+    first_step: int
 
 
 def bf16_is_native(device: torch.device) -> bool:
@@ -153,79 +183,29 @@ class AttackResult:
     backward_passes: int
 
 
-def flat_norm(x: Tensor) -> Tensor:
-    """Per-row L2 norm."""
-    norm: Tensor = x.flatten(1).norm(dim=1)
-    return norm
+def _restart_generator(seed: int, restart: int, stream: int, device: torch.device) -> torch.Generator:
+    """A generator that depends on (seed, restart, stream) alone: results never depend on chunking."""
+    state = int(np.random.SeedSequence([seed, restart, *([stream] if stream else [])]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(state)
 
 
-def _per_row(values: Tensor, like: Tensor) -> Tensor:
-    return values.view(-1, *([1] * (like.ndim - 1)))
-
-
-def project_l2(delta: Tensor, radius: Tensor) -> Tensor:
-    """Scale rows whose L2 norm exceeds `radius` back onto the sphere."""
-    norm = flat_norm(delta).clamp_min(1e-12)
-    factor = torch.clamp(radius * (1 - PROJECTION_SLACK) / norm, max=1.0)
-    return delta * _per_row(factor, delta)
-
-
-def normalized(gradient: Tensor) -> Tensor:
-    return gradient / _per_row(flat_norm(gradient).clamp_min(1e-12), gradient)
-
-
-def clamp_to_box(images: Tensor, delta: Tensor) -> Tensor:
-    """The part of delta that keeps images + delta inside [0, 1]."""
-    return (images + delta).clamp(0.0, 1.0) - images
-
-
-def random_in_ball(shape: torch.Size, radius: Tensor, generator: torch.Generator) -> Tensor:
-    """Points uniform inside L2 balls (per-row radius): direction x radius x U^(1/d)."""
-    direction = torch.randn(shape, generator=generator, device=generator.device)
-    dims = direction[0].numel()
-    scale = radius * torch.rand(shape[0], generator=generator, device=generator.device) ** (1.0 / dims)
-    return normalized(direction) * _per_row(scale, direction)
-
-
-def restart_starts(shape: torch.Size, restarts: int, seed: int, device: torch.device) -> Tensor:
-    """One start per restart, uniform inside the unit ball, shaped (restarts, *shape).
+def restart_starts(shape: torch.Size, restarts: int, seed: int, device: torch.device, norm: Norm = L2) -> Tensor:
+    """One start per restart, uniform inside the unit ball of `norm`, shaped (restarts, *shape).
 
     Restart k's start depends on (seed, k) alone, so the first k restarts are the
     same whatever the total, and results do not depend on how rows are chunked.
     """
-    starts = []
-    for k in range(restarts):
-        state = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        generator = torch.Generator(device=device).manual_seed(state)
-        starts.append(random_in_ball(torch.Size((1, *shape)), torch.ones(1, device=device), generator))
-    return torch.cat(starts)
+    one = torch.Size((1, *shape))
+    return torch.cat([norm.random_start(one, _restart_generator(seed, k, 0, device)) for k in range(restarts)])
 
 
-def quantize(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:
-    """8-bit image nearest to images + s * delta with the largest s in [0, 1] whose
-    quantised perturbation has norm <= eps. `images` must lie on the 8-bit grid.
-
-    Returns (perturbed uint8-valued float image, quantised delta).
-    """
-    clean_levels = torch.round(images * LEVELS)
-
-    def levels_at(scale: Tensor) -> Tensor:
-        return torch.round((images + delta * _per_row(scale, delta)).clamp(0, 1) * LEVELS)
-
-    def fits(levels: Tensor) -> Tensor:
-        return flat_norm(levels - clean_levels) <= eps * LEVELS
-
-    ones = torch.ones(delta.shape[0], device=delta.device)
-    low, high = torch.zeros_like(ones), ones
-    ok_full = fits(levels_at(ones))
-    for _ in range(iterations):  # bisection on the scale, for rows where rounding overshoots
-        middle = (low + high) / 2
-        ok = fits(levels_at(middle))
-        low = torch.where(ok, middle, low)
-        high = torch.where(ok, high, middle)
-    scale = torch.where(ok_full, ones, low)
-    levels = levels_at(scale)
-    return levels, (levels - clean_levels) / LEVELS
+def restart_probes(shape: torch.Size, restarts: int, seed: int, device: torch.device) -> Tensor:
+    """One Gaussian probe per restart, (restarts, *shape): where a row's gradient is exactly
+    zero (a rectified unit at 0), the default schedule steps along a rotation of its probe."""
+    one = torch.Size((1, *shape))
+    return torch.cat(
+        [torch.randn(one, generator=_restart_generator(seed, k, 1, device), device=device) for k in range(restarts)]
+    )
 
 
 def _objective(
@@ -246,37 +226,92 @@ def _float32_response(response: ResponseFn, images: Tensor, target: Tensor) -> T
         return response(images, target)
 
 
+PROBE_STRIDE = 7919  # a prime: step t rolls a probe by t * PROBE_STRIDE elements (a fresh direction each step)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One chunk of rows, restarts expanded, and what every phase needs of them."""
+
+    response: ResponseFn
+    images: Tensor
+    target: Tensor
+    eps: Tensor
+    sign: Tensor
+    clean: Tensor
+    probe: Tensor
+    norm: Norm
+
+    def objective(self, delta: Tensor, bf16: bool) -> tuple[Tensor, Tensor]:
+        return _objective(self.response, self.images, delta, self.target, self.clean, self.sign, bf16)
+
+    def inside(self, delta: Tensor, radius: Tensor) -> Tensor:
+        """`delta` projected onto the ball of `radius`, then into the image box."""
+        return clamp_to_box(self.images, self.norm.project(delta, radius))
+
+
+def _paper_phase(
+    rows: _Rows, best: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None]
+) -> tuple[Tensor, Tensor]:
+    """The published schedule: propose best + step * ascent direction; accept it if it
+    raised the objective, else shrink the row's step by `step_decay`. The step starts at eps."""
+    radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
+    best = rows.inside(best, radius)
+    best_value, best_gradient = rows.objective(best, bf16)
+    step = rows.eps.clone()
+    for _ in range(segment.steps):
+        proposal = rows.inside(best + rows.norm.ascent(best_gradient) * _per_row(step, best), radius)
+        value, gradient = rows.objective(proposal, bf16)
+        better = value > best_value
+        keep = _per_row(better, best)
+        best = torch.where(keep, proposal, best)
+        best_gradient = torch.where(keep, gradient, best_gradient)
+        best_value = torch.where(better, value, best_value)
+        step = torch.where(better, step, step * settings.step_decay)
+        tick()
+    return best, best_value
+
+
+def _geometric_phase(
+    rows: _Rows, start: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None]
+) -> tuple[Tensor, Tensor]:
+    """The default schedule: always step from the latest iterate, with a step that shrinks
+    geometrically from the radius to `final_step` x radius over the phase; keep the best
+    point seen. A row whose gradient is exactly zero jumps a radius along a fresh random
+    direction."""
+    radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
+    current = rows.inside(start, radius)
+    value, gradient = rows.objective(current, bf16)
+    best, best_value = current, value
+    flat_probe = rows.probe.flatten(1)
+    for t in range(segment.first_step, segment.first_step + segment.steps):
+        size = radius * settings.final_step ** (t / max(settings.steps - 1, 1))
+        flat = gradient.flatten(1).abs().amax(dim=1) == 0
+        probe = flat_probe.roll(t * PROBE_STRIDE % flat_probe.shape[1], dims=1).view_as(gradient)
+        direction = torch.where(_per_row(flat, gradient), probe, gradient)
+        size = torch.where(flat, radius, size)  # a probe jumps a whole radius: a new region, not a nudge
+        current = rows.inside(current + rows.norm.ascent(direction) * _per_row(size, current), radius)
+        value, gradient = rows.objective(current, bf16)
+        better = value > best_value
+        best = torch.where(_per_row(better, best), current, best)
+        best_value = torch.where(better, value, best_value)
+        tick()
+    return best, best_value
+
+
 def _attack_chunk(
-    response: ResponseFn,
-    images: Tensor,
-    target: Tensor,
-    eps: Tensor,
-    sign: Tensor,
-    clean: Tensor,
-    start: Tensor,
-    settings: AttackSettings,
-    bf16_phases: list[bool],
+    rows: _Rows, start: Tensor, settings: AttackSettings, segments: list[Segment], tick: Callable[[], None]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Attack rows (restarts expanded). Returns change, norm, perturbed levels, best objective."""
-    radii = [eps * settings.wide_ball_factor, eps] if settings.phases == 2 else [eps]
-    best = clamp_to_box(images, start * _per_row(radii[0], start))
-    for radius, bf16 in zip(radii, bf16_phases, strict=True):
-        best = clamp_to_box(images, project_l2(best, radius))
-        best_value, best_gradient = _objective(response, images, best, target, clean, sign, bf16)
-        step = eps.clone()
-        for _ in range(settings.steps):
-            proposal = best + normalized(best_gradient) * _per_row(step, best)
-            proposal = clamp_to_box(images, project_l2(proposal, radius))
-            value, gradient = _objective(response, images, proposal, target, clean, sign, bf16)
-            better = value > best_value
-            keep = _per_row(better, best)
-            best = torch.where(keep, proposal, best)
-            best_gradient = torch.where(keep, gradient, best_gradient)
-            best_value = torch.where(better, value, best_value)
-            step = torch.where(better, step, step * settings.step_decay)
-    levels, delta = quantize(images, best, eps)
-    final = _float32_response(response, levels / LEVELS, target)
-    return final - clean, flat_norm(delta), levels, best_value
+    eps = rows.eps
+    phase = _paper_phase if settings.schedule == "paper" else _geometric_phase
+    best = clamp_to_box(rows.images, start * _per_row(eps * segments[0].radius_factor, start))
+    best_value = torch.zeros_like(eps)
+    for segment in segments:
+        best, best_value = phase(rows, best, segment, settings, tick)
+    levels, delta = rows.norm.quantize(rows.images, best, eps)
+    final = _float32_response(rows.response, levels / LEVELS, rows.target)
+    return final - rows.clean, rows.norm.measure(delta), levels, best_value
 
 
 def pgd_attack(
@@ -287,12 +322,15 @@ def pgd_attack(
     direction: Tensor,
     settings: AttackSettings,
     seed: int,
+    progress: Callable[[float, int], None] | None = None,
 ) -> AttackResult:
     """Attack every row; rows are (images[i], target[i], eps[i], direction[i] = +1 or -1).
 
     Each row is expanded into `settings.restarts` restarts (restart k of every row
     starts from the same point of the unit ball, scaled to the row's radius); the
     restart whose quantised objective direction * change is largest is returned.
+    `progress(done, total)`, if given, hears after every step how many of the `total`
+    row-restarts are done (it is called from the host; nothing waits for the device).
     """
     rows = images.shape[0]
     if not (target.shape[0] == eps.shape[0] == direction.shape[0] == rows):
@@ -300,11 +338,13 @@ def pgd_attack(
     if bool((eps <= 0).any()):
         raise ValueError("every eps must be positive")
     restarts = settings.restarts
-    starts = restart_starts(images.shape[1:], restarts, seed, images.device)
+    norm = norm_named(settings.norm)
+    starts = restart_starts(images.shape[1:], restarts, seed, images.device, norm)
+    probes = restart_probes(images.shape[1:], restarts, seed, images.device)
     expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
     restart_of_row = torch.arange(restarts, device=images.device).repeat(rows)
     sign = direction.to(images.dtype)
-    bf16_phases = settings.bf16_phases(images.device)
+    segments = settings.segments(images.device)
     clean = torch.cat(  # once per row, shared by its restarts
         [
             _float32_response(
@@ -314,30 +354,29 @@ def pgd_attack(
         ]
     )
     outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    for first in range(0, expanded.numel(), settings.chunk_rows):
+    total, steps = expanded.numel(), sum(segment.steps for segment in segments)
+    for first in range(0, total, settings.chunk_rows):
         index = expanded[first : first + settings.chunk_rows]
-        start = starts[restart_of_row[first : first + settings.chunk_rows]]
-        outputs.append(
-            _attack_chunk(
-                response,
-                images[index],
-                target[index],
-                eps[index],
-                sign[index],
-                clean[index],
-                start,
-                settings,
-                bf16_phases,
-            )
+        restart = restart_of_row[first : first + settings.chunk_rows]
+        chunk = _Rows(
+            response, images[index], target[index], eps[index], sign[index], clean[index], probes[restart], norm
         )
-    change, norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+        done = [0]
+
+        def tick(first: int = first, size: int = index.numel(), done: list[int] = done) -> None:
+            done[0] += 1
+            if progress is not None:
+                progress(first + size * done[0] / steps, total)
+
+        outputs.append(_attack_chunk(chunk, starts[restart], settings, segments, tick))
+    change, delta_norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
     objective = (sign.repeat_interleave(restarts) * change).view(rows, restarts)
     best = objective.argmax(dim=1) + torch.arange(rows, device=images.device) * restarts
     forward, backward = settings.passes_per_row()
     return AttackResult(
         clean=clean,
         change=change[best],
-        delta_norm=norm[best],
+        delta_norm=delta_norm[best],
         perturbed=levels[best].to(torch.uint8),
         objective=unquantized[best],
         forward_passes=forward,
@@ -346,19 +385,20 @@ def pgd_attack(
 
 
 def random_direction_baseline(
-    response: ResponseFn, images: Tensor, target: Tensor, eps: Tensor, seed: int
+    response: ResponseFn, images: Tensor, target: Tensor, eps: Tensor, seed: int, norm: str = "l2"
 ) -> AttackResult:
     """Model-free baseline: one random direction of norm eps per row, quantised alike."""
+    geometry = norm_named(norm)
     generator = torch.Generator(device=images.device).manual_seed(seed)
-    direction = normalized(torch.randn(images.shape, generator=generator, device=images.device))
+    direction = geometry.random_direction(images.shape, generator)
     delta = clamp_to_box(images, direction * _per_row(eps * (1 - PROJECTION_SLACK), direction))
-    levels, quantized = quantize(images, delta, eps)
+    levels, quantized = geometry.quantize(images, delta, eps)
     clean = _float32_response(response, images, target)
     perturbed = _float32_response(response, levels / LEVELS, target)
     return AttackResult(
         clean=clean,
         change=perturbed - clean,
-        delta_norm=flat_norm(quantized),
+        delta_norm=geometry.measure(quantized),
         perturbed=levels.to(torch.uint8),
         objective=(perturbed - clean).abs(),
         forward_passes=2,

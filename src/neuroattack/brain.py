@@ -11,7 +11,7 @@ reads the brain's parameters directly and exists for white-box validation only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -100,6 +100,7 @@ def white_box_changes(
     eps_grid: list[float],
     seed: int,
     device: torch.device | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> xr.Dataset:
     """Attack the simulated sites directly (validation only: reads the brain's weights):
     `change` (image, site, eps, direction), and each site's `sigma` over the stimuli."""
@@ -108,10 +109,16 @@ def white_box_changes(
     sites = np.arange(model.weight.shape[0])
     sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
     changes = []
-    for number, sid in enumerate(image_ids, 1):
+    per_image = len(sites) * len(eps_grid) * len(DIRECTIONS) * settings.restarts
+    total = per_image * len(image_ids)
+    for number, sid in enumerate(image_ids):
         image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
-        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed)["change"])
-        log.info("white-box attack: image %d/%d done", number, len(image_ids))
+
+        def tracked(done: float, _: int, before: int = number * per_image) -> None:
+            if progress is not None:
+                progress(before + done, total)
+
+        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed, tracked)["change"])
     return xr.Dataset(
         {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
         coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -49,3 +50,30 @@ class Job(Protocol):
 def write_output(dataset: xr.Dataset, path: str | os.PathLike[str], title: str, job: Job) -> None:
     """Write a job's output with its provenance: the rule, its inputs' checksums, the config's hash."""
     write_dataset(dataset, path, title, f"rule {job.rule}", job.input, job.config)
+
+
+class ProgressLog:
+    """Logs how far a long loop has come, with its rate and time left, at most every
+    `every_s` seconds (and when it ends): `progress(done, total)`."""
+
+    def __init__(self, what: str, every_s: float = 5.0, log: logging.Logger | None = None) -> None:
+        self.what, self.every_s = what, every_s
+        self.log = log or logging.getLogger("neuroattack")
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: float, total: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (total - done) / rate if rate > 0 else float("inf")
+        self.log.info(
+            "%s: %.0f/%.0f (%.0f%%), %.1f/s, about %.0f s left",
+            self.what,
+            done,
+            total,
+            100 * done / max(total, 1),
+            rate,
+            left,
+        )

@@ -366,5 +366,5 @@ def _direction_variables(
     )
     ds["perturbed"].attrs = {"long_name": "perturbed image shown to the animal", "units": "8-bit level"}
     ds["attacked_predicted"].attrs = {"long_name": "surrogate's predicted response to the perturbed image"}
-    ds["delta_norm"].attrs = {"long_name": "L2 norm of the quantised perturbation, pixels in [0, 1]"}
+    ds["delta_norm"].attrs = {"long_name": "norm (attack_norm) of the quantised perturbation, pixels in [0, 1]"}
     return ds

@@ -7,7 +7,7 @@ the achieved changes from these files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
     return [str(s) for s in np.random.default_rng(seed).permutation(ids)[:count]]
 
 
+Progress = Callable[[float, int], None]  # (row-restarts done, total)
+
+
 def attack_targets(
     response: nn.Module,
     image: torch.Tensor,
@@ -44,6 +47,7 @@ def attack_targets(
     eps_grid: Sequence[float],
     settings: AttackSettings,
     seed: int,
+    progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Attack every (target, eps, direction) of one image (1, C, H, W); arrays shaped
     (target, eps, direction), `clean` (target,), `perturbed` uint8 (target, eps, direction, y, x, channel).
@@ -51,8 +55,8 @@ def attack_targets(
     response = response.to(image.device)
     cases = image.expand(len(targets), -1, -1, -1)
     grid = attack_grid(cases, torch.as_tensor(targets, dtype=torch.long), eps_grid, DIRECTION_SIGNS)
-    result = pgd_attack(response, grid.images, grid.target, grid.eps, grid.sign, settings, seed)
-    baseline = random_direction_baseline(response, grid.images, grid.target, grid.eps, seed + 1)
+    result = pgd_attack(response, grid.images, grid.target, grid.eps, grid.sign, settings, seed, progress)
+    baseline = random_direction_baseline(response, grid.images, grid.target, grid.eps, seed + 1, settings.norm)
     return {
         "clean": grid.to_host(result.clean)[:, 0, 0],
         "change": grid.to_host(result.change),
@@ -90,23 +94,35 @@ def attack_image(
     seed: int,
     unit_seed: int,
     device: torch.device | None = None,
+    progress: Progress | None = None,
 ) -> xr.Dataset:
     """Attack one clean image: every site's surrogate, and sampled units of every network.
-    `unit_seed` picks the units (the same for every image); `seed` the attack's starts."""
+    `unit_seed` picks the units (the same for every image); `seed` the attack's starts.
+    `progress(done, total)` hears how many row-restarts of the whole image are done."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
+    units = {name: select_units(features[name], units_per_network, unit_seed) for name in networks}
+    per_target = len(eps_grid) * len(DIRECTIONS) * settings.restarts
+    total = per_target * (models.sizes["site"] + sum(len(chosen) for chosen in units.values()))
+    offset = [0]
+
+    def tracked(done: float, _: int) -> None:
+        if progress is not None:
+            progress(offset[0] + done, total)
+
     sites = attack_targets(
-        surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed
+        surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed, tracked
     )
+    offset[0] += per_target * models.sizes["site"]
     ds = _result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
     ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
     unit_blocks = []
     for name, weights in networks.items():
-        units = select_units(features[name], units_per_network, unit_seed)
-        results = attack_targets(
-            UnitResponse(network_from_dataset(weights, name)), image, units, eps_grid, settings, seed
-        )
-        coords = {**grid_coords, "network": ("unit", [name] * len(units)), "unit_index": ("unit", units)}
+        chosen = units[name]
+        response = UnitResponse(network_from_dataset(weights, name))
+        results = attack_targets(response, image, chosen, eps_grid, settings, seed, tracked)
+        offset[0] += per_target * len(chosen)
+        coords = {**grid_coords, "network": ("unit", [name] * len(chosen)), "unit_index": ("unit", chosen)}
         unit_blocks.append(_result_block("unit", results, coords))
     if unit_blocks:
         ds = ds.merge(xr.concat(unit_blocks, dim="unit"))

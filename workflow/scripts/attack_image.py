@@ -2,7 +2,7 @@
 
 from neuroattack import io, untargeted
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import configure, device, named_inputs, write_output
+from neuroattack.runtime import ProgressLog, configure, device, named_inputs, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
@@ -22,6 +22,7 @@ result = untargeted.attack_image(
     seed=snakemake.params.seed + index,
     unit_seed=snakemake.params.seed,
     device=device(),
+    progress=ProgressLog(f"attack on {stimulus_id} (row-restarts)"),
 )
 log.info("attacked %s: %d sites, %d units", stimulus_id, result.sizes["site"], result.sizes.get("unit", 0))
 write_output(result, snakemake.output[0], f"attacks on {stimulus_id}", snakemake)

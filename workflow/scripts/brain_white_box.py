@@ -2,7 +2,7 @@
 
 from neuroattack import brain, io, untargeted
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import configure, device, write_output
+from neuroattack.runtime import ProgressLog, configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
@@ -15,5 +15,6 @@ result = brain.white_box_changes(
     attack["eps"],
     snakemake.params.seed,
     device(),
+    ProgressLog("white-box attack (row-restarts)"),
 )
 write_output(result, snakemake.output[0], "white-box sensitivity of the simulated brain", snakemake)

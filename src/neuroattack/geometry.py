@@ -1,0 +1,140 @@
+"""The geometry of a perturbation budget: L2 or L-infinity balls in [0, 1] pixel space.
+
+Each norm knows how to measure a perturbation, project onto its ball, take the
+steepest-ascent direction of a gradient, draw random starts and random directions,
+and quantise a perturbed image to 8 bits without leaving the ball. Every tensor is
+batched by row; radii are per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+LEVELS = 255.0  # 8-bit images
+PROJECTION_SLACK = 1e-6  # keeps float32 round-off from pushing a norm past eps
+NORMS = ("l2", "linf")
+
+
+def per_row(values: Tensor, like: Tensor) -> Tensor:
+    """(rows,) values shaped to broadcast against `like` (rows, ...)."""
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+def flat_norm(x: Tensor) -> Tensor:
+    """Per-row L2 norm."""
+    norm: Tensor = x.flatten(1).norm(dim=1)
+    return norm
+
+
+def project_l2(delta: Tensor, radius: Tensor) -> Tensor:
+    """Scale rows whose L2 norm exceeds `radius` back onto the sphere."""
+    norm = flat_norm(delta).clamp_min(1e-12)
+    factor = torch.clamp(radius * (1 - PROJECTION_SLACK) / norm, max=1.0)
+    return delta * per_row(factor, delta)
+
+
+def normalized(gradient: Tensor) -> Tensor:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    return gradient / per_row(flat_norm(gradient).clamp_min(1e-12), gradient)
+
+
+def clamp_to_box(images: Tensor, delta: Tensor) -> Tensor:
+    """The part of delta that keeps images + delta inside [0, 1]."""
+    return (images + delta).clamp(0.0, 1.0) - images
+
+
+def random_in_ball(shape: torch.Size, radius: Tensor, generator: torch.Generator) -> Tensor:
+    """Points uniform inside L2 balls (per-row radius): direction x radius x U^(1/d)."""
+    direction = torch.randn(shape, generator=generator, device=generator.device)
+    dims = direction[0].numel()
+    scale = radius * torch.rand(shape[0], generator=generator, device=generator.device) ** (1.0 / dims)
+    return normalized(direction) * per_row(scale, direction)
+
+
+@dataclass(frozen=True)
+class Norm:
+    """One budget geometry; `L2` and `LINF` below are the two there are."""
+
+    name: str
+
+    def measure(self, delta: Tensor) -> Tensor:
+        """Per-row norm of a perturbation."""
+        if self.name == "l2":
+            return flat_norm(delta)
+        return delta.flatten(1).abs().amax(dim=1)
+
+    def project(self, delta: Tensor, radius: Tensor) -> Tensor:
+        """The nearest point of the ball of per-row `radius`."""
+        if self.name == "l2":
+            return project_l2(delta, radius)
+        bound = per_row(radius * (1 - PROJECTION_SLACK), delta)
+        return torch.maximum(torch.minimum(delta, bound), -bound)
+
+    def ascent(self, gradient: Tensor) -> Tensor:
+        """The unit-norm direction of steepest ascent: g / ||g||_2 (L2) or sign(g) (L-infinity)."""
+        return normalized(gradient) if self.name == "l2" else torch.sign(gradient)
+
+    def random_start(self, shape: torch.Size, generator: torch.Generator) -> Tensor:
+        """Points uniform inside the unit ball (rows, ...)."""
+        if self.name == "l2":
+            return random_in_ball(shape, torch.ones(shape[0], device=generator.device), generator)
+        return 2 * torch.rand(shape, generator=generator, device=generator.device) - 1
+
+    def random_direction(self, shape: torch.Size, generator: torch.Generator) -> Tensor:
+        """Directions of unit norm, uniform over the sphere (L2) or over the box's corners (L-infinity)."""
+        direction = torch.randn(shape, generator=generator, device=generator.device)
+        return self.ascent(direction)
+
+    def quantize(self, images: Tensor, delta: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """The 8-bit image shown for `images + delta` whose quantised perturbation still has
+        norm <= eps. `images` must lie on the 8-bit grid. Returns (levels, quantised delta)."""
+        if self.name == "l2":
+            return _quantize_l2(images, delta, eps)
+        clean_levels = torch.round(images * LEVELS)
+        steps = per_row(torch.floor(eps * LEVELS + 1e-4), delta)  # whole 8-bit steps within eps
+        change = torch.round((images + delta).clamp(0, 1) * LEVELS) - clean_levels
+        levels = clean_levels + torch.maximum(torch.minimum(change, steps), -steps)
+        return levels, (levels - clean_levels) / LEVELS
+
+
+L2 = Norm("l2")
+LINF = Norm("linf")
+
+
+def norm_named(name: str) -> Norm:
+    """`l2` or `linf`."""
+    if name not in NORMS:
+        raise ValueError(f"norm {name!r}: use one of {', '.join(NORMS)}")
+    return L2 if name == "l2" else LINF
+
+
+def _quantize_l2(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:
+    """8-bit image nearest to images + s * delta with the largest s in [0, 1] whose
+    quantised perturbation has L2 norm <= eps."""
+    clean_levels = torch.round(images * LEVELS)
+
+    def levels_at(scale: Tensor) -> Tensor:
+        return torch.round((images + delta * per_row(scale, delta)).clamp(0, 1) * LEVELS)
+
+    def fits(levels: Tensor) -> Tensor:
+        return flat_norm(levels - clean_levels) <= eps * LEVELS
+
+    ones = torch.ones(delta.shape[0], device=delta.device)
+    low, high = torch.zeros_like(ones), ones
+    ok_full = fits(levels_at(ones))
+    for _ in range(iterations):  # bisection on the scale, for rows where rounding overshoots
+        middle = (low + high) / 2
+        ok = fits(levels_at(middle))
+        low = torch.where(ok, middle, low)
+        high = torch.where(ok, high, middle)
+    scale = torch.where(ok_full, ones, low)
+    levels = levels_at(scale)
+    return levels, (levels - clean_levels) / LEVELS
+
+
+def quantize(images: Tensor, delta: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """L2 quantisation (`Norm.quantize` of `L2`)."""
+    return _quantize_l2(images, delta, eps)
