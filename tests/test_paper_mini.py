@@ -227,6 +227,28 @@ def test_editing_mirror_lists_triggers_nothing(mini_run: Path, served: LoopbackS
     assert len(served.requests) == before
 
 
+def test_pinning_a_recorded_checksum_reruns_the_download_without_a_transfer(
+    mini_run: Path, served: LoopbackServer
+) -> None:
+    target = "downloads/checkpoints/resnet18_linf_eps4_255.ckpt"
+    path = mini_run / target
+    stat_before = path.stat()
+    recorded = (mini_run / f"{target}.sha256").read_text().split()[0]
+    config = yaml.safe_load((mini_run / "mini.yaml").read_text())
+    config["networks"]["resnet18_linf_eps4_255"]["checkpoint"]["sha256"] = recorded
+    pinned = mini_run / "pinned.yaml"
+    pinned.write_text(yaml.safe_dump(config))
+    before = len(served.requests)
+    for configfile in (pinned, mini_run / "mini.yaml"):  # pinned, then back as it was
+        run = snakemake(mini_run, "--cores", "1", target, configfile=str(configfile))
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "rule download:" in run.stdout + run.stderr  # the checksum is in its params
+    assert len(served.requests) == before  # verified in place, not fetched
+    assert path.stat().st_ino == stat_before.st_ino  # the same file (Snakemake touches it: what reads it reruns)
+    log = (mini_run / "results/mini/logs/download/checkpoints/resnet18_linf_eps4_255.ckpt.log").read_text()
+    assert f"verified (sha256 {recorded})" in log
+
+
 def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: LoopbackServer) -> None:
     results = mini_run / "results" / "mini"
     shown = pd.read_csv(results / "rig/perturbed_stimuli.csv")

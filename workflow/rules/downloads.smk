@@ -6,7 +6,9 @@
 
 rule download:
     output:
-        downloaded("{file}"),
+        # update: kept (not deleted) when the job reruns, e.g. after a checksum is pinned; the
+        # script then verifies it in place and fetches nothing unless it does not match
+        update(downloaded("{file}")),
     log:
         log_file("download/{file}"),
     wildcard_constraints:
