@@ -3,21 +3,32 @@
 Each mirrors the structure of the real file (names, dims, dtypes, layout),
 not its size:
 
-- `write_assembly`: like `assy_dicarlo_MajajHong2015_public.nc` as brainio wrote
-  it: a DataArray named 'dicarlo.MajajHong2015.public' with dims
+- `write_assembly`: by default (writer="brainio") like
+  `assy_dicarlo_MajajHong2015_public.nc` as brainio wrote it (the file served
+  today, same sha1 as in 2019): a DataArray named 'dicarlo.MajajHong2015.public' with dims
   (neuroid, presentation, time_bin), float32 values, its presentation /
   neuroid / time_bin MultiIndexes reset to plain coordinates before
   `to_netcdf` (brainio's write_netcdf), legacy `image_id` on presentations,
   neuroid coords neuroid_id ('Chabo_L_M_5_9'-style), arr, col, row, hemisphere,
   subregion, animal, x, y, region; time_bin_start/time_bin_end int64.
-- `write_stimulus_set`: like `image_dicarlo_hvm-public.csv` + `.zip`: the 18
+  writer="brainscore-core": as brainscore-core 2.5's `write_netcdf` writes an
+  assembly today. With brainscore-core installed, its own writer writes the file;
+  it is not in the pinned set (it pins numpy<2 and xarray<2022.6, see
+  BRAINSCORE_CORE_MISSING), so the fallback imitates it: one variable named 'data'
+  in the assembly's dim order, zlib level 9 with shuffle, the assembly's attrs on
+  both the variable and the file. The files in tests/brainscore_reference/ were
+  written by the real brainscore-core 2.5 (make_reference.py there):
+  test_sources checks the converters on them and this imitation against them.
+- `write_stimulus_set`: like `stimulus_hvm-public.csv` + `.zip` (until 2024
+  `image_dicarlo_hvm-public.*`, the same bytes): the 18
   HvM columns (id, background_id, s, rxy, tz, category_name, rxz_semantic, ty,
   ryz, object_name, variation, size, image_file_name, rxy_semantic,
   ryz_semantic, rxz, image_id, filename), 40-hex image ids, 'L'-mode PNG files
   named '<object>_rx..._<id>_256x256.png' at the top level of the ZIP.
 - `write_robustness_checkpoint`: like a robustness-library / Salman et al. 2020
-  `.ckpt`: {'model', 'optimizer', 'schedule', 'epoch'} where 'model' is the
-  state dict of DataParallel(AttackerModel(resnet50)): module.normalizer.new_mean,
+  `.ckpt` (L2 and L-infinity alike): {'model', 'optimizer', 'schedule', 'epoch'}
+  where 'model' is the state dict of DataParallel(AttackerModel(<torchvision
+  resnet18, resnet50 or wide_resnet50_2>)): module.normalizer.new_mean,
   module.normalizer.new_std (shape (3, 1, 1)), module.model.<torchvision keys>,
   module.attacker.normalize.*, module.attacker.model.<same tensors again>.
 """
@@ -25,19 +36,29 @@ not its size:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 from PIL import Image
-from torchvision.models import resnet50
+from torchvision.models import resnet18, resnet50, wide_resnet50_2
 
 ASSEMBLY_NAME = "dicarlo.MajajHong2015.public"
+REFERENCE = Path(__file__).resolve().parent / "brainscore_reference"
+BRAINSCORE_CORE_MISSING = (
+    None
+    if importlib.util.find_spec("brainscore_core") is not None
+    else "brainscore-core is not installed: its 2.5 release pins numpy<2 and xarray<2022.6, which conflict with "
+    "envs/constraints.txt (numpy 2.4.6, xarray 2026.9.0); fixtures imitate its writer instead"
+)
+Writer = Literal["brainio", "brainscore-core"]
 OBJECTS = [("Animals", "bear"), ("Cars", "car_astra"), ("Faces", "face0"), ("Fruits", "apple")]
 
 
@@ -58,9 +79,15 @@ def _image_ids(n: int, salt: str = "") -> list[str]:
 
 
 def write_assembly(
-    path: Path, n_images: int = 4, n_reps: int = 3, id_coord: str = "image_id", seed: int = 0
+    path: Path,
+    n_images: int = 4,
+    n_reps: int = 3,
+    id_coord: str = "image_id",
+    seed: int = 0,
+    writer: Writer = "brainio",
 ) -> AssemblyTruth:
-    """A MajajHong2015.public-like assembly with 2 regions and 2 time bins."""
+    """A MajajHong2015.public-like assembly with 2 regions and 2 time bins, written as
+    brainio wrote the served file, or as brainscore-core 2.5 writes assemblies today."""
     rng = np.random.default_rng(seed)
     ids = _image_ids(n_images)
     # presentations come in repetition blocks, shuffled within a block, as recorded
@@ -108,11 +135,13 @@ def write_assembly(
         presentation=[n for n, (d, _) in coords.items() if d == "presentation"],
         time_bin=["time_bin_start", "time_bin_end"],
     )
-    # ... and write_netcdf resets them before writing (netCDF cannot hold a MultiIndex)
-    array = array.reset_index(list(array.indexes))
     array.attrs = {"stimulus_set_identifier": "dicarlo.hvm-public"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    array.to_netcdf(path)
+    if writer == "brainio":
+        # ... and write_netcdf resets them before writing (netCDF cannot hold a MultiIndex)
+        array.reset_index(list(array.indexes)).to_netcdf(path)
+    else:
+        write_netcdf_like_brainscore_core(array, path)
     return AssemblyTruth(
         path=path,
         values=values,
@@ -122,6 +151,67 @@ def write_assembly(
         region=[n[5] for n in neuroids],
         animal=[n[0] for n in neuroids],
         time_bins=time_bins,
+    )
+
+
+def write_netcdf_like_brainscore_core(array: xr.DataArray, path: Path) -> None:
+    """Write an assembly as brainscore-core 2.5's `write_netcdf` (compress=True) does:
+    with its own writer when it is installed, else by imitating it."""
+    if BRAINSCORE_CORE_MISSING is None:
+        from brainscore_core.supported_data_standards.brainio import NeuroidAssembly, write_netcdf
+
+        write_netcdf(NeuroidAssembly(array), path)
+        return
+    flat = array.reset_index(list(array.indexes))
+    dataset = flat.to_dataset(name="data", promote_attrs=True)
+    dataset.to_netcdf(path, encoding={"data": {"zlib": True, "complevel": 9}})
+
+
+@dataclass(frozen=True)
+class ReferenceTruth:
+    """What tests/brainscore_reference/make_reference.py packaged with brainscore-core 2.5."""
+
+    assembly: Path
+    csv: Path
+    zip: Path
+    values: np.ndarray  # (presentation, neuroid, time_bin)
+    stimulus_id: list[str]  # per presentation
+    repetition: list[int]
+    neuroid_id: list[str]
+    region: list[str]
+    animal: list[str]
+    time_bins: list[tuple[int, int]]
+    images: dict[str, np.ndarray]  # stimulus id -> RGB pixels
+    category: dict[str, str]
+
+
+def reference_truth() -> ReferenceTruth:
+    """The contents of the reference files, recomputed (make_reference.py uses no random numbers)."""
+    n_images, n_reps, side = 4, 3, 8
+    neuroids = [
+        ("Chabo_L_M_5_9", "IT", "Chabo"),
+        ("Chabo_L_A_8_8", "IT", "Chabo"),
+        ("Tito_L_P_0_3", "IT", "Tito"),
+        ("Tito_L_P_2_1", "V4", "Tito"),
+        ("Chabo_L_P_7_7", "V4", "Chabo"),
+    ]
+    ids = [f"image{i + 1}" for i in range(n_images)]
+    shape = (n_images * n_reps, len(neuroids), 2)
+    values = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape) * 0.25 - 3.0).astype(np.float32)
+    ramp = np.arange(side * side * 3, dtype=np.int64).reshape(side, side, 3)
+    return ReferenceTruth(
+        assembly=REFERENCE / "assy_neuroattack_Reference2026.nc",
+        csv=REFERENCE / "stimulus_neuroattack_reference.csv",
+        zip=REFERENCE / "stimulus_neuroattack_reference.zip",
+        values=values,
+        stimulus_id=[ids[p % n_images] for p in range(n_images * n_reps)],
+        repetition=[p // n_images for p in range(n_images * n_reps)],
+        neuroid_id=[n for n, _, _ in neuroids],
+        region=[r for _, r, _ in neuroids],
+        animal=[a for _, _, a in neuroids],
+        time_bins=[(70, 170), (170, 270)],
+        images={s: ((ramp * (i + 1) * 7) % 256).astype(np.uint8) for i, s in enumerate(ids)},
+        category={s: ["Animals", "Cars"][i % 2] for i, s in enumerate(ids)},
     )
 
 
@@ -141,9 +231,15 @@ class StimulusSetTruth:
 
 
 def write_stimulus_set(
-    directory: Path, n_images: int = 4, side: int = 32, id_column: str = "image_id", seed: int = 0
+    directory: Path,
+    n_images: int = 4,
+    side: int = 32,
+    id_column: str = "image_id",
+    seed: int = 0,
+    stem: str = "stimulus_hvm-public",
 ) -> StimulusSetTruth:
-    """An HvM-like stimulus set: CSV with the real columns, flat ZIP of grey PNGs."""
+    """An HvM-like stimulus set: CSV with the real columns, flat ZIP of grey PNGs, named
+    `<stem>.csv` and `<stem>.zip` (served as stimulus_hvm-public.*, formerly image_dicarlo_hvm-public.*)."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     ids = _image_ids(n_images)
@@ -164,8 +260,8 @@ def write_stimulus_set(
     table = pd.DataFrame(rows, columns=HVM_COLUMNS)
     if id_column != "image_id":
         table = table.rename(columns={"image_id": id_column})
-    csv_path = directory / "image_dicarlo_hvm-public.csv"
-    zip_path = directory / "image_dicarlo_hvm-public.zip"
+    csv_path = directory / f"{stem}.csv"
+    zip_path = directory / f"{stem}.zip"
     table.to_csv(csv_path, index=False)
     with zipfile.ZipFile(zip_path, "w") as archive:
         for stimulus, row in zip(ids, rows, strict=True):
@@ -177,6 +273,7 @@ def write_stimulus_set(
 
 ROBUST_MEAN = (0.485, 0.456, 0.406)
 ROBUST_STD = (0.229, 0.224, 0.225)
+TORCHVISION = {"resnet18": resnet18, "resnet50": resnet50, "wide_resnet50_2": wide_resnet50_2}
 
 
 def robustness_state_dict(classifier: torch.nn.Module, dataparallel: bool = True) -> dict[str, torch.Tensor]:
@@ -192,10 +289,13 @@ def robustness_state_dict(classifier: torch.nn.Module, dataparallel: bool = True
     return {f"{prefix}{k}": v for k, v in state.items()}
 
 
-def write_robustness_checkpoint(path: Path, seed: int = 0, dataparallel: bool = True) -> torch.nn.Module:
-    """A robustness-library-style ResNet-50 checkpoint; returns the torchvision model it holds."""
+def write_robustness_checkpoint(
+    path: Path, seed: int = 0, dataparallel: bool = True, architecture: str = "resnet50"
+) -> torch.nn.Module:
+    """A robustness-library-style checkpoint of torchvision's `architecture` (the real one, at
+    full size: resnet18 is 45 MB, resnet50 98 MB); returns the torchvision model it holds."""
     torch.manual_seed(seed)
-    classifier = resnet50(weights=None).eval()
+    classifier = TORCHVISION[architecture](weights=None).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so a lost buffer would show
         for module in classifier.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

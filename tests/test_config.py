@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from neuroattack.config import canonical, science, with_schema_types
+from neuroattack.config import canonical, config_entry, science, with_schema_types
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -36,3 +37,13 @@ def test_science_sorts_keys_at_every_depth_and_drops_what_cannot_change_a_number
 
 def test_canonical_leaves_scalars_alone() -> None:
     assert canonical(0.5) == 0.5 and canonical("x") == "x" and canonical(None) is None
+
+
+def test_config_entry_walks_nested_keys_and_names_a_missing_one() -> None:
+    config = {"stimuli": {"csv": {"urls": ["file:///a"]}}, "networks": {"n": {"eps": 1.0}}}
+    assert config_entry(config, ["stimuli", "csv"]) == {"urls": ["file:///a"]}
+    assert config_entry(config, ["networks", "n", "eps"]) == 1.0
+    with pytest.raises(KeyError, match=r"stimuli\.zip"):
+        config_entry(config, ["stimuli", "zip", "url"])
+    with pytest.raises(KeyError, match=r"networks\.n\.eps\.x"):
+        config_entry(config, ["networks", "n", "eps", "x"])

@@ -15,8 +15,12 @@ from loopback_server import LoopbackServer, loopback_server  # noqa: F401  (pyte
 from neuroattack.download import (
     DownloadError,
     download,
+    download_from_mirrors,
     part_path,
     read_sidecar,
+    remote_checksum,
+    remote_file_name,
+    remote_urls,
     sidecar_path,
 )
 
@@ -323,6 +327,110 @@ def test_file_url_bad_part_is_replaced(part_bytes: bytes, mirror: Path, tmp_path
     part_path(dest).write_bytes(part_bytes)
     assert download(mirror.as_uri(), dest, SHA1, "sha1", retries=0, **FAST) == SHA1
     assert dest.read_bytes() == PAYLOAD
+
+
+# ------------------------------------------------------------------------- mirrors
+
+
+def test_first_mirror_404_second_serves(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    messages: list[str] = []
+    urls = [served.url("moved/data.bin"), served.url("data.bin")]
+    digest = download_from_mirrors(urls, dest, SHA1, "sha1", retries=2, **{**FAST, "progress": messages.append})
+    assert digest == SHA1 and dest.read_bytes() == PAYLOAD
+    assert [r.path for r in served.requests] == ["/moved/data.bin", "/data.bin"]  # a 404 is not retried
+    failed = [m for m in messages if "mirror 1 of 2 failed" in m]
+    assert len(failed) == 1 and "404" in failed[0] and urls[0] in failed[0]
+    assert any("trying mirror 2 of 2" in m for m in messages)
+    assert read_sidecar(sidecar_path(dest, "sha1")) == SHA1
+
+
+def test_checksum_mismatch_on_one_mirror_is_reported_and_the_next_is_tried(
+    served: LoopbackServer, tmp_path: Path
+) -> None:
+    (served.root / "other.bin").write_bytes(b"another version of the file")
+    dest = tmp_path / "data.bin"
+    messages: list[str] = []
+    urls = [served.url("other.bin"), served.url("data.bin")]
+    assert download_from_mirrors(urls, dest, SHA256, retries=0, **{**FAST, "progress": messages.append}) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+    assert any("mirror 1 of 2 failed" in m and "mismatch" in m for m in messages)
+    assert not part_path(dest).exists()
+
+
+def test_all_mirrors_failing_give_one_error_naming_each(served: LoopbackServer, tmp_path: Path) -> None:
+    (served.root / "other.bin").write_bytes(b"another version of the file")
+    refused = LoopbackServer(tmp_path).start()
+    dead = refused.url("data.bin")
+    refused.stop()
+    local = tmp_path / "mirror" / "absent.bin"
+    urls = [served.url("gone.bin"), served.url("other.bin"), dead, local.as_uri()]
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DownloadError) as caught:
+        download_from_mirrors(urls, dest, SHA256, retries=1, **FAST)
+    message = str(caught.value)
+    lines = message.splitlines()
+    assert "none of the 4 mirrors" in lines[0] and str(dest) in lines[0]
+    for number, (url, reason) in enumerate(
+        zip(urls, ["404", "mismatch", "gave up after 2 attempt", "no such file"], strict=True), start=1
+    ):
+        assert lines[number].startswith(f"  {number}. {url}") and reason in lines[number], lines[number]
+    assert not dest.exists() and not sidecar_path(dest, "sha256").exists()
+
+
+def test_a_verified_file_contacts_no_mirror(served: LoopbackServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(PAYLOAD)
+    urls = [served.url("gone.bin"), served.url("data.bin")]
+    assert download_from_mirrors(urls, dest, SHA256, retries=0, **FAST) == SHA256
+    assert served.requests == []
+
+
+@pytest.mark.parametrize("checksum", [SHA256, None], ids=["checksum", "no-checksum"])
+def test_bytes_from_a_failed_mirror_are_resumed_only_under_a_checksum(
+    checksum: str | None, served: LoopbackServer, mirror: Path, tmp_path: Path
+) -> None:
+    served.faults.truncate_after, served.faults.truncate_times = 100_000, 10
+    dest = tmp_path / "data.bin"
+    messages: list[str] = []
+    urls = [served.url("data.bin"), mirror.as_uri()]
+    options = {**FAST, "progress": messages.append}
+    assert download_from_mirrors(urls, dest, checksum, "sha256", retries=0, **options) == SHA256
+    assert dest.read_bytes() == PAYLOAD
+    resumed = any("resuming from" in m for m in messages)
+    assert resumed == (checksum is not None)
+
+
+def test_mirror_arguments_are_all_checked_before_any_transfer(served: LoopbackServer, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ftp://"):
+        download_from_mirrors([served.url("data.bin"), "ftp://example.org/x"], tmp_path / "x", SHA256, **FAST)
+    with pytest.raises(ValueError, match="no URL"):
+        download_from_mirrors([], tmp_path / "x", SHA256, **FAST)
+    with pytest.raises(TypeError):
+        download_from_mirrors(served.url("data.bin"), tmp_path / "x", SHA256, **FAST)
+    assert served.requests == []
+
+
+def test_remote_file_entries() -> None:
+    one = {"url": "https://a.org/x/image_dicarlo_hvm-public.csv?versionId=abc", "sha1": SHA1}
+    mirrors = {"urls": ["https://b.org/stimulus_hvm-public.csv", one["url"]], "sha1": SHA1}
+    assert remote_urls(one) == [one["url"]]
+    assert remote_urls(mirrors) == mirrors["urls"]
+    assert remote_file_name(one) == "image_dicarlo_hvm-public.csv"
+    assert remote_file_name(mirrors) == "stimulus_hvm-public.csv"  # the first URL's, whichever answers
+    assert remote_file_name({**mirrors, "name": "hvm.csv"}) == "hvm.csv"
+    assert remote_checksum(one) == ("sha1", SHA1)
+    assert remote_checksum({"url": "file:///x", "sha256": None}) == ("sha256", None)
+    assert remote_checksum({"url": "file:///x"}) == ("sha256", None)
+    for bad in ({"url": "x", "urls": ["x"]}, {}, {"urls": []}, {"urls": "https://a.org/x"}):
+        with pytest.raises(ValueError):
+            remote_urls(bad)
+    with pytest.raises(ValueError, match="not both"):
+        remote_checksum({"url": "x", "sha1": SHA1, "sha256": SHA256})
+    with pytest.raises(ValueError, match="name"):
+        remote_file_name({"url": "https://a.org/folder/"})
+    with pytest.raises(ValueError, match="name"):
+        remote_file_name({"url": "https://a.org/x", "name": "a/b"})
 
 
 # ------------------------------------------------------------------------ file modes

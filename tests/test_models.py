@@ -63,6 +63,7 @@ def input_gradient(network: nn.Module, images: torch.Tensor) -> tuple[torch.Tens
     [
         (Architecture(widths=(8, 16, 32), blocks=(2, 1, 1), num_classes=5), 16),
         (Architecture(name="resnet50", num_classes=7), 64),
+        (Architecture(name="resnet18", num_classes=7), 32),
     ],
 )
 def test_frozen_copy_folds_every_batchnorm_and_computes_the_same_function(arch: Architecture, resolution: int) -> None:

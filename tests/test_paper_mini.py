@@ -1,6 +1,7 @@
 """A paper-shaped mini config end to end: the same sources as config/paper.yaml
-(Brain-Score assembly and stimulus set, robustness-library checkpoints), tiny sizes,
-served by a loopback HTTP server; then the lab's loop (export for the rig, ingest)."""
+(Brain-Score assembly and stimulus set, robustness-library checkpoints of two
+architectures, L2 and L-infinity), tiny sizes, served by a loopback HTTP server with
+some files only at a later mirror; then the lab's loop (export for the rig, ingest)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from loopback_server import LoopbackServer
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import io
-from neuroattack.models import ResNet50, network_from_dataset
+from neuroattack.models import Architecture, TorchvisionResNet, network_from_dataset
 
 pytestmark = pytest.mark.slow
 N_IMAGES = 16
@@ -31,8 +32,9 @@ def digest(path: Path, algorithm: str) -> str:
 def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("served")
     write_assembly(root / "assy_dicarlo_MajajHong2015_public.nc", n_images=N_IMAGES, n_reps=4)
-    write_stimulus_set(root, n_images=N_IMAGES, side=40)
-    write_robustness_checkpoint(root / "resnet50_l2_eps0.ckpt", seed=0)
+    truth = write_stimulus_set(root, n_images=N_IMAGES, side=40, stem="stimulus_hvm-public")
+    truth.csv_path.rename(root / "image_dicarlo_hvm-public.csv")  # the CSV only at its older location
+    write_robustness_checkpoint(root / "resnet18_linf_eps4.0.ckpt", seed=0, architecture="resnet18")
     write_robustness_checkpoint(root / "resnet50_l2_eps3.ckpt", seed=1)
     server = LoopbackServer(root).start()
     yield server
@@ -40,19 +42,36 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
 
 
 def mini_config(server: LoopbackServer, workdir: Path, perturbed: str | None = None) -> Path:
-    """config/paper.yaml with loopback URLs and tiny sizes; one checkpoint without a checksum."""
+    """config/paper.yaml with loopback URLs and tiny sizes: the stimulus CSV and one checkpoint
+    answer only at their second mirror (the first gives 404); that checkpoint has no checksum."""
     config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     root = server.root
     config["results"] = "results/mini"
     config["stimuli"].update(resolution=32)
-    for key, name in [("csv", "image_dicarlo_hvm-public.csv"), ("zip", "image_dicarlo_hvm-public.zip")]:
-        config["stimuli"][key] = {"url": server.url(name) + "?versionId=x", "sha1": digest(root / name, "sha1")}
+    config["stimuli"]["csv"] = {
+        "urls": [server.url("brainscore-storage/stimulus_hvm-public.csv"), server.url("image_dicarlo_hvm-public.csv")],
+        "sha1": digest(root / "image_dicarlo_hvm-public.csv", "sha1"),
+    }
+    config["stimuli"]["zip"] = {
+        "urls": [server.url("stimulus_hvm-public.zip"), server.url("older/stimulus_hvm-public.zip")],
+        "sha1": digest(root / "stimulus_hvm-public.zip", "sha1"),
+    }
     assembly = "assy_dicarlo_MajajHong2015_public.nc"
     config["recordings"].update(
-        assembly={"url": server.url(assembly), "sha1": digest(root / assembly, "sha1")}, sites=2, perturbed=perturbed
+        assembly={"url": server.url(assembly) + "?versionId=x", "sha1": digest(root / assembly, "sha1")},
+        sites=2,
+        perturbed=perturbed,
     )
     config["networks"] = {
-        "resnet50_l2_eps0": {"eps": 0.0, "checkpoint": {"url": server.url("resnet50_l2_eps0.ckpt"), "sha256": None}},
+        "resnet18_linf_eps4_255": {
+            "eps": 4 / 255,
+            "norm": "linf",
+            "architecture": "resnet18",
+            "checkpoint": {
+                "urls": [server.url("gone/resnet18_linf_eps4.0.ckpt"), server.url("resnet18_linf_eps4.0.ckpt")],
+                "sha256": None,
+            },
+        },
         "resnet50_l2_eps3": {
             "eps": 3.0,
             "checkpoint": {
@@ -107,10 +126,25 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
 
 def test_downloads_are_verified_and_unknown_checksums_recorded(mini_run: Path, served: LoopbackServer) -> None:
     downloads = mini_run / "downloads"
-    eps0 = downloads / "checkpoints" / "resnet50_l2_eps0.ckpt"
-    assert eps0.read_bytes() == (served.root / "resnet50_l2_eps0.ckpt").read_bytes()
-    assert (downloads / "checkpoints" / "resnet50_l2_eps0.ckpt.sha256").read_text().split()[0] == digest(eps0, "sha256")
+    linf = downloads / "checkpoints" / "resnet18_linf_eps4_255.ckpt"
+    assert linf.read_bytes() == (served.root / "resnet18_linf_eps4.0.ckpt").read_bytes()
+    assert (downloads / "checkpoints" / "resnet18_linf_eps4_255.ckpt.sha256").read_text().split()[0] == digest(
+        linf, "sha256"
+    )
     assert not list(downloads.rglob("*.part"))
+
+
+def test_a_later_mirror_delivers_under_the_first_ones_name(mini_run: Path, served: LoopbackServer) -> None:
+    downloads = mini_run / "downloads"
+    csv = downloads / "brainscore" / "stimulus_hvm-public.csv"  # named after the first URL
+    assert csv.read_bytes() == (served.root / "image_dicarlo_hvm-public.csv").read_bytes()
+    assert not (downloads / "brainscore" / "image_dicarlo_hvm-public.csv").exists()
+    log = (mini_run / "results/mini/logs/download/brainscore/stimulus_hvm-public.csv.log").read_text()
+    assert "mirror 1 of 2 failed" in log and "404" in log and "brainscore-storage/stimulus_hvm-public.csv" in log
+    assert "image_dicarlo_hvm-public.csv: delivered stimulus_hvm-public.csv (mirror 2 of 2)" in log
+    paths = [r.path for r in served.requests]
+    assert "/gone/resnet18_linf_eps4.0.ckpt" in paths
+    assert "/older/stimulus_hvm-public.zip" not in paths  # the first mirror answered
 
 
 def test_converted_inputs_match_the_sources(mini_run: Path) -> None:
@@ -120,8 +154,14 @@ def test_converted_inputs_match_the_sources(mini_run: Path) -> None:
     recordings = io.read_dataset(results / "recordings/clean.nc")
     assert set(recordings["region"].values) == {"IT"} and recordings.sizes["neuroid"] == 3
     assert recordings.sizes["presentation"] == N_IMAGES * 4
-    network = network_from_dataset(io.read_dataset(results / "networks/resnet50_l2_eps3.nc"))
-    assert isinstance(network, ResNet50)
+    weights = io.read_dataset(results / "networks/resnet50_l2_eps3.nc")
+    assert Architecture.from_json(weights.attrs["architecture"]).name == "resnet50"
+    assert weights.attrs["training_norm"] == "l2" and weights.attrs["training_eps"] == 3.0
+    assert isinstance(network_from_dataset(weights), TorchvisionResNet)
+    linf = io.read_dataset(results / "networks/resnet18_linf_eps4_255.nc")
+    assert Architecture.from_json(linf.attrs["architecture"]).name == "resnet18"
+    assert linf.attrs["training_norm"] == "linf" and linf.attrs["training_eps"] == 4 / 255
+    assert io.read_dataset(results / "features/resnet18_linf_eps4_255.nc").sizes["unit"] == 512
     models = io.read_dataset(results / "site_models/site_models.nc")
     assert models.sizes["site"] == 2
 
@@ -130,7 +170,7 @@ def test_outputs_without_rig_recordings(mini_run: Path) -> None:
     results = mini_run / "results" / "mini"
     sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
     populations = set(sensitivity["population"].values.tolist())
-    assert {"surrogate (predicted)", "resnet50_l2_eps0", "resnet50_l2_eps3"} <= populations
+    assert {"surrogate (predicted)", "resnet18_linf_eps4_255", "resnet50_l2_eps3"} <= populations
     assert "brain (black box)" not in populations
     assert bool(np.isfinite(sensitivity["s_tilde"]).all())
     assert (results / "figures/figure1.png").stat().st_size > 10_000
@@ -154,6 +194,59 @@ def test_second_run_does_nothing_and_touched_downloads_are_not_fetched_again(
     assert run.returncode == 0
     assert "rule download:" not in run.stdout  # downstream rules may rerun; the transfer never does
     assert len(served.requests) == before
+
+
+def _planned(dry_run_output: str) -> dict[str, int]:
+    """{rule: count} of a dry run; {} when there is nothing to be done."""
+    return {} if "Nothing to be done" in dry_run_output else job_counts(dry_run_output)
+
+
+def test_editing_mirror_lists_triggers_nothing(mini_run: Path, served: LoopbackServer) -> None:
+    config = yaml.safe_load((mini_run / "mini.yaml").read_text())
+    csv = config["stimuli"]["csv"]
+    csv.update(urls=csv["urls"][::-1], name="stimulus_hvm-public.csv")  # reordered; the local name pinned
+    config["recordings"]["assembly"]["urls"] = [config["recordings"]["assembly"].pop("url"), "file:///mnt/mirror/a.nc"]
+    checkpoint = config["networks"]["resnet18_linf_eps4_255"]["checkpoint"]
+    checkpoint["urls"] = checkpoint["urls"][1:]  # the dead mirror dropped
+    edited = mini_run / "mirrors.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    before = len(served.requests)
+    # the same jobs as with the unedited config (an earlier test touched the checkpoints, so the
+    # conversions may be due again; the downloads never are)
+    unedited = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(mini_run / "mini.yaml"))
+    run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(edited))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rule download:" not in run.stdout
+    assert _planned(run.stdout) == _planned(unedited.stdout)
+    # without `name`, the first URL names the file: a new first mirror means a new local file
+    del csv["name"]
+    edited.write_text(yaml.safe_dump(config))
+    run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(edited))
+    assert "downloads/brainscore/image_dicarlo_hvm-public.csv" in run.stdout
+    assert job_counts(run.stdout)["download"] == 1
+    assert len(served.requests) == before
+
+
+def test_pinning_a_recorded_checksum_reruns_the_download_without_a_transfer(
+    mini_run: Path, served: LoopbackServer
+) -> None:
+    target = "downloads/checkpoints/resnet18_linf_eps4_255.ckpt"
+    path = mini_run / target
+    stat_before = path.stat()
+    recorded = (mini_run / f"{target}.sha256").read_text().split()[0]
+    config = yaml.safe_load((mini_run / "mini.yaml").read_text())
+    config["networks"]["resnet18_linf_eps4_255"]["checkpoint"]["sha256"] = recorded
+    pinned = mini_run / "pinned.yaml"
+    pinned.write_text(yaml.safe_dump(config))
+    before = len(served.requests)
+    for configfile in (pinned, mini_run / "mini.yaml"):  # pinned, then back as it was
+        run = snakemake(mini_run, "--cores", "1", target, configfile=str(configfile))
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "rule download:" in run.stdout + run.stderr  # the checksum is in its params
+    assert len(served.requests) == before  # verified in place, not fetched
+    assert path.stat().st_ino == stat_before.st_ino  # the same file (Snakemake touches it: what reads it reruns)
+    log = (mini_run / "results/mini/logs/download/checkpoints/resnet18_linf_eps4_255.ckpt.log").read_text()
+    assert f"verified (sha256 {recorded})" in log
 
 
 def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: LoopbackServer) -> None:

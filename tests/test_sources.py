@@ -14,9 +14,11 @@ import torch
 import xarray as xr
 from fixtures_brainscore import (
     ASSEMBLY_NAME,
+    BRAINSCORE_CORE_MISSING,
     ROBUST_MEAN,
     ROBUST_STD,
     AssemblyTruth,
+    reference_truth,
     robustness_state_dict,
     write_assembly,
     write_robustness_checkpoint,
@@ -26,16 +28,20 @@ from PIL import Image
 
 from neuroattack import sources
 from neuroattack.io import read_dataset, write_dataset
-from neuroattack.models import Architecture, network_from_dataset
+from neuroattack.models import TORCHVISION_RESNETS, Architecture, build_network, network_from_dataset
 from neuroattack.recordings import mean_response
 from neuroattack.sources import (
+    CheckpointMismatchError,
     brainscore_assembly_to_recordings,
     brainscore_stimuli_to_dataset,
     image_folder_to_stimuli,
     image_to_pixels,
     make_stimuli,
+    recordings_from_source,
+    robust_architecture,
     robust_checkpoint_to_weights,
     table_to_recordings,
+    weights_from_checkpoint,
 )
 
 # ---------------------------------------------------------------------- make_stimuli
@@ -146,6 +152,70 @@ def test_assembly_errors_name_the_problem(assembly: AssemblyTruth) -> None:
         brainscore_assembly_to_recordings(ds.isel(time_bin=0, drop=True), "IT")
     with pytest.raises(ValueError, match="one data variable"):
         brainscore_assembly_to_recordings(ds.assign(other=ds[ASSEMBLY_NAME]), "IT")
+
+
+# ---------------------------------------- files written by Brain-Score's own writer (2.5)
+
+
+def test_assembly_written_by_brainscore_core_converts() -> None:
+    truth = reference_truth()
+    recordings = recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": truth.assembly})
+    chosen = [i for i, r in enumerate(truth.region) if r == "IT"]
+    np.testing.assert_array_equal(recordings["response"].values, truth.values[:, chosen, 0])
+    assert recordings["stimulus_id"].values.tolist() == truth.stimulus_id
+    assert recordings["repetition"].values.tolist() == truth.repetition
+    assert recordings["neuroid_id"].values.tolist() == [truth.neuroid_id[i] for i in chosen]
+    assert recordings["animal"].values.tolist() == [truth.animal[i] for i in chosen]
+    assert recordings.attrs["source_assembly"] == truth.assembly.name  # the variable is just 'data'
+    assert recordings.attrs["source_stimulus_set"] == "neuroattack.reference"
+    v4 = brainscore_assembly_to_recordings(read_dataset(truth.assembly), "V4", time_bin=(170, 270))
+    np.testing.assert_array_equal(v4["response"].values, truth.values[:, [3, 4], 1])
+
+
+def test_stimulus_set_written_by_brainscore_core_converts() -> None:
+    truth = reference_truth()
+    stimuli = brainscore_stimuli_to_dataset(truth.csv, truth.zip, resolution=8)
+    assert stimuli["stimulus_id"].values.tolist() == list(truth.images)
+    assert stimuli["category"].values.tolist() == [truth.category[s] for s in truth.images]
+    for stimulus, pixels in truth.images.items():
+        np.testing.assert_array_equal(stimuli["pixels"].sel(stimulus_id=stimulus).values, pixels)
+
+
+def _layout(path: Path) -> dict[str, object]:
+    """What a reader of an assembly file depends on: variables, dims, dtype kinds, encoding, attrs."""
+    with xr.open_dataset(path) as ds:
+        data = ds["data"] if "data" in ds else ds[next(iter(ds.data_vars))]
+        encoding = {k: data.encoding.get(k) for k in ("zlib", "complevel", "shuffle", "dtype")}
+        return {
+            "data_vars": list(ds.data_vars),
+            "indexes": list(ds.indexes),
+            "coord_dims": sorted({c.dims for c in ds.coords.values()}),
+            "coord_kinds": sorted({(c.dims[0], c.dtype.kind) for c in ds.coords.values()}),
+            "encoding": encoding,
+            "file_attrs": sorted(ds.attrs),
+            "data_attrs": sorted(data.attrs),
+        }
+
+
+def test_the_brainscore_core_fixture_has_the_real_writers_layout(tmp_path: Path) -> None:
+    truth = write_assembly(tmp_path / "assy.nc", id_coord="stimulus_id", writer="brainscore-core")
+    ours, real = _layout(truth.path), _layout(reference_truth().assembly)
+    # the reference has fewer coordinates; every other property of the layout is the same
+    assert {k: v for k, v in ours.items() if k != "coord_kinds"} == {
+        k: v for k, v in real.items() if k != "coord_kinds"
+    }
+    assert set(real["coord_kinds"]) <= set(ours["coord_kinds"])  # type: ignore[arg-type]
+    ds = read_dataset(truth.path)
+    _check_recordings(brainscore_assembly_to_recordings(ds, "IT"), truth, "IT", 0)
+    _check_recordings(brainscore_assembly_to_recordings(ds, "V4", (170, 270)), truth, "V4", 1)
+
+
+@pytest.mark.skipif(BRAINSCORE_CORE_MISSING is not None, reason=str(BRAINSCORE_CORE_MISSING))
+def test_fixture_assemblies_come_from_brainscore_cores_own_writer(tmp_path: Path) -> None:
+    import brainscore_core  # noqa: F401  (present: write_assembly used its write_netcdf)
+
+    truth = write_assembly(tmp_path / "assy.nc", writer="brainscore-core")
+    _check_recordings(brainscore_assembly_to_recordings(read_dataset(truth.path), "IT"), truth, "IT", 0)
 
 
 # ----------------------------------------------------------------- Brain-Score stimuli
@@ -402,18 +472,86 @@ def test_checkpoint_without_dataparallel_prefix_and_old_batchnorm(
 
 def test_checkpoint_mismatches_are_reported(checkpoint: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
     path, classifier = checkpoint
-    with pytest.raises(ValueError, match=r"fc\.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"fc\.weight is expected with shape \(10, 2048\)") as caught:
         robust_checkpoint_to_weights(path, Architecture(name="resnet50", num_classes=10))
+    assert "(1000, 2048)" in str(caught.value) and "1000 classes, not 10" in str(caught.value)
     state = robustness_state_dict(classifier)
     del state["module.model.layer1.0.conv1.weight"]
     state["module.model.extra.weight"] = torch.zeros(1)
     broken = tmp_path / "broken.ckpt"
     torch.save({"model": state}, broken)
-    with pytest.raises(KeyError, match=r"layer1\.0\.conv1\.weight") as caught:
+    with pytest.raises(CheckpointMismatchError, match=r"layer1\.0\.conv1\.weight") as caught:
         robust_checkpoint_to_weights(broken)
-    assert "extra.weight" in str(caught.value)
+    message = str(caught.value)
+    assert str(broken) in message and "extra.weight" in message and "matches none of" in message
     with pytest.raises(FileNotFoundError):
         robust_checkpoint_to_weights(tmp_path / "absent.ckpt")
+
+
+def test_checkpoint_of_another_architecture_names_the_fix(checkpoint: tuple[Path, torch.nn.Module]) -> None:
+    path, _ = checkpoint  # a ResNet-50
+    with pytest.raises(CheckpointMismatchError) as caught:
+        weights_from_checkpoint(path, "wrn_l2_eps3", {"eps": 3.0, "architecture": "wide_resnet50_2"})
+    message = str(caught.value)
+    assert str(path) in message
+    # the first tensor that differs, with the expected (wide) and the found shape
+    assert "layer1.0.conv1.weight is expected with shape (128, 64, 1, 1) but has shape (64, 64, 1, 1)" in message
+    assert "set networks.wrn_l2_eps3.architecture to resnet50" in message
+
+
+@pytest.fixture(scope="module")
+def resnet18_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, torch.nn.Module]]:
+    path = tmp_path_factory.mktemp("ckpt18") / "resnet18_linf_eps4.0.ckpt"
+    classifier = write_robustness_checkpoint(path, seed=5, architecture="resnet18")
+    yield path, classifier
+    path.unlink()
+
+
+def test_resnet18_linf_checkpoint_converts(resnet18_checkpoint: tuple[Path, torch.nn.Module]) -> None:
+    path, classifier = resnet18_checkpoint
+    weights = weights_from_checkpoint(path, "r18", {"eps": 4 / 255, "norm": "linf", "architecture": "resnet18"})
+    assert weights.attrs["training_norm"] == "linf" and weights.attrs["training_eps"] == 4 / 255
+    assert Architecture.from_json(weights.attrs["architecture"]).name == "resnet18"
+    network = network_from_dataset(weights)
+    assert network.feature_dim == 512
+    for key, tensor in classifier.state_dict().items():
+        assert torch.equal(network.model.state_dict()[key], tensor), key
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), _direct_logits(classifier, x), rtol=0, atol=1e-5)
+
+
+def test_resnet18_checkpoint_read_as_the_default_resnet50_names_the_fix(
+    resnet18_checkpoint: tuple[Path, torch.nn.Module],
+) -> None:
+    path, _ = resnet18_checkpoint
+    with pytest.raises(CheckpointMismatchError) as caught:
+        weights_from_checkpoint(path, "r18", {"eps": 4 / 255, "norm": "linf"})  # architecture left out
+    message = str(caught.value)
+    assert str(path) in message and "a resnet50 with 1000 classes" in message
+    assert "layer1.0.conv1.weight is expected with shape (64, 64, 1, 1) but has shape (64, 64, 3, 3)" in message
+    assert "set networks.r18.architecture to resnet18" in message
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_RESNETS))
+def test_every_checkpoint_architecture_is_torchvisions(name: str) -> None:
+    """The converter builds exactly torchvision's network for each name (same tensors and shapes)."""
+    with torch.device("meta"):
+        network = build_network(robust_architecture(name))
+        reference = TORCHVISION_RESNETS[name](weights=None)
+    ours = {k.removeprefix("model."): tuple(v.shape) for k, v in network.state_dict().items() if k.startswith("model.")}
+    assert ours == {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert network.feature_dim == reference.fc.in_features
+    with pytest.raises(ValueError, match="resnet18, resnet50, wide_resnet50_2"):
+        robust_architecture("vgg16")
+
+
+def test_checkpoint_settings_are_checked(checkpoint: tuple[Path, torch.nn.Module]) -> None:
+    path, _ = checkpoint
+    with pytest.raises(ValueError, match=r"networks\.x\.norm"):
+        weights_from_checkpoint(path, "x", {"eps": 3.0, "norm": "l1"})
+    weights = weights_from_checkpoint(path, "x", {"eps": 3.0})  # the defaults: resnet50, l2
+    assert weights.attrs["training_norm"] == "l2" and weights.attrs["training_eps"] == 3.0
 
 
 class _Arbitrary:

@@ -33,8 +33,11 @@ def test_default_dry_run_job_counts(tmp_path: Path) -> None:
     assert counts["features"] == len(config["networks"])
 
 
-def write_config(tmp_path: Path, change: dict) -> str:  # type: ignore[type-arg]
-    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+CHECKPOINT = {"url": "file:///m/x.ckpt"}
+
+
+def write_config(tmp_path: Path, change: dict, base: str = "config/tiny.yaml") -> str:  # type: ignore[type-arg]
+    config = yaml.safe_load((REPO / base).read_text())
     for dotted, value in change.items():
         *parents, key = dotted.split(".")
         node = config
@@ -53,12 +56,28 @@ def write_config(tmp_path: Path, change: dict) -> str:  # type: ignore[type-arg]
         ({"attack.restarts": 0}, "restarts"),
         ({"attack.eps": "large"}, "eps"),
         ({"surrogate.network": "nonexistent"}, "nonexistent"),
+        ({"networks.standard.norm": "linf"}, "downloaded networks"),
+        ({"networks.ckpt": {"eps": 4.0, "norm": "linf", "checkpoint": CHECKPOINT}}, "maximum of 1"),
+        ({"networks.ckpt": {"eps": 3.0, "architecture": "vgg16", "checkpoint": CHECKPOINT}}, "vgg16"),
+        ({"networks.ckpt": {"eps": 3.0, "checkpoint": {**CHECKPOINT, "urls": ["file:///m/x.ckpt"]}}}, "each of"),
+        ({"networks.ckpt": {"eps": 3.0, "checkpoint": {"urls": []}}}, "non-empty"),
+        ({"networks.ckpt": {"eps": 3.0, "checkpoint": {**CHECKPOINT, "sha1": None, "sha256": None}}}, "sha256"),
+        ({"networks.ckpt": {"eps": 3.0, "checkpoint": {**CHECKPOINT, "name": "a.ckpt"}}}, "'name' was unexpected"),
     ],
 )
 def test_bad_config_stops_with_a_message_naming_the_key(tmp_path: Path, change: dict, named: str) -> None:  # type: ignore[type-arg]
     run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=write_config(tmp_path, change))
     assert run.returncode != 0
     assert named in run.stdout + run.stderr
+
+
+def test_two_downloads_under_one_local_name_are_refused(tmp_path: Path) -> None:
+    change = {"stimuli.csv.name": "hvm", "stimuli.zip.name": "hvm"}
+    run = snakemake(
+        tmp_path, "--dry-run", "--cores", "1", configfile=write_config(tmp_path, change, "config/paper.yaml")
+    )
+    assert run.returncode != 0
+    assert "stimuli.zip and stimuli.csv would both be downloaded to brainscore/hvm" in run.stdout + run.stderr
 
 
 # --- end to end -----------------------------------------------------------------------

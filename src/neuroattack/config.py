@@ -9,11 +9,18 @@ change a result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # Keys that only tune speed or memory: the same numbers come out whatever their value.
 PERFORMANCE_KEYS = frozenset({"chunk_rows"})
+
+# Downloaded networks (`networks.<name>` with a `checkpoint`): the torchvision architecture
+# that the checkpoint holds, and the norm of its adversarial training (eps in pixels in [0, 1]).
+CHECKPOINT_ARCHITECTURES = ("resnet18", "resnet50", "wide_resnet50_2")
+DEFAULT_CHECKPOINT_ARCHITECTURE = "resnet50"
+NORMS = ("l2", "linf")
+DEFAULT_NORM = "l2"
 
 
 def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -67,3 +74,13 @@ def science(section: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, A
     without `drop` (keys that a rule handles otherwise) and without performance keys."""
     skipped = PERFORMANCE_KEYS | set(drop)
     return {key: canonical(section[key]) for key in sorted(section) if key not in skipped}
+
+
+def config_entry(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    """The value at `keys` (e.g. ["stimuli", "csv"]) of a nested config; a KeyError names the dotted key."""
+    node: Any = config
+    for depth, key in enumerate(keys):
+        if not isinstance(node, Mapping) or key not in node:
+            raise KeyError(f"config has no key {'.'.join(keys[: depth + 1])!r}")
+        node = node[key]
+    return node

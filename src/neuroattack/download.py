@@ -25,6 +25,12 @@ same path: the file is streamed into `<dest>.part` (resuming at the part's
 size), verified and renamed; the copy gets the mode a new file gets under the
 umask, not the mirror's. A missing source file is an error naming its path, and
 a URL that names `dest` itself never has it deleted.
+
+Mirrors: `download_from_mirrors(urls, dest, ...)` takes several URLs of one file
+(one checksum) and tries them in order until one delivers the file verified;
+each failure is reported as it happens and the final error lists every mirror
+and why it failed. `remote_urls`, `remote_checksum` and `remote_file_name` read
+a remote-file entry of the config (`{url or urls, sha1 or sha256, name}`).
 """
 
 from __future__ import annotations
@@ -38,9 +44,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from neuroattack import __version__
 
@@ -357,6 +363,44 @@ def _fetch(
             attempt += 1
 
 
+def _fetch_verified(
+    url: str,
+    target: Path,
+    expected: str | None,
+    algorithm: Algorithm,
+    retries: int,
+    timeout: float,
+    backoff_s: float,
+    say: Callable[[str], None],
+    progress_interval_s: float,
+) -> str:
+    """Fetch `url` into `target` through `<target>.part`, verify it and rename it into place."""
+    part = part_path(target)
+    if part.exists():
+        say(f"{url}: resuming from {_human(part.stat().st_size)} already in {part}")
+    else:
+        say(f"{url}: downloading to {target}")
+    resumed = _fetch(url, part, retries, timeout, backoff_s, say, progress_interval_s)
+    actual = file_digest(part, algorithm)
+    if expected is not None and actual != expected and resumed:
+        # bytes kept from an earlier attempt may belong to another version of the file
+        say(f"{url}: {algorithm} mismatch after resuming; downloading the whole file again")
+        part.unlink()
+        _fetch(url, part, retries, timeout, backoff_s, say, progress_interval_s)
+        actual = file_digest(part, algorithm)
+    if expected is not None and actual != expected:
+        part.unlink()
+        raise DownloadError(
+            f"{url}: {algorithm} mismatch: expected {expected}, got {actual}. The download was deleted; "
+            "the file on the server may have changed — check the URL and the checksum in the config"
+        )
+    os.replace(part, target)
+    write_sidecar(target, actual, algorithm)
+    if expected is None:
+        say(f"{url}: no checksum given; {algorithm} {actual} recorded in {sidecar_path(target, algorithm)}")
+    return actual
+
+
 def download(
     url: str,
     dest: str | os.PathLike[str],
@@ -382,39 +426,124 @@ def download(
     file:// source, a body still truncated after the retries, or a checksum
     mismatch; `dest` is never left behind then.
     """
-    expected = _check_arguments(url, checksum, algorithm, retries, timeout)
+    return download_from_mirrors(
+        [url],
+        dest,
+        checksum,
+        algorithm,
+        retries,
+        timeout,
+        backoff_s=backoff_s,
+        progress=progress,
+        progress_interval_s=progress_interval_s,
+    )
+
+
+def download_from_mirrors(
+    urls: Sequence[str],
+    dest: str | os.PathLike[str],
+    checksum: str | None = None,
+    algorithm: Algorithm = "sha256",
+    retries: int = 5,
+    timeout: float = 60.0,
+    *,
+    backoff_s: float = 2.0,
+    progress: Callable[[str], None] | None = _stderr,
+    progress_interval_s: float = 15.0,
+) -> str:
+    """Download one file from the first of `urls` (mirrors of it) that delivers it
+    verified, to `dest`; return its hex digest.
+
+    Every URL is checked before anything is fetched. An existing `dest` that
+    verifies is kept and no mirror is contacted. Otherwise the mirrors are tried in
+    order, each as `download` tries one URL (retries, resume, checksum); a mirror
+    that fails for good (a 4xx answer, a checksum mismatch, a body still truncated
+    after the retries, a missing file:// source) is reported through `progress`
+    and the next one is tried. Bytes kept from a failed mirror are resumed from the
+    next one only when a checksum verifies the result; without one the next mirror
+    starts from byte 0. With one URL the error is that URL's own; with several,
+    the DownloadError names every mirror and why it failed.
+    """
+    if isinstance(urls, str):
+        raise TypeError("urls must be a list of URLs; for one URL call download()")
+    if not urls:
+        raise ValueError(f"no URL given for {dest}: list at least one")
+    expected = None
+    for url in urls:
+        expected = _check_arguments(url, checksum, algorithm, retries, timeout)
     say = progress if progress is not None else (lambda _message: None)
     target = Path(dest)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if urllib.parse.urlsplit(url).scheme == "file":
-        _check_source_is_not_dest(url, target, expected, algorithm)
+    for url in urls:
+        if urllib.parse.urlsplit(url).scheme == "file":
+            _check_source_is_not_dest(url, target, expected, algorithm)
 
     kept = _existing_digest(target, expected, algorithm, say)
     if kept is not None:
         write_sidecar(target, kept, algorithm)
         return kept
 
-    part = part_path(target)
-    if part.exists():
-        say(f"{url}: resuming from {_human(part.stat().st_size)} already in {part}")
+    failures: list[str] = []
+    for index, url in enumerate(urls):
+        if index:
+            say(f"trying mirror {index + 1} of {len(urls)}: {url}")
+        try:
+            digest = _fetch_verified(
+                url, target, expected, algorithm, retries, timeout, backoff_s, say, progress_interval_s
+            )
+        except DownloadError as error:
+            if len(urls) == 1:
+                raise
+            failures.append(str(error))
+            say(f"mirror {index + 1} of {len(urls)} failed: {error}")
+            if expected is None:
+                part_path(target).unlink(missing_ok=True)
+            continue
+        if index:
+            say(f"{url}: delivered {target.name} (mirror {index + 1} of {len(urls)})")
+        return digest
+    listed = "\n".join(f"  {number}. {failure}" for number, failure in enumerate(failures, start=1))
+    raise DownloadError(
+        f"{target}: none of the {len(urls)} mirrors delivered it:\n{listed}\n"
+        "Check the URLs in the config (a file may have moved: add its new location to the list), "
+        "or download it by hand and give its path as a file:/// URL"
+    )
+
+
+# ------------------------------------------------------------ remote files of the config
+
+
+def remote_urls(remote: Mapping[str, Any]) -> list[str]:
+    """The URLs of a config's remote-file entry, in the order they are tried: its
+    `urls` (mirrors of one file), or its one `url`."""
+    if ("url" in remote) == ("urls" in remote):
+        raise ValueError(f"a remote file gives either 'url' or 'urls' (a list of mirrors), got keys {sorted(remote)}")
+    urls = remote["urls"] if "urls" in remote else [remote["url"]]
+    if isinstance(urls, str) or not urls or not all(isinstance(url, str) for url in urls):
+        raise ValueError(f"'urls' must be a non-empty list of URLs, got {urls!r}")
+    return list(urls)
+
+
+def remote_checksum(remote: Mapping[str, Any]) -> tuple[Algorithm, str | None]:
+    """(algorithm, expected digest or None) of a remote-file entry: its `sha1`, else
+    its `sha256`; None (no key, or null) means: record the digest at first download."""
+    if "sha1" in remote and "sha256" in remote:
+        raise ValueError("a remote file gives one checksum, sha1 or sha256, not both")
+    algorithm: Algorithm = "sha1" if "sha1" in remote else "sha256"
+    value = remote.get(algorithm)
+    return algorithm, None if value is None else str(value)
+
+
+def remote_file_name(remote: Mapping[str, Any]) -> str:
+    """Local file name of a remote-file entry: its `name`, else the last path segment
+    of its first URL (query string excluded). Which mirror answers never changes it."""
+    if remote.get("name"):
+        name = str(remote["name"])
     else:
-        say(f"{url}: downloading to {target}")
-    resumed = _fetch(url, part, retries, timeout, backoff_s, say, progress_interval_s)
-    actual = file_digest(part, algorithm)
-    if expected is not None and actual != expected and resumed:
-        # bytes kept from an earlier attempt may belong to another version of the file
-        say(f"{url}: {algorithm} mismatch after resuming; downloading the whole file again")
-        part.unlink()
-        _fetch(url, part, retries, timeout, backoff_s, say, progress_interval_s)
-        actual = file_digest(part, algorithm)
-    if expected is not None and actual != expected:
-        part.unlink()
-        raise DownloadError(
-            f"{url}: {algorithm} mismatch: expected {expected}, got {actual}. The download was deleted; "
-            "the file on the server may have changed — check the URL and the checksum in the config"
-        )
-    os.replace(part, target)
-    write_sidecar(target, actual, algorithm)
-    if expected is None:
-        say(f"{url}: no checksum given; {algorithm} {actual} recorded in {sidecar_path(target, algorithm)}")
-    return actual
+        first = remote_urls(remote)[0]
+        name = urllib.parse.urlsplit(first).path.rsplit("/", 1)[-1]
+        if not name:
+            raise ValueError(f"{first}: the URL names no file (it ends in '/'); give the entry a 'name'")
+    if "/" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a file name; give the entry a 'name' without '/'")
+    return name

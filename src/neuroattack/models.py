@@ -1,5 +1,6 @@
-"""Networks: small ResNets from torchvision's building blocks, ResNet-50 at paper
-scale, and their weights stored as netCDF (one variable per tensor).
+"""Networks: small ResNets from torchvision's building blocks, torchvision's ImageNet
+ResNets at paper scale (ResNet-18, ResNet-50, Wide ResNet-50-2), and their weights
+stored as netCDF (one variable per tensor).
 
 Every network takes pixels in [0, 1] and normalises inside, so attacks and
 perturbation norms live in pixel space. `features(x)` is the penultimate layer.
@@ -8,7 +9,7 @@ perturbation norms live in pixel space. `features(x)` is the penultimate layer.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,18 +17,26 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor, nn
-from torchvision.models import resnet50
-from torchvision.models.resnet import BasicBlock
+from torchvision.models import resnet18, resnet50, wide_resnet50_2
+from torchvision.models.resnet import BasicBlock, ResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision's ImageNet ResNets by name (the names of `Architecture.name`).
+TORCHVISION_RESNETS: dict[str, Callable[..., ResNet]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "wide_resnet50_2": wide_resnet50_2,
+}
+ARCHITECTURE_NAMES = ("small_resnet", *TORCHVISION_RESNETS)
 
 
 @dataclass(frozen=True)
 class Architecture:
     """What it takes to rebuild a network from its weights file."""
 
-    name: str = "small_resnet"  # "small_resnet" or "resnet50"
+    name: str = "small_resnet"  # one of ARCHITECTURE_NAMES
     widths: tuple[int, ...] = (16, 32, 64)
     blocks: tuple[int, ...] = (1, 1, 1)
     num_classes: int = 10
@@ -100,13 +109,17 @@ class SmallResNet(nn.Module):
         return logits
 
 
-class ResNet50(nn.Module):
-    """torchvision's ResNet-50 with normalisation in front; features = pooled 2048-d."""
+class TorchvisionResNet(nn.Module):
+    """A torchvision ImageNet ResNet (`arch.name`: resnet18, resnet50 or wide_resnet50_2)
+    with normalisation in front; its layers live under `model.` with torchvision's
+    names; features = the pooled penultimate layer (512-d or 2048-d)."""
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
+        if arch.name not in TORCHVISION_RESNETS:
+            raise ValueError(f"{arch.name!r} is not a torchvision ResNet: use one of {', '.join(TORCHVISION_RESNETS)}")
         self.normalize = Normalize(arch.mean, arch.std)
-        self.model = resnet50(weights=None, num_classes=arch.num_classes)
+        self.model = TORCHVISION_RESNETS[arch.name](weights=None, num_classes=arch.num_classes)
         self.feature_dim = self.model.fc.in_features
 
     def features(self, x: Tensor) -> Tensor:
@@ -120,15 +133,15 @@ class ResNet50(nn.Module):
         return logits
 
 
-FeatureNetwork = SmallResNet | ResNet50
+FeatureNetwork = SmallResNet | TorchvisionResNet
 
 
 def build_network(arch: Architecture) -> FeatureNetwork:
     if arch.name == "small_resnet":
         return SmallResNet(arch)
-    if arch.name == "resnet50":
-        return ResNet50(arch)
-    raise ValueError(f"unknown architecture {arch.name!r}: use 'small_resnet' or 'resnet50'")
+    if arch.name in TORCHVISION_RESNETS:
+        return TorchvisionResNet(arch)
+    raise ValueError(f"unknown architecture {arch.name!r}: use one of {', '.join(ARCHITECTURE_NAMES)}")
 
 
 def weights_to_dataset(network: nn.Module, arch: Architecture, attrs: dict[str, Any]) -> xr.Dataset:

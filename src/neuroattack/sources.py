@@ -5,12 +5,15 @@ Stimuli: variable `pixels` (stimulus_id, y, x, channel), uint8 RGB, square;
 along it, and the attribute `resolution` is the side length in pixels.
 
 Sources handled here:
-- Brain-Score assemblies (e.g. MajajHong2015.public, written by brainio: one
-  data variable named after the assembly, dims neuroid x presentation x time_bin,
-  MultiIndex levels stored as plain coordinates) -> recordings;
+- Brain-Score assemblies -> recordings: as the served MajajHong2015.public was
+  written by brainio (one data variable named after the assembly, dims neuroid x
+  presentation x time_bin, MultiIndex levels stored as plain coordinates) and as
+  brainscore-core 2.5's `write_netcdf` writes them (one variable named 'data',
+  zlib-compressed, the assembly's attrs on the file too);
 - Brain-Score stimulus sets (CSV + ZIP) and folders of images -> stimuli;
 - tidy tables (CSV/TSV or netCDF) of single-trial responses -> recordings;
-- robustness-library checkpoints (Engstrom et al.; Salman et al. 2020) -> weights.
+- robustness-library checkpoints (Engstrom et al.; Salman et al. 2020; L2 or
+  L-infinity; torchvision ResNet-18, ResNet-50 or Wide ResNet-50-2) -> weights.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ import torch
 import xarray as xr
 from PIL import Image, ImageOps
 
+from neuroattack.config import CHECKPOINT_ARCHITECTURES, DEFAULT_CHECKPOINT_ARCHITECTURE, DEFAULT_NORM, NORMS
 from neuroattack.io import read_dataset
 from neuroattack.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    TORCHVISION_RESNETS,
     Architecture,
     build_network,
     weights_to_dataset,
@@ -45,9 +50,16 @@ BACKGROUND_GREY = (128, 128, 128)
 RESAMPLING = Image.Resampling.BICUBIC
 UNKNOWN = "unknown"
 
-# The paper-scale networks: torchvision ResNet-50 on ImageNet (mean/std are
-# replaced by the normaliser stored in the checkpoint when it has one).
-ROBUST_RESNET50 = Architecture(name="resnet50", num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+def robust_architecture(name: str) -> Architecture:
+    """A paper-scale network: torchvision's `name` (resnet18, resnet50, wide_resnet50_2) on
+    ImageNet (mean/std are replaced by the normaliser stored in the checkpoint when it has one)."""
+    if name not in CHECKPOINT_ARCHITECTURES:
+        raise ValueError(f"architecture {name!r}: a checkpoint holds one of {', '.join(CHECKPOINT_ARCHITECTURES)}")
+    return Architecture(name=name, num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+ROBUST_RESNET50 = robust_architecture("resnet50")
 
 
 # --------------------------------------------------------------------------- stimuli
@@ -262,18 +274,24 @@ def _text(value: Any) -> str | None:
 
 
 def brainscore_assembly_to_recordings(
-    assembly: xr.Dataset | xr.DataArray, region: str, time_bin: tuple[int, int] = TIME_WINDOW_MS
+    assembly: xr.Dataset | xr.DataArray,
+    region: str,
+    time_bin: tuple[int, int] = TIME_WINDOW_MS,
+    source_name: str | None = None,
 ) -> xr.Dataset:
     """One region and one time bin of a Brain-Score neural assembly as recordings.
 
     Accepts the assembly as read from its netCDF file (a Dataset with one data
     variable, e.g. 'dicarlo.MajajHong2015.public', dims neuroid x presentation x
     time_bin, MultiIndex levels as plain coordinates) or as a brainio
-    DataAssembly. Every presentation (repetition) stays a row. Presentation coords
+    DataAssembly, or as brainscore-core 2.5 writes it (one variable 'data', any dim
+    order). Every presentation (repetition) stays a row. Presentation coords
     used: stimulus_id (older assemblies: image_id) and repetition; neuroid coords:
     neuroid_id, region and (if present) animal; time bin coords: time_bin_start
     and time_bin_end. Values are copied as stored (MajajHong2015 holds normalised
-    firing rates, not raw counts).
+    firing rates, not raw counts). The attribute `source_assembly` is the assembly's
+    `identifier` attribute, else its variable's name, else (for brainscore-core's
+    generic 'data') `source_name`, e.g. the file name.
     """
     array = _assembly_array(assembly)
     for dim in ("presentation", "neuroid"):
@@ -308,7 +326,8 @@ def brainscore_assembly_to_recordings(
         "long_name": "response in the source assembly's units",
         "units": "1",
     }
-    source = _text(array.attrs.get("identifier")) or (str(array.name) if array.name is not None else UNKNOWN)
+    named = str(array.name) if array.name is not None and str(array.name) != "data" else None
+    source = _text(array.attrs.get("identifier")) or named or source_name or UNKNOWN
     recordings.attrs["source_assembly"] = source
     stimulus_set = _text(array.attrs.get("stimulus_set_identifier"))
     if stimulus_set:
@@ -368,7 +387,8 @@ def recordings_from_source(settings: Mapping[str, Any], inputs: Mapping[str, str
     """The configured clean recordings (`recordings` section): one region of a Brain-Score
     assembly (`inputs` assembly) or a lab's table (`inputs` table)."""
     if settings["source"] == "brainscore":
-        return brainscore_assembly_to_recordings(read_dataset(inputs["assembly"]), settings["region"])
+        path = Path(inputs["assembly"])
+        return brainscore_assembly_to_recordings(read_dataset(path), settings["region"], source_name=path.name)
     if settings["source"] == "table":
         return table_to_recordings(inputs["table"])
     raise ValueError(f"recordings.source {settings['source']!r}: import 'brainscore' or 'table' recordings")
@@ -515,10 +535,83 @@ def _float32_tuple(tensor: torch.Tensor) -> tuple[float, ...]:
     return tuple(float(str(np.float32(v))) for v in tensor.detach().flatten().tolist())
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's tensors do not fit the configured architecture; the message names the
+    file, the first tensor that differs (expected and found shape) and what to change."""
+
+
+def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def _torchvision_shapes(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of torchvision's `name` with `num_classes` classes (built on the meta
+    device: no memory, no time)."""
+    with torch.device("meta"):
+        network = TORCHVISION_RESNETS[name](weights=None, num_classes=num_classes)
+    return _shapes(network.state_dict())
+
+
+def _first_difference(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]) -> str:
+    """The first tensor, in the network's order, that `found` lacks or holds with another shape."""
+    for key, shape in expected.items():
+        if key not in found:
+            return f"tensor {key} is expected with shape {shape} but the checkpoint has no such tensor"
+        if found[key] != shape:
+            return f"tensor {key} is expected with shape {shape} but has shape {found[key]} in the checkpoint"
+    key = next(k for k in found if k not in expected)
+    return f"the checkpoint holds tensor {key} (shape {found[key]}), which the architecture has no place for"
+
+
+def _check_architecture(
+    classifier: Mapping[str, torch.Tensor],
+    inner: Mapping[str, torch.Tensor],
+    arch: Architecture,
+    path: Path,
+    setting: str,
+) -> None:
+    """Raise CheckpointMismatchError unless `classifier` has exactly the tensors of `inner`."""
+    found, expected = _shapes(classifier), _shapes(inner)
+    if found == expected:
+        return
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    detail = _first_difference(expected, found)
+    if missing or unexpected:
+        detail += (
+            f" (in all: {len(missing)} tensor(s) missing, e.g. {missing[:3]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
+    else:
+        differing = sum(found[k] != v for k, v in expected.items())
+        detail += f" ({differing} tensor(s) differ in shape)"
+    classes = found.get("fc.weight", (arch.num_classes,))[0]
+    fits = [name for name in CHECKPOINT_ARCHITECTURES if _torchvision_shapes(name, classes) == found]
+    if fits and fits[0] != arch.name:
+        advice = f"The checkpoint holds a {fits[0]}: set {setting} to {fits[0]}"
+        if classes != arch.num_classes:
+            advice += f" (it has {classes} classes, not {arch.num_classes}: is it an ImageNet checkpoint?)"
+    elif fits:
+        advice = (
+            f"It is a {arch.name} with {classes} classes, not {arch.num_classes}: give the checkpoint of a model "
+            f"trained on ImageNet ({arch.num_classes} classes)"
+        )
+    else:
+        advice = (
+            f"It matches none of {', '.join(CHECKPOINT_ARCHITECTURES)} with {classes} classes: check that the "
+            f"file is a robustness-library ImageNet checkpoint of one of them and set {setting} to the one it holds"
+        )
+    raise CheckpointMismatchError(
+        f"{path}: the checkpoint does not hold a {arch.name} with {arch.num_classes} classes, which {setting} "
+        f"asks for: {detail}. {advice}"
+    )
+
+
 def robust_checkpoint_to_weights(
     path: str | os.PathLike[str],
     arch: Architecture = ROBUST_RESNET50,
     attrs: Mapping[str, Any] | None = None,
+    setting: str = "the architecture",
 ) -> xr.Dataset:
     """A robustness-library checkpoint (pickled, loaded with weights_only=True)
     as a weights dataset for `models.network_from_dataset`.
@@ -529,6 +622,10 @@ def robust_checkpoint_to_weights(
     tensors must match `arch`'s network exactly: no missing, unexpected or
     differently shaped tensor, except BatchNorm `num_batches_tracked` counters,
     which very old checkpoints lack and which are set to 0 (unused in eval mode).
+    Otherwise CheckpointMismatchError names the file, the first tensor that
+    differs with its expected and found shape, the architecture the checkpoint
+    does hold if it is one of CHECKPOINT_ARCHITECTURES, and `setting` (the config
+    key that chose `arch`) as what to change.
     """
     path = Path(path)
     checkpoint = _load_checkpoint(path)
@@ -544,25 +641,14 @@ def robust_checkpoint_to_weights(
     reference = network.state_dict()
     inner = {k[len("model.") :]: v for k, v in reference.items() if k.startswith("model.")}
     if len(inner) + sum(k.startswith("normalize.") for k in reference) != len(reference):
-        raise ValueError(f"architecture {arch.name!r} does not keep its layers under 'model.'; use 'resnet50'")
+        raise ValueError(
+            f"architecture {arch.name!r} does not keep its layers under 'model.'; use one of "
+            f"{', '.join(CHECKPOINT_ARCHITECTURES)}"
+        )
+    _check_architecture(classifier, inner, arch, path, setting)
     for key, expected in inner.items():
         if key.endswith("num_batches_tracked") and key not in classifier:
             classifier[key] = torch.zeros_like(expected)
-    missing = sorted(inner.keys() - classifier.keys())
-    unexpected = sorted(classifier.keys() - inner.keys())
-    if missing or unexpected:
-        raise KeyError(
-            f"{path}: checkpoint does not match a {arch.name}: missing {missing[:5]} "
-            f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})"
-        )
-    wrong_shape = {
-        k: (tuple(classifier[k].shape), tuple(v.shape)) for k, v in inner.items() if classifier[k].shape != v.shape
-    }
-    if wrong_shape:
-        raise ValueError(
-            f"{path}: tensor shapes differ from a {arch.name} with {arch.num_classes} classes "
-            f"(checkpoint, expected): {dict(list(wrong_shape.items())[:5])}"
-        )
     state = {f"model.{k}": v.to(reference[f"model.{k}"].dtype) for k, v in classifier.items()}
     state.update({k: v for k, v in reference.items() if k.startswith("normalize.")})
     network.load_state_dict(state, strict=True)
@@ -576,6 +662,26 @@ def robust_checkpoint_to_weights(
             "normaliser_source": normaliser_source,
             **(attrs or {}),
         },
+    )
+
+
+def weights_from_checkpoint(path: str | os.PathLike[str], name: str, settings: Mapping[str, Any]) -> xr.Dataset:
+    """Weights of the downloaded network `networks.<name>` of the config from its checkpoint.
+
+    settings: its `eps` (training budget, pixels in [0, 1]), `norm` (l2 or linf,
+    default l2) and `architecture` (default resnet50). The weights' attrs record
+    `training_eps` and `training_norm`; a checkpoint of another architecture is
+    refused with the key to change, `networks.<name>.architecture`.
+    """
+    architecture = str(settings.get("architecture", DEFAULT_CHECKPOINT_ARCHITECTURE))
+    norm = str(settings.get("norm", DEFAULT_NORM))
+    if norm not in NORMS:
+        raise ValueError(f"networks.{name}.norm = {norm!r}: use one of {', '.join(NORMS)}")
+    return robust_checkpoint_to_weights(
+        path,
+        robust_architecture(architecture),
+        attrs={"training_eps": float(settings["eps"]), "training_norm": norm},
+        setting=f"networks.{name}.architecture",
     )
 
 

@@ -1,12 +1,12 @@
 # Config validation, paths and input functions shared by every rule file.
 import os
 import re
-from urllib.parse import urlparse
 
 import yaml
 from snakemake.utils import validate
 
-from neuroattack.config import science, with_schema_types
+from neuroattack.config import DEFAULT_CHECKPOINT_ARCHITECTURE, DEFAULT_NORM, config_entry, science, with_schema_types
+from neuroattack.download import remote_checksum, remote_file_name
 
 validate(config, "../schemas/config.schema.yaml")
 # Numbers as the schema types them, so that `1` and `1.0` give the same params (no rerun).
@@ -67,22 +67,51 @@ def downloaded(name):
 
 
 def remote_name(remote, folder):
-    """Local file name of a download: the URL's last path segment, in `folder`."""
-    return f"{folder}/{os.path.basename(urlparse(remote['url']).path)}"
+    """Local file name of a download, in `folder`: the entry's `name`, else its first URL's last
+    path segment. Which mirror answers, and the mirrors after the first, never change it."""
+    return f"{folder}/{remote_file_name(remote)}"
 
 
 def all_downloads():
-    """{local name: remote spec} of every file the config downloads."""
-    files = {}
+    """{local name: config keys of its remote-file entry} of every file the config downloads."""
+    entries = []
     stimuli, recordings = config["stimuli"], config["recordings"]
     if stimuli["source"] == "brainscore":
-        files[remote_name(stimuli["csv"], "brainscore")] = stimuli["csv"]
-        files[remote_name(stimuli["zip"], "brainscore")] = stimuli["zip"]
+        entries += [("brainscore", ["stimuli", "csv"]), ("brainscore", ["stimuli", "zip"])]
     if recordings["source"] == "brainscore":
-        files[remote_name(recordings["assembly"], "brainscore")] = recordings["assembly"]
+        entries.append(("brainscore", ["recordings", "assembly"]))
+    files = {}
+    for folder, keys in entries:
+        local = remote_name(config_entry(config, keys), folder)
+        if local in files:
+            config_error(
+                f"{'.'.join(keys)} and {'.'.join(files[local])} would both be downloaded to {local}; "
+                "give one of them a different 'name'"
+            )
+        files[local] = keys
     for name in DOWNLOADED:
-        files[f"checkpoints/{name}.ckpt"] = config["networks"][name]["checkpoint"]
+        files[f"checkpoints/{name}.ckpt"] = ["networks", name, "checkpoint"]
     return files
+
+
+def download_checksum(wildcards):
+    """What identifies a downloaded file, and so the only download setting that reruns it:
+    its checksum ({algorithm: digest}; null = recorded at first download). URLs are not in it."""
+    algorithm, digest = remote_checksum(config_entry(config, DOWNLOADS[wildcards.file]))
+    return science({algorithm: digest})
+
+
+def checkpoint_settings(name):
+    """What the conversion of a downloaded network depends on: its training eps and norm and its
+    architecture, defaults filled in (so writing a default out triggers nothing)."""
+    spec = config["networks"][name]
+    return science(
+        {
+            "eps": spec["eps"],
+            "norm": spec.get("norm", DEFAULT_NORM),
+            "architecture": spec.get("architecture", DEFAULT_CHECKPOINT_ARCHITECTURE),
+        }
+    )
 
 
 DOWNLOADS = all_downloads()

@@ -1,17 +1,22 @@
-# Public inputs: streamed to a partial file, resumed, retried and checksummed
-# (neuroattack.download). Local rules: a cluster's compute nodes may have no internet.
+# Public inputs: streamed to a partial file, resumed, retried and checksummed, from the first of
+# their mirrors that delivers them (neuroattack.download). Local rules: a cluster's compute nodes
+# may have no internet. The params hold only the checksum, which identifies the file: the script
+# reads the URLs from the config entry, so editing a mirror list never reruns a verified download.
 
 
 rule download:
     output:
-        downloaded("{file}"),
+        # update: kept (not deleted) when the job reruns, e.g. after a checksum is pinned; the
+        # script then verifies it in place and fetches nothing unless it does not match
+        update(downloaded("{file}")),
     log:
         log_file("download/{file}"),
     wildcard_constraints:
         file=DOWNLOAD_PATTERN,
     localrule: True
     params:
-        remote=lambda wildcards: science(DOWNLOADS[wildcards.file]),
+        checksum=download_checksum,
+        entry=lambda wildcards: DOWNLOADS[wildcards.file],
     script:
         "../scripts/download.py"
 
@@ -28,6 +33,6 @@ rule convert_checkpoint:
     resources:
         **cpu_job(mem_mb=8000, runtime=20),
     params:
-        eps=lambda wildcards: config["networks"][wildcards.network]["eps"],
+        network=lambda wildcards: checkpoint_settings(wildcards.network),
     script:
         "../scripts/convert_checkpoint.py"

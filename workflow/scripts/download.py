@@ -1,17 +1,18 @@
-"""Rule download: one public input, resumable and checksummed."""
+"""Rule download: one public input from the first of its mirrors that delivers it, resumable and checksummed."""
 
-from neuroattack.download import download
+from neuroattack.config import config_entry
+from neuroattack.download import download_from_mirrors, remote_checksum, remote_urls
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-remote = snakemake.params.remote
-algorithm = "sha1" if "sha1" in remote else "sha256"
-expected = remote.get(algorithm)
-digest = download(remote["url"], snakemake.output[0], expected, algorithm, progress=log.info)
+entry = ".".join(snakemake.params.entry)
+urls = remote_urls(config_entry(snakemake.config, snakemake.params.entry))
+algorithm, expected = remote_checksum(snakemake.params.checksum)
+digest = download_from_mirrors(urls, snakemake.output[0], expected, algorithm, progress=log.info)
 if expected is None:
     log.warning(
         "%s had no checksum in the config; recorded %s %s (add it to the config to pin this file)",
-        remote["url"],
+        entry,
         algorithm,
         digest,
     )
