@@ -226,6 +226,7 @@ def _float32_response(response: ResponseFn, images: Tensor, target: Tensor) -> T
         return response(images, target)
 
 
+FIRST_STEP = 2.0  # the geometric schedule's first step, in radii (APGD starts at 2 eps too)
 PROBE_STRIDE = 7919  # a prime: step t rolls a probe by t * PROBE_STRIDE elements (a fresh direction each step)
 
 
@@ -276,8 +277,8 @@ def _geometric_phase(
     rows: _Rows, start: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None]
 ) -> tuple[Tensor, Tensor]:
     """The default schedule: always step from the latest iterate, with a step that shrinks
-    geometrically from the radius to `final_step` x radius over the phase; keep the best
-    point seen. A row whose gradient is exactly zero jumps a radius along a fresh random
+    geometrically from FIRST_STEP x radius to `final_step` x radius over the phase; keep the
+    best point seen. A row whose gradient is exactly zero jumps a radius along a fresh random
     direction."""
     radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
     current = rows.inside(start, radius)
@@ -285,7 +286,7 @@ def _geometric_phase(
     best, best_value = current, value
     flat_probe = rows.probe.flatten(1)
     for t in range(segment.first_step, segment.first_step + segment.steps):
-        size = radius * settings.final_step ** (t / max(settings.steps - 1, 1))
+        size = radius * FIRST_STEP * (settings.final_step / FIRST_STEP) ** (t / max(settings.steps - 1, 1))
         flat = gradient.flatten(1).abs().amax(dim=1) == 0
         probe = flat_probe.roll(t * PROBE_STRIDE % flat_probe.shape[1], dims=1).view_as(gradient)
         direction = torch.where(_per_row(flat, gradient), probe, gradient)
