@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-TIME_WINDOW_MS = (70, 170)
+from neuroattack.config import TIME_WINDOW_MS as TIME_WINDOW_MS  # the default window, defined with the config
 
 MIN_VALID_REPETITIONS = 2  # per (stimulus, site): a trial for each half of a split
 MIN_USABLE_FRACTION = 0.5  # of the stimuli, for a site to be usable
