@@ -261,8 +261,8 @@ def write_dataset(
         if full is not None:
             raise OSError(
                 errno.ENOSPC,
-                f"{target}: cannot be written, the disk is full ({full}); free some space (or set `results` "
-                "to a folder on a larger disk), then run the same command again",
+                f"{target}: cannot be written, the disk is full ({full}); free some space (or set the config key "
+                "results to a folder on a larger disk), then run the same command again",
             ) from error
         raise
     except BaseException:
@@ -322,8 +322,7 @@ def read_dataset(path: str | os.PathLike[str], kind: Kind | None = None) -> xr.D
         if expected is None:
             raise OSError(f"{target}: not a readable netCDF file ({error}); replace it with a good copy") from error
         raise OSError(
-            f"{target}: not a readable netCDF file ({error}); it is made by {expected.made_by}: "
-            f"{remake_advice(target)}"
+            f"{target}: not a readable netCDF file ({error}); it is made by {expected.made_by}: {remake_advice(target)}"
         ) from error
     if kind is not None:
         require(ds, kind, target)
