@@ -153,8 +153,13 @@ def test_sites_with_too_few_valid_trials_are_dropped_with_a_warning(caplog: pyte
         models = fit((features, recordings, stimuli), sites=None)
     assert models["neuroid_id"].values.tolist() == ["n0", "n1", "n2", "n5"]
     assert models.attrs["unusable_sites"] == ["n3", "n4"]
-    assert "dropped 2 of 6 sites" in caplog.text
+    assert "recordings: dropped 2 of 6 sites: fewer than 2 valid repetitions for more than 50% of the stimuli" in (
+        caplog.text
+    )
     assert bool(np.isfinite(models["reliability"]).all())
+    recordings["response"].values = np.full_like(response, np.nan)
+    with pytest.raises(ValueError, match=r"^clean\.nc: none of the 6 recorded sites is usable"):
+        fit_to_recordings(features, recordings, stimuli, [1.0], folds=3, reliability_splits=2, seed=0, name="clean.nc")
 
 
 def test_a_stimulus_without_valid_trials_is_left_out_of_that_site_only() -> None:

@@ -82,9 +82,10 @@ def fit_to_recordings(
     reliability_splits: int,
     seed: int,
     sites: int | None = None,
+    name: str = "recordings",
 ) -> xr.Dataset:
     """Fit a readout from the surrogate's `features` to every usable recorded site; with
-    `sites`, only to that many most reliable ones.
+    `sites`, only to that many most reliable ones. `name` (the recordings' file) labels messages.
 
     Sites that `recordings.usable_sites` rejects (too few valid repetitions, or no finite
     reliability) are dropped with a warning that counts them, before any ranking, so a NaN
@@ -94,7 +95,7 @@ def fit_to_recordings(
     if unknown:
         raise KeyError(f"recordings name {len(unknown)} stimuli missing from the stimulus set, e.g. {unknown[:3]}")
     reliability = split_half_reliability(recordings, reliability_splits, seed).values
-    keep, unusable = _chosen_sites(recordings, reliability, sites)
+    keep, unusable = _chosen_sites(recordings, reliability, sites, name)
     recordings, reliability = recordings.isel(neuroid=keep), reliability[keep]
     averaged = mean_response(recordings)
     ids = averaged["stimulus_id"].values
@@ -113,15 +114,18 @@ def fit_to_recordings(
     return fitted
 
 
-def _chosen_sites(recordings: xr.Dataset, reliability: np.ndarray, sites: int | None) -> tuple[np.ndarray, list[str]]:
+def _chosen_sites(
+    recordings: xr.Dataset, reliability: np.ndarray, sites: int | None, name: str
+) -> tuple[np.ndarray, list[str]]:
     """Positions of the usable sites (the `sites` most reliable of them), in recorded order,
     and the names of the unusable ones."""
     usable = usable_sites(recordings, reliability)
     names = recordings["neuroid_id"].values.astype(str)
     if not usable.all():
         log.warning(
-            "dropped %d of %d sites with fewer than %d valid repetitions for at least %d%% of the stimuli, "
+            "%s: dropped %d of %d sites: fewer than %d valid repetitions for more than %d%% of the stimuli, "
             "or no finite split-half reliability: %s",
+            name,
             int((~usable).sum()),
             len(usable),
             MIN_VALID_REPETITIONS,
@@ -131,9 +135,9 @@ def _chosen_sites(recordings: xr.Dataset, reliability: np.ndarray, sites: int | 
     keep = np.flatnonzero(usable)
     if keep.size == 0:
         raise ValueError(
-            f"none of the {len(usable)} recorded sites is usable: each needs {MIN_VALID_REPETITIONS} valid "
+            f"{name}: none of the {len(usable)} recorded sites is usable: each needs {MIN_VALID_REPETITIONS} valid "
             f"(non-NaN) repetitions for at least {round(100 * MIN_USABLE_FRACTION)}% of the stimuli and a finite "
-            "split-half reliability; check the recordings"
+            "split-half reliability; check the recordings (the table or assembly they come from)"
         )
     if sites is not None and sites < keep.size:
         ranked = keep[np.argsort(-reliability[keep], kind="stable")]

@@ -16,6 +16,7 @@ models = sitemodels.fit_to_recordings(
     reliability_splits=settings["reliability_splits"],
     seed=snakemake.params.seed,
     sites=snakemake.params.sites,
+    name=snakemake.input.recordings,
 )
 log.info(
     "median predictivity r = %.3f, median reliability = %.3f",
