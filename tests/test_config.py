@@ -7,7 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neuroattack.config import canonical, config_entry, science, with_schema_types
+from neuroattack.config import (
+    EMBEDDED_PHOTOGRAPHS,
+    ConfigError,
+    canonical,
+    config_entry,
+    describe,
+    known_stimulus_count,
+    science,
+    validate_config,
+    with_schema_types,
+)
+from neuroattack.stimuli import CATEGORIES
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -47,3 +58,74 @@ def test_config_entry_walks_nested_keys_and_names_a_missing_one() -> None:
         config_entry(config, ["stimuli", "zip", "url"])
     with pytest.raises(KeyError, match=r"networks\.n\.eps\.x"):
         config_entry(config, ["networks", "n", "eps", "x"])
+
+
+# --- validation: the key, the value, what is allowed; nothing of the schema ------------------
+
+
+def tiny() -> dict:  # type: ignore[type-arg]
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    assert isinstance(config, dict)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("attack", "restarts", 0, "attack.restarts = 0: allowed: a whole number >= 1"),
+        ("attack", "stepz", 3, "attack.stepz = 3: unknown key (allowed here: images, eps, steps, restarts,"),
+        ("attack", "eps", "large", 'attack.eps = "large": allowed: a list of at least 1 item(s), each a number > 0'),
+        ("attack", "precision", "fp8", 'attack.precision = "fp8": allowed: one of "auto", "float32", "mixed", "bf16"'),
+        (
+            "recordings",
+            "time_window_ms",
+            [70],
+            "recordings.time_window_ms = [70]: allowed: a list of exactly 2 item(s)",
+        ),
+        ("networks", "standard", {"eps": 0.0}, 'networks.standard = {"eps": 0.0}: needs exactly one of the keys seed'),
+    ],
+)
+def test_schema_errors_name_key_value_and_what_is_allowed(section: str, key: str, value: object, expected: str) -> None:
+    config = tiny()
+    config[section][key] = value
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config, SCHEMA)
+    message = str(caught.value)
+    assert expected in message, message
+    assert len(message.splitlines()) == 2  # the heading and the one offending key
+    assert "definitions" not in message and "$ref" not in message and "description" not in message
+
+
+def test_a_missing_required_key_is_named() -> None:
+    config = tiny()
+    del config["stimuli"]["per_category"]
+    with pytest.raises(ConfigError, match=r"stimuli\.per_category: missing \(a required key\)"):
+        validate_config(config, SCHEMA)
+
+
+def test_every_shipped_config_is_valid() -> None:
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        validate_config(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+def test_describe_reads_references_and_bounds() -> None:
+    assert describe({"$ref": "#/definitions/positive_int"}, SCHEMA) == "a whole number >= 1"
+    assert describe({"type": ["string", "null"]}) == "text or null"
+
+
+# --- what is known of the stimulus set before any job runs ------------------------------------
+
+
+def test_known_stimulus_count(tmp_path: Path) -> None:
+    assert len(CATEGORIES) == EMBEDDED_PHOTOGRAPHS
+    assert known_stimulus_count({"source": "embedded", "per_category": 6})[0] == 72
+    folder = tmp_path / "images"
+    (folder / "cars").mkdir(parents=True)
+    for name in ("a.png", "b.JPG", ".hidden.png", "notes.txt"):
+        (folder / "cars" / name).write_bytes(b"")
+    assert known_stimulus_count({"source": "folder", "path": str(folder)})[0] == 2
+    assert known_stimulus_count({"source": "folder", "path": str(tmp_path / "absent")})[0] is None
+    csv = tmp_path / "set.csv"
+    assert known_stimulus_count({"source": "brainscore"}, csv)[0] is None  # not downloaded yet
+    csv.write_text('image_id,filename\na,"a.png"\nb,b.png\n')
+    assert known_stimulus_count({"source": "brainscore"}, csv) == (2, f"rows of {csv}")

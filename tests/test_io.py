@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,3 +122,90 @@ def test_written_file_mode_follows_the_umask(mask: int, mode: int, tmp_path: Pat
         io.write_dataset(sample(), path, "t", "s")
         assert stat.S_IMODE(path.stat().st_mode) == mode
         assert os.umask(mask) == mask
+
+
+# --- reading intermediates: what their readers need, and what to do when it is missing ---------
+
+
+def test_an_intermediate_of_the_wrong_schema_names_file_missing_rule_and_command(tmp_path: Path) -> None:
+    not_stimuli = sample().drop_vars("pixels")  # a valid netCDF file, but not a stimulus set
+    path = io.write_dataset(not_stimuli, tmp_path / "stimuli.nc", "t", "s")
+    with pytest.raises(ValueError) as caught:
+        io.read_dataset(path, "stimuli")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a stimuli file")
+    assert "variable(s) pixels, category" in message and "dimension(s) y, x, channel" in message
+    assert "rule stimuli" in message and f"--forcerun {path}" in message
+    assert io.read_dataset(path)["response"].shape == (4, 3)  # without a kind, only readability counts
+
+
+def test_an_unreadable_or_missing_intermediate_names_its_rule_and_command(tmp_path: Path) -> None:
+    junk = tmp_path / "site_models.nc"
+    junk.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(
+        OSError, match=r"rule site_models: run your snakemake command again with --forcerun .*models\.nc"
+    ):
+        io.read_dataset(junk, "site_models")
+    with pytest.raises(FileNotFoundError, match=r"rule attack_image: .*--forcerun .*image0001\.nc"):
+        io.read_dataset(tmp_path / "image0001.nc", "attack")
+    with pytest.raises(ValueError, match="unknown kind"):
+        io.read_dataset(junk, "stimulus")  # type: ignore[arg-type]
+
+
+def test_every_kind_of_intermediate_names_rules_of_the_workflow() -> None:
+    snakefiles = "".join(path.read_text() for path in (Path(__file__).parent.parent / "workflow/rules").glob("*.smk"))
+    defined = set(re.findall(r"^\s*rule (\w+):", snakefiles, flags=re.MULTILINE))
+    for name, kind in io.INTERMEDIATES.items():
+        assert kind.variables or kind.attrs, name
+        assert set(kind.rules) <= defined, (name, set(kind.rules) - defined)
+    assert io.INTERMEDIATES["weights"].made_by == "rule train_network (or convert_checkpoint)"
+
+
+def test_temporaries_of_a_killed_write_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    stale = tmp_path / ".x.nc.k1ll3d.tmp"  # what a write killed between create and rename leaves
+    stale.write_bytes(b"half a file")
+    other = tmp_path / ".y.nc.k1ll3d.tmp"  # another file's: not this write's business
+    other.write_bytes(b"")
+    io.write_dataset(sample(), tmp_path / "x.nc", "t", "s")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".y.nc.k1ll3d.tmp", "x.nc"]
+
+
+FILL_A_SMALL_DISK = """
+import sys
+import numpy as np, xarray as xr
+from neuroattack import io
+data = np.random.default_rng(0).normal(size=(400, 400))  # 640 kB: more than the 256 kB disk holds
+try:
+    io.write_dataset(xr.Dataset({"x": (("a", "b"), data)}), sys.argv[1] + "/big.nc", "t", "s")
+except OSError as error:
+    print(error)
+import os
+print("left:", sorted(os.listdir(sys.argv[1])))
+"""
+
+
+def test_a_full_disk_is_named_with_the_file(tmp_path: Path) -> None:
+    # a real full disk: a 256 kB tmpfs mounted in a private user and mount namespace
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(FILL_A_SMALL_DISK)
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "mount", "-t", "tmpfs", "tmpfs", str(disk)],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.decode().strip()}")
+    command = f"mount -t tmpfs -o size=256k tmpfs {disk} && exec {sys.executable} {script} {disk}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"{disk}/big.nc: cannot be written, the disk is full" in run.stdout, run.stdout + run.stderr
+    assert "left: []" in run.stdout  # no temporary left behind

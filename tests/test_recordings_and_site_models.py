@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from neuroattack import brain
 from neuroattack.models import Architecture, build_network, weights_to_dataset
 from neuroattack.recordings import make_recordings, mean_response, split_half_reliability
-from neuroattack.sitemodels import fit_site_models
+from neuroattack.sensitivity import random_pair_level
+from neuroattack.sitemodels import fit_site_models, fit_to_recordings
+from neuroattack.targeted import natural_references
 
 
 def noisy_recordings(signal: np.ndarray, noise: float, repetitions: int, seed: int):  # type: ignore[no-untyped-def]
@@ -82,3 +87,96 @@ def test_brain_counts_are_poisson_around_the_calibrated_mean() -> None:
     per_stimulus = counts.reshape(200, 64, 5)
     ratio = per_stimulus.var(axis=0).mean() / per_stimulus.mean()
     assert ratio == pytest.approx(1.0, abs=0.1)
+
+
+# --- missing trials (NaN responses) ---------------------------------------------------------
+
+# Noise per site: the most reliable are n1, n5, n2; n0, the least reliable, comes first.
+SITE_NOISE = [3.0, 0.2, 0.3, 2.0, 2.5, 0.25]
+
+
+def linear_world(nan_fraction: float, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Features, stimuli and recordings of sites that are linear in the features, each with
+    its own trial noise, and `nan_fraction` of the single-trial responses missing (NaN)."""
+    rng = np.random.default_rng(seed)
+    n_stimuli, n_features, repetitions = 120, 8, 10
+    ids = [f"s{i:03d}" for i in range(n_stimuli)]
+    activation = rng.normal(size=(n_stimuli, n_features))
+    signal = activation @ rng.normal(size=(n_features, len(SITE_NOISE)))
+    values = signal[None] + rng.normal(size=(repetitions, n_stimuli, len(SITE_NOISE))) * np.asarray(SITE_NOISE)
+    values[rng.random(values.shape) < nan_fraction] = np.nan
+    recordings = make_recordings(
+        values.reshape(-1, len(SITE_NOISE)),
+        stimulus_id=np.tile(ids, repetitions),
+        repetition=np.repeat(np.arange(repetitions), n_stimuli),
+        neuroid_id=[f"n{i}" for i in range(len(SITE_NOISE))],
+        region="IT",
+        animal="m",
+    )
+    features = xr.Dataset(
+        {"activation": (("stimulus_id", "unit"), activation)}, coords={"stimulus_id": ids}, attrs={"network": "net"}
+    )
+    stimuli = xr.Dataset(coords={"stimulus_id": ids, "category": ("stimulus_id", [f"c{i % 4}" for i in range(120)])})
+    return features, recordings, stimuli
+
+
+def fit(world, sites: int | None) -> xr.Dataset:  # type: ignore[no-untyped-def]
+    features, recordings, stimuli = world
+    return fit_to_recordings(
+        features, recordings, stimuli, [0.1, 10.0], folds=3, reliability_splits=5, seed=0, sites=sites
+    )
+
+
+def test_nan_responses_keep_the_most_reliable_sites() -> None:
+    models = fit(linear_world(nan_fraction=0.05), sites=3)
+    assert models["neuroid_id"].values.tolist() == ["n1", "n2", "n5"]
+    assert bool(np.isfinite(models["reliability"]).all()) and bool(np.isfinite(models["predictivity"]).all())
+    assert float(models["reliability"].min()) > 0.9
+    assert bool(np.isfinite(models["weight"]).all())
+
+
+def test_split_half_reliability_ignores_missing_trials() -> None:
+    complete = split_half_reliability(linear_world(0.0)[1], 5, 0).values
+    missing = split_half_reliability(linear_world(0.05)[1], 5, 0).values
+    assert bool(np.isfinite(missing).all())
+    np.testing.assert_allclose(missing, complete, atol=0.05)
+
+
+def test_sites_with_too_few_valid_trials_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    features, recordings, stimuli = linear_world(nan_fraction=0.05)
+    response = recordings["response"].values.copy()
+    rng = np.random.default_rng(1)
+    response[rng.random(len(response)) < 0.9, 3] = np.nan  # n3: most stimuli keep fewer than 2 valid trials
+    response[:, 4] = 2.0  # n4: no variance, so no finite reliability
+    recordings["response"].values = response
+    with caplog.at_level(logging.WARNING):
+        models = fit((features, recordings, stimuli), sites=None)
+    assert models["neuroid_id"].values.tolist() == ["n0", "n1", "n2", "n5"]
+    assert models.attrs["unusable_sites"] == ["n3", "n4"]
+    assert "recordings: dropped 2 of 6 sites: fewer than 2 valid repetitions for more than 50% of the stimuli" in (
+        caplog.text
+    )
+    assert bool(np.isfinite(models["reliability"]).all())
+    recordings["response"].values = np.full_like(response, np.nan)
+    with pytest.raises(ValueError, match=r"^clean\.nc: none of the 6 recorded sites is usable"):
+        fit_to_recordings(features, recordings, stimuli, [1.0], folds=3, reliability_splits=2, seed=0, name="clean.nc")
+
+
+def test_a_stimulus_without_valid_trials_is_left_out_of_that_site_only() -> None:
+    features, recordings, stimuli = linear_world(nan_fraction=0.0)
+    response = recordings["response"].values.copy()
+    response[recordings["stimulus_id"].values == "s007", 1] = np.nan  # n1 never saw s007
+    recordings["response"].values = response
+    models = fit((features, recordings, stimuli), sites=None)
+    assert models["neuroid_id"].values.tolist() == [f"n{i}" for i in range(6)]
+    assert bool(np.isfinite(models["weight"]).all()) and float(models["predictivity"].sel(site=1)) > 0.9
+
+
+def test_random_pair_level_and_natural_references_skip_missing_means() -> None:
+    responses = np.random.default_rng(0).normal(size=(50, 3))
+    responses[4, 1] = np.nan
+    assert np.isfinite(random_pair_level(responses, 200, 0))
+    labels = np.array(["a", "b"] * 25)
+    references = natural_references(responses, responses, labels, np.array(["a"] * 3), np.array(["b"] * 3))
+    for name, values in references.items():
+        assert bool(np.isfinite(values).all()), name

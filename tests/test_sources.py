@@ -140,7 +140,7 @@ def test_assembly_recordings_survive_io(assembly: AssemblyTruth, tmp_path: Path)
 
 def test_assembly_errors_name_the_problem(assembly: AssemblyTruth) -> None:
     ds = read_dataset(assembly.path)
-    with pytest.raises(ValueError, match="70-170"):
+    with pytest.raises(ValueError, match=r"\[70, 170\], \[170, 270\]"):
         brainscore_assembly_to_recordings(ds, "IT", time_bin=(0, 100))
     with pytest.raises(ValueError, match="'V4'"):
         brainscore_assembly_to_recordings(ds, "V1")
@@ -218,6 +218,35 @@ def test_fixture_assemblies_come_from_brainscore_cores_own_writer(tmp_path: Path
     _check_recordings(brainscore_assembly_to_recordings(read_dataset(truth.path), "IT"), truth, "IT", 0)
 
 
+def test_the_time_window_is_a_config_key(assembly: AssemblyTruth) -> None:
+    inputs = {"assembly": assembly.path}
+    default = sources.recordings_from_source({"source": "brainscore", "region": "IT"}, inputs)
+    _check_recordings(default, assembly, "IT", 0)  # 70-170 ms when the config names no window
+    later = {"source": "brainscore", "region": "IT", "time_window_ms": [170, 270]}
+    _check_recordings(sources.recordings_from_source(later, inputs), assembly, "IT", 1)
+    absent = {"source": "brainscore", "region": "IT", "time_window_ms": [0, 100]}
+    with pytest.raises(ValueError) as caught:
+        sources.recordings_from_source(absent, inputs)
+    message = str(caught.value)
+    assert message.startswith(f"{assembly.path}: ")
+    assert "no time bin 0-100 ms; its bins (ms): [70, 170], [170, 270]" in message
+    assert "Set recordings.time_window_ms in the config to one of them" in message
+
+
+def test_converter_errors_name_the_file(assembly: AssemblyTruth, tmp_path: Path) -> None:
+    broken = tmp_path / "assembly.nc"
+    write_dataset(read_dataset(assembly.path).drop_vars("repetition"), broken, title="t", source="test")
+    with pytest.raises(KeyError) as caught:
+        sources.recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": broken})
+    assert str(caught.value.args[0]).startswith(f"{broken}: assembly") and "'repetition'" in str(caught.value)
+    with pytest.raises(ValueError, match=rf"^{assembly.path}: .*no neuroids in region 'V1'"):
+        sources.recordings_from_source({"source": "brainscore", "region": "V1"}, {"assembly": assembly.path})
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(assembly.path.read_bytes()[:2000])
+    with pytest.raises(OSError, match=rf"^{truncated}: not a readable netCDF file .*--forcerun {truncated}$"):
+        sources.recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": truncated})
+
+
 # ----------------------------------------------------------------- Brain-Score stimuli
 
 
@@ -254,6 +283,17 @@ def test_stimulus_set_errors(tmp_path: Path) -> None:
     renamed.to_csv(broken_csv, index=False)
     with pytest.raises(KeyError, match=r"missing\.png"):
         brainscore_stimuli_to_dataset(broken_csv, truth.zip_path, resolution=8)
+
+
+def test_a_truncated_zip_is_named(tmp_path: Path) -> None:
+    truth = write_stimulus_set(tmp_path / "hvm")
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(truth.zip_path.read_bytes()[:-100])  # the central directory is at the end
+    with pytest.raises(ValueError) as caught:
+        brainscore_stimuli_to_dataset(truth.csv_path, truncated, resolution=8)
+    message = str(caught.value)
+    assert message.startswith(f"{truncated}: not a readable ZIP archive")
+    assert message.endswith(f"download it again by running your snakemake command again with --forcerun {truncated}")
 
 
 def _small_stimuli() -> xr.Dataset:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 import yaml
-from workflow_helpers import REPO, assert_same_results, job_counts, snakemake
+from fixtures_brainscore import write_stimulus_set
+from workflow_helpers import REPO, assert_same_results, job_counts, snakemake, snakemake_command
 
 from neuroattack import io
 
@@ -172,3 +179,162 @@ def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Pat
     counts.pop("total")
     aggregates = {"record_attacks", "brain_white_box", "sensitivity", "figure1", "all"}
     assert counts == {"attack_image": 1, **{rule: 1 for rule in aggregates}}, counts
+
+
+# --- when something goes wrong (README, "When something goes wrong") ---------------------
+
+
+def test_a_schema_error_names_key_value_and_what_is_allowed_and_nothing_else(tmp_path: Path) -> None:
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=write_config(tmp_path, {"attack.restarts": 0}))
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "attack.restarts = 0: allowed: a whole number >= 1" in output
+    assert len(output.splitlines()) < 12, output  # not the ~330 lines of schema snakemake.utils.validate prints
+    assert "definitions" not in output and "positive_int" not in output
+
+
+def test_more_attacked_images_than_stimuli_stop_the_run_at_start(tmp_path: Path) -> None:
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=write_config(tmp_path, {"attack.images": 73}))
+    assert run.returncode != 0
+    assert "attack.images = 73, but the stimulus set has only 72 images" in run.stdout + run.stderr
+
+
+def last_line(log: Path) -> str:
+    lines = log.read_text().splitlines()
+    assert "Traceback (most recent call last):" in lines, log.read_text()
+    return lines[-1]
+
+
+@pytest.mark.slow
+def test_a_failed_jobs_log_holds_the_traceback_and_the_cause(tmp_path: Path) -> None:
+    table = tmp_path / "rig.csv"
+    table.write_text("stimulus_id,neuroid_id,response\ncat_001,site0,3\n")  # no repetition column
+    config = write_config(tmp_path, {"recordings": {"source": "table", "path": str(table), "sites": None}})
+    run = snakemake(tmp_path, "--cores", "1", "results/tiny/recordings/clean.nc", configfile=config)
+    assert run.returncode != 0
+    log = tmp_path / "results/tiny/logs/import_recordings.log"
+    assert str(log.relative_to(tmp_path)) in run.stdout + run.stderr  # where snakemake points the user
+    cause = last_line(log)
+    assert cause.endswith(
+        f"cause: KeyError: {table}: missing column(s) ['repetition'] (columns present: "
+        "['stimulus_id', 'neuroid_id', 'response']); a recordings table needs stimulus_id, "
+        "neuroid_id, repetition, response (optional region, animal)"
+    ), cause
+    table.write_text("stimulus_id,neuroid_id,repetition,response\ncat_001,site0,0,3\ncat_001,site0,1,4\n")  # fixed
+    again = snakemake(tmp_path, "--cores", "1", "results/tiny/recordings/clean.nc", configfile=config)
+    assert again.returncode == 0, again.stderr[-3000:]  # the same command goes on
+    assert io.read_dataset(tmp_path / "results/tiny/recordings/clean.nc", "recordings").sizes["presentation"] == 2
+
+
+def copy_of_run(tiny_run: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny run's working directory (results, timestamps and .snakemake metadata)."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run.parent.parent, workdir, symlinks=True)
+    return workdir
+
+
+@pytest.mark.slow
+def test_an_intermediate_of_the_wrong_schema_names_a_command_that_remakes_it(tiny_run: Path, tmp_path: Path) -> None:
+    workdir = copy_of_run(tiny_run, tmp_path)
+    responses = Path("results/tiny/responses/responses.nc")
+    io.write_dataset(xr.Dataset({"recorded": ("site", [1.0])}), workdir / responses, "t", "another program")
+    run = snakemake(workdir, "--cores", "2")
+    assert run.returncode != 0
+    cause = last_line(workdir / "results/tiny/logs/sensitivity.log")
+    assert f"cause: ValueError: {responses}: not a responses file" in cause
+    assert "missing variable(s) predicted_change, recorded_change; dimension(s) image, eps, direction" in cause
+    assert "It is made by rule record_attacks (or ingest_perturbed_recordings)" in cause
+    advice = re.search(r"run your snakemake command again with (--forcerun \S+)$", cause)
+    assert advice, cause
+    again = snakemake(workdir, "--cores", "2", *advice.group(1).split())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_results(tiny_run, workdir / "results/tiny")
+
+
+@pytest.mark.slow
+def test_a_deleted_intermediate_is_remade_with_forcerun(tiny_run: Path, tmp_path: Path) -> None:
+    workdir = copy_of_run(tiny_run, tmp_path)
+    responses = Path("results/tiny/responses/responses.nc")
+    (workdir / responses).unlink()
+    plain = snakemake(workdir, "--cores", "2")  # what the files made from it exist for, nothing remakes it
+    assert plain.returncode == 0 and "Nothing to be done" in plain.stdout + plain.stderr
+    assert not (workdir / responses).exists()
+    run = snakemake(workdir, "--cores", "2", "--forcerun", str(responses))  # README, "When something goes wrong"
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_same_results(tiny_run, workdir / "results/tiny")
+
+
+@pytest.mark.slow
+def test_after_a_kill_unlock_then_the_same_command_goes_on(tmp_path: Path) -> None:
+    same = ("--profile", str(REPO / "workflow/profiles/default"), "--cores", "1", "results/tiny/stimuli/stimuli.nc")
+    command, env = snakemake_command(tmp_path, *same)
+    killed = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    locks, job_log = tmp_path / ".snakemake/locks", tmp_path / "results/tiny/logs/stimuli.log"
+    deadline = time.monotonic() + 300
+    while not (locks.is_dir() and any(locks.iterdir())) and time.monotonic() < deadline:
+        assert killed.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    started = time.monotonic()
+    while not job_log.exists() and time.monotonic() < started + 10:  # kill it inside the job when possible
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)  # kill -9: Snakemake cannot clean up
+    killed.wait()
+    assert any(locks.iterdir())
+    refused = snakemake(tmp_path, *same)
+    assert refused.returncode != 0
+    assert "--unlock" in refused.stdout + refused.stderr
+    unlock = snakemake(tmp_path, *same, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr
+    resumed = snakemake(tmp_path, *same)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert io.read_dataset(tmp_path / "results/tiny/stimuli/stimuli.nc", "stimuli").sizes["stimulus_id"] == 72
+
+
+@pytest.mark.slow
+def test_a_truncated_download_is_named_and_forcerun_downloads_it_again(tmp_path: Path) -> None:
+    mirror = write_stimulus_set(tmp_path / "mirror", n_images=4, side=16)
+    good_zip = mirror.zip_path.read_bytes()
+    mirror.zip_path.write_bytes(good_zip[: len(good_zip) // 2])  # the mirror holds half the file
+    remote = {
+        name: {"url": path.as_uri(), "sha1": None}
+        for name, path in [("csv", mirror.csv_path), ("zip", mirror.zip_path)]
+    }
+    config = write_config(
+        tmp_path,
+        {
+            "stimuli": {"source": "brainscore", "resolution": 16, **remote},
+            "recordings": {"source": "table", "path": str(tmp_path / "rig.csv"), "sites": None},
+            "attack.images": 2,
+        },
+    )
+    target = "results/tiny/stimuli/stimuli.nc"
+    run = snakemake(tmp_path, "--cores", "1", target, configfile=config)
+    assert run.returncode != 0
+    cause = last_line(tmp_path / "results/tiny/logs/stimuli.log")
+    local = Path("downloads/brainscore") / mirror.zip_path.name
+    assert f"cause: ValueError: {local}: not a readable ZIP archive" in cause
+    advice = re.search(r"running your snakemake command again with (--forcerun \S+)$", cause)
+    assert advice and advice.group(1) == f"--forcerun {local}", cause
+    mirror.zip_path.write_bytes(good_zip)  # the source is fixed
+    again = snakemake(tmp_path, "--cores", "1", target, *advice.group(1).split(), configfile=config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert io.read_dataset(tmp_path / target, "stimuli").sizes["stimulus_id"] == 4
+
+
+def test_every_row_of_the_readme_fault_table_is_a_test() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## When something goes wrong", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith(("| what", "| ---"))]
+    assert len(rows) >= 12
+    for row in rows:
+        named = re.findall(r"`(?:(test_\w+\.py))?::(test_\w+)`", row.rsplit("|", 2)[-2])
+        assert named, row
+        module = None
+        for file, test in named:
+            module = file or module
+            assert module and re.search(rf"^def {test}\(", (REPO / "tests" / module).read_text(), re.MULTILINE), row
+    resuming = readme.split("**Resuming.**", 1)[1].split("\n\n", 1)[0]
+    assert "`--unlock`" in resuming and "`--forcerun <that file>`" in resuming
+    assert "delete it and rerun" not in readme

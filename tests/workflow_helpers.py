@@ -13,17 +13,25 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
-def snakemake(
-    workdir: Path, *args: str, configfile: str | None = "config/tiny.yaml", timeout: int = 1800
-) -> subprocess.CompletedProcess[str]:
-    """Run the repository's Snakefile with `workdir` as working directory."""
+def snakemake_command(
+    workdir: Path, *args: str, configfile: str | None = "config/tiny.yaml"
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run the repository's Snakefile in `workdir`."""
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile:
         command += ["--configfile", str(REPO / configfile)]
     # Jobs (local or on SLURM) must find this environment's python and snakemake.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return [*command, *args], env
+
+
+def snakemake(
+    workdir: Path, *args: str, configfile: str | None = "config/tiny.yaml", timeout: int = 1800
+) -> subprocess.CompletedProcess[str]:
+    """Run the repository's Snakefile with `workdir` as working directory."""
+    command, env = snakemake_command(workdir, *args, configfile=configfile)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def assert_same_results(first: Path, second: Path) -> None:

@@ -4,13 +4,27 @@ Snakemake reruns a job when the text of one of its params changes. YAML formatti
 not count: `eps: [1, 3]` and `eps: [1.0, 3.0]` are one grid, and key order is not a value.
 `with_schema_types` casts every number the schema calls a `number` to float, and
 `science` gives a section's values with sorted keys, without the keys that cannot
-change a result.
+change a result. `validate_config` checks a config against the schema and names each
+offending key, its value and what is allowed (and prints nothing of the schema itself);
+`known_stimulus_count` tells, before any job runs, how many stimuli there will be.
+
+The Snakefile imports this module, so it uses the standard library only (fast to load).
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+# The counting window of recordings when the config names none (recordings.time_window_ms).
+TIME_WINDOW_MS: tuple[int, int] = (70, 170)
+# Photographs of the embedded stimulus set (neuroattack.stimuli.CATEGORIES; a test keeps them equal).
+EMBEDDED_PHOTOGRAPHS = 12
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 # Keys that only tune speed or memory: the same numbers come out whatever their value.
 PERFORMANCE_KEYS = frozenset({"chunk_rows"})
@@ -84,3 +98,150 @@ def config_entry(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
             raise KeyError(f"config has no key {'.'.join(keys[: depth + 1])!r}")
         node = node[key]
     return node
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class ConfigError(ValueError):
+    """The config breaks its schema; the message names each offending key, its value and what is allowed."""
+
+
+_NOUNS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "null": "null",
+    "array": "a list",
+    "object": "a mapping",
+}
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
+def describe(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> str:
+    """What a schema allows, in a few words (`{type: integer, minimum: 1}`: 'a whole number >= 1')."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if "enum" in schema:
+        return "one of " + ", ".join(_show(v) for v in schema["enum"])
+    if "const" in schema:
+        return _show(schema["const"])
+    if "not" in schema:
+        return f"anything but {describe(schema['not'], root)}"
+    kinds = [kind for kind in _NOUNS if kind in _types(schema)]
+    words = [" or ".join(_NOUNS[kind] for kind in kinds) or "a value"]
+    words += [f"{sign} {_show(schema[key])}" for key, sign in _BOUNDS.items() if key in schema]
+    if "pattern" in schema:
+        words.append(f"matching {schema['pattern']}")
+    if "minLength" in schema:
+        words.append(f"of at least {schema['minLength']} character(s)")
+    if "array" in kinds:
+        low, high = schema.get("minItems"), schema.get("maxItems")
+        if low is not None and low == high:
+            words.append(f"of exactly {low} item(s)")
+        elif low is not None:
+            words.append(f"of at least {low} item(s)")
+        elif high is not None:
+            words.append(f"of at most {high} item(s)")
+        if "items" in schema:
+            words[-1] += ","
+            words.append(f"each {describe(schema['items'], root)}")
+        if schema.get("uniqueItems"):
+            words[-1] += ","
+            words.append("without repeats")
+    if "object" in kinds and "properties" in schema:
+        words.append("with keys " + ", ".join(schema["properties"]))
+    return " ".join(words)
+
+
+def _show(value: Any) -> str:
+    """A config value as the user wrote it (JSON, which is also YAML), cut to one short line."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _key(path: Iterable[Any]) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def _explain(error: Any, root: Mapping[str, Any]) -> str:
+    """One line for one jsonschema ValidationError: the key, the value, what is allowed."""
+    path = list(error.absolute_path)
+    kind, expected = error.validator, error.validator_value
+    if kind == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(error.schema.get("properties", {})) or "none"
+        return "; ".join(
+            f"{_key([*path, name])} = {_show(error.instance[name])}: unknown key (allowed here: {allowed})"
+            for name in extra
+        )
+    if kind == "required":
+        missing = [name for name in expected if name not in error.instance]
+        return "; ".join(f"{_key([*path, name])}: missing (a required key)" for name in missing)
+    if kind in ("oneOf", "anyOf"):
+        options = [_resolve(option, root) for option in expected]
+        if all(set(option) == {"required"} for option in options):
+            keys = " or ".join("+".join(option["required"]) for option in options)
+            word = "exactly one" if kind == "oneOf" else "at least one"
+            return f"{_key(path)} = {_show(error.instance)}: needs {word} of the keys {keys}"
+        return f"{_key(path)} = {_show(error.instance)}: allowed: {' | '.join(describe(o, root) for o in options)}"
+    if kind == "minProperties":
+        return f"{_key(path)} = {_show(error.instance)}: needs at least {expected} entry(ies)"
+    if kind == "propertyNames" or (error.relative_schema_path and "propertyNames" in error.relative_schema_path):
+        return (
+            f"{_key(path)}: the name {_show(error.instance)} is not allowed (allowed: {describe(error.schema, root)})"
+        )
+    if kind == "uniqueItems":
+        return f"{_key(path)} = {_show(error.instance)}: allowed: a list without repeats"
+    return f"{_key(path)} = {_show(error.instance)}: allowed: {describe(error.schema, root)}"
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Check `config` against the JSON schema; on failure raise ConfigError with one line per
+    problem (the key path, the value given, what the schema allows) and nothing of the schema."""
+    import jsonschema  # the workflow's dependency; imported here so the library imports without it
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [_explain(error, schema) for error in errors]
+        raise ConfigError("invalid config (README.md, 'Configuration'):\n  " + "\n  ".join(lines))
+
+
+# ------------------------------------------------------------------- checks at start
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The images of an image folder, in sorted path order: files with an image suffix,
+    hidden files and folders skipped (what `sources.image_folder_to_stimuli` reads)."""
+    root = Path(folder)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def known_stimulus_count(
+    stimuli: Mapping[str, Any], csv_path: str | os.PathLike[str] | None = None
+) -> tuple[int | None, str]:
+    """The number of stimuli the `stimuli` config section gives, where it is known before any
+    job runs, and where that number comes from; (None, reason) where it is not (a Brain-Score
+    set whose CSV, `csv_path`, is not downloaded yet; a missing folder)."""
+    source = stimuli["source"]
+    if source == "embedded":
+        count = EMBEDDED_PHOTOGRAPHS * int(stimuli["per_category"])
+        return count, f"{EMBEDDED_PHOTOGRAPHS} photographs x stimuli.per_category {stimuli['per_category']}"
+    if source == "folder":
+        if not Path(stimuli["path"]).is_dir():
+            return None, f"no folder {stimuli['path']}"
+        return len(image_files(stimuli["path"])), f"images in {stimuli['path']}"
+    if source == "brainscore" and csv_path is not None and Path(csv_path).is_file():
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            rows = sum(1 for _ in csv.reader(handle)) - 1
+        return max(rows, 0), f"rows of {os.fspath(csv_path)}"
+    return None, "the stimulus set is not downloaded yet"

@@ -103,7 +103,9 @@ def read_sidecar(path: str | os.PathLike[str]) -> str:
     """The digest recorded in a sidecar file (first field of its first line)."""
     text = Path(path).read_text(encoding="utf-8").strip()
     if not text:
-        raise DownloadError(f"{path}: empty checksum file; delete it and the file it describes, then rerun")
+        raise DownloadError(
+            f"{path}: empty checksum file; delete it and the file it describes, then run the same command again"
+        )
     return text.split()[0].lower()
 
 
@@ -155,7 +157,7 @@ def _existing_digest(dest: Path, expected: str | None, algorithm: Algorithm, say
             if recorded != actual:
                 raise DownloadError(
                     f"{dest}: {algorithm} is {actual} but {sidecar} records {recorded}; the file changed "
-                    "after it was downloaded. Delete both files and rerun to download it again"
+                    "after it was downloaded. Delete both files and run the same command again to download it again"
                 )
         return actual
     if actual == expected:
@@ -354,7 +356,7 @@ def _fetch(
             if attempt >= retries:
                 raise DownloadError(
                     f"{url}: gave up after {attempt + 1} attempt(s): {error}. Any partial file ({part}) is "
-                    "kept, so a rerun resumes; check the network and the URL"
+                    "kept, so running the same command again resumes; check the network and the URL"
                 ) from error
             wait = error.retry_after if error.retry_after is not None else backoff_s * 2**attempt
             wait = min(wait, MAX_BACKOFF_S)

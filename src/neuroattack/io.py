@@ -5,19 +5,31 @@ attributes (Conventions, title, source, history), provenance (package version,
 git commit, config hash, input checksums), no _FillValue on coordinates, and is
 written to a temporary name in the target folder and renamed (atomic). The
 file's mode follows the process umask, like any file created with open().
+Temporaries that a killed write left behind are removed by the next write of the
+same file; a write that fails because the disk is full says so.
+
+`INTERMEDIATES` lists every kind of intermediate: the rule that makes it and the
+variables, dimensions and attributes its readers rely on. `read_dataset(path, kind)`
+checks them, so a file of the wrong kind or from another version fails with its path,
+what is missing, and the command that remakes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import errno
+import glob
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +40,105 @@ from neuroattack.download import file_digest
 
 ENGINE: Final = "netcdf4"
 COMPRESSION = {"zlib": True, "complevel": 4}
+# A write that fails with less free space than this in the target folder failed for want of space.
+DISK_FULL_MARGIN_BYTES: Final = 16 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Intermediate:
+    """One kind of intermediate file: the rule(s) that make it (the usual one first; the
+    others make it from outside inputs) and what its readers need."""
+
+    rules: tuple[str, ...]
+    variables: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+
+    @property
+    def made_by(self) -> str:
+        first, *others = self.rules
+        return f"rule {first}" + (f" (or {', '.join(others)})" if others else "")
+
+
+Kind = Literal[
+    "stimuli",
+    "weights",
+    "brain",
+    "features",
+    "recordings",
+    "site_models",
+    "attack",
+    "responses",
+    "white_box",
+    "sensitivity",
+    "preference",
+]
+
+INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
+    {
+        "stimuli": Intermediate(("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")),
+        "weights": Intermediate(("train_network", "convert_checkpoint"), attrs=("architecture",)),
+        "brain": Intermediate(
+            ("build_brain",),
+            ("readout_weight", "readout_bias", "neuroid_id"),
+            ("site", "feature"),
+            ("architecture", "gain", "baseline_count", "beta"),
+        ),
+        "features": Intermediate(("features",), ("activation",), ("stimulus_id", "unit"), ("network",)),
+        "recordings": Intermediate(
+            ("record_clean", "import_recordings"),
+            ("response", "stimulus_id", "repetition", "neuroid_id"),
+            ("presentation", "neuroid"),
+        ),
+        "site_models": Intermediate(
+            ("site_models",), ("weight", "bias", "neuroid_id", "reliability", "predictivity"), ("site", "feature")
+        ),
+        "attack": Intermediate(
+            ("attack_image",),
+            (
+                "site_clean",
+                "site_change",
+                "site_random_change",
+                "perturbed",
+                "neuroid_id",
+                "unit_change",
+                "unit_random_change",
+                "unit_index",
+                "network",
+            ),
+            ("site", "eps", "direction", "unit"),
+            ("stimulus_id",),
+        ),
+        "responses": Intermediate(
+            ("record_attacks", "ingest_perturbed_recordings"),
+            ("predicted_change", "recorded_change"),
+            ("site", "image", "eps", "direction"),
+        ),
+        "white_box": Intermediate(("brain_white_box",), ("change", "sigma"), ("site", "image", "eps", "direction")),
+        "sensitivity": Intermediate(
+            ("sensitivity",), ("s_tilde", "ci_low", "ci_high", "random_pair_level"), ("population", "eps")
+        ),
+        "preference": Intermediate(
+            ("category_preference",),
+            (
+                "clean_predicted",
+                "attacked_predicted",
+                "preferred_mean",
+                "nonpreferred_mean",
+                "natural_response",
+                "natural_max",
+                "natural_min",
+                "neuroid_id",
+            ),
+            ("site", "eps", "image", "reference"),
+        ),
+    }
+)
+
+
+def remake_advice(path: str | os.PathLike[str]) -> str:
+    """How to remake an intermediate and everything made from it (tested in test_workflow.py)."""
+    return f"run your snakemake command again with --forcerun {os.fspath(path)}"
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -136,33 +247,109 @@ def write_dataset(
     target.parent.mkdir(parents=True, exist_ok=True)
     prepared = _prepare(ds)
     prepared.attrs = {**prepared.attrs, **provenance(title, source, inputs, config)}
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(handle)
     try:
         prepared.to_netcdf(tmp_name, engine=ENGINE, format="NETCDF4", encoding=_encoding(prepared))
         # mkstemp creates the file 0600; give it the mode open() would have given it
         os.chmod(tmp_name, 0o666 & ~_current_umask())
         os.replace(tmp_name, target)
+    except Exception as error:
+        full = _disk_full(error, target.parent, prepared.nbytes)
+        Path(tmp_name).unlink(missing_ok=True)
+        if full is not None:
+            raise OSError(
+                errno.ENOSPC,
+                f"{target}: cannot be written, the disk is full ({full}); free some space (or set the config key "
+                "results to a folder on a larger disk), then run the same command again",
+            ) from error
+        raise
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return target
 
 
-def read_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a project netCDF file fully into memory (the file is closed on return)."""
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries of `target` that an earlier, killed write left in its folder
+    (hidden `.<name>.<random>.tmp` files); returns what was removed. Snakemake never runs two
+    jobs that write one file, so a temporary of `target` found here belongs to no live write."""
+    target = Path(target)
+    stale = sorted(target.parent.glob(f"{glob.escape(_temporary_prefix(target))}*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _disk_full(error: BaseException, folder: Path, needed: int) -> str | None:
+    """What is known of the lack of space when `error` came from a full disk, else None.
+    netCDF reports a full disk as 'NetCDF: HDF error', so the free space (measured while
+    the partial temporary still holds what it took) decides."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{error.strerror}; the data take up to {needed} bytes"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free < DISK_FULL_MARGIN_BYTES:
+        return f"{free} bytes free in {folder}; the data take up to {needed} bytes"
+    return None
+
+
+def read_dataset(path: str | os.PathLike[str], kind: Kind | None = None) -> xr.Dataset:
+    """Open a netCDF file fully into memory (the file is closed on return).
+
+    `kind` names the intermediate the caller expects (a key of INTERMEDIATES): its
+    variables, dimensions and attributes are checked, and every error names the file,
+    what is wrong, the rule that makes it and how to remake it. Without `kind` (a file
+    from outside the workflow) only readability is checked.
+    """
+    expected = _intermediate(kind)
     target = Path(path)
     if not target.is_file():
-        raise FileNotFoundError(f"{target}: no such netCDF file; run the rule that makes it first")
+        if expected is None:
+            raise FileNotFoundError(f"{target}: no such netCDF file")
+        raise FileNotFoundError(f"{target}: no such file; it is made by {expected.made_by}: {remake_advice(target)}")
     try:
-        with xr.open_dataset(target, engine=ENGINE) as ds:
-            return ds.load()
-    except (OSError, ValueError) as error:
-        raise OSError(f"{target}: not a readable netCDF file ({error}); delete it and rerun") from error
+        with xr.open_dataset(target, engine=ENGINE) as opened:
+            ds = opened.load()
+    except (OSError, ValueError, RuntimeError) as error:
+        if expected is None:
+            raise OSError(f"{target}: not a readable netCDF file ({error}); replace it with a good copy") from error
+        raise OSError(
+            f"{target}: not a readable netCDF file ({error}); it is made by {expected.made_by}: {remake_advice(target)}"
+        ) from error
+    if kind is not None:
+        require(ds, kind, target)
+    return ds
 
 
-def require_variables(ds: xr.Dataset, names: Iterable[str], path: str | os.PathLike[str]) -> None:
-    """Fail with a message naming the file when expected variables are missing."""
-    missing = [name for name in names if name not in ds.variables]
-    if missing:
-        raise KeyError(f"{path}: missing variable(s) {missing}; was it written by another version?")
+def _intermediate(kind: str | None) -> Intermediate | None:
+    if kind is None:
+        return None
+    if kind not in INTERMEDIATES:
+        raise ValueError(f"unknown kind of intermediate {kind!r}; one of {', '.join(INTERMEDIATES)}")
+    return INTERMEDIATES[kind]
+
+
+def require(ds: xr.Dataset, kind: Kind, path: str | os.PathLike[str]) -> None:
+    """Fail, naming the file, what is missing, the rule that makes it and the command that
+    remakes it, when `ds` lacks a variable, dimension or attribute that a `kind` file has."""
+    expected = _intermediate(kind)
+    assert expected is not None
+    missing = {
+        "variable": [name for name in expected.variables if name not in ds.variables],
+        "dimension": [name for name in expected.dims if name not in ds.dims],
+        "attribute": [name for name in expected.attrs if name not in ds.attrs],
+    }
+    found = [f"{what}(s) {', '.join(names)}" for what, names in missing.items() if names]
+    if found:
+        raise ValueError(
+            f"{path}: not a {kind} file of this version of neuroattack: missing {'; '.join(found)}. "
+            f"It is made by {expected.made_by}: {remake_advice(path)}"
+        )

@@ -5,6 +5,12 @@ one row per presentation (a stimulus shown once), with presentation coords
 `stimulus_id` and `repetition`, and neuroid coords `neuroid_id`, `region` and
 `animal`. The counting window is in the attrs `time_window_start_ms` and
 `time_window_end_ms`. Real Brain-Score assemblies convert into this with no guesswork.
+
+A NaN response is a missing trial (real assemblies have them): trial means and
+split-half reliabilities use the valid trials only. A site is usable when at least
+half of the stimuli have `MIN_VALID_REPETITIONS` valid repetitions (one for each half
+of a split) and its reliability is finite (`usable_sites`); an unusable site is never
+ranked, fitted or attacked.
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-TIME_WINDOW_MS = (70, 170)
+from neuroattack.config import TIME_WINDOW_MS as TIME_WINDOW_MS  # the default window, defined with the config
+
+MIN_VALID_REPETITIONS = 2  # per (stimulus, site): a trial for each half of a split
+MIN_USABLE_FRACTION = 0.5  # of the stimuli, for a site to be usable
+MIN_CORRELATED_STIMULI = 3  # below this a split-half correlation is not computed (NaN)
 
 Labels = Sequence[str] | np.ndarray  # one label per entry, as a list or a numpy array
 
@@ -71,33 +81,86 @@ def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Labels) -> xr.DataAr
 
 
 def repetition_tensor(recordings: xr.Dataset) -> tuple[np.ndarray, list[str]]:
-    """Responses as (stimulus, repetition, neuroid); ragged repetitions are cut to the fewest."""
+    """Responses as float64 (stimulus, repetition, neuroid), stimuli in first-seen order;
+    stimuli shown fewer times than the most-shown one are padded with NaN (missing trials)."""
     ids = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))
     stimulus_of_row = recordings["stimulus_id"].values
-    values = recordings["response"].values
+    values = np.asarray(recordings["response"].transpose("presentation", "neuroid").values, dtype=np.float64)
     rows = [values[stimulus_of_row == sid] for sid in ids]
-    fewest = min(len(r) for r in rows)
-    if fewest < 2:
-        raise ValueError("split-half reliability needs at least 2 repetitions of every stimulus")
-    return np.stack([r[:fewest] for r in rows]), ids
+    most = max(len(r) for r in rows)
+    if most < MIN_VALID_REPETITIONS:
+        raise ValueError("split-half reliability needs at least 2 repetitions of the stimuli; every one was shown once")
+    tensor = np.full((len(ids), most, values.shape[1]), np.nan)
+    for i, r in enumerate(rows):
+        tensor[i, : len(r)] = r
+    return tensor, ids
+
+
+def valid_repetitions(recordings: xr.Dataset) -> xr.DataArray:
+    """Number of valid (finite) repetitions per (stimulus_id, neuroid)."""
+    tensor, ids = repetition_tensor(recordings)
+    return xr.DataArray(
+        np.isfinite(tensor).sum(axis=1),
+        dims=("stimulus_id", "neuroid"),
+        coords={"stimulus_id": ids, "neuroid_id": ("neuroid", recordings["neuroid_id"].values)},
+    )
 
 
 def split_half_reliability(recordings: xr.Dataset, n_splits: int, seed: int) -> xr.DataArray:
-    """Spearman-Brown corrected split-half reliability per neuroid, mean over random splits."""
+    """Spearman-Brown corrected split-half reliability per neuroid, mean over random splits.
+
+    Each split divides the repetition slots at random into two halves; a half's mean uses
+    its valid trials, and the correlation between the halves runs over the stimuli with a
+    valid trial in both (NaN below `MIN_CORRELATED_STIMULI` of them). Without missing
+    trials this is the plain split-half estimate."""
     tensor, _ = repetition_tensor(recordings)
     rng = np.random.default_rng(seed)
     n_reps = tensor.shape[1]
     estimates = []
     for _ in range(n_splits):
         order = rng.permutation(n_reps)
-        half_a = tensor[:, order[: n_reps // 2]].mean(axis=1)
-        half_b = tensor[:, order[n_reps // 2 :]].mean(axis=1)
-        r = _columnwise_pearson(half_a, half_b)
-        estimates.append(2 * r / (1 + r))
-    reliability = np.nanmean(np.stack(estimates), axis=0)
+        half_a = _nanmean(tensor[:, order[: n_reps // 2]], axis=1)
+        half_b = _nanmean(tensor[:, order[n_reps // 2 :]], axis=1)
+        r = _pairwise_complete_pearson(half_a, half_b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            estimates.append(2 * r / (1 + r))
+    reliability = _nanmean(np.stack(estimates), axis=0)
     return xr.DataArray(
         reliability, dims="neuroid", coords={"neuroid_id": ("neuroid", recordings["neuroid_id"].values)}
     )
+
+
+def usable_sites(recordings: xr.Dataset, reliability: np.ndarray) -> np.ndarray:
+    """Which neuroids are usable: at least `MIN_USABLE_FRACTION` of the stimuli have
+    `MIN_VALID_REPETITIONS` valid repetitions, and the reliability is finite."""
+    enough = (valid_repetitions(recordings) >= MIN_VALID_REPETITIONS).mean("stimulus_id").values
+    usable: np.ndarray = (enough >= MIN_USABLE_FRACTION) & np.isfinite(np.asarray(reliability, dtype=np.float64))
+    return usable
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over the finite entries along `axis` (NaN where there are none), without warnings."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=axis)
+    total = np.where(finite, values, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean: np.ndarray = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return mean
+
+
+def _pairwise_complete_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between matching columns over the rows where both are finite."""
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.all():
+        return _columnwise_pearson(a, b)
+    n = both.sum(axis=0)
+    a = np.where(both, a, 0.0)
+    b = np.where(both, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(both, a - a.sum(axis=0) / n, 0.0)
+        b = np.where(both, b - b.sum(axis=0) / n, 0.0)
+        correlation: np.ndarray = (a * b).sum(axis=0) / np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
+    return np.where(n >= MIN_CORRELATED_STIMULI, correlation, np.nan)
 
 
 def _columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:

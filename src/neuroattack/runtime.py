@@ -6,17 +6,23 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 from typing import Any, Protocol
 
 import torch
 import xarray as xr
 
-from neuroattack.io import write_dataset
+from neuroattack.io import Kind, read_dataset, write_dataset
 
 
 def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.Logger:
-    """Log to `log_path` and stderr; pin torch to `threads` threads, deterministic kernels."""
+    """Log to `log_path` and stderr; pin torch to `threads` threads, deterministic kernels.
+
+    An exception that ends the script is logged too: its traceback, then one line
+    `cause: <type>: <message>` (the last line of the log), so the job's log file says why
+    the job failed (Snakemake runs a rule's script in its own process, and points to that file).
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         os.makedirs(os.path.dirname(os.fspath(log_path)) or ".", exist_ok=True)
@@ -24,9 +30,33 @@ def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", handlers=handlers, force=True
     )
+    log = logging.getLogger("neuroattack")
+    sys.excepthook = log_uncaught(log)
     torch.set_num_threads(max(1, threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return logging.getLogger("neuroattack")
+    return log
+
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], None]
+
+
+def one_line(error: BaseException) -> str:
+    """`<type>: <message>` on one line (a KeyError's message without its quotes)."""
+    message = str(error.args[0]) if isinstance(error, KeyError) and len(error.args) == 1 else str(error)
+    return " ".join(f"{type(error).__name__}: {message}".split())
+
+
+def log_uncaught(log: logging.Logger) -> ExceptHook:
+    """A sys.excepthook that logs the traceback and then the one-line cause to `log`'s handlers."""
+
+    def hook(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, error, traceback)
+            return
+        log.error("the job failed:", exc_info=(kind, error, traceback))
+        log.error("cause: %s", one_line(error))
+
+    return hook
 
 
 def device() -> torch.device:
@@ -37,6 +67,11 @@ def device() -> torch.device:
 def named_inputs(inputs: Mapping[str, str], prefix: str) -> dict[str, str]:
     """{name: path} of a rule's inputs named `<prefix><name>` (e.g. one per network), in rule order."""
     return {key.removeprefix(prefix): str(path) for key, path in inputs.items() if key.startswith(prefix)}
+
+
+def read_named(inputs: Mapping[str, str], prefix: str, kind: Kind) -> dict[str, xr.Dataset]:
+    """{name: dataset} of a rule's `kind` inputs named `<prefix><name>`, each checked (io.read_dataset)."""
+    return {name: read_dataset(path, kind) for name, path in named_inputs(inputs, prefix).items()}
 
 
 class Job(Protocol):

@@ -50,15 +50,15 @@ def sign_corrected(predicted: xr.DataArray, recorded: xr.DataArray, sigma: xr.Da
 
 def random_pair_level(responses: np.ndarray, pairs: int, seed: int) -> float:
     """Mean over units of E|r(x) - r(x')| / sigma for random pairs of clean images.
-    `responses` is (images, units)."""
+    `responses` is (images, units); a NaN (an image without a valid trial of a site) is left out."""
     responses = np.asarray(responses, dtype=np.float64)
-    sigma = responses.std(axis=0, ddof=1)
+    sigma = np.nanstd(responses, axis=0, ddof=1) if np.isnan(responses).any() else responses.std(axis=0, ddof=1)
     usable = sigma > 0
     rng = np.random.default_rng(seed)
     first = rng.integers(len(responses), size=pairs)
     second = (first + rng.integers(1, len(responses), size=pairs)) % len(responses)
     gaps = np.abs(responses[first][:, usable] - responses[second][:, usable]) / sigma[usable]
-    return float(gaps.mean())
+    return float(np.nanmean(gaps))
 
 
 def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: float = 0.95) -> xr.Dataset:
@@ -95,8 +95,8 @@ def _check_same_units(attacks: Sequence[xr.Dataset]) -> None:
     for attack in attacks:
         if not np.array_equal(attack["unit_index"].values, reference):
             raise ValueError(
-                f"attack files disagree on the attacked units ({attack.attrs['stimulus_id']}); "
-                "delete the attacks folder and rerun"
+                f"attack files disagree on the attacked units ({attack.attrs['stimulus_id']}); remake them all: "
+                "run your snakemake command again with --forcerun attack_image"
             )
 
 

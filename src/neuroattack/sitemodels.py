@@ -3,6 +3,7 @@ each recorded site, with cross-validated predictivity and split-half reliability
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,7 +15,16 @@ from sklearn.preprocessing import StandardScaler
 
 from neuroattack.models import network_from_dataset
 from neuroattack.readouts import LinearSiteResponse
-from neuroattack.recordings import columnwise_pearson, mean_response, split_half_reliability
+from neuroattack.recordings import (
+    MIN_USABLE_FRACTION,
+    MIN_VALID_REPETITIONS,
+    columnwise_pearson,
+    mean_response,
+    split_half_reliability,
+    usable_sites,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _ridge(alphas: list[float]):  # type: ignore[no-untyped-def]
@@ -41,6 +51,7 @@ def fit_site_models(
     responses = np.asarray(responses, dtype=np.float64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     held_out = cross_val_predict(_ridge(alphas), features, responses, cv=splitter.split(features, categories))
+    held_out = np.reshape(held_out, responses.shape)  # one site comes back as a vector
     predictivity = columnwise_pearson(held_out, responses)
     model = _ridge(alphas).fit(features, responses)
     scaler, ridge = model.named_steps["standardscaler"], model.named_steps["ridgecv"]
@@ -71,19 +82,24 @@ def fit_to_recordings(
     reliability_splits: int,
     seed: int,
     sites: int | None = None,
+    name: str = "recordings",
 ) -> xr.Dataset:
-    """Fit a readout from the surrogate's `features` to every recorded site; with
-    `sites`, only to that many most reliable sites (a NaN reliability ranks last)."""
+    """Fit a readout from the surrogate's `features` to every usable recorded site; with
+    `sites`, only to that many most reliable ones. `name` (the recordings' file) labels messages.
+
+    Sites that `recordings.usable_sites` rejects (too few valid repetitions, or no finite
+    reliability) are dropped with a warning that counts them, before any ranking, so a NaN
+    never ranks a site. A kept site's trial means use its valid trials; a stimulus with no
+    valid trial of a site is left out of that site's fit only."""
     unknown = sorted(set(recordings["stimulus_id"].values.tolist()) - set(stimuli["stimulus_id"].values.tolist()))
     if unknown:
         raise KeyError(f"recordings name {len(unknown)} stimuli missing from the stimulus set, e.g. {unknown[:3]}")
     reliability = split_half_reliability(recordings, reliability_splits, seed).values
-    if sites is not None and sites < len(reliability):
-        keep = np.sort(np.argsort(-np.nan_to_num(reliability, nan=-np.inf))[:sites])
-        recordings, reliability = recordings.isel(neuroid=keep), reliability[keep]
+    keep, unusable = _chosen_sites(recordings, reliability, sites, name)
+    recordings, reliability = recordings.isel(neuroid=keep), reliability[keep]
     averaged = mean_response(recordings)
     ids = averaged["stimulus_id"].values
-    fitted = fit_site_models(
+    fitted = _fit_where_recorded(
         features["activation"].sel(stimulus_id=ids).values,
         averaged.values,
         stimuli["category"].sel(stimulus_id=ids).values,
@@ -94,7 +110,80 @@ def fit_to_recordings(
         seed,
     )
     fitted.attrs["surrogate_network"] = features.attrs["network"]
+    fitted.attrs["unusable_sites"] = unusable
     return fitted
+
+
+def _chosen_sites(
+    recordings: xr.Dataset, reliability: np.ndarray, sites: int | None, name: str
+) -> tuple[np.ndarray, list[str]]:
+    """Positions of the usable sites (the `sites` most reliable of them), in recorded order,
+    and the names of the unusable ones."""
+    usable = usable_sites(recordings, reliability)
+    names = recordings["neuroid_id"].values.astype(str)
+    if not usable.all():
+        log.warning(
+            "%s: dropped %d of %d sites: fewer than %d valid repetitions for more than %d%% of the stimuli, "
+            "or no finite split-half reliability: %s",
+            name,
+            int((~usable).sum()),
+            len(usable),
+            MIN_VALID_REPETITIONS,
+            round(100 * MIN_USABLE_FRACTION),
+            ", ".join(names[~usable][:10]) + (", ..." if (~usable).sum() > 10 else ""),
+        )
+    keep = np.flatnonzero(usable)
+    if keep.size == 0:
+        raise ValueError(
+            f"{name}: none of the {len(usable)} recorded sites is usable: each needs {MIN_VALID_REPETITIONS} valid "
+            f"(non-NaN) repetitions for at least {round(100 * MIN_USABLE_FRACTION)}% of the stimuli and a finite "
+            "split-half reliability; check the recordings (the table or assembly they come from)"
+        )
+    if sites is not None and sites < keep.size:
+        ranked = keep[np.argsort(-reliability[keep], kind="stable")]
+        keep = np.sort(ranked[:sites])
+    elif sites is not None and sites > keep.size:
+        log.warning("recordings.sites = %d, but only %d sites are usable: keeping those", sites, keep.size)
+    return keep, names[~usable].tolist()
+
+
+def _fit_where_recorded(
+    features: np.ndarray,
+    responses: np.ndarray,
+    categories: np.ndarray,
+    neuroid_id: list[str],
+    reliability: np.ndarray,
+    alphas: list[float],
+    folds: int,
+    seed: int,
+) -> xr.Dataset:
+    """`fit_site_models`, each site on the stimuli it has a trial mean for (sites that
+    share a pattern of missing stimuli are fitted together; without gaps, all at once)."""
+    recorded = np.isfinite(responses)
+    if recorded.all():
+        return fit_site_models(features, responses, categories, neuroid_id, reliability, alphas, folds, seed)
+    groups: dict[bytes, list[int]] = {}
+    for column in range(responses.shape[1]):
+        groups.setdefault(recorded[:, column].tobytes(), []).append(column)
+    incomplete = int((~recorded.all(axis=0)).sum())
+    log.warning("%d sites have stimuli without a valid trial; each is fitted on the stimuli it has", incomplete)
+    parts = []
+    for columns in groups.values():
+        rows = recorded[:, columns[0]]
+        parts.append(
+            fit_site_models(
+                features[rows],
+                responses[np.ix_(rows, columns)],
+                categories[rows],
+                [neuroid_id[c] for c in columns],
+                reliability[columns],
+                alphas,
+                folds,
+                seed,
+            )
+        )
+    order = np.argsort(np.concatenate([np.asarray(columns) for columns in groups.values()]))
+    return xr.concat(parts, dim="site").isel(site=order)
 
 
 def surrogate_response(surrogate: xr.Dataset, models: xr.Dataset, name: str = "surrogate") -> LinearSiteResponse:

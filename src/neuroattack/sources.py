@@ -18,12 +18,14 @@ Sources handled here:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io as _bytes_io
 import os
 import pickle
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,15 @@ import torch
 import xarray as xr
 from PIL import Image, ImageOps
 
-from neuroattack.config import CHECKPOINT_ARCHITECTURES, DEFAULT_CHECKPOINT_ARCHITECTURE, DEFAULT_NORM, NORMS
+from neuroattack.config import (
+    CHECKPOINT_ARCHITECTURES,
+    DEFAULT_CHECKPOINT_ARCHITECTURE,
+    DEFAULT_NORM,
+    IMAGE_SUFFIXES,
+    NORMS,
+    TIME_WINDOW_MS,
+    image_files,
+)
 from neuroattack.io import read_dataset
 from neuroattack.models import (
     IMAGENET_MEAN,
@@ -43,9 +53,8 @@ from neuroattack.models import (
     build_network,
     weights_to_dataset,
 )
-from neuroattack.recordings import TIME_WINDOW_MS, make_recordings
+from neuroattack.recordings import make_recordings
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 BACKGROUND_GREY = (128, 128, 128)
 RESAMPLING = Image.Resampling.BICUBIC
 UNKNOWN = "unknown"
@@ -155,7 +164,7 @@ def brainscore_stimuli_to_dataset(
     if table.empty:
         raise ValueError(f"{csv_path}: the stimulus set lists no stimuli")
     images = []
-    with zipfile.ZipFile(zip_path) as archive:
+    with _open_zip(zip_path) as archive:
         members = {info.filename: info for info in archive.infolist() if not info.is_dir()}
         by_basename: dict[str, list[str]] = {}
         for member in members:
@@ -169,7 +178,13 @@ def brainscore_stimuli_to_dataset(
                     f"{zip_path}: no file {filename!r} listed in {csv_path}; is the ZIP from the same "
                     "stimulus set as the CSV? Download both again"
                 )
-            image = _open_image(archive.read(found), f"{zip_path}:{found}")
+            try:
+                data = archive.read(found)
+            except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+                raise ValueError(
+                    f"{zip_path}: {found} cannot be extracted ({error}); {refetch_advice(zip_path)}"
+                ) from error
+            image = _open_image(data, f"{zip_path}:{found}")
             images.append(image_to_pixels(image, resolution))
     ds = make_stimuli(np.stack(images), table[id_column].tolist(), table[category_column].tolist())
     for column in extra_columns:
@@ -177,6 +192,21 @@ def brainscore_stimuli_to_dataset(
             ds = ds.assign_coords({column: ("stimulus_id", np.asarray(table[column].tolist(), dtype=str))})
     ds.attrs["source_stimulus_set"] = csv_path.name
     return ds
+
+
+def refetch_advice(path: str | os.PathLike[str]) -> str:
+    """What to do about a damaged downloaded file (tested in test_workflow.py)."""
+    return (
+        "the file is damaged or truncated: check its source, then download it again by running your snakemake "
+        f"command again with --forcerun {os.fspath(path)}"
+    )
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"{path}: not a readable ZIP archive ({error}); {refetch_advice(path)}") from error
 
 
 def image_folder_to_stimuli(folder: str | os.PathLike[str], resolution: int) -> xr.Dataset:
@@ -189,13 +219,7 @@ def image_folder_to_stimuli(folder: str | os.PathLike[str], resolution: int) -> 
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of images")
-    paths = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    paths = image_files(root)
     if not paths:
         raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     ids, categories, images = [], [], []
@@ -252,16 +276,19 @@ def _select_time_bin(array: xr.DataArray, time_bin: tuple[int, int]) -> xr.DataA
         ends = _coord(array, ("time_bin_end",), "time_bin")
         match = np.flatnonzero((starts == start) & (ends == end))
         if match.size != 1:
-            available = [f"{s}-{e}" for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+            available = ", ".join(f"[{s}, {e}]" for s, e in zip(starts.tolist(), ends.tolist(), strict=True))
             raise ValueError(
-                f"assembly {array.name!r} has no time bin {start}-{end} ms (bins: {available}); "
-                "set the time bin in the config to one of them"
+                f"assembly {array.name!r} has no time bin {start}-{end} ms; its bins (ms): {available}. "
+                "Set recordings.time_window_ms in the config to one of them"
             )
         return array.isel(time_bin=int(match[0]))
     if "time_bin_start" in array.coords and "time_bin_end" in array.coords:
         found = (int(array.coords["time_bin_start"].values), int(array.coords["time_bin_end"].values))
         if found != (start, end):
-            raise ValueError(f"assembly {array.name!r} covers {found[0]}-{found[1]} ms, not {start}-{end} ms")
+            raise ValueError(
+                f"assembly {array.name!r} covers {found[0]}-{found[1]} ms, not {start}-{end} ms; to use it, set "
+                f"recordings.time_window_ms in the config to [{found[0]}, {found[1]}]"
+            )
         return array
     raise KeyError(
         f"assembly {array.name!r} has neither a 'time_bin' dimension nor time_bin_start/time_bin_end "
@@ -384,14 +411,36 @@ def _per_neuroid(frame: pd.DataFrame, column: str, neuroids: pd.Index, path: Pat
 
 
 def recordings_from_source(settings: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike[str]]) -> xr.Dataset:
-    """The configured clean recordings (`recordings` section): one region of a Brain-Score
-    assembly (`inputs` assembly) or a lab's table (`inputs` table)."""
+    """The configured clean recordings (`recordings` section): one region and the time window
+    `time_window_ms` (default 70-170 ms) of a Brain-Score assembly (`inputs` assembly), or a
+    lab's table (`inputs` table; the window labels a CSV table's counts). Errors name the file."""
+    window = settings.get("time_window_ms", TIME_WINDOW_MS)
+    time_bin = (int(window[0]), int(window[1]))
     if settings["source"] == "brainscore":
         path = Path(inputs["assembly"])
-        return brainscore_assembly_to_recordings(read_dataset(path), settings["region"], source_name=path.name)
+        try:
+            assembly = read_dataset(path)
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            raise OSError(f"{path}: not a readable netCDF file ({error.__cause__}); {refetch_advice(path)}") from error
+        with _naming(path):
+            return brainscore_assembly_to_recordings(assembly, settings["region"], time_bin, source_name=path.name)
     if settings["source"] == "table":
-        return table_to_recordings(inputs["table"])
+        return table_to_recordings(inputs["table"], time_bin)
     raise ValueError(f"recordings.source {settings['source']!r}: import 'brainscore' or 'table' recordings")
+
+
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Prefix `path` to the message of a KeyError or ValueError that does not name it yet."""
+    try:
+        yield
+    except (KeyError, ValueError) as error:
+        message = str(error.args[0]) if len(error.args) == 1 else str(error)
+        if os.fspath(path) in message:
+            raise
+        raise type(error)(f"{os.fspath(path)}: {message}") from error
 
 
 def table_to_recordings(path: str | os.PathLike[str], time_window_ms: tuple[int, int] = TIME_WINDOW_MS) -> xr.Dataset:

@@ -169,19 +169,25 @@ def natural_references(
     least-preferred categories' natural images, and the max and min over all of them.
     `predicted`, `recorded` are (stimulus, site); `labels` (stimulus,); `preferred`, `least` (site,)."""
     stacked = np.stack([predicted, recorded], axis=-1)  # stimulus, site, reference
+    recorded_here = np.isfinite(stacked)  # a stimulus without a valid trial of a site has a NaN mean
     in_preferred = labels[:, None] == preferred[None, :]  # stimulus, site
     in_least = labels[:, None] == least[None, :]
 
     def category_mean(mask: np.ndarray) -> np.ndarray:
-        weights = mask[:, :, None].astype(np.float64)
-        mean: np.ndarray = (stacked * weights).sum(0) / weights.sum(0)
+        weights = (mask[:, :, None] & recorded_here).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean: np.ndarray = (np.where(recorded_here, stacked, 0.0) * weights).sum(0) / weights.sum(0)
         return mean
+
+    def extreme(reduce: np.ufunc, fill: float) -> np.ndarray:
+        found: np.ndarray = reduce.reduce(np.where(recorded_here, stacked, fill), axis=0)
+        return np.where(recorded_here.any(axis=0), found, np.nan)
 
     return {
         "preferred_mean": category_mean(in_preferred),
         "nonpreferred_mean": category_mean(in_least),
-        "natural_max": stacked.max(axis=0),
-        "natural_min": stacked.min(axis=0),
+        "natural_max": extreme(np.maximum, -np.inf),
+        "natural_min": extreme(np.minimum, np.inf),
     }
 
 

@@ -3,19 +3,31 @@ import os
 import re
 
 import yaml
-from snakemake.utils import validate
 
-from neuroattack.config import DEFAULT_CHECKPOINT_ARCHITECTURE, DEFAULT_NORM, config_entry, science, with_schema_types
+from neuroattack.config import (
+    DEFAULT_CHECKPOINT_ARCHITECTURE,
+    DEFAULT_NORM,
+    TIME_WINDOW_MS,
+    ConfigError,
+    config_entry,
+    known_stimulus_count,
+    science,
+    validate_config,
+    with_schema_types,
+)
 from neuroattack.download import remote_checksum, remote_file_name
-
-validate(config, "../schemas/config.schema.yaml")
-# Numbers as the schema types them, so that `1` and `1.0` give the same params (no rerun).
-with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as schema:
-    config.update(with_schema_types(config, yaml.safe_load(schema)))
 
 
 def config_error(message):
-    raise ValueError(f"config: {message}")
+    raise ConfigError(f"config: {message}")
+
+
+with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as schema_file:
+    SCHEMA = yaml.safe_load(schema_file)
+# One line per offending key (its value, what is allowed), not the whole schema.
+validate_config(config, SCHEMA)
+# Numbers as the schema types them, so that `1` and `1.0` give the same params (no rerun).
+config.update(with_schema_types(config, SCHEMA))
 
 
 NETWORKS = list(config["networks"])
@@ -43,6 +55,8 @@ for needed in ("architecture", "training", "training_data"):
         config_error(f"key {needed!r} is required because networks {TRAINED} are trained (they have a seed)")
 if SIMULATED and config["stimuli"]["source"] != "embedded":
     config_error("recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)")
+if SIMULATED and "time_window_ms" in config["recordings"]:
+    config_error("recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none")
 
 ATTACK_INDICES = [f"{i:04d}" for i in range(config["attack"]["images"])]
 NETWORK_PATTERN = "|".join(re.escape(name) for name in NETWORKS)
@@ -118,6 +132,22 @@ DOWNLOADS = all_downloads()
 DOWNLOAD_PATTERN = "|".join(re.escape(name) for name in DOWNLOADS) or "(?!)"
 
 
+def check_attacked_images():
+    """attack.images against the stimulus set, where its size is known before any job runs
+    (embedded stimuli, an image folder, a Brain-Score CSV already downloaded)."""
+    stimuli = config["stimuli"]
+    csv = downloaded(remote_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
+    count, origin = known_stimulus_count(stimuli, csv)
+    if count is not None and config["attack"]["images"] > count:
+        config_error(
+            f"attack.images = {config['attack']['images']}, but the stimulus set has only {count} images "
+            f"({origin}); lower attack.images to at most {count}"
+        )
+
+
+check_attacked_images()
+
+
 # --- inputs that depend on the configured sources -------------------------------------
 
 
@@ -136,6 +166,15 @@ def stimuli_inputs(wildcards):
 def training_inputs(wildcards):
     data = config.get("training_data", {})
     return {"folder": data["path"]} if data.get("source") == "folder" else {}
+
+
+def recordings_settings():
+    """The import rule's params: the recordings section without what it does not read; the
+    default time window is left out, so writing it in the config triggers no rerun."""
+    settings = science(config["recordings"], drop=["assembly", "path", "perturbed", "sites"])
+    if settings.get("time_window_ms") == list(TIME_WINDOW_MS):
+        del settings["time_window_ms"]
+    return settings
 
 
 def recordings_inputs(wildcards):

@@ -12,7 +12,7 @@ rule import_recordings:
     resources:
         **cpu_job(mem_mb=16000, runtime=30),
     params:
-        settings=science(config["recordings"], drop=["assembly", "path", "perturbed", "sites"]),
+        settings=recordings_settings(),
     script:
         "../scripts/import_recordings.py"
 

@@ -2,20 +2,20 @@
 
 from neuroattack import io, untargeted
 from neuroattack.attack import AttackSettings
-from neuroattack.runtime import ProgressLog, configure, device, named_inputs, write_output
+from neuroattack.runtime import ProgressLog, configure, device, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
 index = int(snakemake.wildcards.index)
-stimuli = io.read_dataset(snakemake.input.stimuli)
+stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 stimulus_id = untargeted.attacked_stimuli(stimuli, index + 1, snakemake.params.seed)[index]
 result = untargeted.attack_image(
     stimulus_id,
     stimuli,
-    networks={name: io.read_dataset(path) for name, path in named_inputs(snakemake.input, "weights_").items()},
-    features={name: io.read_dataset(path) for name, path in named_inputs(snakemake.input, "features_").items()},
-    surrogate=io.read_dataset(snakemake.input.surrogate),
-    models=io.read_dataset(snakemake.input.site_models),
+    networks=read_named(snakemake.input, "weights_", "weights"),
+    features=read_named(snakemake.input, "features_", "features"),
+    surrogate=io.read_dataset(snakemake.input.surrogate, "weights"),
+    models=io.read_dataset(snakemake.input.site_models, "site_models"),
     settings=AttackSettings.from_config(attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
     eps_grid=attack["eps"],
     units_per_network=attack["units_per_network"],

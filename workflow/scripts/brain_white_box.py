@@ -6,9 +6,9 @@ from neuroattack.runtime import ProgressLog, configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
-stimuli = io.read_dataset(snakemake.input.stimuli)
+stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 result = brain.white_box_changes(
-    io.read_dataset(snakemake.input.brain),
+    io.read_dataset(snakemake.input.brain, "brain"),
     stimuli,
     untargeted.attacked_stimuli(stimuli, attack["images"], snakemake.params.seed),
     AttackSettings.from_config(attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),

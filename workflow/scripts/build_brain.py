@@ -6,8 +6,8 @@ from neuroattack.runtime import configure, write_output
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.brain
 simulated = brain.build_brain(
-    io.read_dataset(snakemake.input.network),
-    io.read_dataset(snakemake.input.stimuli)["pixels"].values,
+    io.read_dataset(snakemake.input.network, "weights"),
+    io.read_dataset(snakemake.input.stimuli, "stimuli")["pixels"].values,
     n_sites=settings["sites"],
     mean_count=settings["mean_count"],
     baseline_count=settings["baseline_count"],

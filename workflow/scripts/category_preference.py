@@ -9,11 +9,11 @@ from neuroattack.sitemodels import surrogate_response
 
 log = configure(snakemake.log[0], snakemake.threads)
 preference = snakemake.params.preference
-models = io.read_dataset(snakemake.input.site_models)
+models = io.read_dataset(snakemake.input.site_models, "site_models")
 result = targeted.category_preference_experiment(
-    surrogate_response(io.read_dataset(snakemake.input.surrogate), models, snakemake.input.surrogate),
-    io.read_dataset(snakemake.input.stimuli),
-    mean_response(io.read_dataset(snakemake.input.recordings)),
+    surrogate_response(io.read_dataset(snakemake.input.surrogate, "weights"), models, snakemake.input.surrogate),
+    io.read_dataset(snakemake.input.stimuli, "stimuli"),
+    mean_response(io.read_dataset(snakemake.input.recordings, "recordings")),
     models["neuroid_id"].values.tolist(),
     preference["eps"],
     preference["images_per_site"],

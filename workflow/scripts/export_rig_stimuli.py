@@ -6,8 +6,8 @@ from neuroattack.runtime import configure
 log = configure(snakemake.log[0], snakemake.threads)
 csv_path, zip_path = snakemake.output
 count = rig.export_for_rig(
-    io.read_dataset(snakemake.input.stimuli),
-    [io.read_dataset(path) for path in snakemake.input.attacks],
+    io.read_dataset(snakemake.input.stimuli, "stimuli"),
+    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
     csv_path,
     zip_path,
 )

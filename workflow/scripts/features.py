@@ -6,8 +6,8 @@ from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 features = extract_features(
-    io.read_dataset(snakemake.input.weights),
-    io.read_dataset(snakemake.input.stimuli),
+    io.read_dataset(snakemake.input.weights, "weights"),
+    io.read_dataset(snakemake.input.stimuli, "stimuli"),
     snakemake.wildcards.network,
     device(),
 )

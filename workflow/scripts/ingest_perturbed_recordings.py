@@ -5,6 +5,6 @@ from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 responses = rig.ingest_rig_recordings(
-    snakemake.input.table, [io.read_dataset(path) for path in snakemake.input.attacks]
+    snakemake.input.table, [io.read_dataset(path, "attack") for path in snakemake.input.attacks]
 )
 write_output(responses, snakemake.output[0], "responses to perturbed images", snakemake)

@@ -5,9 +5,9 @@ from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 responses = rig.record_in_silico(
-    io.read_dataset(snakemake.input.brain),
-    io.read_dataset(snakemake.input.stimuli),
-    [io.read_dataset(path) for path in snakemake.input.attacks],
+    io.read_dataset(snakemake.input.brain, "brain"),
+    io.read_dataset(snakemake.input.stimuli, "stimuli"),
+    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
     snakemake.params.repetitions,
     snakemake.params.seed,
 )

@@ -4,9 +4,9 @@ from neuroattack import brain, io
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
-stimuli = io.read_dataset(snakemake.input.stimuli)
+stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 recordings = brain.record(
-    io.read_dataset(snakemake.input.brain),
+    io.read_dataset(snakemake.input.brain, "brain"),
     stimuli["pixels"].values,
     stimuli["stimulus_id"].values.tolist(),
     snakemake.params.repetitions,

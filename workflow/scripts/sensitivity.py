@@ -1,17 +1,17 @@
 """Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network."""
 
 from neuroattack import io, sensitivity
-from neuroattack.runtime import configure, named_inputs, write_output
+from neuroattack.runtime import configure, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
 named = set(snakemake.input.keys())  # input is also a list: `in` on it would test paths
-optional = {key: io.read_dataset(snakemake.input[key]) for key in ("responses", "white_box") if key in named}
+optional = {key: io.read_dataset(snakemake.input[key], key) for key in ("responses", "white_box") if key in named}
 result = sensitivity.estimate_populations(
-    attacks=[io.read_dataset(path) for path in snakemake.input.attacks],
+    attacks=[io.read_dataset(path, "attack") for path in snakemake.input.attacks],
     responses=optional.get("responses"),
-    recordings=io.read_dataset(snakemake.input.recordings),
-    features={name: io.read_dataset(path) for name, path in named_inputs(snakemake.input, "features_").items()},
+    recordings=io.read_dataset(snakemake.input.recordings, "recordings"),
+    features=read_named(snakemake.input, "features_", "features"),
     white_box_changes=optional.get("white_box"),
     bootstrap=settings["bootstrap"],
     random_pairs=settings["random_pairs"],
