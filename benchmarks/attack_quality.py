@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"no networks in {folder}: run `make run` first, or pass --results <a run's results folder>")
     stimuli = embedded_stimuli(16, args.resolution, args.seed)
     ids = stimuli["stimulus_id"].values[:: max(1, stimuli.sizes["stimulus_id"] // args.images)][: args.images]
-    images = to_tensor(stimuli["pixels"].sel(stimulus_id=ids).values)
+    images = to_tensor(stimuli["pixels"].sel(stimulus_id=ids).values).contiguous()  # PGDL2 needs NCHW
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; budget {args.budget} gradient evaluations")
     for name in names:
         weights = io.read_dataset(folder / f"{name}.nc")
