@@ -287,6 +287,18 @@ def test_file_url_changed_mirror_does_not_touch_a_verified_dest(mirror: Path, tm
     assert dest.read_bytes() == PAYLOAD
 
 
+def test_an_unpinned_copy_is_fetched_again_unless_recorded_digests_are_trusted(mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    download_from_mirrors([mirror.as_uri()], dest, None, "sha256", retries=0, **FAST)
+    mirror.write_bytes(b"a repaired version")  # e.g. the first copy came truncated
+    kept = download_from_mirrors([mirror.as_uri()], dest, None, "sha256", retries=0, **FAST)
+    assert kept == SHA256 and dest.read_bytes() == PAYLOAD  # the recorded digest vouches for it
+    fresh = download_from_mirrors([mirror.as_uri()], dest, None, "sha256", retries=0, trust_recorded=False, **FAST)
+    assert dest.read_bytes() == b"a repaired version" and read_sidecar(sidecar_path(dest, "sha256")) == fresh
+    pinned = download_from_mirrors([mirror.as_uri()], dest, fresh, "sha256", retries=0, trust_recorded=False, **FAST)
+    assert pinned == fresh  # a pinned, matching copy is kept whatever
+
+
 def test_file_url_naming_dest_itself_is_never_deleted(mirror: Path) -> None:
     with pytest.raises(DownloadError, match="left in place") as caught:
         download(mirror.as_uri(), mirror, "0" * 40, "sha1", retries=0, **FAST)

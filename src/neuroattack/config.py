@@ -193,6 +193,8 @@ def _explain(error: Any, root: Mapping[str, Any]) -> str:
         return (
             f"{_key(path)}: the name {_show(error.instance)} is not allowed (allowed: {describe(error.schema, root)})"
         )
+    if kind == "not" and "description" in error.schema:
+        return f"{_key(path)} = {_show(error.instance)}: not allowed: {error.schema['description']}"
     if kind == "uniqueItems":
         return f"{_key(path)} = {_show(error.instance)}: allowed: a list without repeats"
     return f"{_key(path)} = {_show(error.instance)}: allowed: {describe(error.schema, root)}"

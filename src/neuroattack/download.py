@@ -145,9 +145,18 @@ def _check_arguments(url: str, checksum: str | None, algorithm: str, retries: in
     return expected
 
 
-def _existing_digest(dest: Path, expected: str | None, algorithm: Algorithm, say: Callable[[str], None]) -> str | None:
-    """Digest of an already present `dest` if it can be kept, else None (and it is removed)."""
+def _existing_digest(
+    dest: Path, expected: str | None, algorithm: Algorithm, say: Callable[[str], None], trust_recorded: bool = True
+) -> str | None:
+    """Digest of an already present `dest` if it can be kept, else None (and it is removed).
+    Without an expected checksum the file is kept if it matches its sidecar, unless
+    `trust_recorded` is off: then nothing identifies it as right, and it is fetched again."""
     if not dest.is_file():
+        return None
+    if expected is None and not trust_recorded:
+        say(f"{dest}: no checksum pinned in the config; downloading it again")
+        dest.unlink()
+        sidecar_path(dest, algorithm).unlink(missing_ok=True)
         return None
     actual = file_digest(dest, algorithm)
     if expected is None:
@@ -452,9 +461,12 @@ def download_from_mirrors(
     backoff_s: float = 2.0,
     progress: Callable[[str], None] | None = _stderr,
     progress_interval_s: float = 15.0,
+    trust_recorded: bool = True,
 ) -> str:
     """Download one file from the first of `urls` (mirrors of it) that delivers it
-    verified, to `dest`; return its hex digest.
+    verified, to `dest`; return its hex digest. With `trust_recorded` off, an existing
+    `dest` is kept only if it matches `checksum` (a rule that reruns the download of an
+    unpinned file fetches it again).
 
     Every URL is checked before anything is fetched. An existing `dest` that
     verifies is kept and no mirror is contacted. Otherwise the mirrors are tried in
@@ -480,7 +492,7 @@ def download_from_mirrors(
         if urllib.parse.urlsplit(url).scheme == "file":
             _check_source_is_not_dest(url, target, expected, algorithm)
 
-    kept = _existing_digest(target, expected, algorithm, say)
+    kept = _existing_digest(target, expected, algorithm, say, trust_recorded)
     if kept is not None:
         write_sidecar(target, kept, algorithm)
         return kept
