@@ -227,7 +227,7 @@ def test_editing_mirror_lists_triggers_nothing(mini_run: Path, served: LoopbackS
     assert len(served.requests) == before
 
 
-def test_pinning_a_recorded_checksum_reruns_the_download_without_a_transfer(
+def test_a_pinned_checksum_reruns_the_download_without_a_transfer_and_unpinning_fetches_again(
     mini_run: Path, served: LoopbackServer
 ) -> None:
     target = "downloads/checkpoints/resnet18_linf_eps4_255.ckpt"
@@ -239,14 +239,20 @@ def test_pinning_a_recorded_checksum_reruns_the_download_without_a_transfer(
     pinned = mini_run / "pinned.yaml"
     pinned.write_text(yaml.safe_dump(config))
     before = len(served.requests)
-    for configfile in (pinned, mini_run / "mini.yaml"):  # pinned, then back as it was
-        run = snakemake(mini_run, "--cores", "1", target, configfile=str(configfile))
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert "rule download:" in run.stdout + run.stderr  # the checksum is in its params
+    run = snakemake(mini_run, "--cores", "1", target, configfile=str(pinned))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rule download:" in run.stdout + run.stderr  # the checksum is in its params
     assert len(served.requests) == before  # verified in place, not fetched
     assert path.stat().st_ino == stat_before.st_ino  # the same file (Snakemake touches it: what reads it reruns)
-    log = (mini_run / "results/mini/logs/download/checkpoints/resnet18_linf_eps4_255.ckpt.log").read_text()
-    assert f"verified (sha256 {recorded})" in log
+    log_path = mini_run / "results/mini/logs/download/checkpoints/resnet18_linf_eps4_255.ckpt.log"
+    assert f"verified (sha256 {recorded})" in log_path.read_text()
+    # Back to no checksum: nothing vouches for the copy but a digest recorded from a transfer
+    # (which may have been a truncated one), so the rerun download job fetches it again.
+    run = snakemake(mini_run, "--cores", "1", target, configfile=str(mini_run / "mini.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(served.requests) > before
+    assert "no checksum pinned in the config; downloading it again" in log_path.read_text()
+    assert (mini_run / f"{target}.sha256").read_text().split()[0] == recorded  # the same bytes came back
 
 
 def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: LoopbackServer) -> None:
