@@ -3,10 +3,10 @@
 brainscore-core pins numpy<2 and xarray<2022.6, which the project's pinned set
 (envs/constraints.txt) cannot hold, so this runs in a separate environment:
 
-    python3.11 -m venv /tmp/bsc && /tmp/bsc/bin/pip install "numpy==1.26.4" "pandas==1.5.3" \
+    python3.11 -m venv .venv-brainscore && .venv-brainscore/bin/pip install "numpy==1.26.4" "pandas==1.5.3" \
         "xarray==2022.3.0" "netCDF4<1.7" pillow tqdm boto3 six
-    /tmp/bsc/bin/pip install --no-deps brainscore-core==2.5.0
-    /tmp/bsc/bin/python tests/brainscore_reference/make_reference.py tests/brainscore_reference
+    .venv-brainscore/bin/pip install --no-deps brainscore-core==2.5.0
+    .venv-brainscore/bin/python tests/brainscore_reference/make_reference.py tests/brainscore_reference
 
 It packages a tiny NeuroidAssembly (`package_data_assembly_locally`, which validates
 it and calls `write_netcdf`) and a tiny stimulus set (`package_stimulus_set_locally`:
