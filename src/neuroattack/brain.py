@@ -10,7 +10,6 @@ reads the brain's parameters directly and exists for white-box validation only.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,7 +23,6 @@ from neuroattack.recordings import make_recordings
 from neuroattack.untargeted import attack_targets
 
 READOUT_VARIABLES = ["readout_weight", "readout_bias"]
-log = logging.getLogger(__name__)
 
 
 def build_brain(

@@ -92,7 +92,7 @@ class Norm:
         """The 8-bit image shown for `images + delta` whose quantised perturbation still has
         norm <= eps. `images` must lie on the 8-bit grid. Returns (levels, quantised delta)."""
         if self.name == "l2":
-            return _quantize_l2(images, delta, eps)
+            return quantize(images, delta, eps)
         clean_levels = torch.round(images * LEVELS)
         steps = per_row(torch.floor(eps * LEVELS + 1e-4), delta)  # whole 8-bit steps within eps
         change = torch.round((images + delta).clamp(0, 1) * LEVELS) - clean_levels
@@ -111,7 +111,7 @@ def norm_named(name: str) -> Norm:
     return L2 if name == "l2" else LINF
 
 
-def _quantize_l2(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:
+def quantize(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:
     """8-bit image nearest to images + s * delta with the largest s in [0, 1] whose
     quantised perturbation has L2 norm <= eps."""
     clean_levels = torch.round(images * LEVELS)
@@ -133,8 +133,3 @@ def _quantize_l2(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 1
     scale = torch.where(ok_full, ones, low)
     levels = levels_at(scale)
     return levels, (levels - clean_levels) / LEVELS
-
-
-def quantize(images: Tensor, delta: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """L2 quantisation (`Norm.quantize` of `L2`)."""
-    return _quantize_l2(images, delta, eps)
