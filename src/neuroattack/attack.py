@@ -18,9 +18,10 @@ the clean and final responses, and so every reported change, are always float32.
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,17 @@ class AttackSettings:
     norm: str = "l2"  # one of geometry.NORMS
     chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it (tests/test_attack.py)
     precision: str = "float32"  # one of PRECISIONS: bf16 autocast in which search phases
+    prune_every: int = 0  # successive halving: gradient steps between prunings of restarts (0 = never)
+    prune_keep: float = 0.5  # the fraction of a row's live restarts each pruning keeps (the best ones)
 
     def __post_init__(self) -> None:
         for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("norm", NORMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if not 0 < self.prune_keep <= 1:
+            raise ValueError(f"prune_keep {self.prune_keep}: use a fraction in (0, 1]")
+        if self.prune_every < 0:
+            raise ValueError(f"prune_every {self.prune_every}: use 0 (never prune) or a positive number of steps")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], **overrides: Any) -> AttackSettings:
@@ -75,11 +82,17 @@ class AttackSettings:
         """Forward-and-backward passes of one restart: per phase, its start and its steps."""
         return self.phases * (1 + self.steps)
 
-    def passes_per_row(self) -> tuple[int, int]:
+    def passes_per_row(self, device: torch.device | None = None) -> tuple[int, int]:
         """(forward, backward) passes per row, all restarts included: one clean forward,
-        then per restart its gradient steps and one final forward."""
-        steps = self.gradient_steps_per_restart()
-        return 1 + self.restarts * (steps + 1), self.restarts * steps
+        then per live restart its gradient evaluations, and one final forward per survivor."""
+        survivors = _Survivors.of(self, self.segments(device or torch.device("cpu")))
+        backward = 0
+        for segment in self.segments(device or torch.device("cpu")):
+            backward += survivors.alive  # the segment's start
+            for _ in range(segment.steps):
+                backward += survivors.alive
+                survivors.count_step()
+        return 1 + backward + survivors.alive, backward
 
     def segments(self, device: torch.device) -> list[Segment]:
         """The search on `device`, as segments run one after another. Each segment starts
@@ -118,6 +131,40 @@ class Segment:
     steps: int
     bf16: bool
     first_step: int
+
+
+@dataclass
+class _Survivors:
+    """Successive halving of restarts: after every `every` gradient steps (never after the
+    last), each row keeps the best `keep` fraction (rounded up) of its live restarts."""
+
+    alive: int
+    every: int
+    keep: float
+    last: int  # gradient steps per restart, over all segments
+    done: int = 0
+
+    @classmethod
+    def of(cls, settings: AttackSettings, segments: Sequence[Segment]) -> _Survivors:
+        total = sum(segment.steps for segment in segments)
+        return cls(settings.restarts, settings.prune_every, settings.prune_keep, total)
+
+    def count_step(self) -> int:
+        """Count one step; returns how many restarts stay alive after it."""
+        self.done += 1
+        if self.every and self.done % self.every == 0 and self.done < self.last:
+            self.alive = max(1, math.ceil(self.alive * self.keep))
+        return self.alive
+
+    def after_step(self, score: Tensor) -> Tensor | None:
+        """Count one step; where it prunes, the indices of the surviving row-restarts
+        (rows' restarts adjacent, each row's best `score`s, in restart order)."""
+        before = self.alive
+        if self.count_step() == before:
+            return None
+        ranked = score.view(-1, before).argsort(dim=1, descending=True, stable=True)[:, : self.alive]
+        offsets = torch.arange(ranked.shape[0], device=score.device).unsqueeze(1) * before
+        return (ranked.sort(dim=1).values + offsets).flatten()
 
 
 def bf16_is_native(device: torch.device) -> bool:
@@ -250,10 +297,22 @@ class _Rows:
         """`delta` projected onto the ball of `radius`, then into the image box."""
         return clamp_to_box(self.images, self.norm.project(delta, radius))
 
+    def select(self, index: Tensor) -> _Rows:
+        """The row-restarts at `index`."""
+        return replace(
+            self,
+            images=self.images[index],
+            target=self.target[index],
+            eps=self.eps[index],
+            sign=self.sign[index],
+            clean=self.clean[index],
+            probe=self.probe[index],
+        )
+
 
 def _paper_phase(
-    rows: _Rows, best: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None]
-) -> tuple[Tensor, Tensor]:
+    rows: _Rows, best: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None], alive: _Survivors
+) -> tuple[_Rows, Tensor, Tensor]:
     """The published schedule: propose best + step * ascent direction; accept it if it
     raised the objective, else shrink the row's step by `step_decay`. The step starts at eps."""
     radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
@@ -270,12 +329,16 @@ def _paper_phase(
         best_value = torch.where(better, value, best_value)
         step = torch.where(better, step, step * settings.step_decay)
         tick()
-    return best, best_value
+        index = alive.after_step(best_value)
+        if index is not None:
+            rows, best, best_gradient, best_value, step = rows.select(index), best[index], best_gradient[index], best_value[index], step[index]
+            radius = radius[index]
+    return rows, best, best_value
 
 
 def _geometric_phase(
-    rows: _Rows, start: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None]
-) -> tuple[Tensor, Tensor]:
+    rows: _Rows, start: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None], alive: _Survivors
+) -> tuple[_Rows, Tensor, Tensor]:
     """The default schedule: always step from the latest iterate, with a step that shrinks
     geometrically from FIRST_STEP x radius to `final_step` x radius over the phase; keep the
     best point seen. A row whose gradient is exactly zero jumps a radius along a fresh random
@@ -297,7 +360,13 @@ def _geometric_phase(
         best = torch.where(_per_row(better, best), current, best)
         best_value = torch.where(better, value, best_value)
         tick()
-    return best, best_value
+        index = alive.after_step(best_value)
+        if index is not None:
+            rows, current, gradient, best, best_value = (
+                rows.select(index), current[index], gradient[index], best[index], best_value[index]
+            )
+            radius, flat_probe = radius[index], flat_probe[index]
+    return rows, best, best_value
 
 
 def _attack_chunk(
@@ -308,9 +377,10 @@ def _attack_chunk(
     phase = _paper_phase if settings.schedule == "paper" else _geometric_phase
     best = clamp_to_box(rows.images, start * _per_row(eps * segments[0].radius_factor, start))
     best_value = torch.zeros_like(eps)
+    alive = _Survivors.of(settings, segments)
     for segment in segments:
-        best, best_value = phase(rows, best, segment, settings, tick)
-    levels, delta = rows.norm.quantize(rows.images, best, eps)
+        rows, best, best_value = phase(rows, best, segment, settings, tick, alive)
+    levels, delta = rows.norm.quantize(rows.images, best, rows.eps)
     final = _float32_response(rows.response, levels / LEVELS, rows.target)
     return final - rows.clean, rows.norm.measure(delta), levels, best_value
 
@@ -356,9 +426,10 @@ def pgd_attack(
     )
     outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     total, steps = expanded.numel(), sum(segment.steps for segment in segments)
-    for first in range(0, total, settings.chunk_rows):
-        index = expanded[first : first + settings.chunk_rows]
-        restart = restart_of_row[first : first + settings.chunk_rows]
+    per_chunk = max(1, settings.chunk_rows // restarts) * restarts  # whole rows: pruning ranks a row's restarts
+    for first in range(0, total, per_chunk):
+        index = expanded[first : first + per_chunk]
+        restart = restart_of_row[first : first + per_chunk]
         chunk = _Rows(
             response, images[index], target[index], eps[index], sign[index], clean[index], probes[restart], norm
         )
@@ -371,9 +442,10 @@ def pgd_attack(
 
         outputs.append(_attack_chunk(chunk, starts[restart], settings, segments, tick))
     change, delta_norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
-    objective = (sign.repeat_interleave(restarts) * change).view(rows, restarts)
-    best = objective.argmax(dim=1) + torch.arange(rows, device=images.device) * restarts
-    forward, backward = settings.passes_per_row()
+    survivors = change.numel() // rows
+    objective = (sign.repeat_interleave(survivors) * change).view(rows, survivors)
+    best = objective.argmax(dim=1) + torch.arange(rows, device=images.device) * survivors
+    forward, backward = settings.passes_per_row(images.device)
     return AttackResult(
         clean=clean,
         change=change[best],
