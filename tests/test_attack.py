@@ -407,3 +407,50 @@ def test_progress_hears_every_step_and_ends_at_the_total() -> None:
     assert heard[-1] == (12.0, 12)
     assert len(heard) == 3 * settings.phases * settings.steps  # three chunks of rows, every step
     assert all(b[0] >= a[0] for a, b in itertools.pairwise(heard))
+
+
+# --- restart pruning (successive halving) ------------------------------------------------
+
+
+def test_pruning_keeps_each_rows_best_restarts_in_restart_order() -> None:
+    survivors = attack_module._Survivors(alive=4, every=1, keep=0.5, last=10)
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 3.0, 1.0, 2.0, 0.0])  # two rows, four restarts each
+    index = survivors.after_step(scores)
+    assert index is not None and index.tolist() == [1, 3, 4, 6]
+    assert survivors.alive == 2
+    assert survivors.after_step(torch.tensor([0.2, 0.1, 0.0, 5.0])).tolist() == [0, 3]  # type: ignore[union-attr]
+    assert survivors.alive == 1 and survivors.after_step(torch.tensor([1.0, 2.0])) is None  # one left: no more pruning
+
+
+def test_pruning_spends_the_stated_gradient_evaluations() -> None:
+    counter = PassCounter(ReluUnits())
+    rows = 5
+    kw = {"restarts": 4, "steps": 5, "wide_ball_factor": 1.0, "prune_every": 2, "prune_keep": 0.5, "chunk_rows": 8}
+    result = attack(counter, random_images(rows), 0.5, **kw)
+    # start and steps 1-2 with 4 restarts, steps 3-4 with 2, step 5 with 1 (never pruned after the last step)
+    assert result.backward_passes == 4 + 4 + 4 + 2 + 2 + 1
+    assert result.forward_passes == 1 + result.backward_passes + 1  # clean, evaluations, one final forward
+    assert (result.forward_passes, result.backward_passes) == AttackSettings(**kw).passes_per_row()  # type: ignore[arg-type]
+    assert counter.forward_rows == rows * result.forward_passes
+    assert counter.backward_rows == rows * result.backward_passes
+
+
+@pytest.mark.parametrize("schedule", ["geometric", "paper"])
+def test_pruning_that_keeps_every_restart_changes_nothing(schedule: str) -> None:
+    network = ReluUnits(seed=3)
+    images = random_images(6, seed=4)
+    eps = torch.tensor([0.3, 1.0, 2.5]).repeat(2)
+    plain = attack(network, images, eps, restarts=3, schedule=schedule)
+    kept = attack(network, images, eps, restarts=3, schedule=schedule, prune_every=2, prune_keep=1.0)
+    assert torch.equal(kept.perturbed, plain.perturbed)
+    assert torch.equal(kept.change, plain.change)
+    pruned = attack(network, images, eps, restarts=3, schedule=schedule, prune_every=2, prune_keep=0.5)
+    assert pruned.backward_passes < plain.backward_passes
+    assert not torch.equal(pruned.perturbed, plain.perturbed)  # pruning really ran
+
+
+def test_bad_pruning_names_the_key() -> None:
+    with pytest.raises(ValueError, match="prune_keep"):
+        AttackSettings(prune_keep=0.0)
+    with pytest.raises(ValueError, match="prune_every"):
+        AttackSettings(prune_every=-1)
