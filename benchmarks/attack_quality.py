@@ -42,16 +42,21 @@ from neuroattack.stimuli import embedded_stimuli
 
 
 def engines(
-    network: torch.nn.Module, job: Job, budget: int, restarts: int, chunk_rows: int
+    network: torch.nn.Module, job: Job, budget: int, restarts: int, chunk_rows: int, ours_restarts: int = 1
 ) -> dict[str, Callable[[int], Tensor]]:
-    """Every engine, each spending `budget` gradient evaluations per row."""
+    """Every engine, each spending `budget` gradient evaluations per row: ours (default) in
+    `ours_restarts` restarts (the default config's one), the others in `restarts`."""
     response = UnitResponse(network)
     plain = PlainUnit(network)
     per_restart = budget // restarts
     default = AttackSettings(
-        steps=per_restart - 1, restarts=restarts, wide_ball_factor=1.0, chunk_rows=chunk_rows, precision="float32"
+        steps=budget // ours_restarts - 1,
+        restarts=ours_restarts,
+        wide_ball_factor=1.0,
+        chunk_rows=chunk_rows,
+        precision="float32",
     )
-    paper = replace(default, schedule="paper", wide_ball_factor=2.0, steps=per_restart // 2 - 1)
+    paper = replace(default, schedule="paper", wide_ball_factor=2.0, steps=per_restart // 2 - 1, restarts=restarts)
     for settings in (default, paper):
         assert settings.restarts * settings.gradient_steps_per_restart() == budget, settings
 
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--units", type=int, default=8)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0])
     parser.add_argument("--budget", type=int, default=36, help="gradient evaluations per row, restarts included")
-    parser.add_argument("--restarts", type=int, default=2)
+    parser.add_argument("--restarts", type=int, default=2, help="restarts of the paper schedule, APGD and PGDL2")
+    parser.add_argument("--ours-restarts", type=int, default=1, help="restarts of ours (default), as in config.yaml")
     parser.add_argument("--chunk-rows", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n== {name} (training eps {weights.attrs.get('training_eps')}): {job.target.numel()} rows")
         results: dict[str, Tensor] = {}
         seconds: dict[str, float] = {}
-        for engine, run in engines(network, job, args.budget, args.restarts, args.chunk_rows).items():
+        for engine, run in engines(
+            network, job, args.budget, args.restarts, args.chunk_rows, args.ours_restarts
+        ).items():
             start = time.perf_counter()
             results[engine] = achieved(job, run(args.seed).detach().float())
             seconds[engine] = time.perf_counter() - start

@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--units", type=int, default=4)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0])
     parser.add_argument("--restarts", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=32, help="steps per phase (the paper's schedule, as in config/paper.yaml)")
+    parser.add_argument(
+        "--steps", type=int, default=32, help="steps per phase (the paper's schedule, as in config/paper.yaml)"
+    )
     parser.add_argument("--schedule", default="paper")
     parser.add_argument("--wide-ball-factor", type=float, default=2.0)
     parser.add_argument("--prune", nargs="+", default=["4:0.5", "8:0.5", "4:0.25"], help="prune_every:prune_keep pairs")
@@ -81,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     stimuli = embedded_stimuli(16, 32, args.seed)
     ids = stimuli["stimulus_id"].values[:: max(1, stimuli.sizes["stimulus_id"] // args.images)][: args.images]
     images = to_tensor(stimuli["pixels"].sel(stimulus_id=ids).values).contiguous()
-    curves: dict[str, tuple[list[int], Tensor]] = {}  # label -> (evaluations, achieved (points, eps) summed over networks)
-    totals: dict[str, list[Tensor]] = {}
+    totals: dict[str, list[Tensor]] = {}  # run -> per network, achieved change (eps, unit, image)
     for name in args.networks:
         weights = io.read_dataset(Path(args.results) / "networks" / f"{name}.nc")
         network = network_from_dataset(weights, name)
@@ -91,9 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         response = UnitResponse(network)
         singles = per_restart_changes(response, job, settings, args.restarts, args.seed)
         best_of = singles.cummax(dim=0).values  # (R, rows): best of the first R restarts
-        for r in CURVE:
-            if r <= args.restarts:
-                totals.setdefault(f"plain:{r}", []).append(achieved(job, job.direction * best_of[r - 1]))
+        for r in sorted({r for r in CURVE if r < args.restarts} | {args.restarts}):
+            totals.setdefault(f"plain:{r}", []).append(achieved(job, job.direction * best_of[r - 1]))
         for pair in args.prune:
             every, keep = pair.split(":")
             pruned = replace(settings, prune_every=int(every), prune_keep=float(keep))
@@ -101,9 +101,15 @@ def main(argv: list[str] | None = None) -> None:
             totals.setdefault(f"prune:{pair}", []).append(achieved(job, result.change))
         print(f"{name}: {job.target.numel()} rows done", flush=True)
     reference = torch.cat([t.flatten(1) for t in totals[f"plain:{args.restarts}"]], dim=1).mean(1)  # per eps
-    print(f"schedule {args.schedule}, {args.steps} steps per phase: {per_restart} gradient evaluations per restart; "
-          f"{args.restarts} restarts = {full} per row; networks {', '.join(args.networks)}")
-    print(f"{'run':>16} {'evals/row':>10} {'of full':>8} " + "".join(f"{'eps ' + format(e, 'g'):>10}" for e in args.eps) + f"{'all':>10}")
+    print(
+        f"schedule {args.schedule}, {args.steps} steps per phase: {per_restart} gradient evaluations per restart; "
+        f"{args.restarts} restarts = {full} per row; networks {', '.join(args.networks)}"
+    )
+    print(
+        f"{'run':>16} {'evals/row':>10} {'of full':>8} "
+        + "".join(f"{'eps ' + format(e, 'g'):>10}" for e in args.eps)
+        + f"{'all':>10}"
+    )
     points: dict[str, tuple[int, Tensor]] = {}
     for label, parts in totals.items():
         kind, value = label.split(":", 1)
@@ -117,7 +123,11 @@ def main(argv: list[str] | None = None) -> None:
         overall = float(means.sum() / reference.sum())
         points[label] = (evaluations, torch.cat([ratio, torch.tensor([overall])]))
         name = f"R = {value}" if kind == "plain" else f"halving {value}"
-        print(f"{name:>16} {evaluations:>10} {evaluations / full:>8.1%} " + "".join(f"{float(r):>10.4f}" for r in ratio) + f"{overall:>10.4f}")
+        print(
+            f"{name:>16} {evaluations:>10} {evaluations / full:>8.1%} "
+            + "".join(f"{float(r):>10.4f}" for r in ratio)
+            + f"{overall:>10.4f}"
+        )
     figure(points, args.eps, full, args.figure)
     print(f"figure: {args.figure}")
 
@@ -126,11 +136,15 @@ def figure(points: dict[str, tuple[int, Tensor]], eps_grid: list[float], full: i
     fig, ax = plt.subplots(figsize=(6.5, 4))
     plain = sorted((e, r) for label, (e, r) in points.items() if label.startswith("plain"))
     for j, eps in enumerate(eps_grid):
-        ax.plot([e for e, _ in plain], [float(r[j]) for _, r in plain], marker=".", label=f"plain restarts, eps {eps:g}")
+        ax.plot(
+            [e for e, _ in plain], [float(r[j]) for _, r in plain], marker=".", label=f"plain restarts, eps {eps:g}"
+        )
     for label, (e, r) in points.items():
         if label.startswith("prune"):
             ax.scatter([e] * len(eps_grid), r[:-1].numpy(), marker="x", color="black")
-            ax.annotate(label.split(":", 1)[1], (e, float(r[:-1].min())), fontsize=7, textcoords="offset points", xytext=(3, -9))
+            ax.annotate(
+                label.split(":", 1)[1], (e, float(r[:-1].min())), fontsize=7, textcoords="offset points", xytext=(3, -9)
+            )
     ax.axhline(0.995, color="grey", linestyle=":", linewidth=1)
     ax.axvline(0.25 * full, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -454,3 +456,49 @@ def test_bad_pruning_names_the_key() -> None:
         AttackSettings(prune_keep=0.0)
     with pytest.raises(ValueError, match="prune_every"):
         AttackSettings(prune_every=-1)
+
+
+# --- against the APGD-L2 reference, on a trained network --------------------------------
+
+
+def trained_relu_units(seed: int = 0) -> ReluUnits:
+    """ReluUnits trained for a few seconds to classify images by a fixed random linear rule
+    (16 classes): trained weights, whose units curve unlike a random network's."""
+    network = ReluUnits(seed=seed).requires_grad_(True)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(512, *SHAPE, generator=generator)
+    rule = torch.randn(math.prod(SHAPE), 16, generator=generator)
+    labels = (images.flatten(1) @ rule).argmax(1)
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    for step in range(150):
+        batch = torch.arange(64) + 64 * (step % 8)
+        loss = nn.functional.cross_entropy(network.body(images[batch]), labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return network.requires_grad_(False).eval()
+
+
+def test_default_schedule_beats_apgd_at_equal_budget_on_a_trained_network() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_attacks import apgd_change
+
+    network = trained_relu_units()
+    eps_grid = (0.1, 0.3, 1.0, 3.0)
+    cases = 24
+    images = random_images(cases, seed=11).repeat(len(eps_grid), 1, 1, 1)
+    target = (torch.arange(cases) % 16).repeat(len(eps_grid))
+    eps = torch.tensor(eps_grid).repeat_interleave(cases)
+    budget = 36  # the default config's gradient evaluations per row
+    settings = AttackSettings(steps=budget - 1, restarts=1, wide_ball_factor=1.0)
+    assert settings.passes_per_row()[1] == budget
+    for sign in (1.0, -1.0):
+        direction = torch.full((eps.numel(),), sign)
+        ours = sign * pgd_attack(network, images, target, eps, direction, settings, 0).change
+        apgd = sign * apgd_change(network, images, target, eps, direction, budget, 2, 0)
+        for e, value in enumerate(eps_grid):
+            rows = slice(e * cases, (e + 1) * cases)
+            ratio = float(ours[rows].mean() / apgd[rows].mean())
+            assert ratio >= 0.999, (value, sign, ratio)  # level at small eps, where every search converges
+        overall = float(ours.sum() / apgd.sum())
+        assert overall >= 1.005, (sign, overall)  # ahead where the search matters (large eps)

@@ -8,7 +8,9 @@ ball and clamped to the image box; a row accepts the proposal if it raised the
 objective and otherwise shrinks its step by `step_decay` (so each row's iterate
 is the best point it has seen). The first phase runs inside a ball of radius
 `wide_ball_factor * eps`, the second inside eps. The final image is quantised to
-8 bits and its norm re-checked (never above eps). Gradients are taken with
+8 bits and its norm re-checked (never above eps). Restarts may be pruned by
+successive halving (`prune_every`, `prune_keep`): every few steps each row keeps its
+best restarts, so the paper's many restarts cost a fraction of their evaluations. Gradients are taken with
 respect to the input only, and nothing in the step loop synchronises with the host.
 
 Precision: the search may run under bf16 autocast (`AttackSettings.precision`), but
@@ -331,7 +333,13 @@ def _paper_phase(
         tick()
         index = alive.after_step(best_value)
         if index is not None:
-            rows, best, best_gradient, best_value, step = rows.select(index), best[index], best_gradient[index], best_value[index], step[index]
+            rows, best, best_gradient, best_value, step = (
+                rows.select(index),
+                best[index],
+                best_gradient[index],
+                best_value[index],
+                step[index],
+            )
             radius = radius[index]
     return rows, best, best_value
 
@@ -363,7 +371,11 @@ def _geometric_phase(
         index = alive.after_step(best_value)
         if index is not None:
             rows, current, gradient, best, best_value = (
-                rows.select(index), current[index], gradient[index], best[index], best_value[index]
+                rows.select(index),
+                current[index],
+                gradient[index],
+                best[index],
+                best_value[index],
             )
             radius, flat_probe = radius[index], flat_probe[index]
     return rows, best, best_value
@@ -399,7 +411,9 @@ def pgd_attack(
 
     Each row is expanded into `settings.restarts` restarts (restart k of every row
     starts from the same point of the unit ball, scaled to the row's radius); the
-    restart whose quantised objective direction * change is largest is returned.
+    restart whose quantised objective direction * change is largest is returned. With
+    `settings.prune_every`, restarts are pruned by successive halving on the way (the
+    best unquantised objective so far decides); only the survivors are quantised.
     `progress(done, total)`, if given, hears after every step how many of the `total`
     row-restarts are done (it is called from the host; nothing waits for the device).
     """
