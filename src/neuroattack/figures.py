@@ -29,53 +29,131 @@ def network_populations(sensitivity: xr.Dataset) -> list[str]:
 
 
 def figure1_populations(sensitivity: xr.Dataset) -> list[str]:
-    """Brain first, then the networks (baselines are left to other figures). Without
-    recordings of perturbed images the surrogate's prediction stands in for the brain."""
+    """Brain first (the black-box estimate, the surrogate's prediction beside it as the
+    upper reference, the white-box truth where the brain is simulated), then the networks
+    (baselines are left to other figures). Without recordings of perturbed images the
+    surrogate's prediction stands in for the brain."""
     present = set(sensitivity["population"].values.tolist())
-    brain = [BRAIN, BRAIN_WHITE_BOX] if BRAIN in present else [SURROGATE]
+    brain = [BRAIN, SURROGATE, BRAIN_WHITE_BOX] if BRAIN in present else [SURROGATE]
     return [p for p in [*brain, *network_populations(sensitivity)] if p in present]
 
 
+# How the brain's populations are drawn and named in figure 1; networks get the rest.
+FIGURE1_LABELS = {
+    BRAIN: "brain, black box (a lower bound)",
+    SURROGATE: "surrogate's prediction (upper reference)",
+    BRAIN_WHITE_BOX: "brain, white box (truth, in silico)",
+}
+FIGURE1_STYLES: dict[str, dict[str, Any]] = {
+    BRAIN: {"color": "black", "marker": "^", "linestyle": "-", "linewidth": 2.0},
+    SURROGATE: {"color": "#7f7f7f", "marker": "v", "linestyle": ":", "linewidth": 1.5},
+    BRAIN_WHITE_BOX: {"color": "#cc79a7", "marker": "o", "linestyle": "--", "linewidth": 1.5, "mfc": "white"},
+}
+# Colour-blind-safe colours that the brain's styles do not use (Okabe-Ito, then tab10), and markers.
+NETWORK_COLOURS = ["#0072b2", "#e69f00", "#009e73", "#d55e00", "#56b4e9", "#f0e442", "#8c564b", "#17becf"]
+NETWORK_MARKERS = ["s", "D", "P", "X", "*", "h", "p", "<", ">", "d"]
+
+
+def figure1_style(populations: list[str]) -> dict[str, dict[str, Any]]:
+    """A distinct colour and marker for every population of figure 1 (networks in order)."""
+    styles = {p: FIGURE1_STYLES[p] for p in populations if p in FIGURE1_STYLES}
+    networks = [p for p in populations if p not in FIGURE1_STYLES]
+    for index, name in enumerate(networks):
+        colour = NETWORK_COLOURS[index % len(NETWORK_COLOURS)]
+        marker = NETWORK_MARKERS[index % len(NETWORK_MARKERS)]
+        styles[name] = {"color": colour, "marker": marker, "linestyle": "-", "linewidth": 1.2}
+    return styles
+
+
+def figure1_label(population: str, brain_is_surrogate: bool) -> str:
+    if brain_is_surrogate and population == SURROGATE:
+        return "IT, predicted by the surrogate (no recordings of perturbed images)"
+    return FIGURE1_LABELS.get(population, population)
+
+
 def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
-    """s~(eps) of the brain and every network, with 95% CIs and both reference levels."""
-    shown = sensitivity.sel(population=figure1_populations(sensitivity))
-    table = shown[["s_tilde", "ci_low", "ci_high"]].to_dataframe().reset_index()
+    """s~(eps) of the brain and every network, with 95% CIs and both reference levels, on
+    a linear axis (the black-box estimate can be below zero where the brain's change is
+    lost in its noise). The black-box estimate is marked as the lower bound it is."""
+    populations = figure1_populations(sensitivity)
+    shown = sensitivity.sel(population=populations)
+    styles = figure1_style(populations)
+    brain_is_surrogate = BRAIN not in populations
     sns.set_theme(style="ticks", context="paper")
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    palette = dict(
-        zip(shown["population"].values, sns.color_palette("colorblind", shown.sizes["population"]), strict=True)
-    )
-    dashes: dict[str, Any] = {p: (2, 2) if p == BRAIN_WHITE_BOX else "" for p in shown["population"].values}
-    sns.lineplot(
-        data=table,
-        x="eps",
-        y="s_tilde",
-        hue="population",
-        style="population",
-        palette=palette,
-        dashes=dashes,
-        markers=True,
-        ax=ax,
-        errorbar=None,
-    )
-    for name, group in table.groupby("population", sort=False):
-        ax.fill_between(group["eps"], group["ci_low"], group["ci_high"], color=palette[name], alpha=0.2, linewidth=0)
-    reference = BRAIN if BRAIN in shown["population"] else SURROGATE
-    pair_level = float(sensitivity["random_pair_level"].sel(population=reference))
-    ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1, label="1 s.d.")
-    if np.isfinite(pair_level):
-        ax.axhline(pair_level, color="0.3", linestyle="--", linewidth=1, label="random image pairs (recorded sites)")
+    fig, ax = plt.subplots(figsize=(7.4, 4.2))
+    eps = shown["eps"].values
+    for name in populations:
+        row = shown.sel(population=name)
+        style = styles[name]
+        ax.fill_between(eps, row["ci_low"], row["ci_high"], color=style["color"], alpha=0.15, linewidth=0)
+        ax.plot(eps, row["s_tilde"], markersize=6, label=figure1_label(name, brain_is_surrogate), **style)
+    if not brain_is_surrogate:
+        _mark_lower_bound(ax, shown.sel(population=BRAIN))
+    pair_level = float(sensitivity["random_pair_level"].sel(population=SURROGATE if brain_is_surrogate else BRAIN))
+    _reference_levels(ax, pair_level)
+    ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
     ax.set_xscale("log")
-    # Black-box estimates are unbiased, so they can dip below zero: symlog keeps them visible.
-    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_xticks(eps, [f"{e:g}" for e in eps])
+    ax.minorticks_off()
     ax.set_xlabel(r"perturbation budget $\epsilon$ (L2, pixels in [0, 1])")
-    ax.set_ylabel(r"normalised sensitivity $\tilde{s}(\epsilon)$")
+    ax.set_ylabel(r"normalised sensitivity $\tilde{s}(\epsilon)$ (s.d. of clean responses)")
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     sns.despine(fig)
     fig.tight_layout()
     plotted = shown[["s_tilde", "ci_low", "ci_high", "random_pair_level"]].copy()
-    plotted.attrs = {"one_sd_level": 1.0, "random_pair_level_brain": pair_level}
+    plotted = plotted.assign_coords(
+        label=("population", [figure1_label(p, brain_is_surrogate) for p in populations]),
+        colour=("population", [styles[p]["color"] for p in populations]),
+        marker=("population", [styles[p]["marker"] for p in populations]),
+    )
+    plotted.attrs = {"one_sd_level": 1.0, "random_pair_level_brain": pair_level, "y_scale": "linear"}
     return fig, plotted
+
+
+def _mark_lower_bound(ax: Axes, brain: xr.Dataset) -> None:
+    """Upward arrows from the black-box estimate and a note: the truth lies above it."""
+    eps, values = brain["eps"].values, brain["s_tilde"].values
+    span = float(np.nanmax(brain["ci_high"].values) - min(0.0, float(np.nanmin(brain["ci_low"].values))))
+    for x, y in zip(eps, values, strict=True):
+        ax.annotate(
+            "", xy=(x, y + 0.12 * max(span, 0.1)), xytext=(x, y), arrowprops={"arrowstyle": "->", "color": "black"}
+        )
+    ax.annotate(
+        "black box = lower bound:\nthe brain's true sensitivity\nlies above",
+        xy=(eps[-1], values[-1]),
+        xytext=(6, -26),
+        textcoords="offset points",
+        fontsize=7,
+        ha="left",
+    )
+
+
+def _reference_levels(ax: Axes, pair_level: float) -> None:
+    """The 1-s.d. level as a wide pale band and the random-pair level as a thin dark dashed
+    line on top, so that both stay visible when the two levels coincide; each named at the
+    left edge (the two names apart even then)."""
+    ax.axhline(1.0, color="#9ecae1", linewidth=5, alpha=0.8, zorder=0.5, label="1 s.d. of clean responses")
+    if not np.isfinite(pair_level):
+        return
+    ax.axhline(pair_level, color="0.15", linestyle=(0, (4, 2)), linewidth=1.0, zorder=0.6, label="random image pairs")
+    close = abs(pair_level - 1.0) < 0.08
+    one_sd_above = pair_level <= 1.0
+    transform = ax.get_yaxis_transform()
+    for level, text, colour, above in [
+        (1.0, "1 s.d.", "#3182bd", one_sd_above or not close),
+        (pair_level, f"random pairs ({pair_level:.2f})", "0.15", not one_sd_above or not close),
+    ]:
+        ax.annotate(
+            text,
+            xy=(0.01, level),
+            xycoords=transform,
+            xytext=(0, 3 if above else -3),
+            textcoords="offset points",
+            fontsize=7,
+            ha="left",
+            va="bottom" if above else "top",
+            color=colour,
+        )
 
 
 # --- figure 3: category preference ----------------------------------------------------
