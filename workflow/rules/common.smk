@@ -235,6 +235,7 @@ def figure3_outputs():
 
 def final_outputs():
     outputs = [figure1_outputs(), figure3_outputs()]
+    outputs += report_outputs()  # figures 2 and 4, the s~ table (figures.smk)
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:
