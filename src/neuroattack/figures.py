@@ -420,7 +420,7 @@ def figure2(examples: xr.Dataset) -> tuple[Figure, xr.Dataset]:
             _image(fig.add_subplot(grid[2 * site, column]), cell["perturbed"].values, rf"$\epsilon$={e:g} {arrow}")
             picture, factor = amplified(cell["perturbation"].values)
             factors[site, eps.index(e), directions.index(direction)] = factor
-            _image(fig.add_subplot(grid[2 * site + 1, column]), picture, f"δ × {factor:.0f}")
+            _image(fig.add_subplot(grid[2 * site + 1, column]), picture, rf"$\delta \times$ {factor:.0f}")
         responses = fig.add_subplot(grid[2 * site : 2 * site + 2, -1])
         _draw_example_responses(responses, row, eps, directions, legend=site == 0)
     responses.set_xlabel(r"budget $\epsilon$ (L2, pixels in [0, 1])", fontsize=7)
