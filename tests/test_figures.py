@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
 from matplotlib.lines import Line2D
 
-from neuroattack import figures
+from neuroattack import coverage, figures, io
 from neuroattack.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, random_directions
 
 EPS = [0.1, 0.3, 1.0, 3.0]
@@ -105,3 +107,152 @@ def test_figure1_without_perturbed_recordings_draws_the_surrogate_for_the_brain(
     assert not any("lower bound" in label for label in curves(fig))
     assert float(plotted.attrs["random_pair_level_brain"]) == pytest.approx(1.1)
     plt.close(fig)
+
+
+# --- figures 2 and 4 on a synthetic experiment with a known answer ---------------------
+
+SITES, IMAGES, STIMULI, SIDE = 5, 4, 12, 4
+DIRECTIONS = ["increase", "decrease"]
+SMALL_EPS = [0.5, 2.0]
+
+
+def experiment(with_responses: bool = True) -> dict[str, object]:
+    """Site k's recorded clean responses have s.d. 1 over stimuli; every attack on site k
+    moves it by k/2 s.d. at the small eps and k s.d. at the large one, in the predicted
+    direction: s~_k = (k/2, k) exactly."""
+    rng = np.random.default_rng(1)
+    ids = [f"s{i:02d}" for i in range(STIMULI)]
+    neuroids = [f"n{k}" for k in range(SITES)]
+    pixels = rng.integers(0, 256, (STIMULI, SIDE, SIDE, 3), dtype=np.uint8)
+    stimuli = xr.Dataset({"pixels": (("stimulus_id", "y", "x", "channel"), pixels)}, coords={"stimulus_id": ids})
+    means = rng.normal(5.0, 1.0, (STIMULI, SITES))
+    means = (means - means.mean(0)) / means.std(0, ddof=1) + 5.0  # s.d. exactly 1 per site
+    recordings = xr.Dataset(
+        {"response": (("presentation", "neuroid"), np.repeat(means, 2, axis=0))},
+        coords={
+            "stimulus_id": ("presentation", np.repeat(ids, 2)),
+            "repetition": ("presentation", np.tile([0, 1], STIMULI)),
+            "neuroid_id": ("neuroid", neuroids),
+        },
+    )
+    size = np.arange(SITES)[:, None] * np.asarray(SMALL_EPS)[None, :] / 2.0  # (site, eps)
+    change = np.stack([size, -size], axis=-1)  # increase pushes up, decrease down
+    attacks = []
+    for image in range(IMAGES):
+        perturbed = np.broadcast_to(pixels[image], (SITES, len(SMALL_EPS), 2, SIDE, SIDE, 3)).copy()
+        perturbed[..., 0, 0, 0] = np.where(pixels[image, 0, 0, 0] > 127, 0, 255)  # one pixel moved
+        attack = xr.Dataset(
+            {
+                "site_clean": ("site", means[image]),
+                "site_change": (("site", "eps", "direction"), change),
+                "perturbed": (("site", "eps", "direction", "y", "x", "channel"), perturbed),
+            },
+            coords={"eps": SMALL_EPS, "direction": DIRECTIONS, "neuroid_id": ("site", neuroids)},
+        )
+        attack.attrs["stimulus_id"] = ids[image]
+        attacks.append(attack)
+    cube = np.broadcast_to(change[:, None], (SITES, IMAGES, len(SMALL_EPS), 2))
+    clean = means[:IMAGES].T  # (site, image)
+    responses = xr.Dataset(
+        {
+            "predicted_change": (("site", "image", "eps", "direction"), cube),
+            "recorded_change": (("site", "image", "eps", "direction"), cube),
+            "recorded": (("site", "image", "eps", "direction"), cube + clean[:, :, None, None]),
+            "recorded_clean": (("site", "image"), clean),
+        },
+        coords={"image": ids[:IMAGES], "eps": SMALL_EPS, "direction": DIRECTIONS, "neuroid_id": ("site", neuroids)},
+    )
+    sensitivity = sensitivity_file([BRAIN_BLACK_BOX if with_responses else SURROGATE, "standard"], pair_level=1.2)
+    if not with_responses:
+        sensitivity["random_pair_level"][:] = 1.2
+    return {
+        "stimuli": stimuli,
+        "attacks": attacks,
+        "responses": responses if with_responses else None,
+        "recordings": recordings,
+        "sensitivity": sensitivity,
+    }
+
+
+def covered(inputs: dict[str, object]) -> xr.Dataset:
+    return coverage.coverage(
+        inputs["attacks"],  # type: ignore[arg-type]
+        inputs["responses"],  # type: ignore[arg-type]
+        inputs["recordings"],  # type: ignore[arg-type]
+        None,
+        inputs["sensitivity"],  # type: ignore[arg-type]
+        bootstrap=50,
+        seed=0,
+    )
+
+
+@pytest.mark.parametrize("with_responses", [True, False])
+def test_coverage_recovers_known_per_site_sensitivity(with_responses: bool) -> None:
+    result = covered(experiment(with_responses))
+    estimate = BRAIN_BLACK_BOX if with_responses else SURROGATE
+    assert figures.main_estimate(result) == estimate
+    expected = np.arange(SITES)[:, None] * np.asarray(SMALL_EPS)[None, :] / 2.0
+    np.testing.assert_allclose(result["site_s_tilde"].sel(estimate=estimate).values, expected, atol=1e-9)
+    # every image gives the same change here, so the interval over images is the value itself
+    np.testing.assert_allclose(result["site_ci_low"].sel(estimate=estimate).values, expected, atol=1e-9)
+    # moved by >= 1 s.d.: at eps 0.5 (k/4) only site 4; at eps 2 (k) sites 1 to 4
+    moved = result["moved_fraction"].sel(estimate=estimate).values
+    np.testing.assert_allclose(moved, [1 / 5, 4 / 5])
+    assert result.attrs["random_pair_level"] == pytest.approx(1.2)
+
+
+def test_figure4_sorts_sites_and_states_the_moved_fraction() -> None:
+    fig, plotted = figures.figure4(covered(experiment()))
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["n4", "n3", "n2", "n1", "n0"]
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert any("80% of pairs moved" in label for label in labels)
+    assert any("20% of pairs moved" in label for label in labels)
+    assert int(plotted["site_rank"].isel(site=4)) == 0  # the most sensitive site is drawn first
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("with_responses", [True, False])
+def test_figure2_shows_the_most_median_and_least_sensitive_sites(with_responses: bool) -> None:
+    inputs = experiment(with_responses)
+    examples = coverage.examples(
+        inputs["stimuli"],  # type: ignore[arg-type]
+        inputs["attacks"],  # type: ignore[arg-type]
+        inputs["responses"],  # type: ignore[arg-type]
+        inputs["recordings"],  # type: ignore[arg-type]
+        sites=3,
+    )
+    assert list(examples["neuroid_id"].values) == ["n4", "n2", "n0"]
+    assert ("recorded" in examples) == with_responses
+    one_pixel = examples["perturbation"].isel(site=0, eps=0, direction=0).values
+    assert np.count_nonzero(one_pixel) == 1 and abs(one_pixel[0, 0, 0]) > 0
+    natural = examples["natural_max"].values - examples["natural_min"].values
+    assert bool((natural > 0).all())
+    fig, plotted = figures.figure2(examples)
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 3 * (1 + 2 * 2 * len(SMALL_EPS))  # clean + (perturbed, perturbation) per cell
+    np.testing.assert_allclose(plotted["amplification"].values[0, 0, 0], 0.5 / np.abs(one_pixel).max())
+    plt.close(fig)
+
+
+def test_amplified_perturbation_fills_the_range_around_grey() -> None:
+    picture, factor = figures.amplified(np.array([[[-0.01, 0.0, 0.02]]]))
+    np.testing.assert_allclose(picture.ravel(), [0.25, 0.5, 1.0])
+    assert factor == pytest.approx(25.0)
+
+
+def test_the_sensitivity_table_lists_figure1s_populations_with_intervals() -> None:
+    html = figures.sensitivity_table(sensitivity_file(IN_SILICO))
+    assert "brain, black box (a lower bound)" in html and "robust_eps3" in html
+    assert "random directions" not in html
+    assert html.count("</tr>") == 2 + 7  # two header rows (columns, index name), one row per population
+
+
+@pytest.mark.slow
+def test_the_tiny_run_draws_figures_2_and_4_with_their_numbers(tiny_run: Path) -> None:
+    for number, variables in [(2, {"perturbed", "predicted", "recorded", "amplification"}), (4, {"site_s_tilde"})]:
+        stem = tiny_run / "figures" / f"figure{number}"
+        assert stem.with_suffix(".png").stat().st_size > 10_000 and stem.with_suffix(".pdf").stat().st_size > 1_000
+        assert variables <= set(io.read_dataset(stem.with_suffix(".nc")).data_vars)
+    table = (tiny_run / "report" / "sensitivity_table.html").read_text()
+    assert "brain, black box (a lower bound)" in table

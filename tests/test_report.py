@@ -78,7 +78,9 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_the_report_embeds_every_declared_figure_with_its_caption(report: Path, tiny_run: Path) -> None:
     html = report.read_text()
     results = embedded(html, "results")
-    figures = {entry["job_properties"]["rule"]: entry for entry in results.values() if entry["mime_type"] == "image/png"}
+    figures = {
+        entry["job_properties"]["rule"]: entry for entry in results.values() if entry["mime_type"] == "image/png"
+    }
     declared = declared_figure_rules(tiny_run.parent.parent)
     assert {"figure1", "figure2", "figure3", "figure4"} <= declared
     assert declared <= set(figures), f"figures declared but not in the report: {declared - set(figures)}"

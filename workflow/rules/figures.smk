@@ -4,26 +4,6 @@
 EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least sensitive
 
 
-def figure2_outputs():
-    return multiext(result("figures/figure2"), ".png", ".pdf", ".nc")
-
-
-def figure4_outputs():
-    return multiext(result("figures/figure4"), ".png", ".pdf", ".nc")
-
-
-def report_outputs():
-    return [figure2_outputs(), figure4_outputs(), result("report/sensitivity_table.html")]
-
-
-def brain_inputs(wildcards):
-    """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
-    return {
-        **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
-        **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
-    }
-
-
 rule figure2:
     input:
         unpack(lambda wildcards: {"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
@@ -45,7 +25,7 @@ rule figure2:
 
 rule figure4:
     input:
-        unpack(brain_inputs),
+        unpack(coverage_brain_inputs),
         recordings=result("recordings/clean.nc"),
         attacks=attack_files(),
         sensitivity=result("sensitivity/sensitivity.nc"),
