@@ -321,6 +321,19 @@ def figure4(coverage: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     sns.set_theme(style="ticks", context="paper")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.0), gridspec_kw={"width_ratios": [1, 1.3]})
     _draw_sites(left, shown.isel(site=order), colours)
+    if BRAIN_WHITE_BOX in coverage["estimate"].values and estimate != BRAIN_WHITE_BOX:
+        truth = coverage["site_s_tilde"].sel(estimate=BRAIN_WHITE_BOX).isel(eps=-1, site=order).values
+        left.scatter(
+            np.arange(len(order)) + 0.25,
+            truth,
+            marker="D",
+            facecolors="none",
+            edgecolors="#cc79a7",
+            s=22,
+            zorder=3,
+            label=rf"white-box truth, $\epsilon$ = {eps[-1]:g}",
+        )
+        left.legend(fontsize=7, frameon=False, loc="upper right")
     _reference_levels(left, float(coverage.attrs["random_pair_level"]))
     left.set_title(f"every site: {FIGURE1_LABELS.get(estimate, estimate)}", fontsize=8)
     _draw_images(right, shown, colours)
