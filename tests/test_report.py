@@ -107,7 +107,7 @@ def test_every_figure_loads_in_chromium(report: Path, tiny_run: Path, chromium: 
     SCREENSHOTS.mkdir(parents=True)
     loaded = {}
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(report.as_uri())
         page.wait_for_function("typeof app !== 'undefined'", timeout=60_000)
