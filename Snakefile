@@ -29,6 +29,12 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/preference.smk"
+include: "workflow/rules/figures.smk"
+
+
+# `snakemake --report report.html`: every output marked with report() (the figures, the
+# s~ table), the config, and this description of what was run.
+report: "workflow/report/workflow.rst"
 
 
 rule all:

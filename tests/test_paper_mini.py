@@ -119,6 +119,9 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "figure3": 1,
         "sensitivity": 1,
         "figure1": 1,
+        "figure2": 1,
+        "figure4": 1,
+        "sensitivity_table": 1,
         "all": 1,
     }
     assert job_counts(run.stdout) == {**expected, "total": sum(expected.values())}

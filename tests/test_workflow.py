@@ -190,6 +190,7 @@ def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Pat
     counts = job_counts(dry_run_with(tiny_run.parent.parent, tmp_path, config))
     counts.pop("total")
     aggregates = {"record_attacks", "brain_white_box", "sensitivity", "figure1", "all"}
+    aggregates |= {"figure2", "figure4", "sensitivity_table"}
     assert counts == {"attack_image": 1, **{rule: 1 for rule in aggregates}}, counts
 
 

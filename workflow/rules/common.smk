@@ -235,8 +235,32 @@ def figure3_outputs():
 
 def final_outputs():
     outputs = [figure1_outputs(), figure3_outputs()]
+    outputs += report_outputs()  # figures 2 and 4, the s~ table (figures.smk)
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:
         outputs.append(multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"))
     return outputs
+
+
+# --- figures 2 and 4 and the report (figures.smk) ------------------------------------
+
+
+def figure2_outputs():
+    return multiext(result("figures/figure2"), ".png", ".pdf", ".nc")
+
+
+def figure4_outputs():
+    return multiext(result("figures/figure4"), ".png", ".pdf", ".nc")
+
+
+def report_outputs():
+    return [figure2_outputs(), figure4_outputs(), result("report/sensitivity_table.html")]
+
+
+def coverage_brain_inputs(wildcards):
+    """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
+    return {
+        **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
+        **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
+    }
