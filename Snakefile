@@ -29,6 +29,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/preference.smk"
+include: "workflow/rules/screening.smk"
 
 
 rule all:

@@ -92,6 +92,13 @@ def stratified_splits(
     categories: np.ndarray, splits: int, test_fraction: float, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) row indices of `splits` random splits, stratified by category."""
+    classes, held_out = len(set(np.asarray(categories).tolist())), int(np.ceil(test_fraction * len(categories)))
+    if held_out < classes:
+        raise ValueError(
+            f"screening.test_fraction = {test_fraction} holds out {held_out} of {len(categories)} stimuli, fewer than "
+            f"their {classes} categories, so a split cannot hold one of each; raise screening.test_fraction to at "
+            f"least {classes / len(categories):.2f}"
+        )
     splitter = StratifiedShuffleSplit(n_splits=splits, test_size=test_fraction, random_state=seed)
     rows = np.zeros((len(categories), 1))
     return [(train, test) for train, test in splitter.split(rows, np.asarray(categories))]
@@ -364,7 +371,7 @@ def screen(
     features: Mapping[str, xr.Dataset],
     surrogate: Mapping[str, Any],
     screening: Mapping[str, Any],
-    attack: Mapping[str, Any],
+    attack: AttackSettings,
     seed: int,
     sites: int | None = None,
     brain: xr.Dataset | None = None,
@@ -478,7 +485,7 @@ def _transfer(
     recordings: xr.Dataset,
     neuroids: np.ndarray,
     screening: Mapping[str, Any],
-    attack: Mapping[str, Any],
+    attack: AttackSettings,
     seed: int,
     brain: xr.Dataset | None,
     white_box: xr.Dataset | None,
@@ -489,8 +496,8 @@ def _transfer(
     """`transfer` (candidate) with its interval, and the (attacker, target) transfer matrix."""
     eps = float(screening["eps"])
     draws = int(screening["bootstrap"])
-    settings = AttackSettings.from_config(attack)
-    image_ids = attacked_stimuli(stimuli, int(attack["images"]), seed)
+    settings = attack
+    image_ids = attacked_stimuli(stimuli, int(screening["images"]), seed)
     clean_pixels = stimuli["pixels"].sel(stimulus_id=image_ids).values
     sigma = aligned_sites(mean_response(recordings), neuroids).std("stimulus_id", ddof=1).values
     attacks = _site_changes(candidates, stimuli, image_ids, eps, settings, seed, device)
