@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 from sklearn.cross_decomposition import PLSRegression
-from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from torch import Tensor, nn
 
 from neuroattack.attack import DIRECTION_SIGNS, DIRECTIONS, AttackSettings, attack_grid, pgd_attack
-from neuroattack.brain import record
+from neuroattack.brain import record, white_box_changes
 from neuroattack.frozen import frozen_for_attack
 from neuroattack.models import FeatureNetwork, network_from_dataset
 from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
@@ -99,7 +100,8 @@ def stratified_splits(
             f"their {classes} categories, so a split cannot hold one of each; raise screening.test_fraction to at "
             f"least {classes / len(categories):.2f}"
         )
-    splitter = StratifiedShuffleSplit(n_splits=splits, test_size=test_fraction, random_state=seed)
+    # train_size as Brain-Score gives it (test_size would round the other way for some counts)
+    splitter = StratifiedShuffleSplit(n_splits=splits, train_size=1 - test_fraction, random_state=seed)
     rows = np.zeros((len(categories), 1))
     return [(train, test) for train, test in splitter.split(rows, np.asarray(categories))]
 
@@ -131,18 +133,14 @@ def split_correlations(
 
 
 def ceiling_per_split(repetitions: np.ndarray, splits: int, seed: int) -> np.ndarray:
-    """Brain-Score's internal consistency, one value per split: repetitions (stimulus, repetition,
-    site) halved at random, Pearson r per site between the halves' means, median over sites,
-    Spearman-Brown corrected to the full number of repetitions."""
-    rng = np.random.default_rng(seed)
-    count = repetitions.shape[1]
+    """Brain-Score's internal consistency, one value per split: the repetitions (stimulus,
+    repetition, site) split in random halves (scikit-learn's ShuffleSplit, as Brain-Score), Pearson
+    r per site between the halves' means, Spearman-Brown corrected per site, median over sites."""
+    splitter = ShuffleSplit(n_splits=splits, train_size=0.5, random_state=seed)
     values = []
-    for _ in range(splits):
-        order = rng.permutation(count)
-        half_a = np.nanmean(repetitions[:, order[: count // 2]], axis=1)
-        half_b = np.nanmean(repetitions[:, order[count // 2 :]], axis=1)
-        r = float(np.nanmedian(columnwise_pearson(half_a, half_b)))
-        values.append(2 * r / (1 + r))
+    for half_a, half_b in splitter.split(np.zeros(repetitions.shape[1])):
+        r = columnwise_pearson(np.nanmean(repetitions[:, half_a], axis=1), np.nanmean(repetitions[:, half_b], axis=1))
+        values.append(float(np.nanmedian(2 * r / (1 + r))))
     return np.asarray(values)
 
 
@@ -375,7 +373,6 @@ def screen(
     seed: int,
     sites: int | None = None,
     brain: xr.Dataset | None = None,
-    white_box: xr.Dataset | None = None,
     repetitions: int = 0,
     recording_seed: int = 0,
     device: torch.device | None = None,
@@ -453,7 +450,6 @@ def screen(
             attack,
             seed,
             brain,
-            white_box,
             repetitions,
             recording_seed,
             device,
@@ -475,7 +471,26 @@ def screen(
         result.attrs[f"pick_by_{criterion}"] = choose(result, criterion) if finite else ""
     result.attrs["chosen"] = choose(result, str(screening["criterion"]))
     if brain is not None:
-        result.attrs["brain_training_eps"] = float(brain.attrs.get("training_eps", np.nan))
+        closeness = closeness_to_brain(result, float(brain.attrs.get("training_eps", np.nan)))
+        result["distance_to_brain"] = closeness["distance_to_brain"]
+        result.attrs.update(closeness.attrs)
+    return result
+
+
+def closeness_to_brain(scores: xr.Dataset, brain_eps: float) -> xr.Dataset:
+    """In silico the answer is known: `distance_to_brain` = |training eps - the brain network's|,
+    and per criterion the Spearman correlation between its scores and closeness (-distance):
+    1 when the criterion ranks the candidates exactly by closeness to the brain."""
+    distance = np.abs(scores["training_eps"].values.astype(np.float64) - brain_eps)
+    agreement = {}
+    for criterion in CRITERIA:
+        values = scores[criterion].values.astype(np.float64)
+        usable = np.isfinite(values)
+        closeness = pd.Series(-distance[usable])
+        rho = pd.Series(values[usable]).corr(closeness, method="spearman") if usable.sum() > 2 else np.nan
+        agreement[f"closeness_rank_correlation_{criterion}"] = float(rho)
+    result = xr.Dataset({"distance_to_brain": ("candidate", distance)}, coords={"candidate": scores["candidate"]})
+    result.attrs = {"brain_training_eps": brain_eps, **agreement}
     return result
 
 
@@ -488,7 +503,6 @@ def _transfer(
     attack: AttackSettings,
     seed: int,
     brain: xr.Dataset | None,
-    white_box: xr.Dataset | None,
     repetitions: int,
     recording_seed: int,
     device: torch.device,
@@ -522,10 +536,7 @@ def _transfer(
             change = own_site(perturbed) - np.nanmean(clean, axis=1)[:, :, None]
             predicted_sign = np.sign(attacks[candidate.name]["predicted"])
             matrix[row, -1] = np.mean(predicted_sign * change / sigma[None, :, None])
-        if white_box is not None:
-            chosen = white_box["change"].sel(eps=eps, method="nearest")
-            signs = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
-            own[-1] = float((chosen * signs / white_box["sigma"]).mean())
+        own[-1] = _brain_own_change(brain, neuroids, stimuli, image_ids, eps, settings, seed, device)
     return xr.Dataset(
         {
             "transfer": ("candidate", transfer[:, 0]),
@@ -537,6 +548,25 @@ def _transfer(
         },
         coords={"attacker": names, "target": targets},
     )
+
+
+def _brain_own_change(
+    brain: xr.Dataset,
+    neuroids: np.ndarray,
+    stimuli: xr.Dataset,
+    image_ids: Sequence[str],
+    eps: float,
+    settings: AttackSettings,
+    seed: int,
+    device: torch.device,
+) -> float:
+    """In silico only (reads the brain's weights, as the white-box validation does): the mean
+    change in the sought direction that attacking the simulated sites directly achieves, in s.d."""
+    direct = white_box_changes(brain, stimuli, image_ids, settings, [eps], seed, device)
+    columns = [list(brain["neuroid_id"].values.astype(str)).index(str(n)) for n in neuroids]
+    signs = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
+    change = (direct["change"] * signs / direct["sigma"]).isel(site=columns)
+    return float(change.mean())
 
 
 def _layer_perturbations(

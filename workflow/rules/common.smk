@@ -253,18 +253,13 @@ def surrogate_features():
 
 
 def check_screening():
-    """The transfer tests reuse the attacked images (the first screening.images of them) and, in
-    silico, the brain's white-box attack at screening.eps; `transfer` needs recorded responses."""
+    """The transfer tests use the first screening.images of the attacked images; choosing by
+    `transfer` needs recorded responses to perturbed images."""
     screening, attack = config["screening"], config["attack"]
     if screening["images"] > attack["images"]:
         config_error(
             f"screening.images = {screening['images']} is more than attack.images = {attack['images']}; "
             f"lower it to at most {attack['images']}"
-        )
-    if SIMULATED and screening["eps"] not in attack["eps"]:
-        config_error(
-            f"screening.eps = {screening['eps']} is not in attack.eps {attack['eps']}; in silico the transfer is "
-            "measured against the brain's white-box attack at that eps: use one of attack.eps"
         )
     if AUTO_SURROGATE and screening["criterion"] == "transfer" and not SIMULATED:
         config_error(

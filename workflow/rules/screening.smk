@@ -12,7 +12,6 @@ def screening_inputs(wildcards):
     }
     if SIMULATED:
         inputs["brain"] = result("brain/brain.nc")
-        inputs["white_box"] = result("validation/brain_white_box.nc")
     return inputs
 
 

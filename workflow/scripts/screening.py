@@ -17,7 +17,6 @@ result = screening.screen(
     seed=snakemake.params.seed,
     sites=snakemake.params.sites,
     brain=io.read_dataset(inputs.brain, "brain") if inputs.get("brain") else None,
-    white_box=io.read_dataset(inputs.white_box, "white_box") if inputs.get("white_box") else None,
     repetitions=snakemake.params.repetitions,
     recording_seed=snakemake.params.recording_seed,
     device=device(),
