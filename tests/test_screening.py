@@ -4,16 +4,19 @@ population change, and the choice of `surrogate.network: auto`."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 import xarray as xr
+import yaml
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.model_selection import StratifiedShuffleSplit
+from workflow_helpers import REPO, job_counts, snakemake
 
-from neuroattack import screening
+from neuroattack import io, screening
 
 
 def synthetic(seed: int = 0, stimuli: int = 80, units: int = 40, sites: int = 9) -> tuple[np.ndarray, ...]:
@@ -187,3 +190,74 @@ def test_closeness_to_the_brain_ranks_candidates_by_training_eps_distance() -> N
     assert closeness.attrs["closeness_rank_correlation_cka"] > 0.9
     assert closeness.attrs["closeness_rank_correlation_predictivity"] < 0.5
     assert np.isnan(closeness.attrs["closeness_rank_correlation_transfer"])
+
+
+# --- in the workflow (the tiny config) -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_tiny_run_screens_every_network_and_draws_figure5(tiny_run: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    table = io.read_dataset(tiny_run / "screening/screening.nc", "screening")
+    assert table["candidate"].values.tolist() == list(config["networks"])
+    assert table.attrs["chosen"] == screening.choose(table, config["screening"]["criterion"])
+    assert 1 <= table.attrs["pls_components"] <= 25
+    for criterion in screening.CRITERIA:
+        values = table[criterion].values
+        assert np.isfinite(values).all(), criterion
+        assert (table[f"{criterion}_low"].values <= values + 1e-6).all(), criterion
+        assert (values <= table[f"{criterion}_high"].values + 1e-6).all(), criterion
+    networks = table["transfer_relative"].sel(target=table["attacker"].values).values
+    assert np.allclose(np.diag(networks), 1.0)
+    assert np.isfinite(table["transfer_relative"].sel(target=screening.BRAIN).values).all()
+    assert table.attrs["brain_training_eps"] == config["brain"]["network"]["eps"]
+    assert (tiny_run / "figures/figure5.png").stat().st_size > 10_000
+    plotted = io.read_dataset(tiny_run / "figures/figure5.nc")
+    assert np.allclose(plotted["cka"].values, table["cka"].values)
+
+
+@pytest.mark.slow
+def test_auto_surrogate_fits_the_site_models_on_the_chosen_network(tiny_run: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run.parent.parent, workdir, symlinks=True)
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["surrogate"]["network"] = "auto"
+    config["screening"]["criterion"] = "cka"
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "results/tiny/site_models/site_models.nc"
+    run = snakemake(workdir, target, "--cores", "2", configfile=str(path))
+    assert run.returncode == 0, run.stderr[-4000:]
+    jobs = run.stdout + run.stderr
+    assert "rule chosen_surrogate" in jobs and "rule screening" not in jobs  # the screening is reused
+    chosen = io.read_dataset(workdir / "results/tiny/screening/screening.nc").attrs["pick_by_cka"]
+    assert io.read_dataset(workdir / target).attrs["surrogate_network"] == chosen
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"screening.images": 4}, "screening.images = 4 is more than attack.images = 3; lower it to at most 3"),
+        ({"surrogate.network": "elsewhere"}, "name a network of the config, or auto"),
+    ],
+)
+def test_screening_settings_are_checked_at_start(tmp_path: Path, change: dict, message: str) -> None:  # type: ignore[type-arg]
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    for dotted, value in change.items():
+        section, key = dotted.split(".")
+        config[section][key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=str(path))
+    assert run.returncode != 0 and message in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_an_auto_surrogate_adds_one_job_that_copies_the_pick(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["surrogate"]["network"] = "auto"
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(config))
+    auto = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=str(path)).stdout)
+    named = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2").stdout)
+    assert auto.pop("chosen_surrogate") == 1 and auto.pop("total") == named.pop("total") + 1
+    assert auto == named

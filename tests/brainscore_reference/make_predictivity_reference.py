@@ -58,7 +58,9 @@ def main(out: Path) -> None:
     )
     # two neuroid coords: with one, brainscore-vision 2.4.2 cannot package its predictions
     sites = {"neuroid_id": ("neuroid", [f"site{s}" for s in range(SITES)]), "region": ("neuroid", ["IT"] * SITES)}
-    target = NeuroidAssembly(repetitions.mean(axis=1), coords={**presentation, **sites}, dims=["presentation", "neuroid"])
+    target = NeuroidAssembly(
+        repetitions.mean(axis=1), coords={**presentation, **sites}, dims=["presentation", "neuroid"]
+    )
     metric = CrossRegressedCorrelation(
         regression=pls_regression(),
         correlation=pearsonr_correlation(),
