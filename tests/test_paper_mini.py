@@ -122,6 +122,7 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "figure1": 1,
         "screening": 1,
         "figure5": 1,
+        "export_screening_stimuli": 1,
         "all": 1,
     }
     assert job_counts(run.stdout) == {**expected, "total": sum(expected.values())}

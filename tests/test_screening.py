@@ -261,3 +261,30 @@ def test_an_auto_surrogate_adds_one_job_that_copies_the_pick(tmp_path: Path) -> 
     named = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2").stdout)
     assert auto.pop("chosen_surrogate") == 1 and auto.pop("total") == named.pop("total") + 1
     assert auto == named
+
+
+def test_the_layer_perturbations_are_exported_as_a_stimulus_set_for_the_rig(tmp_path: Path) -> None:
+    from neuroattack.sources import make_stimuli, write_stimulus_set
+
+    rng = np.random.default_rng(7)
+    stimuli = make_stimuli(rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8), ["a", "b", "c", "d"], list("xxyy"))
+    layer = rng.integers(0, 255, (2, 2, 8, 8, 3), dtype=np.uint8)
+    table = xr.Dataset(
+        {"layer_perturbed": (("candidate", "image", "y", "x", "channel"), layer)},
+        coords={"candidate": ["net1", "net2"], "image": ["c", "a"]},
+        attrs={"transfer_eps": 0.5},
+    )
+    shown = screening.layer_stimulus_set(table, stimuli)
+    assert shown["stimulus_id"].values.tolist() == [
+        "c",
+        "a",
+        "c__layer_net1__eps0.5",
+        "a__layer_net1__eps0.5",
+        "c__layer_net2__eps0.5",
+        "a__layer_net2__eps0.5",
+    ]
+    assert np.array_equal(shown["pixels"].values[0], stimuli["pixels"].sel(stimulus_id="c").values)
+    assert np.array_equal(shown["pixels"].values[5], layer[1, 1])
+    assert shown["network"].values.tolist()[2:] == ["net1", "net1", "net2", "net2"]
+    write_stimulus_set(shown, tmp_path / "set.csv", tmp_path / "set.zip")
+    assert (tmp_path / "set.csv").read_text().count(",perturbed,") == 4

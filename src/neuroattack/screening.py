@@ -37,6 +37,7 @@ from neuroattack.models import FeatureNetwork, network_from_dataset
 from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
 from neuroattack.recordings import aligned_sites, columnwise_pearson, mean_response, repetition_tensor
 from neuroattack.sitemodels import fit_to_recordings, surrogate_response
+from neuroattack.sources import make_stimuli
 from neuroattack.untargeted import attack_targets, attacked_stimuli
 
 log = logging.getLogger(__name__)
@@ -521,11 +522,9 @@ def _transfer(
     matrix[:, : len(names)] = transfer_matrix(candidates, attacks, clean_pixels, sigma, device)
     own = np.append(np.diag(matrix), np.nan)
     transfer = np.full((len(names), 3), np.nan)
+    layer = np.stack([_layer_perturbations(c, clean_pixels, eps, settings, seed, device) for c in candidates])
     if brain is not None:
-        shown = {
-            f"layer {c.name}": _layer_perturbations(c, stimuli, clean_pixels, eps, settings, seed, device)
-            for c in candidates
-        }
+        shown = {f"layer {name}": layer[row] for row, name in enumerate(names)}
         shown.update({f"sites {name}": attacks[name]["perturbed"] for name in names})
         clean, recorded = _brain_session(brain, neuroids, clean_pixels, shown, repetitions, recording_seed)
         for row, candidate in enumerate(candidates):
@@ -545,8 +544,9 @@ def _transfer(
             "transfer_change": (("attacker", "target"), matrix),
             "own_change": ("target", own),
             "transfer_relative": (("attacker", "target"), matrix / own[None, :]),
+            "layer_perturbed": (("candidate", "image", "y", "x", "channel"), layer),
         },
-        coords={"attacker": names, "target": targets},
+        coords={"attacker": names, "target": targets, "image": list(image_ids)},
     )
 
 
@@ -571,7 +571,6 @@ def _brain_own_change(
 
 def _layer_perturbations(
     candidate: Candidate,
-    stimuli: xr.Dataset,
     clean_pixels: np.ndarray,
     eps: float,
     settings: AttackSettings,
@@ -586,3 +585,22 @@ def _layer_perturbations(
         "transfer: %s's layer moved by %.3f total variances (mean over images)", candidate.name, float(change.mean())
     )
     return perturbed
+
+
+def layer_stimulus_set(screening: xr.Dataset, stimuli: xr.Dataset) -> xr.Dataset:
+    """The transfer test's images for a recording rig (real recordings): the clean images, then
+    each candidate's layer perturbations, with coords `clean_stimulus_id`, `network` and `eps`."""
+    clean_ids = [str(i) for i in screening["image"].values]
+    perturbed = screening["layer_perturbed"].transpose("candidate", "image", "y", "x", "channel")
+    names = [str(c) for c in screening["candidate"].values]
+    eps = float(screening.attrs["transfer_eps"])
+    ids = clean_ids + [f"{sid}__layer_{name}__eps{eps:g}" for name in names for sid in clean_ids]
+    pixels = np.concatenate(
+        [stimuli["pixels"].sel(stimulus_id=clean_ids).values, perturbed.values.reshape(-1, *perturbed.shape[2:])]
+    )
+    shown = make_stimuli(pixels, ids, ["clean"] * len(clean_ids) + ["perturbed"] * (len(ids) - len(clean_ids)))
+    return shown.assign_coords(
+        clean_stimulus_id=("stimulus_id", clean_ids * (1 + len(names))),
+        network=("stimulus_id", [""] * len(clean_ids) + [name for name in names for _ in clean_ids]),
+        eps=("stimulus_id", [0.0] * len(clean_ids) + [eps] * (len(ids) - len(clean_ids))),
+    )

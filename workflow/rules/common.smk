@@ -277,4 +277,5 @@ def final_outputs():
         outputs.append(result("validation/brain_white_box.nc"))
     else:
         outputs.append(multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"))
+        outputs.append(multiext(result("rig/screening_stimuli"), ".csv", ".zip"))
     return outputs

@@ -58,6 +58,21 @@ if AUTO_SURROGATE:
             "../scripts/chosen_surrogate.py"
 
 
+if not SIMULATED:
+
+    rule export_screening_stimuli:
+        input:
+            screening=rules.screening.output[0],
+            stimuli=result("stimuli/stimuli.nc"),
+        output:
+            multiext(result("rig/screening_stimuli"), ".csv", ".zip"),
+        log:
+            log_file("export_screening_stimuli"),
+        localrule: True
+        script:
+            "../scripts/export_screening_stimuli.py"
+
+
 rule figure5:
     input:
         rules.screening.output[0],
