@@ -252,6 +252,18 @@ def surrogate_features():
     return result(f"features/{config['surrogate']['network']}.nc")
 
 
+def screening_inputs(wildcards):
+    inputs = {
+        "stimuli": result("stimuli/stimuli.nc"),
+        "recordings": result("recordings/clean.nc"),
+        **{f"weights_{name}": path for name, path in network_weights().items()},
+        **{f"features_{name}": path for name, path in network_features().items()},
+    }
+    if SIMULATED:
+        inputs["brain"] = result("brain/brain.nc")
+    return inputs
+
+
 def check_screening():
     """The transfer tests use the first screening.images of the attacked images; choosing by
     `transfer` needs recorded responses to perturbed images."""

@@ -3,18 +3,6 @@
 # takes the best by screening.criterion.
 
 
-def screening_inputs(wildcards):
-    inputs = {
-        "stimuli": result("stimuli/stimuli.nc"),
-        "recordings": result("recordings/clean.nc"),
-        **{f"weights_{name}": path for name, path in network_weights().items()},
-        **{f"features_{name}": path for name, path in network_features().items()},
-    }
-    if SIMULATED:
-        inputs["brain"] = result("brain/brain.nc")
-    return inputs
-
-
 rule screening:
     input:
         unpack(screening_inputs),
