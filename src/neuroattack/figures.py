@@ -253,7 +253,6 @@ def figure5(screening: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     ]
     plotted = screening[variables].copy()
     plotted.attrs = {key: screening.attrs[key] for key in screening.attrs if key.startswith("pick_by_")}
-    plotted.attrs["criterion"], plotted.attrs["chosen"] = screening.attrs["criterion"], screening.attrs["chosen"]
     return fig, plotted
 
 

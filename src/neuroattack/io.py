@@ -139,7 +139,7 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("screening",),
             ("cka", "predictivity", "predictivity_r", "ceiling", "transfer", "transfer_change", "transfer_relative"),
             ("candidate", "attacker", "target"),
-            ("criterion", "chosen"),
+            ("pick_by_predictivity", "pick_by_cka", "pick_by_transfer"),
         ),
     }
 )

@@ -465,12 +465,10 @@ def screen(
         "bootstrap": draws,
         "confidence": CONFIDENCE,
         "transfer_eps": float(screening["eps"]),
-        "criterion": str(screening["criterion"]),
     }
     for criterion in CRITERIA:
         finite = np.isfinite(result[criterion].values).any()
         result.attrs[f"pick_by_{criterion}"] = choose(result, criterion) if finite else ""
-    result.attrs["chosen"] = choose(result, str(screening["criterion"]))
     if brain is not None:
         closeness = closeness_to_brain(result, float(brain.attrs.get("training_eps", np.nan)))
         result["distance_to_brain"] = closeness["distance_to_brain"]

@@ -14,7 +14,7 @@ rule screening:
     resources:
         **gpu_job(mem_mb=8000, runtime=120),
     params:
-        screening=science(config["screening"]),
+        screening=science(config["screening"], drop=["criterion"]),
         attack=science(config["attack"], drop=["eps", "images", "units_per_network"]),
         surrogate=science(config["surrogate"], drop=["network"]),
         sites=config["recordings"].get("sites"),
@@ -42,6 +42,8 @@ if AUTO_SURROGATE:
         log:
             log_file("chosen_surrogate"),
         localrule: True
+        params:
+            criterion=config["screening"]["criterion"],
         script:
             "../scripts/chosen_surrogate.py"
 

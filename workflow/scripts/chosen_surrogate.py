@@ -1,20 +1,16 @@
-"""Rule chosen_surrogate (surrogate.network: auto): the screening's pick, its weights and features."""
+"""Rule chosen_surrogate (surrogate.network: auto): the weights and features of the screening's
+pick by screening.criterion."""
 
-from neuroattack import io
+from neuroattack import io, screening
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
-chosen = io.read_dataset(snakemake.input.screening, "screening").attrs["chosen"]
-log.info("surrogate.network: auto chose %s", chosen)
-write_output(
-    io.read_dataset(snakemake.input[f"weights_{chosen}"], "weights"),
-    snakemake.output.weights,
-    f"weights of {chosen}, the chosen surrogate",
-    snakemake,
-)
-write_output(
-    io.read_dataset(snakemake.input[f"features_{chosen}"], "features"),
-    snakemake.output.features,
-    f"features of {chosen}, the chosen surrogate",
-    snakemake,
-)
+criterion = snakemake.params.criterion
+chosen = screening.choose(io.read_dataset(snakemake.input.screening, "screening"), criterion)
+log.info("surrogate.network: auto chose %s by %s", chosen, criterion)
+for kind, prefix in (("weights", "weights_"), ("features", "features_")):
+    chosen_data = io.read_dataset(snakemake.input[f"{prefix}{chosen}"], kind)
+    chosen_data.attrs["surrogate_chosen_by"] = criterion
+    write_output(
+        chosen_data, snakemake.output[kind], f"{kind} of {chosen}, the surrogate chosen by {criterion}", snakemake
+    )

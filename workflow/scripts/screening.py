@@ -21,5 +21,5 @@ result = screening.screen(
     recording_seed=snakemake.params.recording_seed,
     device=device(),
 )
-log.info("by %s the surrogate is %s", result.attrs["criterion"], result.attrs["chosen"])
+log.info("picks: %s", ", ".join(f"by {c}: {result.attrs[f'pick_by_{c}'] or '-'}" for c in screening.CRITERIA))
 write_output(result, snakemake.output[0], "surrogate screening", snakemake)
