@@ -407,6 +407,14 @@ def screen(
     neuroids = candidates[0].site_models["neuroid_id"].values
     responses = aligned_sites(averaged, neuroids).values.astype(np.float64)  # (stimulus, site)
     categories = stimuli["category"].sel(stimulus_id=ids).values
+    complete: np.ndarray = np.isfinite(responses).all(axis=1)  # a stimulus lacking a valid trial of a site: left out
+    if not complete.all():
+        log.warning(
+            "screening: %d of %d stimuli lack a valid trial of some site; CKA and predictivity leave them out",
+            int((~complete).sum()),
+            len(complete),
+        )
+    responses, categories = responses[complete], categories[complete]
     settings = PredictivitySettings(
         int(screening["pls_components"]),
         int(screening["splits"]),
@@ -419,8 +427,9 @@ def screen(
     rows: dict[str, list[float]] = {}
     components = 0
     for candidate in candidates:
-        cka, cka_low, cka_high = bootstrap_cka(candidate.features, responses, draws, seed)
-        correlations, components = split_correlations(candidate.features, responses, categories, settings, seed)
+        features_kept = candidate.features[complete]
+        cka, cka_low, cka_high = bootstrap_cka(features_kept, responses, draws, seed)
+        correlations, components = split_correlations(features_kept, responses, categories, settings, seed)
         entry = {
             "cka": cka,
             "cka_low": cka_low,
