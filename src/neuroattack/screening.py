@@ -407,7 +407,7 @@ def screen(
     neuroids = candidates[0].site_models["neuroid_id"].values
     responses = aligned_sites(averaged, neuroids).values.astype(np.float64)  # (stimulus, site)
     categories = stimuli["category"].sel(stimulus_id=ids).values
-    complete: np.ndarray = np.isfinite(responses).all(axis=1)  # a stimulus lacking a valid trial of a site: left out
+    complete = np.asarray(np.isfinite(responses).all(axis=1))  # a stimulus lacking a valid trial of a site: left out
     if not complete.all():
         log.warning(
             "screening: %d of %d stimuli lack a valid trial of some site; CKA and predictivity leave them out",
