@@ -293,3 +293,5 @@ def _transfer_heatmap(ax: Axes, screening: xr.Dataset) -> None:
     ax.set_ylabel("attacker (site models)")
     ax.set_title(rf"transfer matrix at $\epsilon$ = {screening.attrs['transfer_eps']:g}", fontsize=8)
     ax.tick_params(labelsize=7)
+    ax.tick_params(axis="y", labelrotation=0)
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
