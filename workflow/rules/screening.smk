@@ -20,7 +20,7 @@ rule screening:
         sites=config["recordings"].get("sites"),
         seed=config["seed"],
         repetitions=config["brain"]["repetitions"] if SIMULATED else 0,
-        recording_seed=config["brain"]["seed"] + 3 if SIMULATED else 0,
+        recording_seed=config["brain"]["seed"] + 1000 if SIMULATED else 0,  # a session of its own
     script:
         "../scripts/screening.py"
 
