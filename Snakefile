@@ -30,6 +30,7 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/preference.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/screening.smk"
 
 
 # `snakemake --report report.html`: every output marked with report() (the figures, the

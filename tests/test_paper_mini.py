@@ -88,6 +88,7 @@ def mini_config(server: LoopbackServer, workdir: Path, perturbed: str | None = N
         eps=[0.5, 2.0], images_per_site=2, categories=2, steps=2, restarts=1, chunk_rows=64, precision="float32"
     )
     config["sensitivity"].update(bootstrap=50, random_pairs=200)
+    config["screening"].update(images=2, splits=2, test_fraction=0.25, bootstrap=20)
     path = workdir / "mini.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -122,6 +123,9 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "figure2": 1,
         "figure4": 1,
         "sensitivity_table": 1,
+        "screening": 1,
+        "figure5": 1,
+        "export_screening_stimuli": 1,
         "all": 1,
     }
     assert job_counts(run.stdout) == {**expected, "total": sum(expected.values())}

@@ -72,19 +72,22 @@ Kind = Literal[
     "white_box",
     "sensitivity",
     "preference",
+    "screening",
 ]
 
 INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
     {
         "stimuli": Intermediate(("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")),
-        "weights": Intermediate(("train_network", "convert_checkpoint"), attrs=("architecture",)),
+        "weights": Intermediate(("train_network", "convert_checkpoint", "chosen_surrogate"), attrs=("architecture",)),
         "brain": Intermediate(
             ("build_brain",),
             ("readout_weight", "readout_bias", "neuroid_id"),
             ("site", "feature"),
             ("architecture", "gain", "baseline_count", "beta"),
         ),
-        "features": Intermediate(("features",), ("activation",), ("stimulus_id", "unit"), ("network",)),
+        "features": Intermediate(
+            ("features", "chosen_surrogate"), ("activation",), ("stimulus_id", "unit"), ("network",)
+        ),
         "recordings": Intermediate(
             ("record_clean", "import_recordings"),
             ("response", "stimulus_id", "repetition", "neuroid_id"),
@@ -131,6 +134,12 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
                 "neuroid_id",
             ),
             ("site", "eps", "image", "reference"),
+        ),
+        "screening": Intermediate(
+            ("screening",),
+            ("cka", "predictivity", "predictivity_r", "ceiling", "transfer", "transfer_change", "transfer_relative"),
+            ("candidate", "attacker", "target"),
+            ("pick_by_predictivity", "pick_by_cka", "pick_by_transfer"),
         ),
     }
 )

@@ -4,7 +4,7 @@ rule attack_image:
             lambda wildcards: {
                 "stimuli": result("stimuli/stimuli.nc"),
                 "site_models": result("site_models/site_models.nc"),
-                "surrogate": result(f"networks/{config['surrogate']['network']}.nc"),
+                "surrogate": surrogate_weights(),
                 **{f"weights_{name}": path for name, path in network_weights().items()},
                 **{f"features_{name}": path for name, path in network_features().items()},
             }

@@ -37,10 +37,11 @@ SIMULATED = config["recordings"]["source"] == "simulated"
 PERTURBED_RECORDINGS = config["recordings"].get("perturbed")
 HAS_RESPONSES = SIMULATED or bool(PERTURBED_RECORDINGS)
 
-if config["surrogate"]["network"] not in NETWORKS:
+AUTO_SURROGATE = config["surrogate"]["network"] == "auto"
+if not AUTO_SURROGATE and config["surrogate"]["network"] not in NETWORKS:
     config_error(
         f"surrogate.network = {config['surrogate']['network']!r} is not one of "
-        f"networks ({', '.join(NETWORKS)}); name a network of the config"
+        f"networks ({', '.join(NETWORKS)}); name a network of the config, or auto (chosen by screening.criterion)"
     )
 for needed, reason in [
     ("brain", "recordings.source is 'simulated'"),
@@ -233,13 +234,63 @@ def figure3_outputs():
     return multiext(result("figures/figure3"), ".png", ".pdf", ".nc")
 
 
+def figure5_outputs():
+    return multiext(result("figures/figure5"), ".png", ".pdf", ".nc")
+
+
+def surrogate_weights():
+    """The surrogate's weights: the named network's, or (surrogate.network: auto) a copy of the chosen one's."""
+    if AUTO_SURROGATE:
+        return result("surrogate/weights.nc")
+    return result(f"networks/{config['surrogate']['network']}.nc")
+
+
+def surrogate_features():
+    """The surrogate's features, as surrogate_weights."""
+    if AUTO_SURROGATE:
+        return result("surrogate/features.nc")
+    return result(f"features/{config['surrogate']['network']}.nc")
+
+
+def screening_inputs(wildcards):
+    inputs = {
+        "stimuli": result("stimuli/stimuli.nc"),
+        "recordings": result("recordings/clean.nc"),
+        **{f"weights_{name}": path for name, path in network_weights().items()},
+        **{f"features_{name}": path for name, path in network_features().items()},
+    }
+    if SIMULATED:
+        inputs["brain"] = result("brain/brain.nc")
+    return inputs
+
+
+def check_screening():
+    """The transfer tests use the first screening.images of the attacked images; choosing by
+    `transfer` needs recorded responses to perturbed images."""
+    screening, attack = config["screening"], config["attack"]
+    if screening["images"] > attack["images"]:
+        config_error(
+            f"screening.images = {screening['images']} is more than attack.images = {attack['images']}; "
+            f"lower it to at most {attack['images']}"
+        )
+    if AUTO_SURROGATE and screening["criterion"] == "transfer" and not SIMULATED:
+        config_error(
+            "screening.criterion = transfer needs the brain's responses to perturbed images, which real recordings "
+            "give only after a rig session; choose by predictivity or cka, or name the surrogate in surrogate.network"
+        )
+
+
+check_screening()
+
+
 def final_outputs():
-    outputs = [figure1_outputs(), figure3_outputs()]
+    outputs = [figure1_outputs(), figure3_outputs(), figure5_outputs()]
     outputs += report_outputs()  # figures 2 and 4, the s~ table (figures.smk)
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:
         outputs.append(multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"))
+        outputs.append(multiext(result("rig/screening_stimuli"), ".csv", ".zip"))
     return outputs
 
 

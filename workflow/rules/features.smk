@@ -16,7 +16,7 @@ rule features:
 
 rule site_models:
     input:
-        features=result(f"features/{config['surrogate']['network']}.nc"),
+        features=surrogate_features(),
         recordings=result("recordings/clean.nc"),
         stimuli=rules.stimuli.output[0],
     output:

@@ -7,7 +7,7 @@ rule category_preference:
     input:
         stimuli=result("stimuli/stimuli.nc"),
         site_models=result("site_models/site_models.nc"),
-        surrogate=result(f"networks/{config['surrogate']['network']}.nc"),
+        surrogate=surrogate_weights(),
         recordings=result("recordings/clean.nc"),
     output:
         result("preference/category_preference.nc"),

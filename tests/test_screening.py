@@ -1,0 +1,291 @@
+"""Surrogate screening: CKA, Brain-Score-convention predictivity, the noise-corrected
+population change, and the choice of `surrogate.network: auto`."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+import xarray as xr
+import yaml
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.model_selection import StratifiedShuffleSplit
+from workflow_helpers import REPO, job_counts, snakemake
+
+from neuroattack import io, screening
+
+
+def synthetic(seed: int = 0, stimuli: int = 80, units: int = 40, sites: int = 9) -> tuple[np.ndarray, ...]:
+    """Features, responses made from them (plus noise), categories (8 of 10 stimuli each)."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((stimuli, units))
+    responses = features @ rng.standard_normal((units, sites)) * 0.3 + rng.standard_normal((stimuli, sites))
+    categories = np.repeat([f"c{i}" for i in range(stimuli // 10)], 10)
+    return features, responses, categories
+
+
+def test_predictivity_matches_a_direct_scikit_learn_computation() -> None:
+    features, responses, categories = synthetic()
+    settings = screening.PredictivitySettings(components=25, splits=10, test_fraction=0.1)
+    correlations, components = screening.split_correlations(features, responses, categories, settings, seed=3)
+    score = screening.predictivity(correlations, np.array([0.8]), draws=10, seed=0)
+    # Brain-Score's recipe, written out: 10 stratified 90/10 splits, PLS(25, scale=False),
+    # Pearson r per site on the held-out stimuli, median over sites, mean over splits.
+    splitter = StratifiedShuffleSplit(n_splits=10, train_size=0.9, random_state=3)
+    per_split = []
+    for train, test in splitter.split(features, categories):
+        predicted = (
+            PLSRegression(n_components=25, scale=False).fit(features[train], responses[train]).predict(features[test])
+        )
+        per_site = [scipy.stats.pearsonr(predicted[:, s], responses[test, s])[0] for s in range(responses.shape[1])]
+        per_split.append(np.median(per_site))
+    direct = float(np.mean(per_split))
+    assert components == 25
+    assert abs(score["predictivity_r"] - direct) < 1e-6
+    assert abs(score["predictivity"] - direct**2 / 0.8) < 1e-6
+    assert score["predictivity_r_low"] <= score["predictivity_r"] <= score["predictivity_r_high"]
+
+
+def test_pls_components_are_capped_at_what_the_data_allow() -> None:
+    features, responses, categories = synthetic(units=6)
+    settings = screening.PredictivitySettings(components=25, splits=3, test_fraction=0.1)
+    _, components = screening.split_correlations(features, responses, categories, settings, seed=0)
+    assert components == 6
+    assert screening.usable_components(25, train_rows=12, features=100) == 11
+
+
+def test_ceiling_is_the_spearman_brown_corrected_median_split_half_correlation() -> None:
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal((60, 1, 5))
+    repetitions = signal + rng.standard_normal((60, 20, 5))  # reliability of a 20-trial mean: 20 / 21
+    ceilings = screening.ceiling_per_split(repetitions, splits=10, seed=0)
+    assert ceilings.shape == (10,)
+    assert 0.85 < float(ceilings.mean()) < 0.99
+
+
+def test_cka_is_one_for_identical_and_invariant_to_scaling_and_rotation() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 12))
+    y = x @ rng.standard_normal((12, 7)) + 0.5 * rng.standard_normal((50, 7))
+    rotation, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    base = screening.linear_cka(x, y)
+    assert screening.linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert screening.linear_cka(3.7 * x, y) == pytest.approx(base, abs=1e-12)
+    assert screening.linear_cka(x @ rotation, 0.2 * y) == pytest.approx(base, abs=1e-12)
+    assert screening.linear_cka(x, rng.standard_normal((50, 7))) < base < 1.0
+    value, low, high = screening.bootstrap_cka(x, y, draws=200, seed=0)
+    assert value == base and low < value < high
+
+
+def scores(**criteria: list[float]) -> xr.Dataset:
+    return xr.Dataset(
+        {name: ("candidate", values) for name, values in criteria.items()}, coords={"candidate": ["a", "b", "c"]}
+    )
+
+
+def test_auto_picks_the_best_candidate_under_the_criterion() -> None:
+    table = scores(cka=[0.2, 0.9, 0.5], predictivity=[0.6, 0.1, np.nan], transfer=[np.nan] * 3)
+    assert screening.choose(table, "cka") == "b"
+    assert screening.choose(table, "predictivity") == "a"
+    with pytest.raises(ValueError, match=r"no candidate has a finite transfer score.*screening.criterion"):
+        screening.choose(table, "transfer")
+    with pytest.raises(ValueError, match=r"screening\.criterion 'rsa'"):
+        screening.choose(table, "rsa")
+
+
+def test_the_network_that_made_the_responses_wins_on_cka_and_predictivity() -> None:
+    source, responses, categories = synthetic(seed=4, units=30)
+    unrelated = np.random.default_rng(5).standard_normal(source.shape)
+    settings = screening.PredictivitySettings(components=10, splits=5, test_fraction=0.1)
+    table: dict[str, list[float]] = {"cka": [], "predictivity": []}
+    for features in (unrelated, source):
+        table["cka"].append(screening.linear_cka(features, responses))
+        correlations, _ = screening.split_correlations(features, responses, categories, settings, seed=0)
+        table["predictivity"].append(screening.predictivity(correlations, np.array([1.0]), 10, 0)["predictivity"])
+    named = xr.Dataset({k: ("candidate", v) for k, v in table.items()}, coords={"candidate": ["unrelated", "source"]})
+    assert screening.choose(named, "cka") == "source"
+    assert screening.choose(named, "predictivity") == "source"
+
+
+def test_the_noise_corrected_population_change_is_unbiased() -> None:
+    rng = np.random.default_rng(6)
+    images, repetitions, sites = 400, 10, 8
+    sigma = np.full(sites, 2.0)
+    clean = 5 + 3 * rng.standard_normal((images, repetitions, sites))
+    same = 5 + 3 * rng.standard_normal((images, repetitions, sites))
+    shifted = 6 + 3 * rng.standard_normal((images, repetitions, sites))  # change 1 = 0.5 s.d.
+    assert abs(screening.noise_corrected_change(clean, same, sigma).mean()) < 0.05
+    assert screening.noise_corrected_change(clean, shifted, sigma).mean() == pytest.approx(0.25, abs=0.06)
+    # the naive estimate, |mean change|^2, is biased up by the noise of the means
+    naive = np.mean(np.square((same.mean(axis=1) - clean.mean(axis=1)) / sigma))
+    assert naive > 0.3
+    value, low, high = screening.population_change(screening.noise_corrected_change(clean, shifted, sigma), 200, 0)
+    assert low <= value <= high and value == pytest.approx(0.5, abs=0.07)
+
+
+def test_own_site_takes_each_perturbed_images_target_site() -> None:
+    values = np.arange(2 * 3 * 2 * 3).reshape(2, 3, 2, 3)
+    own = screening.own_site(values)
+    assert own.shape == (2, 3, 2)
+    assert own[1, 2, 0] == values[1, 2, 0, 2] and own[0, 1, 1] == values[0, 1, 1, 1]
+
+
+REFERENCE = Path(__file__).parent / "brainscore_reference" / "predictivity_reference.nc"
+
+
+def test_predictivity_and_ceiling_agree_with_brainscores_own_metric() -> None:
+    """brainscore-vision cannot be installed beside the pinned set (it needs numpy < 2): its numbers
+    were computed by brainscore_reference/make_predictivity_reference.py in a separate environment."""
+    reference = xr.open_dataset(REFERENCE, engine="netcdf4").load()
+    settings = screening.PredictivitySettings(components=25, splits=10, test_fraction=0.1)
+    correlations, components = screening.split_correlations(
+        reference["features"].values,
+        reference["repetitions"].values.mean(axis=1),
+        reference["category"].values,
+        settings,
+        seed=reference.attrs["random_state"],
+    )
+    ceilings = screening.ceiling_per_split(reference["repetitions"].values, 10, seed=reference.attrs["random_state"])
+    score = screening.predictivity(correlations, ceilings, draws=10, seed=0)
+    assert components == 25
+    assert abs(score["predictivity_r"] - float(reference["brainscore_r"])) < 1e-6
+    assert abs(score["ceiling"] - float(reference["brainscore_ceiling"])) < 1e-6
+    assert abs(score["predictivity"] - float(reference["brainscore_ceiled"])) < 1e-6
+
+
+def test_brainscore_vision_itself_when_it_is_installed(tmp_path: Path) -> None:
+    if importlib.util.find_spec("brainscore_vision") is None:
+        pytest.skip(
+            "brainscore-vision is not installed: it needs brainscore-core, which requires numpy < 2 and "
+            "xarray < 2022.6, in conflict with envs/constraints.txt; its numbers are checked through "
+            "brainscore_reference/predictivity_reference.nc instead"
+        )
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent / "brainscore_reference" / "make_predictivity_reference.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=True)
+    fresh = xr.open_dataset(tmp_path / REFERENCE.name, engine="netcdf4").load()
+    committed = xr.open_dataset(REFERENCE, engine="netcdf4").load()
+    for name in ("brainscore_r", "brainscore_ceiling", "brainscore_ceiled"):
+        assert abs(float(fresh[name]) - float(committed[name])) < 1e-6, name
+
+
+def test_closeness_to_the_brain_ranks_candidates_by_training_eps_distance() -> None:
+    table = xr.Dataset(
+        {
+            "training_eps": ("candidate", [0.0, 0.25, 1.0, 3.0]),
+            "cka": ("candidate", [0.4, 0.9, 0.5, 0.2]),  # closeness to eps 0.5: 0.25 first, then 0 and 1, then 3
+            "predictivity": ("candidate", [0.9, 0.1, 0.5, 0.2]),
+            "transfer": ("candidate", [np.nan] * 4),
+        },
+        coords={"candidate": ["a", "b", "c", "d"]},
+    )
+    closeness = screening.closeness_to_brain(table, brain_eps=0.5)
+    assert closeness["distance_to_brain"].values.tolist() == [0.5, 0.25, 0.5, 2.5]
+    assert closeness.attrs["closeness_rank_correlation_cka"] > 0.9
+    assert closeness.attrs["closeness_rank_correlation_predictivity"] < 0.5
+    assert np.isnan(closeness.attrs["closeness_rank_correlation_transfer"])
+
+
+# --- in the workflow (the tiny config) -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_tiny_run_screens_every_network_and_draws_figure5(tiny_run: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    table = io.read_dataset(tiny_run / "screening/screening.nc", "screening")
+    assert table["candidate"].values.tolist() == list(config["networks"])
+    for criterion in screening.CRITERIA:
+        assert table.attrs[f"pick_by_{criterion}"] == screening.choose(table, criterion)
+    assert 1 <= table.attrs["pls_components"] <= 25
+    for criterion in screening.CRITERIA:
+        values = table[criterion].values
+        assert np.isfinite(values).all(), criterion
+        assert (table[f"{criterion}_low"].values <= values + 1e-6).all(), criterion
+        assert (values <= table[f"{criterion}_high"].values + 1e-6).all(), criterion
+    networks = table["transfer_relative"].sel(target=table["attacker"].values).values
+    assert np.allclose(np.diag(networks), 1.0)
+    assert np.isfinite(table["transfer_relative"].sel(target=screening.BRAIN).values).all()
+    assert table.attrs["brain_training_eps"] == config["brain"]["network"]["eps"]
+    assert (tiny_run / "figures/figure5.png").stat().st_size > 10_000
+    plotted = io.read_dataset(tiny_run / "figures/figure5.nc")
+    assert np.allclose(plotted["cka"].values, table["cka"].values)
+
+
+@pytest.mark.slow
+def test_auto_surrogate_fits_the_site_models_on_the_chosen_network(tiny_run: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run.parent.parent, workdir, symlinks=True)
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["surrogate"]["network"] = "auto"
+    config["screening"]["criterion"] = "cka"
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "results/tiny/site_models/site_models.nc"
+    run = snakemake(workdir, "--cores", "2", target, configfile=str(path))
+    assert run.returncode == 0, run.stderr[-4000:]
+    jobs = run.stdout + run.stderr
+    assert "rule chosen_surrogate" in jobs and "rule screening" not in jobs  # the screening is reused
+    chosen = io.read_dataset(workdir / "results/tiny/screening/screening.nc").attrs["pick_by_cka"]
+    assert io.read_dataset(workdir / target).attrs["surrogate_network"] == chosen
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"screening.images": 4}, "screening.images = 4 is more than attack.images = 3; lower it to at most 3"),
+        ({"surrogate.network": "elsewhere"}, "name a network of the config, or auto"),
+    ],
+)
+def test_screening_settings_are_checked_at_start(tmp_path: Path, change: dict, message: str) -> None:  # type: ignore[type-arg]
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    for dotted, value in change.items():
+        section, key = dotted.split(".")
+        config[section][key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=str(path))
+    assert run.returncode != 0 and message in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_an_auto_surrogate_adds_one_job_that_copies_the_pick(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["surrogate"]["network"] = "auto"
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(config))
+    auto = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=str(path)).stdout)
+    named = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2").stdout)
+    assert auto.pop("chosen_surrogate") == 1 and auto.pop("total") == named.pop("total") + 1
+    assert auto == named
+
+
+def test_the_layer_perturbations_are_exported_as_a_stimulus_set_for_the_rig(tmp_path: Path) -> None:
+    from neuroattack.sources import make_stimuli, write_stimulus_set
+
+    rng = np.random.default_rng(7)
+    stimuli = make_stimuli(rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8), ["a", "b", "c", "d"], list("xxyy"))
+    layer = rng.integers(0, 255, (2, 2, 8, 8, 3), dtype=np.uint8)
+    table = xr.Dataset(
+        {"layer_perturbed": (("candidate", "image", "y", "x", "channel"), layer)},
+        coords={"candidate": ["net1", "net2"], "image": ["c", "a"]},
+        attrs={"transfer_eps": 0.5},
+    )
+    shown = screening.layer_stimulus_set(table, stimuli)
+    assert shown["stimulus_id"].values.tolist() == [
+        "c",
+        "a",
+        "c__layer_net1__eps0.5",
+        "a__layer_net1__eps0.5",
+        "c__layer_net2__eps0.5",
+        "a__layer_net2__eps0.5",
+    ]
+    assert np.array_equal(shown["pixels"].values[0], stimuli["pixels"].sel(stimulus_id="c").values)
+    assert np.array_equal(shown["pixels"].values[5], layer[1, 1])
+    assert shown["network"].values.tolist()[2:] == ["net1", "net1", "net2", "net2"]
+    write_stimulus_set(shown, tmp_path / "set.csv", tmp_path / "set.zip")
+    assert (tmp_path / "set.csv").read_text().count(",perturbed,") == 4

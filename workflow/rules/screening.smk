@@ -1,0 +1,77 @@
+# Choosing the surrogate (figure 5): every network of the config screened against the recorded
+# sites by CKA, Brain-Score-convention predictivity and transfer; surrogate.network: auto
+# takes the best by screening.criterion.
+
+
+rule screening:
+    input:
+        unpack(screening_inputs),
+    output:
+        result("screening/screening.nc"),
+    log:
+        log_file("screening"),
+    threads: 2
+    resources:
+        **gpu_job(mem_mb=8000, runtime=120),
+    params:
+        screening=science(config["screening"], drop=["criterion"]),
+        attack=science(config["attack"], drop=["eps", "images", "units_per_network"]),
+        surrogate=science(config["surrogate"], drop=["network"]),
+        sites=config["recordings"].get("sites"),
+        seed=config["seed"],
+        repetitions=config["brain"]["repetitions"] if SIMULATED else 0,
+        recording_seed=config["brain"]["seed"] + 1000 if SIMULATED else 0,  # a session of its own
+    script:
+        "../scripts/screening.py"
+
+
+if AUTO_SURROGATE:
+
+    rule chosen_surrogate:
+        input:
+            unpack(
+                lambda wildcards: {
+                    "screening": rules.screening.output[0],
+                    **{f"weights_{name}": path for name, path in network_weights().items()},
+                    **{f"features_{name}": path for name, path in network_features().items()},
+                }
+            ),
+        output:
+            weights=result("surrogate/weights.nc"),
+            features=result("surrogate/features.nc"),
+        log:
+            log_file("chosen_surrogate"),
+        localrule: True
+        params:
+            criterion=config["screening"]["criterion"],
+        script:
+            "../scripts/chosen_surrogate.py"
+
+
+if not SIMULATED:
+
+    rule export_screening_stimuli:
+        input:
+            screening=rules.screening.output[0],
+            stimuli=result("stimuli/stimuli.nc"),
+        output:
+            multiext(result("rig/screening_stimuli"), ".csv", ".zip"),
+        log:
+            log_file("export_screening_stimuli"),
+        localrule: True
+        script:
+            "../scripts/export_screening_stimuli.py"
+
+
+rule figure5:
+    input:
+        rules.screening.output[0],
+    output:
+        png=report(result("figures/figure5.png"), caption="../report/figure5.rst", category="Figures"),
+        pdf=result("figures/figure5.pdf"),
+        numbers=result("figures/figure5.nc"),
+    log:
+        log_file("figure5"),
+    localrule: True
+    script:
+        "../scripts/figure5.py"

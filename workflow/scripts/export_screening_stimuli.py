@@ -1,0 +1,13 @@
+"""Rule export_screening_stimuli: the transfer test's images as a stimulus set for a recording rig."""
+
+from neuroattack import io, screening
+from neuroattack.runtime import configure
+from neuroattack.sources import write_stimulus_set
+
+log = configure(snakemake.log[0], snakemake.threads)
+shown = screening.layer_stimulus_set(
+    io.read_dataset(snakemake.input.screening, "screening"), io.read_dataset(snakemake.input.stimuli, "stimuli")
+)
+csv, archive = snakemake.output
+write_stimulus_set(shown, csv, archive)
+log.info("wrote %d images for the rig: %s, %s", shown.sizes["stimulus_id"], csv, archive)
