@@ -530,6 +530,8 @@ def sensitivity_table(sensitivity: xr.Dataset) -> str:
         f"<body><p>Normalised sensitivity s~(eps), mean (95% bootstrap interval), as drawn in figure 1.</p>"
         f"{body}</body></html>\n"
     )
+
+
 # --- figure 5: choosing the surrogate -----------------------------------------------------
 
 CRITERION_LABELS = {
