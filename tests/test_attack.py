@@ -451,6 +451,16 @@ def test_pruning_that_keeps_every_restart_changes_nothing(schedule: str) -> None
     assert not torch.equal(pruned.perturbed, plain.perturbed)  # pruning really ran
 
 
+def test_pruned_results_do_not_depend_on_chunking() -> None:
+    network = ReluUnits(seed=6)
+    images = random_images(5, seed=8)
+    kw = {"restarts": 4, "prune_every": 3, "prune_keep": 0.5}
+    whole = attack(network, images, 1.0, chunk_rows=1024, **kw)
+    for chunk_rows in (1, 6):  # a batch is at least one row with all its restarts
+        chunked = attack(network, images, 1.0, chunk_rows=chunk_rows, **kw)
+        assert torch.equal(chunked.perturbed, whole.perturbed), chunk_rows
+
+
 def test_bad_pruning_names_the_key() -> None:
     with pytest.raises(ValueError, match="prune_keep"):
         AttackSettings(prune_keep=0.0)
