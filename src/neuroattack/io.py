@@ -72,6 +72,8 @@ Kind = Literal[
     "white_box",
     "sensitivity",
     "preference",
+    "round_stimuli",
+    "round_sensitivity",
 ]
 
 INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
@@ -86,15 +88,17 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
         ),
         "features": Intermediate(("features",), ("activation",), ("stimulus_id", "unit"), ("network",)),
         "recordings": Intermediate(
-            ("record_clean", "import_recordings"),
+            ("record_clean", "import_recordings", "record_round", "ingest_perturbed_recordings"),
             ("response", "stimulus_id", "repetition", "neuroid_id"),
             ("presentation", "neuroid"),
         ),
         "site_models": Intermediate(
-            ("site_models",), ("weight", "bias", "neuroid_id", "reliability", "predictivity"), ("site", "feature")
+            ("site_models", "refit_site_models"),
+            ("weight", "bias", "neuroid_id", "reliability", "predictivity"),
+            ("site", "feature"),
         ),
         "attack": Intermediate(
-            ("attack_image",),
+            ("attack_image", "attack_round"),
             (
                 "site_clean",
                 "site_change",
@@ -110,8 +114,8 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("stimulus_id",),
         ),
         "responses": Intermediate(
-            ("record_attacks", "ingest_perturbed_recordings"),
-            ("predicted_change", "recorded_change"),
+            ("round_responses",),
+            ("predicted_change", "recorded_change", "random_recorded_change", "random_squared_change"),
             ("site", "image", "eps", "direction"),
         ),
         "white_box": Intermediate(("brain_white_box",), ("change", "sigma"), ("site", "image", "eps", "direction")),
@@ -131,6 +135,15 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
                 "neuroid_id",
             ),
             ("site", "eps", "image", "reference"),
+        ),
+        "round_stimuli": Intermediate(
+            ("round_stimuli",),
+            ("pixels", "category", "clean_stimulus_id", "clean_category", "target_neuroid_id", "eps", "direction"),
+            ("stimulus_id", "y", "x", "channel"),
+            ("round",),
+        ),
+        "round_sensitivity": Intermediate(
+            ("round_sensitivity",), ("s_tilde", "ci_low", "ci_high"), ("population", "eps"), ("round",)
         ),
     }
 )
