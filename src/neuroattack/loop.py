@@ -64,7 +64,7 @@ def round_stimulus_set(
     Perturbed and random ids carry the round (`round2__...`), so rounds never share an id."""
     index = perturbed_index(attacks)
     clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
-    eps_grid = attacks[0]["eps"].values.astype(float)
+    eps_grid = attacks[0]["eps"].values.astype(float).tolist()
     n_clean = len(clean_ids)
     prefix = f"round{round_number}__"
     perturbed_ids = [prefix + s for s in index["stimulus_id"].values[n_clean:].tolist()]
@@ -211,9 +211,7 @@ def round_sensitivity(
     if white_box_changes is not None:
         populations[BRAIN_WHITE_BOX] = white_box(white_box_changes["change"], white_box_changes["sigma"])
     summaries = {
-        name: summarize(
-            values.rename(site="unit").drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed
-        )
+        name: summarize(values.rename(site="unit").drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed)
         for name, values in populations.items()
     }
     squared = responses["random_squared_change"]
@@ -262,7 +260,11 @@ def refit_site_models(
         ids = new["stimulus_id"].values
         parts_stimuli.append(_pixels_and_category(new, new["clean_category"].values))
         parts_features.append(
-            xr.DataArray(activation, dims=("stimulus_id", "unit"), coords={"stimulus_id": ids, "unit": np.arange(activation.shape[1])})
+            xr.DataArray(
+                activation,
+                dims=("stimulus_id", "unit"),
+                coords={"stimulus_id": ids, "unit": np.arange(activation.shape[1])},
+            )
         )
         keep = np.isin(recorded["stimulus_id"].values, ids)
         parts_recordings.append(_select_sites(recorded.isel(presentation=np.flatnonzero(keep)), neuroids))

@@ -16,7 +16,13 @@ from neuroattack.config import (
     with_schema_types,
 )
 from neuroattack.download import remote_checksum, remote_file_name
-from neuroattack.loop import first_unrecorded_round, missing_round_message, missing_table_error, round_seed, table_exists
+from neuroattack.loop import (
+    first_unrecorded_round,
+    missing_round_message,
+    missing_table_error,
+    round_seed,
+    table_exists,
+)
 
 
 def config_error(message):

@@ -4,7 +4,9 @@ from neuroattack import figures, io, loop
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
-figure, plotted = figures.figure6(loop.by_round([io.read_dataset(path, "round_sensitivity") for path in snakemake.input]))
+figure, plotted = figures.figure6(
+    loop.by_round([io.read_dataset(path, "round_sensitivity") for path in snakemake.input])
+)
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200)
 figure.savefig(pdf)
