@@ -30,7 +30,7 @@ from neuroattack.rig import perturbed_index, responses_to_attacks
 from neuroattack.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, sign_corrected, summarize, white_box
 from neuroattack.sitemodels import fit_to_recordings, surrogate_response
 from neuroattack.sources import make_stimuli
-from neuroattack.untargeted import _result_block, attack_targets
+from neuroattack.untargeted import attack_targets, result_block
 
 RECORDED_RANDOM = "random directions (brain, recorded)"  # population name of the recorded baseline
 REFIT_MODES = ("readout", "none")
@@ -335,7 +335,7 @@ def attack_sites_again(
         "direction": first_round["direction"].values,
         "neuroid_id": ("site", models["neuroid_id"].values),
     }
-    ds = _result_block("site", sites, coords)
+    ds = result_block("site", sites, coords)
     ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
     units = [name for name in first_round.data_vars if str(name).startswith("unit_")]
     ds = ds.merge(first_round[units])
