@@ -47,7 +47,7 @@ DISK_FULL_MARGIN_BYTES: Final = 16 << 20
 @dataclasses.dataclass(frozen=True)
 class Intermediate:
     """One kind of intermediate file: the rule(s) that make it (the usual one first; the
-    others make it from outside inputs) and what its readers need."""
+    others make it from outside inputs or in later loop rounds) and what its readers need."""
 
     rules: tuple[str, ...]
     variables: tuple[str, ...] = ()
