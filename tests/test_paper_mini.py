@@ -298,7 +298,8 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     missing = mini_config(served, mini_run, perturbed=[first, str(mini_run / "absent.csv")])
     refused = snakemake(mini_run, "--dry-run", "--cores", "1", configfile=str(missing))
     assert refused.returncode != 0
-    assert "recordings.perturbed entry 2 names" in refused.stderr and "absent.csv" in refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "recordings.perturbed entry 2 names" in said and "absent.csv" in said
     # Round 2's recordings added: the loop goes on to round 3 without redoing round 1.
     second = rig_table(pd.read_csv(results / "rig/round2/perturbed_stimuli.csv"), sites, mini_run / "round2.csv")
     config = mini_config(served, mini_run, perturbed=[first, second])
