@@ -143,10 +143,11 @@ def test_an_unreadable_or_missing_intermediate_names_its_rule_and_command(tmp_pa
     junk = tmp_path / "site_models.nc"
     junk.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     with pytest.raises(
-        OSError, match=r"rule site_models: run your snakemake command again with --forcerun .*models\.nc"
+        OSError,
+        match=r"rule site_models \(or refit_site_models\): run your snakemake command again with --forcerun .*\.nc",
     ):
         io.read_dataset(junk, "site_models")
-    with pytest.raises(FileNotFoundError, match=r"rule attack_image: .*--forcerun .*image0001\.nc"):
+    with pytest.raises(FileNotFoundError, match=r"rule attack_image \(or attack_round\): .*--forcerun .*image0001\.nc"):
         io.read_dataset(tmp_path / "image0001.nc", "attack")
     with pytest.raises(ValueError, match="unknown kind"):
         io.read_dataset(junk, "stimulus")  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     server.stop()
 
 
-def mini_config(server: LoopbackServer, workdir: Path, perturbed: str | None = None) -> Path:
+def mini_config(server: LoopbackServer, workdir: Path, perturbed: list[str] | None = None) -> Path:
     """config/paper.yaml with loopback URLs and tiny sizes: the stimulus CSV and one checkpoint
     answer only at their second mirror (the first gives 404); that checkpoint has no checksum."""
     config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
@@ -115,6 +115,7 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "features": n_networks,
         "site_models": 1,
         "attack_image": config["attack"]["images"],
+        "round_stimuli": 1,  # round 1's images, for the rig: the loop waits for their recordings
         "export_rig_stimuli": 1,
         "category_preference": 1,
         "figure3": 1,
@@ -129,6 +130,8 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "all": 1,
     }
     assert job_counts(run.stdout) == {**expected, "total": sum(expected.values())}
+    assert "round 1 of the loop has no recordings yet" in run.stderr
+    assert "results/paper/rig/round1/perturbed_stimuli.csv" in run.stderr
 
 
 def test_downloads_are_verified_and_unknown_checksums_recorded(mini_run: Path, served: LoopbackServer) -> None:
@@ -262,10 +265,8 @@ def test_a_pinned_checksum_reruns_the_download_without_a_transfer_and_unpinning_
     assert (mini_run / f"{target}.sha256").read_text().split()[0] == recorded  # the same bytes came back
 
 
-def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: LoopbackServer) -> None:
-    results = mini_run / "results" / "mini"
-    shown = pd.read_csv(results / "rig/perturbed_stimuli.csv")
-    sites = io.read_dataset(results / "site_models/site_models.nc")["neuroid_id"].values
+def rig_table(shown: pd.DataFrame, sites: np.ndarray, path: Path) -> str:
+    """A rig's recordings of every image of `shown` from every site, 3 repetitions each."""
     rng = np.random.default_rng(0)
     rows = [
         {"stimulus_id": s, "neuroid_id": n, "repetition": r, "response": float(rng.normal(1.0, 0.5))}
@@ -273,12 +274,44 @@ def test_ingesting_the_rigs_recordings_adds_the_brain(mini_run: Path, served: Lo
         for n in sites
         for r in range(3)
     ]
-    table = mini_run / "rig_recordings.csv"
-    pd.DataFrame(rows).to_csv(table, index=False)
-    config = mini_config(served, mini_run, perturbed=str(table))
-    run = snakemake(mini_run, "--cores", "2", configfile=str(config))
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_added(
+    mini_run: Path, served: LoopbackServer
+) -> None:
+    results = mini_run / "results" / "mini"
+    shown = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
+    assert set(shown["category_name"]) == {"clean", "perturbed", "random"}
+    sites = io.read_dataset(results / "site_models/site_models.nc")["neuroid_id"].values
+    first = rig_table(shown, sites, mini_run / "round1.csv")
+    run = snakemake(mini_run, "--cores", "2", configfile=str(mini_config(served, mini_run, perturbed=[first])))
     assert run.returncode == 0, run.stderr[-5000:]
-    responses = io.read_dataset(results / "responses/responses.nc")
+    responses = io.read_dataset(results / "rounds/round1/responses.nc")
     assert responses["recorded"].dims == ("site", "image", "eps", "direction")
+    assert responses["random_squared_change"].dims == ("site", "image", "eps")
     sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
     assert "brain (black box)" in sensitivity["population"].values.tolist()
+    assert io.read_dataset(results / "figures/figure6.nc")["round"].values.tolist() == [1]
+    # Round 2: refitted on round 1's recordings, attacked, exported; the run says what to record.
+    assert io.read_dataset(results / "rounds/round2/site_models.nc").attrs["rounds_fitted_on"] == 1
+    assert (results / "rig/round2/perturbed_stimuli.zip").exists()
+    message = run.stderr.replace("\n", " ")
+    assert "round 2 of the loop has no recordings yet" in message
+    assert "results/mini/rig/round2/perturbed_stimuli.csv" in message and "entry 2" in message
+    assert "recordings.perturbed" in message and "stimulus_id, neuroid_id, repetition, response" in message
+    # A table named but not there stops the run at start, naming it.
+    missing = mini_config(served, mini_run, perturbed=[first, str(mini_run / "absent.csv")])
+    refused = snakemake(mini_run, "--dry-run", "--cores", "1", configfile=str(missing))
+    assert refused.returncode != 0
+    said = refused.stdout + refused.stderr
+    assert "recordings.perturbed entry 2 names" in said and "absent.csv" in said
+    # Round 2's recordings added: the loop goes on to round 3 without redoing round 1.
+    second = rig_table(pd.read_csv(results / "rig/round2/perturbed_stimuli.csv"), sites, mini_run / "round2.csv")
+    config = mini_config(served, mini_run, perturbed=[first, second])
+    dry = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(config))
+    counts = job_counts(dry.stdout)
+    assert "attack_image" not in counts and counts["ingest_perturbed_recordings"] == 1
+    assert counts["export_rig_stimuli"] == 1 and counts["refit_site_models"] == 1
+    assert "round 3 of the loop has no recordings yet" in dry.stderr

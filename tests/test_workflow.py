@@ -189,9 +189,15 @@ def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Pat
     config["attack"]["images"] += 1
     counts = job_counts(dry_run_with(tiny_run.parent.parent, tmp_path, config))
     counts.pop("total")
-    aggregates = {"record_attacks", "brain_white_box", "sensitivity", "figure1", "all"}
+    aggregates = {"refit_site_models", "brain_white_box", "sensitivity", "figure1", "figure6", "all"}
     aggregates |= {"figure2", "figure4", "sensitivity_table"}
-    assert counts == {"attack_image": 1, **{rule: 1 for rule in aggregates}}, counts
+    per_round = {"round_stimuli", "record_round", "round_responses", "round_sensitivity"}
+    rounds = config["loop"]["rounds"]
+    # Later rounds' site models are refitted on round 1's recordings, which the new image joins:
+    # every later round's attacks are redone.
+    later = (rounds - 1) * config["attack"]["images"]
+    expected = {"attack_image": 1, "attack_round": later, **{rule: 1 for rule in aggregates}}
+    assert counts == {**expected, **{rule: rounds for rule in per_round}}, counts
 
 
 # --- when something goes wrong (README, "When something goes wrong") ---------------------
@@ -249,14 +255,18 @@ def copy_of_run(tiny_run: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_an_intermediate_of_the_wrong_schema_names_a_command_that_remakes_it(tiny_run: Path, tmp_path: Path) -> None:
     workdir = copy_of_run(tiny_run, tmp_path)
-    responses = Path("results/tiny/responses/responses.nc")
+    responses = Path("results/tiny/rounds/round2/responses.nc")
     io.write_dataset(xr.Dataset({"recorded": ("site", [1.0])}), workdir / responses, "t", "another program")
     run = snakemake(workdir, "--cores", "2")
     assert run.returncode != 0
-    cause = last_line(workdir / "results/tiny/logs/sensitivity.log")
+    readers = [workdir / "results/tiny/logs" / name for name in ("sensitivity.log", "round_sensitivity/round2.log")]
+    cause = last_line(next(log for log in readers if log.exists()))  # the reader that ran first
     assert f"cause: ValueError: {responses}: not a responses file" in cause
-    assert "missing variable(s) predicted_change, recorded_change; dimension(s) image, eps, direction" in cause
-    assert "It is made by rule record_attacks (or ingest_perturbed_recordings)" in cause
+    assert (
+        "missing variable(s) predicted_change, recorded_change, random_recorded_change, random_squared_change; "
+        "dimension(s) image, eps, direction" in cause
+    )
+    assert "It is made by rule round_responses" in cause
     advice = re.search(r"run your snakemake command again with (--forcerun \S+)$", cause)
     assert advice, cause
     again = snakemake(workdir, "--cores", "2", *advice.group(1).split())
@@ -267,7 +277,7 @@ def test_an_intermediate_of_the_wrong_schema_names_a_command_that_remakes_it(tin
 @pytest.mark.slow
 def test_a_deleted_intermediate_is_remade_with_forcerun(tiny_run: Path, tmp_path: Path) -> None:
     workdir = copy_of_run(tiny_run, tmp_path)
-    responses = Path("results/tiny/responses/responses.nc")
+    responses = Path("results/tiny/rounds/round2/responses.nc")
     (workdir / responses).unlink()
     plain = snakemake(workdir, "--cores", "2")  # what the files made from it exist for, nothing remakes it
     assert plain.returncode == 0 and "Nothing to be done" in plain.stdout + plain.stderr
@@ -351,3 +361,76 @@ def test_every_row_of_the_readme_fault_table_is_a_test() -> None:
     resuming = readme.split("**Resuming.**", 1)[1].split("\n\n", 1)[0]
     assert "`--unlock`" in resuming and "`--forcerun <that file>`" in resuming
     assert "delete it and rerun" not in readme
+
+
+# --- the closed loop over recording rounds ---------------------------------------------
+
+
+def test_three_rounds_dry_run_job_counts(tmp_path: Path) -> None:
+    run = snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, {"loop.rounds": 3}))
+    assert run.returncode == 0, run.stderr + run.stdout
+    counts = job_counts(run.stdout)
+    images = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["attack"]["images"]
+    assert counts["attack_image"] == images  # round 1 (with the network units)
+    assert counts["attack_round"] == 2 * images  # rounds 2 and 3: the sites again
+    assert counts["refit_site_models"] == 2
+    for rule in ("round_stimuli", "record_round", "round_responses", "round_sensitivity"):
+        assert counts[rule] == 3, (rule, counts)
+    assert counts["site_models"] == counts["figure6"] == counts["figure1"] == 1
+
+
+def test_without_refitting_every_round_attacks_with_the_first_models(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"loop.rounds": 3, "loop.refit": "none"})
+    counts = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=config).stdout)
+    assert "refit_site_models" not in counts and counts["attack_round"] == 2 * counts["attack_image"]
+
+
+@pytest.mark.slow
+def test_the_loop_end_to_end_gives_figure6_per_round(tiny_run: Path) -> None:
+    for suffix in (".png", ".pdf"):
+        assert (tiny_run / f"figures/figure6{suffix}").stat().st_size > 1_000
+    plotted = io.read_dataset(tiny_run / "figures/figure6.nc")
+    assert plotted["round"].values.tolist() == [1, 2]
+    assert set(plotted["population"].values.tolist()) == {
+        "brain (black box)",
+        "random directions (brain, recorded)",
+        "surrogate (predicted)",
+        "brain (white box)",
+    }
+    assert bool(np.isfinite(plotted["s_tilde"]).all())
+    white = plotted["s_tilde"].sel(population="brain (white box)")
+    assert bool((white.isel(round=0) == white.isel(round=1)).all())  # the same images: one ceiling
+    first = io.read_dataset(tiny_run / "site_models/site_models.nc")
+    second = io.read_dataset(tiny_run / "rounds/round2/site_models.nc")
+    assert first["neuroid_id"].values.tolist() == second["neuroid_id"].values.tolist()
+    assert not np.allclose(first["weight"].values, second["weight"].values)  # refitted on round 1's recordings
+    # Figure 1's brain is the last round's.
+    figure1 = io.read_dataset(tiny_run / "sensitivity/sensitivity.nc")
+    last = plotted["s_tilde"].sel(round=2, population="brain (black box)").values
+    np.testing.assert_allclose(figure1["s_tilde"].sel(population="brain (black box)").values, last, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_round_goes_on_without_redoing_finished_rounds(tiny_run: Path, tmp_path: Path) -> None:
+    workdir = copy_of_run(tiny_run, tmp_path)
+    results = workdir / "results/tiny"
+    # What a kill during round 2's attacks leaves: round 1 and round 2's site models and first attack.
+    unfinished = [results / f"rounds/round2/attacks/image{index:04d}.nc" for index in (1, 2)]
+    unfinished += [
+        results / f"rounds/round2/{name}.nc" for name in ("stimuli", "recordings", "responses", "sensitivity")
+    ]
+    unfinished += [results / "sensitivity/sensitivity.nc", *results.glob("figures/figure[16].*")]
+    for path in unfinished:
+        path.unlink()
+    dry = snakemake(workdir, "--dry-run", "--cores", "2")
+    counts = job_counts(dry.stdout)
+    counts.pop("total")
+    per_round = ("round_stimuli", "record_round", "round_responses", "round_sensitivity")
+    assert counts == {
+        "attack_round": 2,
+        **{rule: 1 for rule in (*per_round, "sensitivity", "figure1", "figure6", "all")},
+    }
+    assert "round1" not in " ".join(line for line in dry.stdout.splitlines() if "output:" in line)
+    run = snakemake(workdir, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_same_results(tiny_run, results)

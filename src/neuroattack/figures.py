@@ -607,3 +607,41 @@ def _transfer_heatmap(ax: Axes, screening: xr.Dataset) -> None:
     ax.tick_params(labelsize=7)
     ax.tick_params(axis="y", labelrotation=0)
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+
+
+# --- figure 6: the closed loop ----------------------------------------------------------
+
+FIGURE6_DASHES = {"brain (white box)": (2, 2), "surrogate (predicted)": (1, 1)}
+
+
+def figure6(by_round: xr.Dataset) -> tuple[Figure, xr.Dataset]:
+    """Achieved normalised change by round, one panel per eps: the brain's black-box estimate
+    and the recorded random-direction baseline with 95% CIs, the surrogate's prediction, and
+    (in silico) the brain's white-box sensitivity as the ceiling."""
+    shown = by_round[["s_tilde", "ci_low", "ci_high"]]
+    eps_grid = shown["eps"].values
+    populations = [str(p) for p in shown["population"].values]
+    palette = dict(zip(populations, sns.color_palette("colorblind", len(populations)), strict=True))
+    sns.set_theme(style="ticks", context="paper")
+    fig, axes = plt.subplots(1, len(eps_grid), figsize=(2.4 * len(eps_grid) + 1.6, 2.8), squeeze=False)
+    rounds = shown["round"].values
+    for ax, eps in zip(axes[0], eps_grid, strict=True):
+        for name in populations:
+            line = shown.sel(population=name, eps=eps)
+            ax.plot(
+                rounds,
+                line["s_tilde"].values,
+                marker="o",
+                color=palette[name],
+                dashes=FIGURE6_DASHES.get(name, (None, None)),
+                label=name,
+            )
+            ax.fill_between(rounds, line["ci_low"].values, line["ci_high"].values, color=palette[name], alpha=0.2, lw=0)
+        ax.set_title(rf"$\epsilon$ = {eps:g}")
+        ax.set_xlabel("round")
+        ax.set_xticks(rounds)
+    axes[0][0].set_ylabel(r"normalised change $\tilde{s}$")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig, shown.copy()

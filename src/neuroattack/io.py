@@ -47,7 +47,7 @@ DISK_FULL_MARGIN_BYTES: Final = 16 << 20
 @dataclasses.dataclass(frozen=True)
 class Intermediate:
     """One kind of intermediate file: the rule(s) that make it (the usual one first; the
-    others make it from outside inputs) and what its readers need."""
+    others make it from outside inputs or in later loop rounds) and what its readers need."""
 
     rules: tuple[str, ...]
     variables: tuple[str, ...] = ()
@@ -73,6 +73,8 @@ Kind = Literal[
     "sensitivity",
     "preference",
     "screening",
+    "round_stimuli",
+    "round_sensitivity",
 ]
 
 INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
@@ -89,15 +91,17 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("features", "chosen_surrogate"), ("activation",), ("stimulus_id", "unit"), ("network",)
         ),
         "recordings": Intermediate(
-            ("record_clean", "import_recordings"),
+            ("record_clean", "import_recordings", "record_round", "ingest_perturbed_recordings"),
             ("response", "stimulus_id", "repetition", "neuroid_id"),
             ("presentation", "neuroid"),
         ),
         "site_models": Intermediate(
-            ("site_models",), ("weight", "bias", "neuroid_id", "reliability", "predictivity"), ("site", "feature")
+            ("site_models", "refit_site_models"),
+            ("weight", "bias", "neuroid_id", "reliability", "predictivity"),
+            ("site", "feature"),
         ),
         "attack": Intermediate(
-            ("attack_image",),
+            ("attack_image", "attack_round"),
             (
                 "site_clean",
                 "site_change",
@@ -113,8 +117,8 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("stimulus_id",),
         ),
         "responses": Intermediate(
-            ("record_attacks", "ingest_perturbed_recordings"),
-            ("predicted_change", "recorded_change"),
+            ("round_responses",),
+            ("predicted_change", "recorded_change", "random_recorded_change", "random_squared_change"),
             ("site", "image", "eps", "direction"),
         ),
         "white_box": Intermediate(("brain_white_box",), ("change", "sigma"), ("site", "image", "eps", "direction")),
@@ -140,6 +144,15 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("cka", "predictivity", "predictivity_r", "ceiling", "transfer", "transfer_change", "transfer_relative"),
             ("candidate", "attacker", "target"),
             ("pick_by_predictivity", "pick_by_cka", "pick_by_transfer"),
+        ),
+        "round_stimuli": Intermediate(
+            ("round_stimuli",),
+            ("pixels", "category", "clean_stimulus_id", "clean_category", "target_neuroid_id", "eps", "direction"),
+            ("stimulus_id", "y", "x", "channel"),
+            ("round",),
+        ),
+        "round_sensitivity": Intermediate(
+            ("round_sensitivity",), ("s_tilde", "ci_low", "ci_high"), ("population", "eps"), ("round",)
         ),
     }
 )

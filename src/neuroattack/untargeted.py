@@ -67,7 +67,7 @@ def attack_targets(
     }
 
 
-def _result_block(kind: str, results: Mapping[str, np.ndarray], coords: Mapping[str, object]) -> xr.Dataset:
+def result_block(kind: str, results: Mapping[str, np.ndarray], coords: Mapping[str, object]) -> xr.Dataset:
     """One population's achieved changes: `{kind}_clean`, `{kind}_change`, ... over dim `kind`."""
     cube = (kind, "eps", "direction")
     return xr.Dataset(
@@ -114,7 +114,7 @@ def attack_image(
         surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed, tracked
     )
     offset[0] += per_target * models.sizes["site"]
-    ds = _result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
+    ds = result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
     ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
     unit_blocks = []
     for name, weights in networks.items():
@@ -123,7 +123,7 @@ def attack_image(
         results = attack_targets(response, image, chosen, eps_grid, settings, seed, tracked)
         offset[0] += per_target * len(chosen)
         coords = {**grid_coords, "network": ("unit", [name] * len(chosen)), "unit_index": ("unit", chosen)}
-        unit_blocks.append(_result_block("unit", results, coords))
+        unit_blocks.append(result_block("unit", results, coords))
     if unit_blocks:
         ds = ds.merge(xr.concat(unit_blocks, dim="unit"))
     ds.attrs = {

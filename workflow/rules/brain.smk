@@ -1,4 +1,4 @@
-# The in-silico monkey. Only record_clean and record_attacks observe it (through
+# The in-silico monkey. Only record_clean and record_round observe it (through
 # neuroattack.brain.record); brain_white_box reads its weights for validation only.
 
 
@@ -35,22 +35,21 @@ rule record_clean:
         "../scripts/record_clean.py"
 
 
-rule record_attacks:
+rule record_round:
     input:
         brain=rules.build_brain.output[0],
-        stimuli=rules.stimuli.output[0],
-        attacks=attack_files(),
+        shown=round_file("{round}", "stimuli.nc"),
     output:
-        result("responses/responses.nc"),
+        round_file("{round}", "recordings.nc"),
     log:
-        log_file("record_attacks"),
+        log_file("record_round/round{round}"),
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
         repetitions=config["brain"]["repetitions"],
-        seed=config["brain"]["seed"] + 2,
+        seed=lambda wildcards: config["brain"]["seed"] + 1 + int(wildcards.round),
     script:
-        "../scripts/record_attacks.py"
+        "../scripts/record_round.py"
 
 
 rule brain_white_box:

@@ -16,6 +16,13 @@ from neuroattack.config import (
     with_schema_types,
 )
 from neuroattack.download import remote_checksum, remote_file_name
+from neuroattack.loop import (
+    first_unrecorded_round,
+    missing_round_message,
+    missing_table_error,
+    round_seed,
+    table_exists,
+)
 
 
 def config_error(message):
@@ -34,8 +41,8 @@ NETWORKS = list(config["networks"])
 TRAINED = [name for name, spec in config["networks"].items() if "checkpoint" not in spec]
 DOWNLOADED = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
 SIMULATED = config["recordings"]["source"] == "simulated"
-PERTURBED_RECORDINGS = config["recordings"].get("perturbed")
-HAS_RESPONSES = SIMULATED or bool(PERTURBED_RECORDINGS)
+LOOP = config["loop"]
+ROUNDS = LOOP["rounds"]
 
 AUTO_SURROGATE = config["surrogate"]["network"] == "auto"
 if not AUTO_SURROGATE and config["surrogate"]["network"] not in NETWORKS:
@@ -226,6 +233,10 @@ def attack_files():
     return [result(f"attacks/image{index}.nc") for index in ATTACK_INDICES]
 
 
+def figure6_outputs():
+    return multiext(result("figures/figure6"), ".png", ".pdf", ".nc")
+
+
 def figure1_outputs():
     return multiext(result("figures/figure1"), ".png", ".pdf", ".nc")
 
@@ -289,8 +300,11 @@ def final_outputs():
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:
-        outputs.append(multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"))
         outputs.append(multiext(result("rig/screening_stimuli"), ".csv", ".zip"))
+    if RECORDED_ROUNDS:
+        outputs.append(figure6_outputs())
+    if NEXT_ROUND is not None:
+        outputs.append(rig_stimuli(NEXT_ROUND))
     return outputs
 
 
@@ -312,6 +326,73 @@ def report_outputs():
 def coverage_brain_inputs(wildcards):
     """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
     return {
-        **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
+        **({"responses": round_file(FIGURE1_ROUND, "responses.nc")} if HAS_RESPONSES else {}),
         **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
     }
+
+
+# --- the closed loop over recording rounds (workflow/rules/loop.smk) -------------------
+
+
+def perturbed_tables():
+    """recordings.perturbed as a list, one recordings table per round (a single path: round 1)."""
+    tables = config["recordings"].get("perturbed") or []
+    return [tables] if isinstance(tables, str) else list(tables)
+
+
+PERTURBED_TABLES = [] if SIMULATED else perturbed_tables()
+if len(PERTURBED_TABLES) > ROUNDS:
+    config_error(
+        f"recordings.perturbed lists {len(PERTURBED_TABLES)} tables but loop.rounds = {ROUNDS}; "
+        "give one table per round, or raise loop.rounds"
+    )
+for number, table in enumerate(PERTURBED_TABLES, start=1):
+    if not table_exists(table):
+        config_error(missing_table_error(number, table))
+# In silico the brain records every round; with real recordings the loop runs up to the
+# first round without a table and exports that round's images for the rig.
+RECORDED_ROUNDS = ROUNDS if SIMULATED else len(PERTURBED_TABLES)
+NEXT_ROUND = None if SIMULATED else first_unrecorded_round(PERTURBED_TABLES, ROUNDS)
+HAS_RESPONSES = RECORDED_ROUNDS > 0
+# Figure 1's brain estimate comes from the last recorded round (round 1's attacks when none is).
+FIGURE1_ROUND = max(RECORDED_ROUNDS, 1)
+
+
+wildcard_constraints:
+    round=r"[1-9]\d*",
+
+
+def round_file(number, name):
+    return result(f"rounds/round{number}/{name}")
+
+
+def rig_stimuli(number):
+    return multiext(result(f"rig/round{number}/perturbed_stimuli"), ".csv", ".zip")
+
+
+def round_site_models(number):
+    """The site models that attack round `number`: round 1's are fitted on the clean recordings."""
+    number = int(number)
+    if number == 1 or LOOP["refit"] == "none":
+        return result("site_models/site_models.nc")
+    return round_file(number, "site_models.nc")
+
+
+def round_attack_files(number):
+    number = int(number)
+    if number == 1:
+        return attack_files()
+    return [round_file(number, f"attacks/image{index}.nc") for index in ATTACK_INDICES]
+
+
+def earlier_rounds(wildcards):
+    """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on."""
+    files = {}
+    for number in range(1, int(wildcards.round)):
+        files[f"shown_{number}"] = round_file(number, "stimuli.nc")
+        files[f"recordings_{number}"] = round_file(number, "recordings.nc")
+    return files
+
+
+def round_sensitivity_files():
+    return [round_file(number, "sensitivity.nc") for number in range(1, RECORDED_ROUNDS + 1)]

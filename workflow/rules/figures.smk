@@ -1,15 +1,15 @@
 # Figures 2 (examples) and 4 (coverage), and the s~ table of figure 1 for the report.
-# Every figure's png is marked for `snakemake --report` (category "Figures").
+# Like figure 1 they show the last recorded round of the loop. Every figure's png is marked for `snakemake --report` (category "Figures").
 
 EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least sensitive
 
 
 rule figure2:
     input:
-        unpack(lambda wildcards: {"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
+        unpack(lambda wildcards: {"responses": round_file(FIGURE1_ROUND, "responses.nc")} if HAS_RESPONSES else {}),
         stimuli=result("stimuli/stimuli.nc"),
         recordings=result("recordings/clean.nc"),
-        attacks=attack_files(),
+        attacks=round_attack_files(FIGURE1_ROUND),
     output:
         png=report(result("figures/figure2.png"), caption="../report/figure2.rst", category="Figures"),
         pdf=result("figures/figure2.pdf"),
@@ -27,7 +27,7 @@ rule figure4:
     input:
         unpack(coverage_brain_inputs),
         recordings=result("recordings/clean.nc"),
-        attacks=attack_files(),
+        attacks=round_attack_files(FIGURE1_ROUND),
         sensitivity=result("sensitivity/sensitivity.nc"),
     output:
         png=report(result("figures/figure4.png"), caption="../report/figure4.rst", category="Figures"),

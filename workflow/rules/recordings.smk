@@ -19,28 +19,25 @@ rule import_recordings:
 
 rule export_rig_stimuli:
     input:
-        stimuli=result("stimuli/stimuli.nc"),
-        attacks=attack_files(),
+        round_file("{round}", "stimuli.nc"),
     output:
-        multiext(result("rig/perturbed_stimuli"), ".csv", ".zip"),
+        multiext(result("rig/round{round}/perturbed_stimuli"), ".csv", ".zip"),
     log:
-        log_file("export_rig_stimuli"),
+        log_file("export_rig_stimuli/round{round}"),
     localrule: True
     script:
         "../scripts/export_rig_stimuli.py"
 
 
-if PERTURBED_RECORDINGS:
-
-    rule ingest_perturbed_recordings:
-        input:
-            table=PERTURBED_RECORDINGS,
-            attacks=attack_files(),
-        output:
-            result("responses/responses.nc"),
-        log:
-            log_file("ingest_perturbed_recordings"),
-        resources:
-            **cpu_job(mem_mb=8000, runtime=30),
-        script:
-            "../scripts/ingest_perturbed_recordings.py"
+rule ingest_perturbed_recordings:
+    input:
+        table=lambda wildcards: PERTURBED_TABLES[int(wildcards.round) - 1],
+        shown=round_file("{round}", "stimuli.nc"),
+    output:
+        round_file("{round}", "recordings.nc"),
+    log:
+        log_file("ingest_perturbed_recordings/round{round}"),
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
+    script:
+        "../scripts/ingest_perturbed_recordings.py"

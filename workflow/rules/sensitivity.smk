@@ -2,9 +2,9 @@ rule sensitivity:
     input:
         unpack(
             lambda wildcards: {
-                "attacks": attack_files(),
+                "attacks": round_attack_files(FIGURE1_ROUND),
                 "recordings": result("recordings/clean.nc"),
-                **({"responses": result("responses/responses.nc")} if HAS_RESPONSES else {}),
+                **({"responses": round_file(FIGURE1_ROUND, "responses.nc")} if HAS_RESPONSES else {}),
                 **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
                 **{f"features_{name}": path for name, path in network_features().items()},
             }

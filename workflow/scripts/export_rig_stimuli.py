@@ -1,14 +1,11 @@
-"""Rule export_rig_stimuli: the clean and perturbed images as a stimulus set for a rig."""
+"""Rule export_rig_stimuli: a round's images (clean, perturbed, random directions) as a stimulus set for a rig."""
 
-from neuroattack import io, rig
+from neuroattack import io
 from neuroattack.runtime import configure
+from neuroattack.sources import write_stimulus_set
 
 log = configure(snakemake.log[0], snakemake.threads)
+shown = io.read_dataset(snakemake.input[0], "round_stimuli")
 csv_path, zip_path = snakemake.output
-count = rig.export_for_rig(
-    io.read_dataset(snakemake.input.stimuli, "stimuli"),
-    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
-    csv_path,
-    zip_path,
-)
-log.info("exported %d images for the rig", count)
+write_stimulus_set(shown, csv_path, zip_path)
+log.info("exported %d images of round %s for the rig", shown.sizes["stimulus_id"], snakemake.wildcards.round)

@@ -1,10 +1,14 @@
-"""Rule ingest_perturbed_recordings: a rig's recordings of the exported set -> responses."""
+"""Rule ingest_perturbed_recordings: a rig's recordings of one round's stimulus set."""
 
-from neuroattack import io, rig
+from neuroattack import io
+from neuroattack.loop import check_round_recordings
 from neuroattack.runtime import configure, write_output
+from neuroattack.sources import table_to_recordings
 
 log = configure(snakemake.log[0], snakemake.threads)
-responses = rig.ingest_rig_recordings(
-    snakemake.input.table, [io.read_dataset(path, "attack") for path in snakemake.input.attacks]
+recordings = check_round_recordings(
+    table_to_recordings(snakemake.input.table),
+    io.read_dataset(snakemake.input.shown, "round_stimuli"),
+    snakemake.input.table,
 )
-write_output(responses, snakemake.output[0], "responses to perturbed images", snakemake)
+write_output(recordings, snakemake.output[0], f"recordings of round {snakemake.wildcards.round}", snakemake)

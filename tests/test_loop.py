@@ -1,0 +1,129 @@
+"""The closed loop's library: the noise-corrected random baseline, round stimulus sets, refits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroattack import loop
+from neuroattack.geometry import LEVELS
+from neuroattack.recordings import make_recordings
+from neuroattack.sources import make_stimuli
+
+
+def poisson_session(rates: np.ndarray, repetitions: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Trial means, unbiased trial variances and counts of Poisson trials at `rates`."""
+    trials = rng.poisson(np.repeat(rates[None], repetitions, axis=0)).astype(float)
+    return trials.mean(axis=0), trials.var(axis=0, ddof=1), np.full(rates.shape, repetitions)
+
+
+def test_noise_corrected_squared_change_is_unbiased_where_the_naive_one_is_not() -> None:
+    rng = np.random.default_rng(0)
+    clean_rates = rng.uniform(0.5, 6.0, size=400)
+    true_change = rng.normal(0.0, 0.4, size=400)  # random directions: changes of either sign, small
+    perturbed_rates = np.clip(clean_rates + true_change, 0.05, None)
+    truth = float(np.mean((perturbed_rates - clean_rates) ** 2))
+    corrected, naive = [], []
+    for _ in range(200):
+        clean = poisson_session(clean_rates, 10, rng)
+        perturbed = poisson_session(perturbed_rates, 10, rng)
+        corrected.append(float(np.mean(loop.noise_corrected_squared_change(*perturbed, *clean))))
+        naive.append(float(np.mean((perturbed[0] - clean[0]) ** 2)))
+    standard_error = np.std(corrected) / math.sqrt(len(corrected))
+    assert abs(np.mean(corrected) - truth) < 4 * standard_error, (np.mean(corrected), truth)
+    # Poisson noise of the difference of two 10-trial means is about (rate_p + rate_c) / 10: far above the truth.
+    assert np.mean(naive) > truth + 50 * standard_error
+    assert truth < 0.5 * np.mean(naive)
+
+
+def test_random_baseline_is_the_root_of_the_mean_normalised_squared_change() -> None:
+    squared = xr.DataArray(np.full((3, 4, 2), 4.0), dims=("site", "image", "eps"), coords={"eps": [0.5, 1.0]})
+    squared[0] = -4.0  # unbiased estimates may be negative; only the mean is rooted
+    sigma = xr.DataArray([2.0, 1.0, 1.0], dims="site")
+    summary = loop.random_baseline(squared, sigma, bootstrap=20, seed=0)
+    expected = math.sqrt((-1.0 + 4.0 + 4.0) / 3)
+    np.testing.assert_allclose(summary["s_tilde"].values, expected, rtol=1e-6)
+    assert bool((summary["ci_low"] <= summary["s_tilde"] + 1e-9).all())
+
+
+def attack_of(stimulus_id: str, side: int, sites: int, eps: list[float], rng: np.random.Generator) -> xr.Dataset:
+    """An attack file's site part, as the loop reads it."""
+    cube = (sites, len(eps), 2)
+    return xr.Dataset(
+        {
+            "site_clean": ("site", rng.uniform(1, 3, sites)),
+            "site_change": (("site", "eps", "direction"), rng.normal(size=cube)),
+            "perturbed": (
+                ("site", "eps", "direction", "y", "x", "channel"),
+                rng.integers(0, 256, (*cube, side, side, 3), dtype=np.uint8),
+            ),
+        },
+        coords={
+            "eps": eps,
+            "direction": ["increase", "decrease"],
+            "neuroid_id": ("site", [f"s{i}" for i in range(sites)]),
+        },
+        attrs={"stimulus_id": stimulus_id},
+    )
+
+
+@pytest.fixture
+def round_set() -> tuple[xr.Dataset, list[xr.Dataset], xr.Dataset]:
+    rng = np.random.default_rng(1)
+    stimuli = make_stimuli(
+        rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8), [f"img{i}" for i in range(5)], list("aabbc")
+    )
+    attacks = [attack_of(f"img{i}", 8, 3, [0.5, 2.0], rng) for i in (1, 3)]
+    return stimuli, attacks, loop.round_stimulus_set(stimuli, attacks, 2, seed=5, norm="l2")
+
+
+def test_a_round_shows_clean_perturbed_and_random_images_with_ids_of_its_own(round_set) -> None:  # type: ignore[no-untyped-def]
+    stimuli, attacks, shown = round_set
+    categories = shown["category"].values.tolist()
+    assert categories.count("clean") == 2 and categories.count("perturbed") == 2 * 3 * 2 * 2
+    assert categories.count("random") == 2 * 2  # one per (clean image, eps), shown to every site
+    later = shown["stimulus_id"].values[2:].tolist()
+    assert all(s.startswith("round2__") for s in later)
+    random = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values == "random"))
+    clean = stimuli["pixels"].sel(stimulus_id=random["clean_stimulus_id"].values).values.astype(float)
+    norms = np.sqrt((((random["pixels"].values - clean) / LEVELS) ** 2).sum(axis=(1, 2, 3)))
+    assert bool((norms <= random["eps"].values + 1e-6).all()) and bool((norms > 0.5 * random["eps"].values).all())
+    assert random["clean_category"].values.tolist() == ["a", "a", "b", "b"]
+    again = loop.round_stimulus_set(stimuli, attacks, 3, seed=6, norm="l2")
+    assert not np.array_equal(again["pixels"].values[-4:], shown["pixels"].values[-4:])  # fresh random directions
+
+
+def test_round_responses_match_recordings_to_attacks_and_random_images(round_set) -> None:  # type: ignore[no-untyped-def]
+    _, attacks, shown = round_set
+    ids = shown["stimulus_id"].values
+    rates = np.where(shown["category"].values == "random", 5.0, 2.0)
+    repetitions = 4
+    response = np.repeat(rates, 3).reshape(-1, 3)  # every site: 2 (clean, perturbed) or 5 (random), no noise
+    recordings = make_recordings(
+        np.tile(response, (repetitions, 1)),
+        np.tile(ids, repetitions),
+        np.repeat(np.arange(repetitions), len(ids)),
+        ["s0", "s1", "s2"],
+        "IT",
+        "test",
+    )
+    responses = loop.round_responses(shown, recordings, attacks)
+    assert responses["random_recorded_change"].dims == ("site", "image", "eps")
+    np.testing.assert_allclose(responses["random_recorded_change"].values, 3.0)
+    np.testing.assert_allclose(responses["random_squared_change"].values, 9.0)  # no trial variance
+    np.testing.assert_allclose(responses["recorded_change"].values, 0.0)
+    with pytest.raises(KeyError, match="random-direction images"):
+        keep = np.flatnonzero(~np.isin(recordings["stimulus_id"].values, ids[-1:]))
+        loop.round_responses(shown, recordings.isel(presentation=keep), attacks)
+
+
+def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
+    assert loop.first_unrecorded_round([], 3) == 1
+    assert loop.first_unrecorded_round(["a.csv", "b.csv"], 3) == 3
+    assert loop.first_unrecorded_round(["a.csv", "b.csv", "c.csv"], 3) is None
+    message = loop.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
+    assert "results/rig/round2/perturbed_stimuli.csv" in message and "recordings.perturbed" in message
+    assert "entry 2" in message and "columns x, y" in message

@@ -1,0 +1,118 @@
+# The closed loop over recording rounds (figure 6): round r's site models are refitted on
+# the clean recordings and every earlier round's; they attack the same clean images again;
+# the round's perturbed and random-direction images are recorded (in silico by the brain,
+# in the lab from recordings.perturbed). Round 1 uses site_models/ and attacks/.
+
+
+rule refit_site_models:
+    input:
+        unpack(earlier_rounds),
+        first=result("site_models/site_models.nc"),
+        surrogate=result(f"networks/{config['surrogate']['network']}.nc"),
+        features=result(f"features/{config['surrogate']['network']}.nc"),
+        recordings=result("recordings/clean.nc"),
+        stimuli=result("stimuli/stimuli.nc"),
+    output:
+        round_file("{round}", "site_models.nc"),
+    log:
+        log_file("refit_site_models/round{round}"),
+    wildcard_constraints:
+        round=r"[2-9]|[1-9]\d+",
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
+    params:
+        settings=science(config["surrogate"], drop=["network"]),
+        seed=config["seed"],
+    script:
+        "../scripts/refit_site_models.py"
+
+
+rule attack_round:
+    input:
+        stimuli=result("stimuli/stimuli.nc"),
+        site_models=lambda wildcards: round_site_models(wildcards.round),
+        surrogate=result(f"networks/{config['surrogate']['network']}.nc"),
+        first=result("attacks/image{index}.nc"),
+    output:
+        round_file("{round}", "attacks/image{index}.nc"),
+    log:
+        log_file("attack_round/round{round}/image{index}"),
+    wildcard_constraints:
+        round=r"[2-9]|[1-9]\d+",
+    threads: 1
+    resources:
+        **gpu_job(mem_mb=8000, runtime=60),
+    params:
+        attack=science(config["attack"], drop=["images", "units_per_network"]),
+        seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)),
+    script:
+        "../scripts/attack_round.py"
+
+
+rule round_stimuli:
+    input:
+        stimuli=result("stimuli/stimuli.nc"),
+        attacks=lambda wildcards: round_attack_files(wildcards.round),
+    output:
+        round_file("{round}", "stimuli.nc"),
+    log:
+        log_file("round_stimuli/round{round}"),
+    resources:
+        **cpu_job(mem_mb=4000, runtime=10),
+    params:
+        seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)) + 1,
+        norm=config["attack"].get("norm", "l2"),
+    script:
+        "../scripts/round_stimuli.py"
+
+
+rule round_responses:
+    input:
+        shown=round_file("{round}", "stimuli.nc"),
+        recordings=round_file("{round}", "recordings.nc"),
+        attacks=lambda wildcards: round_attack_files(wildcards.round),
+    output:
+        round_file("{round}", "responses.nc"),
+    log:
+        log_file("round_responses/round{round}"),
+    resources:
+        **cpu_job(mem_mb=8000, runtime=20),
+    script:
+        "../scripts/round_responses.py"
+
+
+rule round_sensitivity:
+    input:
+        unpack(
+            lambda wildcards: {
+                "attacks": round_attack_files(wildcards.round),
+                "responses": round_file(wildcards.round, "responses.nc"),
+                "recordings": result("recordings/clean.nc"),
+                **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
+            }
+        ),
+    output:
+        round_file("{round}", "sensitivity.nc"),
+    log:
+        log_file("round_sensitivity/round{round}"),
+    resources:
+        **cpu_job(mem_mb=8000, runtime=20),
+    params:
+        bootstrap=config["sensitivity"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../scripts/round_sensitivity.py"
+
+
+rule figure6:
+    input:
+        round_sensitivity_files(),
+    output:
+        png=report(result("figures/figure6.png"), caption="../report/figure6.rst", category="Figures"),
+        pdf=result("figures/figure6.pdf"),
+        numbers=result("figures/figure6.nc"),
+    log:
+        log_file("figure6"),
+    localrule: True
+    script:
+        "../scripts/figure6.py"

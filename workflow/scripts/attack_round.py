@@ -1,0 +1,19 @@
+"""Rule attack_round: a later round's attack on one clean image with that round's site models."""
+
+from neuroattack import io, loop
+from neuroattack.attack import AttackSettings
+from neuroattack.runtime import ProgressLog, configure, device, write_output
+
+log = configure(snakemake.log[0], snakemake.threads)
+first = io.read_dataset(snakemake.input.first, "attack")
+result = loop.attack_sites_again(
+    first,
+    io.read_dataset(snakemake.input.stimuli, "stimuli"),
+    io.read_dataset(snakemake.input.surrogate, "weights"),
+    io.read_dataset(snakemake.input.site_models, "site_models"),
+    AttackSettings.from_config(snakemake.params.attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
+    seed=snakemake.params.seed + int(snakemake.wildcards.index),
+    device=device(),
+    progress=ProgressLog(f"round {snakemake.wildcards.round} attack on {first.attrs['stimulus_id']} (row-restarts)"),
+)
+write_output(result, snakemake.output[0], f"round {snakemake.wildcards.round} attacks", snakemake)

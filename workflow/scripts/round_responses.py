@@ -1,0 +1,12 @@
+"""Rule round_responses: one round's recordings matched back to its attacks and random directions."""
+
+from neuroattack import io, loop
+from neuroattack.runtime import configure, write_output
+
+log = configure(snakemake.log[0], snakemake.threads)
+responses = loop.round_responses(
+    io.read_dataset(snakemake.input.shown, "round_stimuli"),
+    io.read_dataset(snakemake.input.recordings, "recordings"),
+    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
+)
+write_output(responses, snakemake.output[0], f"responses of round {snakemake.wildcards.round}", snakemake)

@@ -1,0 +1,15 @@
+"""Rule round_stimuli: the images one round shows (clean, perturbed, random directions)."""
+
+from neuroattack import io, loop
+from neuroattack.runtime import configure, write_output
+
+log = configure(snakemake.log[0], snakemake.threads)
+shown = loop.round_stimulus_set(
+    io.read_dataset(snakemake.input.stimuli, "stimuli"),
+    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
+    int(snakemake.wildcards.round),
+    snakemake.params.seed,
+    snakemake.params.norm,
+)
+log.info("round %s shows %d images", snakemake.wildcards.round, shown.sizes["stimulus_id"])
+write_output(shown, snakemake.output[0], f"images shown in round {snakemake.wildcards.round}", snakemake)
