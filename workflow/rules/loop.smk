@@ -8,8 +8,8 @@ rule refit_site_models:
     input:
         unpack(earlier_rounds),
         first=result("site_models/site_models.nc"),
-        surrogate=result(f"networks/{config['surrogate']['network']}.nc"),
-        features=result(f"features/{config['surrogate']['network']}.nc"),
+        surrogate=surrogate_weights(),
+        features=surrogate_features(),
         recordings=result("recordings/clean.nc"),
         stimuli=result("stimuli/stimuli.nc"),
     output:
@@ -31,7 +31,7 @@ rule attack_round:
     input:
         stimuli=result("stimuli/stimuli.nc"),
         site_models=lambda wildcards: round_site_models(wildcards.round),
-        surrogate=result(f"networks/{config['surrogate']['network']}.nc"),
+        surrogate=surrogate_weights(),
         first=result("attacks/image{index}.nc"),
     output:
         round_file("{round}", "attacks/image{index}.nc"),
