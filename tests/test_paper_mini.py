@@ -184,10 +184,11 @@ def test_outputs_without_rig_recordings(mini_run: Path) -> None:
     assert "brain (black box)" not in populations
     assert bool(np.isfinite(sensitivity["s_tilde"]).all())
     assert (results / "figures/figure1.png").stat().st_size > 10_000
-    table = pd.read_csv(results / "rig/perturbed_stimuli.csv")
-    expected = 2 + 2 * 2 * 2 * 2  # clean images + images x sites x eps x directions
-    assert len(table) == expected
-    with zipfile.ZipFile(results / "rig/perturbed_stimuli.zip") as archive:
+    table = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
+    # clean images + images x sites x eps x directions + one random direction per image and eps
+    expected = {"clean": 2, "perturbed": 2 * 2 * 2 * 2, "random": 2 * 2}
+    assert table["category_name"].value_counts().to_dict() == expected
+    with zipfile.ZipFile(results / "rig/round1/perturbed_stimuli.zip") as archive:
         assert sorted(archive.namelist()) == sorted(table["filename"])
 
 
