@@ -512,3 +512,23 @@ def test_default_schedule_beats_apgd_at_equal_budget_on_a_trained_network() -> N
             assert ratio >= 0.999, (value, sign, ratio)  # level at small eps, where every search converges
         overall = float(ours.sum() / apgd.sum())
         assert overall >= 1.0, (sign, overall)  # and over all eps not below it
+
+
+def test_a_warm_start_begins_where_an_earlier_attack_ended() -> None:
+    network = trained_relu_units()
+    images = random_images(8, seed=5)
+    target = torch.arange(8) % 16
+    eps, direction = torch.full((8,), 1.0), torch.ones(8)
+    strong = pgd_attack(
+        network, images, target, eps, direction, AttackSettings(steps=35, restarts=1, wide_ball_factor=1.0), 0
+    )
+    short = AttackSettings(steps=1, restarts=2, wide_ball_factor=1.0)
+    cold = pgd_attack(network, images, target, eps, direction, short, 1)
+    warm_start = strong.perturbed.float() / LEVELS - images
+    warm = pgd_attack(network, images, target, eps, direction, short, 1, warm_start=warm_start)
+    # the warm restart's start is the earlier attack's shown image, so it can only add to it
+    assert bool((warm.change >= strong.change - 1e-5).all())
+    assert float(warm.change.mean()) > float(cold.change.mean())
+    assert bool((quantised_norm(warm.perturbed, images) <= eps + 1e-6).all())
+    with pytest.raises(ValueError, match="warm_start"):
+        pgd_attack(network, images, target, eps, direction, short, 1, warm_start=warm_start[:2])

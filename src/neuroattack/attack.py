@@ -406,6 +406,7 @@ def pgd_attack(
     settings: AttackSettings,
     seed: int,
     progress: Callable[[float, int], None] | None = None,
+    warm_start: Tensor | None = None,
 ) -> AttackResult:
     """Attack every row; rows are (images[i], target[i], eps[i], direction[i] = +1 or -1).
 
@@ -416,6 +417,9 @@ def pgd_attack(
     best unquantised objective so far decides); only the survivors are quantised.
     `progress(done, total)`, if given, hears after every step how many of the `total`
     row-restarts are done (it is called from the host; nothing waits for the device).
+    `warm_start`, if given, is one perturbation per row (rows, C, H, W) in [0, 1] pixel
+    units: restart 0 of each row starts there (projected onto its ball) instead of at
+    its random start, for example from an earlier attack's best perturbation.
     """
     rows = images.shape[0]
     if not (target.shape[0] == eps.shape[0] == direction.shape[0] == rows):
@@ -425,6 +429,10 @@ def pgd_attack(
     restarts = settings.restarts
     norm = norm_named(settings.norm)
     starts = restart_starts(images.shape[1:], restarts, seed, images.device, norm)
+    if warm_start is not None and warm_start.shape != images.shape:
+        raise ValueError(
+            f"warm_start has shape {tuple(warm_start.shape)}; give one perturbation per row {tuple(images.shape)}"
+        )
     probes = restart_probes(images.shape[1:], restarts, seed, images.device)
     expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
     restart_of_row = torch.arange(restarts, device=images.device).repeat(rows)
@@ -454,7 +462,11 @@ def pgd_attack(
             if progress is not None:
                 progress(first + size * done[0] / steps, total)
 
-        outputs.append(_attack_chunk(chunk, starts[restart], settings, segments, tick))
+        start = starts[restart]
+        if warm_start is not None:  # in units of the first segment's radius, as the random starts are
+            scale = _per_row(eps[index] * segments[0].radius_factor, start)
+            start = torch.where(_per_row(restart == 0, start), warm_start[index] / scale, start)
+        outputs.append(_attack_chunk(chunk, start, settings, segments, tick))
     change, delta_norm, levels, unquantized = (torch.cat(parts) for parts in zip(*outputs, strict=True))
     survivors = change.numel() // rows
     objective = (sign.repeat_interleave(survivors) * change).view(rows, survivors)
