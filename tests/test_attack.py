@@ -13,7 +13,18 @@ from torch import Tensor, nn
 
 from neuroattack import attack as attack_module
 from neuroattack.attack import AttackSettings, pgd_attack, random_direction_baseline
-from neuroattack.geometry import LEVELS, clamp_to_box, flat_norm, normalized, project_l2, quantize, random_in_ball
+from neuroattack.geometry import (
+    L2,
+    LEVELS,
+    LINF,
+    Norm,
+    clamp_to_box,
+    flat_norm,
+    normalized,
+    project_l2,
+    quantize,
+    random_in_ball,
+)
 
 SHAPE = (3, 16, 16)
 
@@ -99,6 +110,40 @@ def test_quantize_keeps_images_on_the_8_bit_grid_and_inside_the_box() -> None:
     levels, quantized = quantize(images, delta, eps)
     assert bool((levels == levels.round()).all()) and levels.min() >= 0 and levels.max() <= 255
     assert bool((flat_norm(quantized) <= eps).all())
+
+
+@pytest.mark.parametrize("norm", [L2, LINF])
+def test_rounding_along_the_gradient_stays_on_the_grid_inside_the_ball(norm: Norm) -> None:
+    images = random_images(32, seed=3)
+    eps = torch.linspace(0.01, 3.0, 32) / (1 if norm is L2 else 20)
+    generator = torch.Generator().manual_seed(1)
+    delta = clamp_to_box(images, norm.project(random_in_ball(images.shape, eps * 60, generator), eps))
+    gradient = torch.randn(images.shape, generator=generator)
+    levels, quantized = norm.quantize_along(images, delta, eps, gradient)
+    assert bool((levels == levels.round()).all()) and levels.min() >= 0 and levels.max() <= 255
+    assert bool((norm.measure(quantized) <= eps).all())
+    assert torch.allclose(quantized, (levels - torch.round(images * LEVELS)) / LEVELS)
+
+
+@pytest.mark.parametrize("norm", [L2, LINF])
+def test_rounding_along_the_gradient_gains_more_than_nearest_rounding(norm: Norm) -> None:
+    """For a linear objective w . delta and a best point that is not exactly the gradient's
+    direction (as a search's is not), rounding toward the gradient gains more than nearest
+    rounding at every eps, and never less on any row."""
+    units = LinearUnits(1, seed=4)
+    images = random_images(16, seed=6)
+    weight = units.weight[0].view(1, *SHAPE).expand_as(images)
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * weight.std()
+    grid = (0.1, 0.3, 1.0, 3.0) if norm is L2 else (1.5 / LEVELS, 2.5 / LEVELS, 4.5 / LEVELS, 8.5 / LEVELS)
+    for eps_value in grid:
+        eps = torch.full((16,), eps_value)
+        # L2: along a direction; L-infinity: partly inside the box, where rounding has a choice
+        direction = norm.ascent(weight + noise) if norm is L2 else (weight + noise) / (weight + noise).std()
+        best = clamp_to_box(images, norm.project(direction * eps.view(-1, 1, 1, 1), eps))
+        nearest = (norm.quantize(images, best, eps)[1] * weight).flatten(1).sum(1)
+        along = (norm.quantize_along(images, best, eps, weight)[1] * weight).flatten(1).sum(1)
+        assert bool((along >= nearest - 1e-6).all()), eps_value
+        assert float(along.mean()) > float(nearest.mean()), eps_value
 
 
 def test_achieved_change_never_decreases_as_eps_grows() -> None:
@@ -294,8 +339,8 @@ def test_reported_passes_are_the_passes_made() -> None:
     assert counter.forward_rows == rows * result.forward_passes
     assert counter.backward_rows == rows * result.backward_passes
     # 2 phases x (start + 4 steps) = 10 gradient steps per restart; one clean forward per
-    # row shared by the restarts, and one final forward per restart
-    assert (result.forward_passes, result.backward_passes) == (1 + 3 * (10 + 1), 3 * 10)
+    # row shared by the restarts, and two final forwards (two 8-bit roundings) per restart
+    assert (result.forward_passes, result.backward_passes) == (1 + 3 * (10 + 2), 3 * 10)
 
 
 # --- the schedules, L-infinity, zero gradients ------------------------------------------
@@ -431,7 +476,7 @@ def test_pruning_spends_the_stated_gradient_evaluations() -> None:
     result = attack(counter, random_images(rows), 0.5, **kw)
     # start and steps 1-2 with 4 restarts, steps 3-4 with 2, step 5 with 1 (never pruned after the last step)
     assert result.backward_passes == 4 + 4 + 4 + 2 + 2 + 1
-    assert result.forward_passes == 1 + result.backward_passes + 1  # clean, evaluations, one final forward
+    assert result.forward_passes == 1 + result.backward_passes + 2  # clean, evaluations, two final roundings
     assert (result.forward_passes, result.backward_passes) == AttackSettings(**kw).passes_per_row()  # type: ignore[arg-type]
     assert counter.forward_rows == rows * result.forward_passes
     assert counter.backward_rows == rows * result.backward_passes

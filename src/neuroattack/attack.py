@@ -8,7 +8,8 @@ ball and clamped to the image box; a row accepts the proposal if it raised the
 objective and otherwise shrinks its step by `step_decay` (so each row's iterate
 is the best point it has seen). The first phase runs inside a ball of radius
 `wide_ball_factor * eps`, the second inside eps. The final image is quantised to
-8 bits and its norm re-checked (never above eps). Restarts may be pruned by
+8 bits, rounding each pixel to the nearer level or to the level the gradient favours
+(whichever row-wise raises the objective more), never above eps. Restarts may be pruned by
 successive halving (`prune_every`, `prune_keep`): every few steps each row keeps its
 best restarts, so the paper's many restarts cost a fraction of their evaluations. Gradients are taken with
 respect to the input only, and nothing in the step loop synchronises with the host.
@@ -86,7 +87,8 @@ class AttackSettings:
 
     def passes_per_row(self, device: torch.device | None = None) -> tuple[int, int]:
         """(forward, backward) passes per row, all restarts included: one clean forward,
-        then per live restart its gradient evaluations, and one final forward per survivor."""
+        then per live restart its gradient evaluations, and two final forwards per survivor
+        (its two 8-bit roundings)."""
         survivors = _Survivors.of(self, self.segments(device or torch.device("cpu")))
         backward = 0
         for segment in self.segments(device or torch.device("cpu")):
@@ -94,7 +96,7 @@ class AttackSettings:
             for _ in range(segment.steps):
                 backward += survivors.alive
                 survivors.count_step()
-        return 1 + backward + survivors.alive, backward
+        return 1 + backward + 2 * survivors.alive, backward
 
     def segments(self, device: torch.device) -> list[Segment]:
         """The search on `device`, as segments run one after another. Each segment starts
@@ -314,7 +316,7 @@ class _Rows:
 
 def _paper_phase(
     rows: _Rows, best: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None], alive: _Survivors
-) -> tuple[_Rows, Tensor, Tensor]:
+) -> tuple[_Rows, Tensor, Tensor, Tensor]:
     """The published schedule: propose best + step * ascent direction; accept it if it
     raised the objective, else shrink the row's step by `step_decay`. The step starts at eps."""
     radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
@@ -341,12 +343,12 @@ def _paper_phase(
                 step[index],
             )
             radius = radius[index]
-    return rows, best, best_value
+    return rows, best, best_value, best_gradient
 
 
 def _geometric_phase(
     rows: _Rows, start: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None], alive: _Survivors
-) -> tuple[_Rows, Tensor, Tensor]:
+) -> tuple[_Rows, Tensor, Tensor, Tensor]:
     """The default schedule: always step from the latest iterate, with a step that shrinks
     geometrically from FIRST_STEP x radius to `final_step` x radius over the phase; keep the
     best point seen. A row whose gradient is exactly zero jumps a radius along a fresh random
@@ -354,7 +356,7 @@ def _geometric_phase(
     radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
     current = rows.inside(start, radius)
     value, gradient = rows.objective(current, bf16)
-    best, best_value = current, value
+    best, best_value, best_gradient = current, value, gradient
     flat_probe = rows.probe.flatten(1)
     for t in range(segment.first_step, segment.first_step + segment.steps):
         size = radius * FIRST_STEP * (settings.final_step / FIRST_STEP) ** (t / max(settings.steps - 1, 1))
@@ -366,19 +368,21 @@ def _geometric_phase(
         value, gradient = rows.objective(current, bf16)
         better = value > best_value
         best = torch.where(_per_row(better, best), current, best)
+        best_gradient = torch.where(_per_row(better, best), gradient, best_gradient)
         best_value = torch.where(better, value, best_value)
         tick()
         index = alive.after_step(best_value)
         if index is not None:
-            rows, current, gradient, best, best_value = (
+            rows, current, gradient, best, best_value, best_gradient = (
                 rows.select(index),
                 current[index],
                 gradient[index],
                 best[index],
                 best_value[index],
+                best_gradient[index],
             )
             radius, flat_probe = radius[index], flat_probe[index]
-    return rows, best, best_value
+    return rows, best, best_value, best_gradient
 
 
 def _attack_chunk(
@@ -391,10 +395,27 @@ def _attack_chunk(
     best_value = torch.zeros_like(eps)
     alive = _Survivors.of(settings, segments)
     for segment in segments:
-        rows, best, best_value = phase(rows, best, segment, settings, tick, alive)
-    levels, delta = rows.norm.quantize(rows.images, best, rows.eps)
-    final = _float32_response(rows.response, levels / LEVELS, rows.target)
-    return final - rows.clean, rows.norm.measure(delta), levels, best_value
+        rows, best, best_value, best_gradient = phase(rows, best, segment, settings, tick, alive)
+    change, delta, levels = _shown_image(rows, best, best_gradient)
+    return change, rows.norm.measure(delta), levels, best_value
+
+
+def _shown_image(rows: _Rows, best: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The 8-bit image shown for each row's best point: of its nearest rounding and its
+    rounding along the gradient there (`Norm.quantize_along`), the one whose float32
+    objective is larger. Returns (change, quantised delta, levels)."""
+    candidates = [
+        rows.norm.quantize(rows.images, best, rows.eps),
+        rows.norm.quantize_along(rows.images, best, rows.eps, gradient),
+    ]
+    changes = [_float32_response(rows.response, levels / LEVELS, rows.target) - rows.clean for levels, _ in candidates]
+    along = rows.sign * changes[1] > rows.sign * changes[0]
+    (nearest_levels, nearest_delta), (along_levels, along_delta) = candidates
+    return (
+        torch.where(along, changes[1], changes[0]),
+        torch.where(_per_row(along, best), along_delta, nearest_delta),
+        torch.where(_per_row(along, best), along_levels, nearest_levels),
+    )
 
 
 def pgd_attack(

@@ -99,6 +99,46 @@ class Norm:
         levels = clean_levels + torch.maximum(torch.minimum(change, steps), -steps)
         return levels, (levels - clean_levels) / LEVELS
 
+    def quantize_along(self, images: Tensor, delta: Tensor, eps: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        """Like `quantize`, but each pixel of `images + delta` is rounded up or down to the
+        8-bit level its `gradient` favours (steepest ascent of the objective's linear
+        approximation), then, where that leaves the ball, the roundings that buy the least
+        ascent per unit of norm are turned back toward the clean image. Returns (levels,
+        quantised delta) with norm <= eps."""
+        clean_levels = torch.round(images * LEVELS)
+        target = (images + delta).clamp(0, 1) * LEVELS - clean_levels
+        up, down = torch.ceil(target - 1e-4), torch.floor(target + 1e-4)
+        favoured = torch.where(gradient > 0, up, torch.where(gradient < 0, down, torch.round(target)))
+        if self.name == "linf":
+            steps = per_row(torch.floor(eps * LEVELS + 1e-4), delta)
+            change = torch.maximum(torch.minimum(favoured, steps), -steps)
+        else:
+            change = _fit_l2(favoured, torch.where(favoured == up, down, up), gradient, eps * LEVELS)
+            # float round-off at a level's edge could leave a row a hair outside: nearest rounding there
+            outside = per_row(flat_norm(change) > eps * LEVELS, change)
+            change = torch.where(outside, self.quantize(images, delta, eps)[0] - clean_levels, change)
+        levels = clean_levels + change
+        return levels, change / LEVELS
+
+
+def _fit_l2(favoured: Tensor, other: Tensor, gradient: Tensor, radius: Tensor) -> Tensor:
+    """`favoured` integer changes (rows, ...) brought inside the L2 ball of `radius` (levels)
+    by switching pixels to `other` (one level closer to 0) in the order of least ascent lost
+    per unit of squared norm saved. Switching every such pixel rounds toward 0, which fits
+    whenever the unrounded change did."""
+    rows = favoured.shape[0]
+    flat, alternative = favoured.flatten(1), other.flatten(1)
+    saving = flat.square() - alternative.square()
+    switchable = saving > 0
+    cost = torch.where(switchable, gradient.flatten(1).abs() / saving.clamp_min(1), torch.inf)
+    order = cost.argsort(dim=1)
+    saving_sorted = torch.where(switchable, saving, 0).gather(1, order)
+    excess = flat.square().sum(dim=1) - radius.square() * (1 - PROJECTION_SLACK)
+    # switch a pixel while the savings before it still leave the excess uncovered
+    switch_sorted = saving_sorted.cumsum(dim=1) - saving_sorted < excess.view(rows, 1)
+    switch = torch.zeros_like(switch_sorted).scatter(1, order, switch_sorted) & switchable
+    return torch.where(switch, alternative, flat).view_as(favoured)
+
 
 L2 = Norm("l2")
 LINF = Norm("linf")
