@@ -261,7 +261,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--units", type=int, default=8)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0])
     parser.add_argument("--restarts", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10, help="our steps per phase (two phases: 2*eps then eps)")
+    parser.add_argument("--steps", type=int, default=10, help="our steps per phase")
+    parser.add_argument(
+        "--wide-ball-factor",
+        type=float,
+        default=2.0,
+        help="ours: the first phase's radius in eps (2: phases 2*eps then eps; 1: one phase, as config.yaml)",
+    )
     parser.add_argument(
         "--step-decay", type=float, default=0.9, help="ours: step multiplier after a step without progress"
     )
@@ -330,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = AttackSettings(
         steps=args.steps,
         restarts=args.restarts,
+        wide_ball_factor=args.wide_ball_factor,
         chunk_rows=args.chunk_rows,
         precision=args.precision,
         step_decay=args.step_decay,
@@ -350,11 +357,11 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"job: {args.images} images x {len(args.eps)} eps x 2 directions x {args.units} units = {rows} rows; "
         f"x {args.restarts} restarts x {steps_per_restart} gradient steps = {image_steps} image-steps per engine "
-        f"(ours: {args.steps} steps per phase, 2 phases; PGDL2: {steps_per_restart} steps, "
+        f"(ours: {args.steps} steps per phase, {settings.phases} phase(s); PGDL2: {steps_per_restart} steps, "
         f"alpha = {args.alpha_factor} eps / {steps_per_restart})"
     )
     phases = settings.search_precision(device)
-    print(f"ours: precision {args.precision}, so the search phases (2*eps, eps) run in {phases}; results in float32")
+    print(f"ours: precision {args.precision}, so the search segments run in {phases}; results in float32")
     print(
         f"batches: ours {min(rows * args.restarts, args.chunk_rows)} rows (restarts included), "
         f"PGDL2 {min(rows // len(args.eps), args.chunk_rows)} rows per call (one eps, one restart)"

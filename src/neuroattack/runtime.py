@@ -8,10 +8,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import torch
 import xarray as xr
+from tqdm import tqdm
 
 from neuroattack.io import Kind, read_dataset, write_dataset
 
@@ -89,14 +90,24 @@ def write_output(dataset: xr.Dataset, path: str | os.PathLike[str], title: str, 
 
 class ProgressLog:
     """Logs how far a long loop has come, with its rate and time left, at most every
-    `every_s` seconds (and when it ends): `progress(done, total)`."""
+    `every_s` seconds (and when it ends): `progress(done, total)`. Where `bar_to` (default:
+    stderr) is a terminal, a tqdm bar there shows the same, updated as often as tqdm redraws."""
 
-    def __init__(self, what: str, every_s: float = 5.0, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self, what: str, every_s: float = 5.0, log: logging.Logger | None = None, bar_to: TextIO | None = None
+    ) -> None:
         self.what, self.every_s = what, every_s
         self.log = log or logging.getLogger("neuroattack")
         self.start = self.last = time.monotonic()
+        stream = bar_to or sys.stderr
+        self.bar: tqdm[Any] | None = tqdm(desc=what, unit="row", file=stream) if stream.isatty() else None
 
     def __call__(self, done: float, total: float) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+            if done >= total:
+                self.bar.close()
         now = time.monotonic()
         if now - self.last < self.every_s and done < total:
             return
