@@ -577,3 +577,49 @@ def test_a_warm_start_begins_where_an_earlier_attack_ended() -> None:
     assert bool((quantised_norm(warm.perturbed, images) <= eps + 1e-6).all())
     with pytest.raises(ValueError, match="warm_start"):
         pgd_attack(network, images, target, eps, direction, short, 1, warm_start=warm_start[:2])
+
+
+# --- jumps of stalled runs -----------------------------------------------------------------
+
+
+class MaxOfLinear(nn.Module):
+    """Per target t, f_t(x) = max_k w_tk . (x - 1/2) over directions of different lengths:
+    from a grey image, each w_tk's direction on the sphere is a local maximum, and a run
+    settles on the one its start leans toward."""
+
+    def __init__(self, directions: int = 6, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        weight = normalized(torch.randn(16 * directions, math.prod(SHAPE), generator=generator))
+        lengths = torch.linspace(1.0, 2.0, directions).repeat(16).view(-1, 1)
+        self.weight = (weight * lengths).view(16, directions, -1)
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        centred = images.flatten(1) - 0.5
+        return torch.einsum("rkd,rd->rk", self.weight[target], centred).amax(dim=1)
+
+
+def test_stalled_runs_jump_to_fresh_starts_and_find_higher_maxima_at_equal_budget() -> None:
+    images = grey_images(32)
+    eps = torch.full((32,), 0.5)
+    settled = attack(MaxOfLinear(), images, eps, restarts=1, steps=35, wide_ball_factor=1.0, seed=3)
+    jumping = attack(MaxOfLinear(), images, eps, restarts=1, steps=35, wide_ball_factor=1.0, seed=3, stall_steps=3)
+    assert (jumping.forward_passes, jumping.backward_passes) == (settled.forward_passes, settled.backward_passes)
+    assert float(jumping.change.mean()) > 1.05 * float(settled.change.mean())
+    # the first run is the same and is left only once it stopped improving
+    assert bool((jumping.change >= 0.99 * settled.change).all())
+    assert bool((quantised_norm(jumping.perturbed, images) <= eps).all())
+
+
+def test_jumps_keep_the_linear_optimum_and_do_not_depend_on_chunking() -> None:
+    units, images = LinearUnits(8), random_images(8, seed=2)
+    whole = attack(units, images, 0.5, wide_ball_factor=1.0, stall_steps=2, steps=20, chunk_rows=16)
+    chunked = attack(units, images, 0.5, wide_ball_factor=1.0, stall_steps=2, steps=20, chunk_rows=4)
+    assert torch.equal(whole.perturbed, chunked.perturbed)
+    optimum = 0.5 * units.weight.norm(dim=1)[torch.arange(8) % 16 % 8]
+    assert bool((whole.change >= 0.97 * optimum).all()), whole.change / optimum
+
+
+def test_bad_stall_steps_names_the_key() -> None:
+    with pytest.raises(ValueError, match="stall_steps"):
+        AttackSettings(stall_steps=-1)

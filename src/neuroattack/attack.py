@@ -53,6 +53,7 @@ class AttackSettings:
     wide_ball_factor: float = 2.0  # radius of the first phase, in units of eps (1 = one phase)
     schedule: str = "geometric"  # one of SCHEDULES
     final_step: float = 0.1  # geometric: the last step, as a fraction of the phase's radius
+    stall_steps: int = 0  # geometric: steps without progress after which a row jumps to a fresh start (0 = never)
     step_decay: float = 0.9  # paper: step multiplier after a step without progress
     norm: str = "l2"  # one of geometry.NORMS
     chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it (tests/test_attack.py)
@@ -66,6 +67,8 @@ class AttackSettings:
                 raise ValueError(f"{name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if not 0 < self.prune_keep <= 1:
             raise ValueError(f"prune_keep {self.prune_keep}: use a fraction in (0, 1]")
+        if self.stall_steps < 0:
+            raise ValueError(f"stall_steps {self.stall_steps}: use 0 (never jump) or a positive number of steps")
         if self.prune_every < 0:
             raise ValueError(f"prune_every {self.prune_every}: use 0 (never prune) or a positive number of steps")
 
@@ -279,6 +282,8 @@ def _float32_response(response: ResponseFn, images: Tensor, target: Tensor) -> T
 
 FIRST_STEP = 2.0  # the geometric schedule's first step, in radii (APGD starts at 2 eps too)
 PROBE_STRIDE = 7919  # a prime: step t rolls a probe by t * PROBE_STRIDE elements (a fresh direction each step)
+STALL_TOLERANCE = 1e-4  # a run has progressed when its best objective rose by more than this fraction of itself
+MIN_RUN = 8  # a stalled row jumps to a fresh start only with at least this many steps left
 
 
 @dataclass(frozen=True)
@@ -346,40 +351,93 @@ def _paper_phase(
     return rows, best, best_value, best_gradient
 
 
+@dataclass
+class _Run:
+    """Per row, the run of the geometric schedule it is on: the step its run began at, the
+    steps the run has, the run's best objective and the steps since that last rose. A row
+    that jumps to a fresh start begins a new run with the steps left in the phase."""
+
+    first: Tensor
+    length: Tensor
+    best: Tensor
+    stalled: Tensor
+
+    @classmethod
+    def starting(cls, value: Tensor, steps: int) -> _Run:
+        return cls(torch.zeros_like(value), torch.full_like(value, float(steps)), value, torch.zeros_like(value))
+
+    def step_size(self, t: int, radius: Tensor, final_step: float) -> Tensor:
+        """FIRST_STEP x radius at a run's first step, shrinking geometrically to final_step x radius at its last."""
+        progress = (t - self.first) / (self.length - 1).clamp_min(1)
+        return radius * FIRST_STEP * (final_step / FIRST_STEP) ** progress
+
+    def record(self, value: Tensor, jumped: Tensor) -> None:
+        """After an evaluation: a run's best rises only by more than STALL_TOLERANCE of itself."""
+        rose = value > self.best + STALL_TOLERANCE * self.best.abs()
+        self.best = torch.where(jumped, value, torch.maximum(self.best, value))
+        self.stalled = torch.where(rose | jumped, 0, self.stalled + 1)
+
+    def jumps(self, t: int, phase_steps: int, stall_steps: int) -> Tensor:
+        """Rows whose run has stalled for `stall_steps` and that have MIN_RUN steps left to
+        spend on a fresh start. Step t + 1 moves them there, so their new runs begin at t + 2."""
+        left = phase_steps - 1 - t
+        jump = (
+            (self.stalled >= stall_steps) & (left >= MIN_RUN)
+            if stall_steps
+            else torch.zeros_like(self.best, dtype=torch.bool)
+        )
+        self.first = torch.where(jump, float(t + 2), self.first)
+        self.length = torch.where(jump, float(left - 1), self.length)
+        return jump
+
+    def select(self, index: Tensor) -> _Run:
+        return _Run(self.first[index], self.length[index], self.best[index], self.stalled[index])
+
+
 def _geometric_phase(
     rows: _Rows, start: Tensor, segment: Segment, settings: AttackSettings, tick: Callable[[], None], alive: _Survivors
 ) -> tuple[_Rows, Tensor, Tensor, Tensor]:
     """The default schedule: always step from the latest iterate, with a step that shrinks
     geometrically from FIRST_STEP x radius to `final_step` x radius over the phase; keep the
     best point seen. A row whose gradient is exactly zero jumps a radius along a fresh random
-    direction."""
+    direction. With `stall_steps`, a row whose run stops improving jumps to a fresh point of
+    the sphere and runs the schedule anew over the steps left: at small eps, where a run
+    settles within a few steps, the budget buys more starts; at large eps one long run."""
     radius, bf16 = rows.eps * segment.radius_factor, segment.bf16
     current = rows.inside(start, radius)
     value, gradient = rows.objective(current, bf16)
     best, best_value, best_gradient = current, value, gradient
     flat_probe = rows.probe.flatten(1)
+    run = _Run.starting(value, settings.steps)
+    jump = torch.zeros_like(value, dtype=torch.bool)
     for t in range(segment.first_step, segment.first_step + segment.steps):
-        size = radius * FIRST_STEP * (settings.final_step / FIRST_STEP) ** (t / max(settings.steps - 1, 1))
+        size = run.step_size(t, radius, settings.final_step)
         flat = gradient.flatten(1).abs().amax(dim=1) == 0
         probe = flat_probe.roll(t * PROBE_STRIDE % flat_probe.shape[1], dims=1).view_as(gradient)
         direction = torch.where(_per_row(flat, gradient), probe, gradient)
         size = torch.where(flat, radius, size)  # a probe jumps a whole radius: a new region, not a nudge
-        current = rows.inside(current + rows.norm.ascent(direction) * _per_row(size, current), radius)
+        stepped = rows.inside(current + rows.norm.ascent(direction) * _per_row(size, current), radius)
+        fresh = rows.inside(rows.norm.ascent(probe) * _per_row(radius, current), radius)
+        current = torch.where(_per_row(jump, current), fresh, stepped)
         value, gradient = rows.objective(current, bf16)
         better = value > best_value
         best = torch.where(_per_row(better, best), current, best)
         best_gradient = torch.where(_per_row(better, best), gradient, best_gradient)
         best_value = torch.where(better, value, best_value)
+        run.record(value, jump)
+        jump = run.jumps(t, settings.steps, settings.stall_steps)
         tick()
         index = alive.after_step(best_value)
         if index is not None:
-            rows, current, gradient, best, best_value, best_gradient = (
+            rows, current, gradient, best, best_value, best_gradient, run, jump = (
                 rows.select(index),
                 current[index],
                 gradient[index],
                 best[index],
                 best_value[index],
                 best_gradient[index],
+                run.select(index),
+                jump[index],
             )
             radius, flat_probe = radius[index], flat_probe[index]
     return rows, best, best_value, best_gradient
