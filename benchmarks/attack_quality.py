@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import yaml
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -40,6 +41,8 @@ from neuroattack.models import network_from_dataset
 from neuroattack.readouts import UnitResponse, to_tensor
 from neuroattack.stimuli import embedded_stimuli
 
+DEFAULT_ATTACK = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["attack"]
+
 
 def engines(
     network: torch.nn.Module, job: Job, budget: int, restarts: int, chunk_rows: int, ours_restarts: int = 1
@@ -49,14 +52,16 @@ def engines(
     response = UnitResponse(network)
     plain = PlainUnit(network)
     per_restart = budget // restarts
-    default = AttackSettings(
+    default = AttackSettings.from_config(  # config/config.yaml's schedule, at this budget
+        DEFAULT_ATTACK,
         steps=budget // ours_restarts - 1,
         restarts=ours_restarts,
-        wide_ball_factor=1.0,
         chunk_rows=chunk_rows,
         precision="float32",
     )
-    paper = replace(default, schedule="paper", wide_ball_factor=2.0, steps=per_restart // 2 - 1, restarts=restarts)
+    paper = replace(
+        default, schedule="paper", wide_ball_factor=2.0, steps=per_restart // 2 - 1, restarts=restarts, stall_steps=0
+    )
     for settings in (default, paper):
         assert settings.restarts * settings.gradient_steps_per_restart() == budget, settings
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import Tensor, nn
 
 from neuroattack import attack as attack_module
@@ -545,7 +546,8 @@ def test_default_schedule_beats_apgd_at_equal_budget_on_a_trained_network() -> N
     target = (torch.arange(cases) % 16).repeat(len(eps_grid))
     eps = torch.tensor(eps_grid).repeat_interleave(cases)
     budget = 36  # the default config's gradient evaluations per row
-    settings = AttackSettings(steps=budget - 1, restarts=1, wide_ball_factor=1.0)
+    default = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["attack"]
+    settings = AttackSettings.from_config(default, precision="float32")
     assert settings.passes_per_row()[1] == budget
     for sign in (1.0, -1.0):
         direction = torch.full((eps.numel(),), sign)
