@@ -269,6 +269,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="ours: the first phase's radius in eps (2: phases 2*eps then eps; 1: one phase, as config.yaml)",
     )
     parser.add_argument(
+        "--stall-steps", type=int, default=0, help="ours: steps without progress before a jump (config: 4)"
+    )
+    parser.add_argument(
         "--step-decay", type=float, default=0.9, help="ours: step multiplier after a step without progress"
     )
     parser.add_argument("--repeats", type=int, default=3)
@@ -337,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps,
         restarts=args.restarts,
         wide_ball_factor=args.wide_ball_factor,
+        stall_steps=args.stall_steps,
         chunk_rows=args.chunk_rows,
         precision=args.precision,
         step_decay=args.step_decay,
