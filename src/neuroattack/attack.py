@@ -377,10 +377,10 @@ class _Run:
         self.best = torch.where(jumped, value, torch.maximum(self.best, value))
         self.stalled = torch.where(rose | jumped, 0, self.stalled + 1)
 
-    def jumps(self, t: int, phase_steps: int, stall_steps: int) -> Tensor:
-        """Rows whose run has stalled for `stall_steps` and that have MIN_RUN steps left to
-        spend on a fresh start. Step t + 1 moves them there, so their new runs begin at t + 2."""
-        left = phase_steps - 1 - t
+    def jumps(self, t: int, end: int, stall_steps: int) -> Tensor:
+        """Rows whose run has stalled for `stall_steps` and that have MIN_RUN steps left
+        before step `end` to spend on a fresh start. Step t + 1 moves them there, so their new runs begin at t + 2."""
+        left = end - 1 - t
         jump = (
             (self.stalled >= stall_steps) & (left >= MIN_RUN)
             if stall_steps
@@ -409,6 +409,8 @@ def _geometric_phase(
     best, best_value, best_gradient = current, value, gradient
     flat_probe = rows.probe.flatten(1)
     run = _Run.starting(value, settings.steps)
+    # jumps search; a segment that resumes a phase from its best point (mixed precision) refines
+    stall_steps = settings.stall_steps if segment.first_step == 0 else 0
     jump = torch.zeros_like(value, dtype=torch.bool)
     for t in range(segment.first_step, segment.first_step + segment.steps):
         size = run.step_size(t, radius, settings.final_step)
@@ -425,7 +427,7 @@ def _geometric_phase(
         best_gradient = torch.where(_per_row(better, best), gradient, best_gradient)
         best_value = torch.where(better, value, best_value)
         run.record(value, jump)
-        jump = run.jumps(t, settings.steps, settings.stall_steps)
+        jump = run.jumps(t, segment.first_step + segment.steps, stall_steps)
         tick()
         index = alive.after_step(best_value)
         if index is not None:
