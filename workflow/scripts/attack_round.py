@@ -9,10 +9,11 @@ first = io.read_dataset(snakemake.input.first, "attack")
 result = loop.attack_sites_again(
     first,
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
-    io.read_dataset(snakemake.input.surrogate, "weights"),
-    io.read_dataset(snakemake.input.site_models, "site_models"),
+    [io.read_dataset(path, "weights") for path in snakemake.input.surrogate],
+    [io.read_dataset(path, "site_models") for path in snakemake.input.site_models],
     AttackSettings.from_config(snakemake.params.attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
     seed=snakemake.params.seed + int(snakemake.wildcards.index),
+    previous=io.read_dataset(snakemake.input.previous, "attack") if "previous" in snakemake.input.keys() else None,
     device=device(),
     progress=ProgressLog(f"round {snakemake.wildcards.round} attack on {first.attrs['stimulus_id']} (row-restarts)"),
 )
