@@ -214,9 +214,13 @@ def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(membe
     warm = loop.attack_sites_again(first, one_image, weights, models, short, 7, previous=earlier)
     cold = loop.attack_sites_again(first, one_image, weights, models, short, 7)
     sign = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
-    achieved = {name: (sign * ds["site_change"]).values for name, ds in [("earlier", earlier), ("warm", warm), ("cold", cold)]}
+    achieved = {
+        name: (sign * ds["site_change"]).values for name, ds in [("earlier", earlier), ("warm", warm), ("cold", cold)]
+    }
     assert bool((achieved["warm"] >= achieved["earlier"] - 1e-5).all())
     assert achieved["warm"].mean() > achieved["cold"].mean()  # one step from scratch gets less
     assert warm.attrs["warm_started"] == 1
     with pytest.raises(ValueError, match="img1"):
-        loop.attack_sites_again(first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, previous=earlier)
+        loop.attack_sites_again(
+            first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, previous=earlier
+        )

@@ -394,7 +394,9 @@ def test_an_ensemble_refits_every_members_site_models_and_attacks_every_round(tm
     assert counts["attack_round"] == 3 * images  # round 1's sites too: on the members' mean
     assert counts["ensemble_site_models"] == 3 * 2 and "refit_site_models" not in counts
     change["loop.refit"] = "none"  # every round: the members' models fitted on the clean recordings
-    counts = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, change)).stdout)
+    counts = job_counts(
+        snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, change)).stdout
+    )
     assert counts["ensemble_site_models"] == 2 and counts["attack_round"] == 3 * images
 
 

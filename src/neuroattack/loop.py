@@ -355,7 +355,9 @@ def attack_sites_again(
     return ds
 
 
-def warm_start_of(previous: xr.Dataset, first_round: xr.Dataset, neuroid_id: np.ndarray, image: torch.Tensor) -> torch.Tensor:
+def warm_start_of(
+    previous: xr.Dataset, first_round: xr.Dataset, neuroid_id: np.ndarray, image: torch.Tensor
+) -> torch.Tensor:
     """An earlier round's best perturbation of every (site, eps, direction) row of one clean
     `image` (1, C, H, W), in attack_targets' row order, in [0, 1] pixel units."""
     if str(previous.attrs["stimulus_id"]) != str(first_round.attrs["stimulus_id"]):

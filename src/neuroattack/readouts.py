@@ -9,7 +9,7 @@ mode, BatchNorm folded, channels_last); the network passed in is not changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ class MeanResponse(nn.Module):
     """The mean of several responses of the same targets (an ensemble surrogate): row i's
     response is the mean of every member's response to (images[i], target[i])."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
