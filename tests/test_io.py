@@ -144,7 +144,8 @@ def test_an_unreadable_or_missing_intermediate_names_its_rule_and_command(tmp_pa
     junk.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     with pytest.raises(
         OSError,
-        match=r"rule site_models \(or refit_site_models\): run your snakemake command again with --forcerun .*\.nc",
+        match=r"rule site_models \(or refit_site_models, ensemble_site_models\): run your snakemake command again "
+        r"with --forcerun .*\.nc",
     ):
         io.read_dataset(junk, "site_models")
     with pytest.raises(FileNotFoundError, match=r"rule attack_image \(or attack_round\): .*--forcerun .*image0001\.nc"):

@@ -6,11 +6,16 @@ import math
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from neuroattack import loop
+from neuroattack.attack import DIRECTION_SIGNS, DIRECTIONS, AttackSettings
 from neuroattack.geometry import LEVELS
+from neuroattack.models import Architecture, build_network, weights_to_dataset
+from neuroattack.readouts import LinearSiteResponse, to_tensor
 from neuroattack.recordings import make_recordings
+from neuroattack.sitemodels import ensemble_response, surrogate_response
 from neuroattack.sources import make_stimuli
 
 
@@ -127,3 +132,95 @@ def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
     message = loop.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
     assert "results/rig/round2/perturbed_stimuli.csv" in message and "recordings.perturbed" in message
     assert "entry 2" in message and "columns x, y" in message
+
+
+# --- ways to tighten the bound: an ensemble surrogate, warm starts ----------------------
+
+
+def surrogate_member(seed: int, sites: int = 3) -> tuple[xr.Dataset, xr.Dataset]:
+    """A small random network's weights and a readout of `sites` sites from its features."""
+    torch.manual_seed(seed)
+    arch = Architecture(widths=(8, 16), blocks=(1, 1), num_classes=3)
+    network = build_network(arch).eval().requires_grad_(False)
+    n_features = network.features(torch.zeros(1, 3, 16, 16)).shape[1]
+    rng = np.random.default_rng(seed)
+    models = xr.Dataset(
+        {
+            "weight": (("site", "feature"), rng.normal(size=(sites, n_features)).astype(np.float32)),
+            "bias": ("site", rng.normal(size=sites).astype(np.float32)),
+        },
+        coords={"neuroid_id": ("site", [f"s{i}" for i in range(sites)])},
+        attrs={"surrogate_network": f"net{seed}"},
+    )
+    return weights_to_dataset(network, arch, {}), models
+
+
+@pytest.fixture
+def members() -> list[tuple[xr.Dataset, xr.Dataset]]:
+    return [surrogate_member(seed) for seed in (1, 2, 3)]
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members(members) -> None:  # type: ignore[no-untyped-def]
+    images, target = torch.rand(5, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1])
+    ensemble = ensemble_response([w for w, _ in members], [m for _, m in members])
+    each = torch.stack([surrogate_response(w, m)(images, target) for w, m in members])
+    torch.testing.assert_close(ensemble(images, target), each.mean(dim=0))
+    assert not torch.allclose(each[0], each.mean(dim=0), atol=1e-3)  # the members differ
+    assert isinstance(ensemble_response([members[0][0]], [members[0][1]]), LinearSiteResponse)  # one: itself
+    other_sites = members[1][1].assign_coords(neuroid_id=("site", ["x", "y", "z"]))
+    with pytest.raises(ValueError, match="same sites"):
+        ensemble_response([members[0][0], members[1][0]], [members[0][1], other_sites])
+
+
+def first_round_of(stimulus_id: str, eps: list[float]) -> xr.Dataset:
+    """Round 1's attack file as later rounds read it (no network units)."""
+    return xr.Dataset(coords={"eps": eps, "direction": list(DIRECTIONS)}, attrs={"stimulus_id": stimulus_id})
+
+
+@pytest.fixture
+def one_image() -> xr.Dataset:
+    rng = np.random.default_rng(4)
+    return make_stimuli(rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8), ["img0", "img1"], ["a", "b"])
+
+
+def test_a_round_attacks_the_ensembles_mean_response(members, one_image) -> None:  # type: ignore[no-untyped-def]
+    weights, models = [w for w, _ in members], [m for _, m in members]
+    settings = AttackSettings(steps=3, restarts=1, wide_ball_factor=1.0)
+    result = loop.attack_sites_again(first_round_of("img0", [0.5, 2.0]), one_image, weights, models, settings, 0)
+    image = to_tensor(one_image["pixels"].sel(stimulus_id=["img0"]).values)
+    sites = torch.arange(3)
+    clean = torch.stack([surrogate_response(w, m)(image.expand(3, -1, -1, -1), sites) for w, m in members])
+    np.testing.assert_allclose(result["site_clean"].values, clean.mean(dim=0).numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(result["site_clean"].values, clean[0].numpy(), atol=1e-3)
+    # the reported change is the ensemble's change on the shown (8-bit) image
+    shown = result["perturbed"].isel(eps=1).sel(direction="increase").values
+    after = ensemble_response(weights, models)(to_tensor(shown), sites)
+    np.testing.assert_allclose(
+        result["site_change"].isel(eps=1).sel(direction="increase").values,
+        after.numpy() - result["site_clean"].values,
+        rtol=1e-3,
+        atol=1e-4,
+    )
+    assert result.attrs["ensemble"] == ["net1", "net2", "net3"] and result.attrs["warm_started"] == 0
+
+
+def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(members, one_image) -> None:  # type: ignore[no-untyped-def]
+    weights, models = [members[0][0]], [members[0][1]]
+    first = first_round_of("img0", [0.5, 2.0])
+    earlier = loop.attack_sites_again(
+        first, one_image, weights, models, AttackSettings(steps=20, restarts=1, wide_ball_factor=1.0), 0
+    )
+    short = AttackSettings(steps=1, restarts=1, wide_ball_factor=1.0)
+    warm = loop.attack_sites_again(first, one_image, weights, models, short, 7, previous=earlier)
+    cold = loop.attack_sites_again(first, one_image, weights, models, short, 7)
+    sign = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
+    achieved = {
+        name: (sign * ds["site_change"]).values for name, ds in [("earlier", earlier), ("warm", warm), ("cold", cold)]
+    }
+    assert bool((achieved["warm"] >= achieved["earlier"] - 1e-5).all())
+    assert achieved["warm"].mean() > achieved["cold"].mean()  # one step from scratch gets less
+    assert warm.attrs["warm_started"] == 1
+    with pytest.raises(ValueError, match="img1"):
+        loop.attack_sites_again(
+            first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, previous=earlier
+        )

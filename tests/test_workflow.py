@@ -385,6 +385,42 @@ def test_without_refitting_every_round_attacks_with_the_first_models(tmp_path: P
     assert "refit_site_models" not in counts and counts["attack_round"] == 2 * counts["attack_image"]
 
 
+def test_an_ensemble_refits_every_members_site_models_and_attacks_every_round(tmp_path: Path) -> None:
+    change = {"loop.rounds": 3, "loop.ensemble": ["robust_eps1", "standard"]}
+    run = snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, change))
+    assert run.returncode == 0, run.stderr + run.stdout
+    counts = job_counts(run.stdout)
+    images = counts["attack_image"]  # round 1's network units (and the random baseline) are still its
+    assert counts["attack_round"] == 3 * images  # round 1's sites too: on the members' mean
+    assert counts["ensemble_site_models"] == 3 * 2 and "refit_site_models" not in counts
+    change["loop.refit"] = "none"  # every round: the members' models fitted on the clean recordings
+    counts = job_counts(
+        snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, change)).stdout
+    )
+    assert counts["ensemble_site_models"] == 2 and counts["attack_round"] == 3 * images
+
+
+def test_warm_starts_make_each_rounds_attack_read_the_previous_rounds(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"loop.rounds": 3, "loop.warm_start": True})
+    run = snakemake(tmp_path, "--dry-run", "--cores", "2", "--printshellcmds", "--verbose", configfile=config)
+    assert run.returncode == 0, run.stderr + run.stdout
+    counts = job_counts(run.stdout)
+    assert counts["attack_round"] == 2 * counts["attack_image"]
+    jobs = re.findall(r"rule attack_round:\n\s+input: (.*)\n\s+output: (.*)\n", run.stdout)
+    inputs = {output.strip(): set(read.split(", ")) for read, output in jobs}
+    assert len(inputs) == 2 * counts["attack_image"]
+    for output, read in inputs.items():
+        number, index = re.search(r"rounds/round(\d)/attacks/image(\d+)\.nc$", output).groups()  # type: ignore[union-attr]
+        previous = f"rounds/round{int(number) - 1}/attacks/" if number != "2" else "attacks/"
+        assert f"results/tiny/{previous}image{index}.nc" in read, (output, read)
+
+
+def test_an_ensemble_member_outside_networks_is_a_config_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"loop.ensemble": ["robust_eps1", "resnet"]})
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=config)
+    assert run.returncode != 0 and "loop.ensemble" in run.stderr + run.stdout and "resnet" in run.stderr + run.stdout
+
+
 @pytest.mark.slow
 def test_the_loop_end_to_end_gives_figure6_per_round(tiny_run: Path) -> None:
     for suffix in (".png", ".pdf"):

@@ -96,7 +96,7 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("presentation", "neuroid"),
         ),
         "site_models": Intermediate(
-            ("site_models", "refit_site_models"),
+            ("site_models", "refit_site_models", "ensemble_site_models"),
             ("weight", "bias", "neuroid_id", "reliability", "predictivity"),
             ("site", "feature"),
         ),

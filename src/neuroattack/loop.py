@@ -28,7 +28,7 @@ from neuroattack.readouts import infer, to_tensor
 from neuroattack.recordings import aligned_sites, mean_response
 from neuroattack.rig import perturbed_index, responses_to_attacks
 from neuroattack.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, sign_corrected, summarize, white_box
-from neuroattack.sitemodels import fit_to_recordings, surrogate_response
+from neuroattack.sitemodels import ensemble_response, fit_to_recordings
 from neuroattack.sources import make_stimuli
 from neuroattack.untargeted import attack_targets, result_block
 
@@ -309,38 +309,71 @@ def _select_sites(recordings: xr.Dataset, neuroids: Sequence[str]) -> xr.Dataset
 def attack_sites_again(
     first_round: xr.Dataset,
     stimuli: xr.Dataset,
-    surrogate: xr.Dataset,
-    models: xr.Dataset,
+    surrogates: Sequence[xr.Dataset],
+    models: Sequence[xr.Dataset],
     settings: AttackSettings,
     seed: int,
+    previous: xr.Dataset | None = None,
     device: torch.device | None = None,
     progress: Callable[[float, int], None] | None = None,
 ) -> xr.Dataset:
-    """A later round's attack on one clean image: every site's surrogate with the round's
-    site models; the network units' results (which no round changes) are round 1's."""
+    """A round's attack on one clean image: every site's predicted response, the mean over
+    the ensemble members (surrogate network k with its site models models[k]; one member:
+    the single surrogate). With `previous` (the earlier round's attack file of the image),
+    each row's first restart starts from that round's best perturbation of the row. The
+    network units' results (which no round changes) are round 1's (`first_round`)."""
     stimulus_id = str(first_round.attrs["stimulus_id"])
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     eps_grid = first_round["eps"].values.astype(float).tolist()
+    neuroid_id = models[0]["neuroid_id"].values
+    warm_start = None if previous is None else warm_start_of(previous, first_round, neuroid_id, image)
     sites = attack_targets(
-        surrogate_response(surrogate, models),
+        ensemble_response(surrogates, models),
         image,
-        np.arange(models.sizes["site"]),
+        np.arange(models[0].sizes["site"]),
         eps_grid,
         settings,
         seed,
         progress,
+        warm_start=warm_start,
     )
     coords = {
         "eps": eps_grid,
         "direction": first_round["direction"].values,
-        "neuroid_id": ("site", models["neuroid_id"].values),
+        "neuroid_id": ("site", neuroid_id),
     }
     ds = result_block("site", sites, coords)
     ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
     units = [name for name in first_round.data_vars if str(name).startswith("unit_")]
     ds = ds.merge(first_round[units])
-    ds.attrs = {**first_round.attrs, "attack_seed": seed}
+    ds.attrs = {
+        **first_round.attrs,
+        "attack_seed": seed,
+        "ensemble": [str(m.attrs.get("surrogate_network", "")) for m in models],
+        "warm_started": int(previous is not None),
+    }
     return ds
+
+
+def warm_start_of(
+    previous: xr.Dataset, first_round: xr.Dataset, neuroid_id: np.ndarray, image: torch.Tensor
+) -> torch.Tensor:
+    """An earlier round's best perturbation of every (site, eps, direction) row of one clean
+    `image` (1, C, H, W), in attack_targets' row order, in [0, 1] pixel units."""
+    if str(previous.attrs["stimulus_id"]) != str(first_round.attrs["stimulus_id"]):
+        raise ValueError(
+            f"the warm start comes from an attack on {previous.attrs['stimulus_id']}, "
+            f"not on {first_round.attrs['stimulus_id']}"
+        )
+    for name, expected in (
+        ("neuroid_id", neuroid_id),
+        ("eps", first_round["eps"].values),
+        ("direction", first_round["direction"].values),
+    ):
+        if previous[name].values.tolist() != np.asarray(expected).tolist():
+            raise ValueError(f"the earlier round's attack has other {name} values than this round's; rerun it")
+    shown = previous["perturbed"].transpose("site", "eps", "direction", "y", "x", "channel").values
+    return to_tensor(shown.reshape(-1, *shown.shape[3:])).to(image.device) - image
 
 
 def first_unrecorded_round(tables: Sequence[str], rounds: int) -> int | None:

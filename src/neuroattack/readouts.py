@@ -9,7 +9,7 @@ mode, BatchNorm folded, channels_last); the network passed in is not changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -69,6 +69,20 @@ class LinearSiteResponse(nn.Module):
         """(images, sites) responses of every site."""
         features = self.network.features(images)
         return self.rate(features @ self.weight.T + self.bias)
+
+
+class MeanResponse(nn.Module):
+    """The mean of several responses of the same targets (an ensemble surrogate): row i's
+    response is the mean of every member's response to (images[i], target[i])."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, images: Tensor, target: Tensor) -> Tensor:
+        return torch.stack([member(images, target) for member in self.members]).mean(dim=0)
 
 
 INFERENCE_BATCH = 256  # images per forward pass when no gradient is needed

@@ -12,9 +12,10 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 
 from neuroattack.models import network_from_dataset
-from neuroattack.readouts import LinearSiteResponse
+from neuroattack.readouts import LinearSiteResponse, MeanResponse
 from neuroattack.recordings import (
     MIN_USABLE_FRACTION,
     MIN_VALID_REPETITIONS,
@@ -190,3 +191,23 @@ def surrogate_response(surrogate: xr.Dataset, models: xr.Dataset, name: str = "s
     """Every site's predicted response: the surrogate network's features through its fitted readout.
     `name` labels the weights in error messages."""
     return LinearSiteResponse(network_from_dataset(surrogate, name), models["weight"].values, models["bias"].values)
+
+
+def ensemble_response(surrogates: Sequence[xr.Dataset], models: Sequence[xr.Dataset]) -> nn.Module:
+    """Every site's predicted response averaged over an ensemble: member k is surrogate
+    network k's features through its own fitted readout (models[k]) of the same sites.
+    One member is that member's response itself."""
+    if len(surrogates) != len(models) or not models:
+        raise ValueError(f"{len(surrogates)} surrogate networks but {len(models)} site models; give one per member")
+    sites = models[0]["neuroid_id"].values.astype(str).tolist()
+    for number, member in enumerate(models[1:], start=2):
+        if member["neuroid_id"].values.astype(str).tolist() != sites:
+            raise ValueError(
+                f"ensemble member {number}'s site models ({member.attrs.get('surrogate_network', '?')}) are not "
+                "fitted for the same sites, in the same order, as member 1's; fit every member on the same recordings"
+            )
+    members = [
+        surrogate_response(network, fitted, str(fitted.attrs.get("surrogate_network", "surrogate")))
+        for network, fitted in zip(surrogates, models, strict=True)
+    ]
+    return members[0] if len(members) == 1 else MeanResponse(members)

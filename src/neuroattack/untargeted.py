@@ -48,14 +48,18 @@ def attack_targets(
     settings: AttackSettings,
     seed: int,
     progress: Progress | None = None,
+    warm_start: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Attack every (target, eps, direction) of one image (1, C, H, W); arrays shaped
     (target, eps, direction), `clean` (target,), `perturbed` uint8 (target, eps, direction, y, x, channel).
-    Runs where `image` lives (the response module is moved there)."""
+    Runs where `image` lives (the response module is moved there). `warm_start`: one
+    perturbation per row in that order (pgd_attack's), where restart 0 begins."""
     response = response.to(image.device)
     cases = image.expand(len(targets), -1, -1, -1)
     grid = attack_grid(cases, torch.as_tensor(targets, dtype=torch.long), eps_grid, DIRECTION_SIGNS)
-    result = pgd_attack(response, grid.images, grid.target, grid.eps, grid.sign, settings, seed, progress)
+    result = pgd_attack(
+        response, grid.images, grid.target, grid.eps, grid.sign, settings, seed, progress, warm_start=warm_start
+    )
     baseline = random_direction_baseline(response, grid.images, grid.target, grid.eps, seed + 1, settings.norm)
     return {
         "clean": grid.to_host(result.clean)[:, 0, 0],

@@ -43,8 +43,15 @@ DOWNLOADED = [name for name, spec in config["networks"].items() if "checkpoint" 
 SIMULATED = config["recordings"]["source"] == "simulated"
 LOOP = config["loop"]
 ROUNDS = LOOP["rounds"]
+ENSEMBLE = list(LOOP.get("ensemble") or [])  # empty: the single surrogate
+WARM_START = bool(LOOP.get("warm_start", False))
 
 AUTO_SURROGATE = config["surrogate"]["network"] == "auto"
+if set(ENSEMBLE) - set(NETWORKS) or len(set(ENSEMBLE)) != len(ENSEMBLE):
+    config_error(
+        f"loop.ensemble = {ENSEMBLE} names networks more than once or outside networks ({', '.join(NETWORKS)}); "
+        "list each ensemble member once, by its name under networks (or leave it empty for the single surrogate)"
+    )
 if not AUTO_SURROGATE and config["surrogate"]["network"] not in NETWORKS:
     config_error(
         f"surrogate.network = {config['surrogate']['network']!r} is not one of "
@@ -371,18 +378,48 @@ def rig_stimuli(number):
 
 
 def round_site_models(number):
-    """The site models that attack round `number`: round 1's are fitted on the clean recordings."""
+    """The site models that attack round `number` (one file per ensemble member): round 1's
+    are fitted on the clean recordings."""
     number = int(number)
+    if ENSEMBLE:
+        fitted = 1 if LOOP["refit"] == "none" else number
+        return [round_file(fitted, f"ensemble/{name}.nc") for name in ENSEMBLE]
     if number == 1 or LOOP["refit"] == "none":
-        return result("site_models/site_models.nc")
-    return round_file(number, "site_models.nc")
+        return [result("site_models/site_models.nc")]
+    return [round_file(number, "site_models.nc")]
+
+
+def round_surrogates(number):
+    """The networks whose site models attack round `number`, in round_site_models' order."""
+    return list(network_weights(ENSEMBLE).values()) if ENSEMBLE else [surrogate_weights()]
+
+
+def round_attack_file(number, index):
+    """Round `number`'s attack on clean image `index`: round 1's are attack_image's, unless an
+    ensemble attacks the sites (then rule attack_round makes every round's)."""
+    number = int(number)
+    if number == 1 and not ENSEMBLE:
+        return result(f"attacks/image{index}.nc")
+    return round_file(number, f"attacks/image{index}.nc")
+
+
+def round_attack_inputs(wildcards):
+    """What round `wildcards.round`'s attack on one image reads; with loop.warm_start, also
+    the earlier round's attack of the image, where each row starts."""
+    number = int(wildcards.round)
+    inputs = {
+        "stimuli": result("stimuli/stimuli.nc"),
+        "site_models": round_site_models(number),
+        "surrogate": round_surrogates(number),
+        "first": result(f"attacks/image{wildcards.index}.nc"),
+    }
+    if WARM_START and number > 1:
+        inputs["previous"] = round_attack_file(number - 1, wildcards.index)
+    return inputs
 
 
 def round_attack_files(number):
-    number = int(number)
-    if number == 1:
-        return attack_files()
-    return [round_file(number, f"attacks/image{index}.nc") for index in ATTACK_INDICES]
+    return [round_attack_file(number, index) for index in ATTACK_INDICES]
 
 
 def earlier_rounds(wildcards):

@@ -1,7 +1,10 @@
 # The closed loop over recording rounds (figure 6): round r's site models are refitted on
 # the clean recordings and every earlier round's; they attack the same clean images again;
 # the round's perturbed and random-direction images are recorded (in silico by the brain,
-# in the lab from recordings.perturbed). Round 1 uses site_models/ and attacks/.
+# in the lab from recordings.perturbed). Round 1 uses site_models/ and attacks/, unless
+# loop.ensemble names networks: then every round's site models are one file per member
+# (ensemble/<network>.nc, each network's readout of the same sites) and every round's
+# attack is attack_round's, on the members' mean response.
 
 
 rule refit_site_models:
@@ -27,24 +30,46 @@ rule refit_site_models:
         "../scripts/refit_site_models.py"
 
 
+rule ensemble_site_models:
+    input:
+        unpack(earlier_rounds),
+        first=result("site_models/site_models.nc"),
+        surrogate=lambda wildcards: network_weights([wildcards.network])[wildcards.network],
+        features=lambda wildcards: network_features([wildcards.network])[wildcards.network],
+        recordings=result("recordings/clean.nc"),
+        stimuli=result("stimuli/stimuli.nc"),
+    output:
+        round_file("{round}", "ensemble/{network}.nc"),
+    log:
+        log_file("ensemble_site_models/round{round}/{network}"),
+    wildcard_constraints:
+        network=NETWORK_PATTERN or "(?!)",
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
+    params:
+        settings=science(config["surrogate"], drop=["network"]),
+        seed=config["seed"],
+    script:
+        "../scripts/refit_site_models.py"
+
+
 rule attack_round:
     input:
-        stimuli=result("stimuli/stimuli.nc"),
-        site_models=lambda wildcards: round_site_models(wildcards.round),
-        surrogate=surrogate_weights(),
-        first=result("attacks/image{index}.nc"),
+        unpack(round_attack_inputs),
     output:
         round_file("{round}", "attacks/image{index}.nc"),
     log:
         log_file("attack_round/round{round}/image{index}"),
     wildcard_constraints:
-        round=r"[2-9]|[1-9]\d+",
+        # with an ensemble, round 1's sites are attacked here too (attack_image's surrogate is one network)
+        round=r"[1-9]\d*" if ENSEMBLE else r"[2-9]|[1-9]\d+",
     threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=60),
     params:
         attack=science(config["attack"], drop=["images", "units_per_network"]),
         seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)),
+        warm_start=WARM_START,
     script:
         "../scripts/attack_round.py"
 

@@ -1,4 +1,4 @@
-"""Rule refit_site_models: a later round's site models, refitted on every recording so far."""
+"""Rules refit_site_models and ensemble_site_models: a network's site models for a round."""
 
 import numpy as np
 
