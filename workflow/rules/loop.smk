@@ -64,7 +64,7 @@ rule attack_round:
         # with an ensemble, round 1's sites are attacked here too (attack_image's surrogate is one network)
         round=r"[1-9]\d*" if ENSEMBLE else r"[2-9]|[1-9]\d+",
     group:
-        "attacks"
+        "round_attacks"
     threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=60),
