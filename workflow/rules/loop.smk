@@ -63,8 +63,6 @@ rule attack_round:
     wildcard_constraints:
         # with an ensemble, round 1's sites are attacked here too (attack_image's surrogate is one network)
         round=r"[1-9]\d*" if ENSEMBLE else r"[2-9]|[1-9]\d+",
-    group:
-        "round_attacks"
     threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=60),
