@@ -4,8 +4,10 @@ schedules) against APGD-L2 and torchattacks' PGDL2, on the same rows, in one run
 
 Rows: n images x k eps x 2 directions x u penultimate units of each network of a finished
 run (`results/networks/*.nc`, the networks `make run` trains). Every engine gets the same
-number of gradient evaluations per row (restarts included) and the same 8-bit
-quantisation of the final image; each engine's restarts keep the best quantised result.
+number of gradient evaluations per row (restarts included). The references' final images
+are rounded to 8 bits with `geometry.quantize` (nearest levels); both schedules of ours
+take the better of that rounding and the rounding along the gradient, as the workflow does.
+Each engine's restarts keep the best quantised result.
 Per network and eps the table gives each engine's mean achieved change (the larger
 direction, >= 0, as s~ counts it), its ratio to APGD, and the fraction of
 (unit, image, eps) cells where ours (default) reaches at least each reference (1e-6 slack);

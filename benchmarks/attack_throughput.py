@@ -4,8 +4,10 @@
 The job is one sensitivity curve: n images x k eps x 2 directions (raise and lower
 the unit) x R restarts x T gradient steps, for `--units` penultimate units of one
 network (a small ResNet with random weights, or ResNet-50 at 224 pixels). Both
-engines get the same rows, the same number of gradient steps per row and restart,
-and the same 8-bit quantisation of the final image; they run interleaved,
+engines get the same rows and the same number of gradient steps per row and restart;
+the references' final images are rounded to 8 bits with `geometry.quantize` (nearest
+levels), ours picks the better of that and its rounding along the gradient (one more
+forward pass per row). They run interleaved,
 `--repeats` times, and the table shows medians over repeats.
 
 torchattacks attacks a classifier with labels and maximises a cross-entropy loss.

@@ -380,12 +380,10 @@ class _Run:
     def jumps(self, t: int, end: int, stall_steps: int) -> Tensor:
         """Rows whose run has stalled for `stall_steps` and that have MIN_RUN steps left
         before step `end` to spend on a fresh start. Step t + 1 moves them there, so their new runs begin at t + 2."""
+        if not stall_steps:
+            return torch.zeros_like(self.best, dtype=torch.bool)
         left = end - 1 - t
-        jump = (
-            (self.stalled >= stall_steps) & (left >= MIN_RUN)
-            if stall_steps
-            else torch.zeros_like(self.best, dtype=torch.bool)
-        )
+        jump = (self.stalled >= stall_steps) & (left >= MIN_RUN)
         self.first = torch.where(jump, float(t + 2), self.first)
         self.length = torch.where(jump, float(left - 1), self.length)
         return jump
