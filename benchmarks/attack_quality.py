@@ -8,6 +8,8 @@ number of gradient evaluations per row (restarts included). The references' fina
 are rounded to 8 bits with `geometry.quantize` (nearest levels); both schedules of ours
 take the better of that rounding and the rounding along the gradient, as the workflow does.
 Each engine's restarts keep the best quantised result.
+APGD also runs a second time with the next seed: its ratio to the first run is the spread
+that random starts alone put on every ratio to APGD.
 Per network and eps the table gives each engine's mean achieved change (the larger
 direction, >= 0, as s~ counts it), its ratio to APGD, and the fraction of
 (unit, image, eps) cells where ours (default) reaches at least each reference (1e-6 slack);
@@ -43,6 +45,7 @@ from neuroattack.models import network_from_dataset
 from neuroattack.readouts import UnitResponse, to_tensor
 from neuroattack.stimuli import embedded_stimuli
 
+APGD_NEXT_SEED = "APGD-L2 (seed + 1)"
 DEFAULT_ATTACK = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["attack"]
 
 
@@ -77,6 +80,10 @@ def engines(
             response, job.images, job.target, job.eps, job.direction, budget, restarts, seed
         ),
         "torchattacks PGDL2": lambda seed: run_torchattacks(plain, job, per_restart, restarts, 2.5, chunk_rows, seed),
+        # the reference against itself: how far a ratio to APGD moves with nothing but the random starts
+        APGD_NEXT_SEED: lambda seed: apgd_change(
+            response, job.images, job.target, job.eps, job.direction, budget, restarts, seed + 1
+        ),
     }
 
 
