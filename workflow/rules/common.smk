@@ -389,8 +389,8 @@ def round_site_models(number):
     return [round_file(number, "site_models.nc")]
 
 
-def round_surrogates(number):
-    """The networks whose site models attack round `number`, in round_site_models' order."""
+def round_surrogates():
+    """The networks whose site models attack every round, in round_site_models' order."""
     return list(network_weights(ENSEMBLE).values()) if ENSEMBLE else [surrogate_weights()]
 
 
@@ -410,7 +410,7 @@ def round_attack_inputs(wildcards):
     inputs = {
         "stimuli": result("stimuli/stimuli.nc"),
         "site_models": round_site_models(number),
-        "surrogate": round_surrogates(number),
+        "surrogate": round_surrogates(),
         "first": result(f"attacks/image{wildcards.index}.nc"),
     }
     if WARM_START and number > 1:

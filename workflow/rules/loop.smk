@@ -69,7 +69,6 @@ rule attack_round:
     params:
         attack=science(config["attack"], drop=["images", "units_per_network"]),
         seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)),
-        warm_start=WARM_START,
     script:
         "../scripts/attack_round.py"
 
