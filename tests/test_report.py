@@ -1,8 +1,9 @@
 """The HTML report (`snakemake --report`) of the tiny run, opened in a real headless Chromium.
 
-Chromium comes from Debian's packages (tests/browser/setup_chromium.sh); the test is skipped,
-with the reason printed, where it cannot be installed. Screenshots of every figure as the
-report shows it are kept in results/test-report/.
+Chromium comes from Debian's packages (tests/browser/setup_chromium.sh); where it or
+playwright cannot be installed the test is skipped with the reason printed, and under CI
+(CI=true) it fails instead. Screenshots of every figure as the report shows it are kept in
+results/test-report/.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workflow_helpers import REPO, snakemake
+from workflow_helpers import REPO, setup_script_reason, skip_or_fail_on_ci, snakemake
 
 SETUP = REPO / "tests" / "browser" / "setup_chromium.sh"
 SCREENSHOTS = REPO / "results" / "test-report"
@@ -29,13 +30,10 @@ def chromium() -> str:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as error:
-        print(f"SKIP report in Chromium: playwright is not installed ({error})")
-        pytest.skip(f"playwright is not installed: {error}")
+        skip_or_fail_on_ci("report in Chromium", f"playwright (a test extra) is not installed ({error})")
     setup = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=900)
     if setup.returncode == 3:
-        reason = setup.stderr.strip().splitlines()[-1] if setup.stderr.strip() else "Chromium unavailable"
-        print(f"SKIP report in Chromium: {reason}")
-        pytest.skip(f"cannot install Chromium here: {reason}")
+        skip_or_fail_on_ci("report in Chromium", setup_script_reason(setup, "Chromium cannot be installed"))
     assert setup.returncode == 0, setup.stdout + setup.stderr
     return setup.stdout.strip().splitlines()[-1]
 

@@ -1,4 +1,5 @@
-"""Running the workflow from tests: snakemake in a subprocess, in a temporary folder."""
+"""Running the workflow from tests: snakemake in a subprocess, in a temporary folder; and
+the one rule for a test that cannot run here (skip it, printing why; fail it under CI)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from neuroattack import io
 
@@ -56,3 +60,23 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def on_ci() -> bool:
+    """Whether the tests run on CI: its runner sets CI=true (any value but empty, 0, false, no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_or_fail_on_ci(what: str, reason: str) -> NoReturn:
+    """`what` cannot run here because of `reason`: skip it, printing why, or fail under CI,
+    where every test must run (CI runs as root with apt, so a failed install is a fault)."""
+    if on_ci():
+        pytest.fail(f"{what} cannot run on CI (CI={os.environ['CI']}): {reason}", pytrace=False)
+    print(f"SKIP {what}: {reason}")
+    pytest.skip(f"{what}: {reason}")
+
+
+def setup_script_reason(setup: subprocess.CompletedProcess[str], default: str) -> str:
+    """The reason a tests/*/setup_*.sh gave for exit code 3: the last line of its stderr."""
+    lines = setup.stderr.strip().splitlines()
+    return lines[-1] if lines else default

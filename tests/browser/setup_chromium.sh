@@ -3,8 +3,9 @@
 # Prints the browser's path on stdout.
 #
 # Exit codes: 0 ready; 3 cannot be installed here (not root, no apt-get, the install
-# failed): the reason is the one line on stderr and the test skips with it; anything
-# else is a real failure.
+# failed): the reason is the one line on stderr and the test skips with it, or fails
+# with it under CI (CI=true), where a failed install is a fault; anything else is a real
+# failure.
 set -euo pipefail
 
 cannot() { echo "setup_chromium: $*" >&2; exit 3; }

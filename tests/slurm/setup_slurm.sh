@@ -7,7 +7,8 @@
 #
 # Exit codes: 0 ready; 3 cannot be set up here (not root, no apt, install
 # failed, a foreign SLURM already running): the reason is the one line on
-# stderr and the tests skip with it; anything else is a real failure.
+# stderr and the tests skip with it, or fail with it under CI (CI=true), where
+# each of these is a fault; anything else is a real failure.
 #
 # No systemd and no cgroups are needed: the daemons daemonize themselves,
 # process tracking is proctrack/linuxproc and task binding task/none.
