@@ -186,28 +186,40 @@ print("left:", sorted(os.listdir(sys.argv[1])))
 """
 
 
-def test_a_full_disk_is_named_with_the_file(tmp_path: Path) -> None:
-    # a real full disk: a 256 kB tmpfs mounted in a private user and mount namespace
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    script = tmp_path / "fill.py"
-    script.write_text(FILL_A_SMALL_DISK)
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
-    probe = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "mount", "-t", "tmpfs", "tmpfs", str(disk)],
-        capture_output=True,
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.decode().strip()}")
-    command = f"mount -t tmpfs -o size=256k tmpfs {disk} && exec {sys.executable} {script} {disk}"
+def fill_a_small_disk(disk: Path, script: Path) -> subprocess.CompletedProcess[str]:
+    """Run FILL_A_SMALL_DISK on a 256 kB tmpfs at `disk`: mounted directly where this process
+    may mount (root with the capability), else in a private user and mount namespace."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    run = subprocess.run(
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]
+    if os.geteuid() == 0 and shutil.which("mount") and subprocess.run(mount, capture_output=True).returncode == 0:
+        try:
+            return subprocess.run([sys.executable, str(script), str(disk)], capture_output=True, text=True, env=env)
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+    if shutil.which("unshare") is None:
+        pytest.skip("cannot mount a tmpfs: not root with mount permission, and no unshare (util-linux)")
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", *mount], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(
+            "cannot mount a tmpfs: not root with mount permission, and not in a user namespace either: "
+            + probe.stderr.decode().strip()
+        )
+    command = f"{' '.join(mount)} && exec {sys.executable} {script} {disk}"
+    return subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command],
         capture_output=True,
         text=True,
         env=env,
     )
+
+
+def test_a_full_disk_is_named_with_the_file(tmp_path: Path) -> None:
+    # a real full disk: a 256 kB tmpfs (mounted by root, or in a user namespace)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(FILL_A_SMALL_DISK)
+    run = fill_a_small_disk(disk, script)
     assert run.returncode == 0, run.stderr
     assert f"{disk}/big.nc: cannot be written, the disk is full" in run.stdout, run.stdout + run.stderr
     assert "left: []" in run.stdout  # no temporary left behind
