@@ -195,6 +195,7 @@ def test_coverage_recovers_known_per_site_sensitivity(with_responses: bool) -> N
     np.testing.assert_allclose(result["site_s_tilde"].sel(estimate=estimate).values, expected, atol=1e-9)
     # every image gives the same change here, so the interval over images is the value itself
     np.testing.assert_allclose(result["site_ci_low"].sel(estimate=estimate).values, expected, atol=1e-9)
+    np.testing.assert_allclose(result["site_ci_high"].sel(estimate=estimate).values, expected, atol=1e-9)
     # moved by >= 1 s.d.: at eps 0.5 (k/4) only site 4; at eps 2 (k) sites 1 to 4
     moved = result["moved_fraction"].sel(estimate=estimate).values
     np.testing.assert_allclose(moved, [1 / 5, 4 / 5])
