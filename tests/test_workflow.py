@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 import yaml
 from fixtures_brainscore import write_stimulus_set
+from PIL import Image
 from workflow_helpers import REPO, assert_same_results, job_counts, snakemake, snakemake_command
 
 from neuroattack import io
@@ -115,6 +116,13 @@ def test_end_to_end_outputs_are_sane(tiny_run: Path) -> None:
     assert bool((networks > 0).all())
     assert bool((sensitivity["ci_low"] <= s + 1e-6).all() and (s <= sensitivity["ci_high"] + 1e-6).all())
     assert float(sensitivity["random_pair_level"].sel(population="brain (black box)")) > 0.5
+    # the paper's claims, on the tiny run: black box <= white box within the white box's interval
+    # (measured 0.057 <= 0.075 at eps 0.1, 0.091 <= 0.414 at 0.5), and the most robust network
+    # (robust_eps1) the least sensitive at the largest eps (0.200 against 0.414 and 0.489)
+    black, white = s.sel(population="brain (black box)"), s.sel(population="brain (white box)")
+    assert bool((black <= sensitivity["ci_high"].sel(population="brain (white box)")).all()), (black, white)
+    largest = s.sel(eps=s["eps"].max(), population=["standard", "robust_eps1", "brain (white box)"])
+    assert str(largest["population"].values[int(np.argmin(largest.values))]) == "robust_eps1", largest
     weights = io.read_dataset(tiny_run / "networks/standard.nc")
     assert 0 <= weights.attrs["clean_accuracy"] <= 1 and 0 <= weights.attrs["robust_accuracy"] <= 1
     recordings = io.read_dataset(tiny_run / "recordings/clean.nc")
@@ -212,10 +220,46 @@ def test_a_schema_error_names_key_value_and_what_is_allowed_and_nothing_else(tmp
     assert "definitions" not in output and "positive_int" not in output
 
 
-def test_more_attacked_images_than_stimuli_stop_the_run_at_start(tmp_path: Path) -> None:
-    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=write_config(tmp_path, {"attack.images": 73}))
+def stimulus_source(tmp_path: Path, source: str) -> tuple[dict, str, int]:  # type: ignore[type-arg]
+    """Config changes for a stimulus set of each source, where its size is known at start,
+    and what the message says of it: (changes, origin, number of images)."""
+    if source == "embedded":
+        return {}, "12 photographs x stimuli.per_category 6", 72
+    rig = {"source": "table", "path": str(tmp_path / "rig.csv"), "sites": None}  # simulated needs embedded
+    if source == "folder":
+        folder = tmp_path / "images"
+        for index, category in enumerate(["cats", "cats", "dogs", "dogs", "dogs"]):
+            (folder / category).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((16, 16, 3), 40 * index, np.uint8)).save(folder / category / f"{index}.png")
+        (folder / ".hidden.png").write_bytes(b"")  # hidden files are not stimuli
+        stimuli = {"source": "folder", "path": str(folder), "resolution": 16}
+        return {"stimuli": stimuli, "recordings": rig}, f"images in {folder}", 5
+    mirror = write_stimulus_set(tmp_path / "mirror", n_images=4, side=16)
+    local = Path("downloads/brainscore") / mirror.csv_path.name
+    (tmp_path / local).parent.mkdir(parents=True)
+    shutil.copy(mirror.csv_path, tmp_path / local)  # the CSV downloaded by an earlier run; the ZIP is not
+    remote = {
+        name: {"url": path.as_uri(), "sha1": None}
+        for name, path in [("csv", mirror.csv_path), ("zip", mirror.zip_path)]
+    }
+    stimuli = {"source": "brainscore", "resolution": 16, **remote}
+    return {"stimuli": stimuli, "recordings": rig}, f"rows of {local}", 4
+
+
+@pytest.mark.parametrize("source", ["embedded", "folder", "brainscore"])
+def test_more_attacked_images_than_stimuli_stop_the_run_at_start(tmp_path: Path, source: str) -> None:
+    change, origin, count = stimulus_source(tmp_path, source)
+    too_many = write_config(tmp_path, {**change, "attack.images": count + 1})
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=too_many)
     assert run.returncode != 0
-    assert "attack.images = 73, but the stimulus set has only 72 images" in run.stdout + run.stderr
+    message = (
+        f"config: attack.images = {count + 1}, but the stimulus set has only {count} images ({origin}); "
+        f"lower attack.images to at most {count}"
+    )
+    assert message in run.stdout + run.stderr, run.stdout + run.stderr
+    enough = write_config(tmp_path, {**change, "attack.images": count, "screening.images": min(2, count)})
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=enough)
+    assert "attack.images" not in run.stdout + run.stderr, run.stdout + run.stderr  # the bound is exact
 
 
 def last_line(log: Path) -> str:
