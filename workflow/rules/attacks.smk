@@ -15,6 +15,8 @@ rule attack_image:
         log_file("attacks/image{index}"),
     group:
         "attacks"
+    conda:
+        "../../envs/compute.yaml"
     threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=60),

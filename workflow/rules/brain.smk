@@ -10,6 +10,8 @@ rule build_brain:
         result("brain/brain.nc"),
     log:
         log_file("build_brain"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
@@ -26,6 +28,8 @@ rule record_clean:
         result("recordings/clean.nc"),
     log:
         log_file("record_clean"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
@@ -43,6 +47,8 @@ rule record_round:
         round_file("{round}", "recordings.nc"),
     log:
         log_file("record_round/round{round}"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
@@ -60,6 +66,8 @@ rule brain_white_box:
         result("validation/brain_white_box.nc"),
     log:
         log_file("brain_white_box"),
+    conda:
+        "../../envs/compute.yaml"
     threads: 2
     resources:
         **gpu_job(mem_mb=8000, runtime=120),

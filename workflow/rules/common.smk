@@ -29,7 +29,7 @@ def config_error(message):
     raise ConfigError(f"config: {message}")
 
 
-with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as schema_file:
+with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
     SCHEMA = yaml.safe_load(schema_file)
 # One line per offending key (its value, what is allowed), not the whole schema.
 validate_config(config, SCHEMA)

@@ -14,6 +14,8 @@ rule download:
     wildcard_constraints:
         file=DOWNLOAD_PATTERN,
     localrule: True
+    conda:
+        "../../envs/download.yaml"
     params:
         checksum=download_checksum,
         entry=lambda wildcards: DOWNLOADS[wildcards.file],
@@ -30,6 +32,8 @@ rule convert_checkpoint:
         log_file("convert_checkpoint/{network}"),
     wildcard_constraints:
         network=DOWNLOADED_PATTERN,
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=20),
     params:

@@ -8,6 +8,8 @@ rule features:
         log_file("features/{network}"),
     wildcard_constraints:
         network=NETWORK_PATTERN,
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **gpu_job(mem_mb=8000, runtime=30),
     script:
@@ -23,6 +25,8 @@ rule site_models:
         result("site_models/site_models.nc"),
     log:
         log_file("site_models"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:

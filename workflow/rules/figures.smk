@@ -17,6 +17,8 @@ rule figure2:
     log:
         log_file("figure2"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     params:
         sites=EXAMPLE_SITES,
     script:
@@ -36,6 +38,8 @@ rule figure4:
     log:
         log_file("figure4"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     params:
         bootstrap=config["sensitivity"]["bootstrap"],
         seed=config["seed"],
@@ -55,5 +59,7 @@ rule sensitivity_table:
     log:
         log_file("sensitivity_table"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     script:
         "../scripts/sensitivity_table.py"

@@ -21,6 +21,8 @@ rule refit_site_models:
         log_file("refit_site_models/round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
@@ -44,6 +46,8 @@ rule ensemble_site_models:
         log_file("ensemble_site_models/round{round}/{network}"),
     wildcard_constraints:
         network=NETWORK_PATTERN or "(?!)",
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
@@ -63,6 +67,8 @@ rule attack_round:
     wildcard_constraints:
         # with an ensemble, round 1's sites are attacked here too (attack_image's surrogate is one network)
         round=r"[1-9]\d*" if ENSEMBLE else r"[2-9]|[1-9]\d+",
+    conda:
+        "../../envs/compute.yaml"
     threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=60),
@@ -81,6 +87,8 @@ rule round_stimuli:
         round_file("{round}", "stimuli.nc"),
     log:
         log_file("round_stimuli/round{round}"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=4000, runtime=10),
     params:
@@ -99,6 +107,8 @@ rule round_responses:
         round_file("{round}", "responses.nc"),
     log:
         log_file("round_responses/round{round}"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=20),
     script:
@@ -119,6 +129,8 @@ rule round_sensitivity:
         round_file("{round}", "sensitivity.nc"),
     log:
         log_file("round_sensitivity/round{round}"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=20),
     params:
@@ -138,5 +150,7 @@ rule figure6:
     log:
         log_file("figure6"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     script:
         "../scripts/figure6.py"

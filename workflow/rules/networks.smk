@@ -7,6 +7,8 @@ rule train_network:
         log_file("train_network/{network}"),
     wildcard_constraints:
         network=TRAINED_PATTERN or "(?!)",
+    conda:
+        "../../envs/compute.yaml"
     threads: 2
     resources:
         **gpu_job(mem_mb=8000, runtime=120),

@@ -13,6 +13,8 @@ rule category_preference:
         result("preference/category_preference.nc"),
     log:
         log_file("category_preference"),
+    conda:
+        "../../envs/compute.yaml"
     threads: 2
     resources:
         **gpu_job(mem_mb=8000, runtime=60),
@@ -33,6 +35,8 @@ rule figure3:
     log:
         log_file("figure3"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     params:
         sites=config["preference"]["figure_sites"],
     script:

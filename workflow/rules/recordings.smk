@@ -9,6 +9,8 @@ rule import_recordings:
         result("recordings/clean.nc"),
     log:
         log_file("import_recordings"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=16000, runtime=30),
     params:
@@ -25,6 +27,8 @@ rule export_rig_stimuli:
     log:
         log_file("export_rig_stimuli/round{round}"),
     localrule: True
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/export_rig_stimuli.py"
 
@@ -37,6 +41,8 @@ rule ingest_perturbed_recordings:
         round_file("{round}", "recordings.nc"),
     log:
         log_file("ingest_perturbed_recordings/round{round}"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     script:

@@ -10,6 +10,8 @@ rule screening:
         result("screening/screening.nc"),
     log:
         log_file("screening"),
+    conda:
+        "../../envs/compute.yaml"
     threads: 2
     resources:
         **gpu_job(mem_mb=8000, runtime=120),
@@ -42,6 +44,8 @@ if AUTO_SURROGATE:
         log:
             log_file("chosen_surrogate"),
         localrule: True
+        conda:
+            "../../envs/compute.yaml"
         params:
             criterion=config["screening"]["criterion"],
         script:
@@ -59,6 +63,8 @@ if not SIMULATED:
         log:
             log_file("export_screening_stimuli"),
         localrule: True
+        conda:
+            "../../envs/compute.yaml"
         script:
             "../scripts/export_screening_stimuli.py"
 
@@ -73,5 +79,7 @@ rule figure5:
     log:
         log_file("figure5"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     script:
         "../scripts/figure5.py"

@@ -13,6 +13,8 @@ rule sensitivity:
         result("sensitivity/sensitivity.nc"),
     log:
         log_file("sensitivity"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
@@ -32,5 +34,7 @@ rule figure1:
     log:
         log_file("figure1"),
     localrule: True
+    conda:
+        "../../envs/figures.yaml"
     script:
         "../scripts/figure1.py"

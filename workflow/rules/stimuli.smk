@@ -5,6 +5,8 @@ rule stimuli:
         result("stimuli/stimuli.nc"),
     log:
         log_file("stimuli"),
+    conda:
+        "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=4000, runtime=30),
     params:
