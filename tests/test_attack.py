@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -535,30 +538,136 @@ def trained_relu_units(seed: int = 0) -> ReluUnits:
     return network.requires_grad_(False).eval()
 
 
-def test_default_schedule_beats_apgd_at_equal_budget_on_a_trained_network() -> None:
+APGD_SEEDS = (0, 1, 2)
+APGD_EPS = (0.1, 0.3, 1.0, 3.0)
+
+
+def mean_achieved(
+    network: nn.Module, run: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor], eps_count: int
+) -> Tensor:
+    """Per eps: the mean over (target, image) cells of the larger direction's change (>= 0),
+    as s~ counts it; `run(images, target, eps, direction)` returns the signed change per row."""
+    cases = 24
+    images = random_images(cases, seed=12).repeat(eps_count, 1, 1, 1)
+    target = (torch.arange(cases) % 16).repeat(eps_count)
+    eps = torch.tensor(APGD_EPS).repeat_interleave(cases)
+    signed = [sign * run(images, target, eps, torch.full((eps.numel(),), sign)) for sign in (1.0, -1.0)]
+    return torch.stack(signed).amax(0).clamp_min(0).view(eps_count, cases).mean(1)
+
+
+def apgd_by_seed(network: nn.Module, budget: int) -> Tensor:
+    """(seeds, eps): APGD-L2's mean achieved change at each seed, at its better allocation
+    of the budget per eps (1 x B or 2 x B/2, chosen by the mean over seeds)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from reference_attacks import apgd_change
 
+    by_restarts = torch.stack(
+        [
+            torch.stack(
+                [
+                    mean_achieved(
+                        network,
+                        lambda i, t, e, d, r=restarts, s=seed: apgd_change(network, i, t, e, d, budget, r, s),
+                        len(APGD_EPS),
+                    )
+                    for seed in APGD_SEEDS
+                ]
+            )
+            for restarts in (1, 2)
+        ]
+    )  # (allocation, seed, eps)
+    better = by_restarts.mean(1).argmax(0)  # per eps
+    return by_restarts[better, :, torch.arange(len(APGD_EPS))].T
+
+
+def ours_by_seed(network: nn.Module, settings: AttackSettings) -> Tensor:
+    """(seeds, eps): our mean achieved change at each of APGD's seeds."""
+    return torch.stack(
+        [
+            mean_achieved(
+                network, lambda i, t, e, d, s=seed: pgd_attack(network, i, t, e, d, settings, s).change, len(APGD_EPS)
+            )
+            for seed in APGD_SEEDS
+        ]
+    )
+
+
+def shortfalls_against_apgd(ours: Tensor, apgd: Tensor) -> list[str]:
+    """The eps where ours (seeds, eps), averaged over seeds, falls below APGD's mean over the
+    same seeds minus APGD's own seed spread (max - min over its seeds). Single seeds are not
+    bounded: at eps = 1 one seed of ours can fall below APGD's worst seed by a little more
+    than that spread (0.03% on these rows, 0.16% on others measured)."""
+    spread = apgd.amax(0) - apgd.amin(0)
+    problems = []
+    for e, eps in enumerate(APGD_EPS):
+        floor = float(apgd[:, e].mean() - spread[e])
+        if float(ours[:, e].mean()) < floor:
+            problems.append(f"eps {eps}: mean {float(ours[:, e].mean()):.5f} < APGD's mean - its spread {floor:.5f}")
+    return problems
+
+
+def test_default_schedule_is_level_with_apgd_within_its_seed_spread_on_a_trained_network() -> None:
+    """Ours and APGD-L2 at equal budget, the same final rounding, APGD at its better
+    allocation; the bounds are APGD's own seed-to-seed spread, measured here."""
     network = trained_relu_units()
-    eps_grid = (0.1, 0.3, 1.0, 3.0)
-    cases = 24
-    images = random_images(cases, seed=11).repeat(len(eps_grid), 1, 1, 1)
-    target = (torch.arange(cases) % 16).repeat(len(eps_grid))
-    eps = torch.tensor(eps_grid).repeat_interleave(cases)
     budget = 36  # the default config's gradient evaluations per row
     default = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["attack"]
     settings = AttackSettings.from_config(default, precision="float32")
     assert settings.passes_per_row()[1] == budget
-    for sign in (1.0, -1.0):
-        direction = torch.full((eps.numel(),), sign)
-        ours = sign * pgd_attack(network, images, target, eps, direction, settings, 0).change
-        apgd = sign * apgd_change(network, images, target, eps, direction, budget, 2, 0)
-        for e, value in enumerate(eps_grid):
-            rows = slice(e * cases, (e + 1) * cases)
-            ratio = float(ours[rows].mean() / apgd[rows].mean())
-            assert ratio >= 0.999, (value, sign, ratio)  # level at small eps, where every search converges
-        overall = float(ours.sum() / apgd.sum())
-        assert overall >= 1.0, (sign, overall)  # and over all eps not below it
+    apgd = apgd_by_seed(network, budget)
+    ours = ours_by_seed(network, settings)
+    print("ours / APGD mean per eps:", (ours.mean(0) / apgd.mean(0)).tolist())
+    print("APGD spread / mean per eps:", ((apgd.amax(0) - apgd.amin(0)) / apgd.mean(0)).tolist())
+    assert shortfalls_against_apgd(ours, apgd) == []
+    # the comparison can fail: plain fixed-step PGD without jumps, at the same budget, falls outside it
+    weakened = replace(settings, final_step=1.0, stall_steps=0)
+    assert weakened.passes_per_row()[1] == budget
+    assert shortfalls_against_apgd(ours_by_seed(network, weakened), apgd) != []
+
+
+def test_apgd_checkpoints_are_the_papers_exactly() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_attacks import checkpoints
+
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]  # Croce & Hein 2020, section 3.2
+    for n_iter in range(1, 300):  # p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), exact
+        previous, current, expected = Fraction(0), Fraction(22, 100), set()
+        while current <= 1:
+            expected.add(math.ceil(current * n_iter))
+            previous, current = current, current + max(current - previous - Fraction(3, 100), Fraction(6, 100))
+        assert checkpoints(n_iter) == sorted(p for p in expected if p > 0), n_iter
+
+
+def test_apgd_halves_where_either_of_the_papers_conditions_holds() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_attacks import halve_at_checkpoint
+
+    # rows: 4 of 4 steps raised; 3 of 4 (= 75%: halve); 4 of 4 but nothing gained since an unhalved
+    # checkpoint (halve); the same after a halved one (keep); 4 of 4 raised, best improved (keep)
+    values = torch.tensor([[0.0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [2, 2, 2, 2, 2], [3, 2.5, 3, 3, 3], [4, 2.5, 4, 4, 4]])
+    halved_last = torch.tensor([True, True, False, True, False])
+    best_value = torch.tensor([4.0, 4.0, 5.0, 5.0, 5.0])
+    best_at_last_mark = torch.tensor([0.0, 0.0, 5.0, 5.0, 4.0])
+    halve = halve_at_checkpoint(values, halved_last, best_value, best_at_last_mark)
+    assert halve.tolist() == [False, True, True, False, False]
+
+
+def test_apgd_changes_its_step_only_at_checkpoints_and_only_by_halving() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_attacks import apgd_l2, checkpoints
+
+    units, images = LinearUnits(8), random_images(8, seed=3)
+    target, eps, sign = torch.arange(8), torch.full((8,), 0.5), torch.ones(8)
+    n_iter = 50
+    best, gradient, steps = apgd_l2(units, images, target, eps, sign, n_iter, torch.Generator().manual_seed(0))
+    trace = torch.stack([2 * eps, *steps])  # (iterations + 1, rows)
+    changed = {i for i in range(1, n_iter + 1) if bool((trace[i] != trace[i - 1]).any())}
+    assert changed and changed <= set(checkpoints(n_iter))
+    ratio = trace[1:] / trace[:-1]
+    assert bool(((ratio == 1) | (ratio == 0.5)).all())
+    optimum = 0.5 * units.weight.norm(dim=1)
+    assert bool((units(images + best, target) - units(images, target) >= 0.99 * optimum).all())
+    assert torch.allclose(gradient, units.weight[target].view_as(images))
 
 
 def test_a_warm_start_begins_where_an_earlier_attack_ended() -> None:
@@ -625,3 +734,25 @@ def test_jumps_keep_the_linear_optimum_and_do_not_depend_on_chunking() -> None:
 def test_bad_stall_steps_names_the_key() -> None:
     with pytest.raises(ValueError, match="stall_steps"):
         AttackSettings(stall_steps=-1)
+
+
+def test_torchattacks_pgdl2_steps_along_the_objectives_gradient() -> None:
+    """The benchmarks' adaptation of PGDL2 (a two-logit model, label 1): one step from the
+    clean image is the normalised gradient step of the objective s * (f(x) - f(x0))."""
+    torchattacks = pytest.importorskip("torchattacks", reason="the 'bench' extra (make test installs it)")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from attack_throughput import SignedUnitChange
+
+    network = trained_relu_units()
+    images, target = 0.25 + 0.5 * random_images(8, seed=9), torch.arange(8)  # inside the box: no pixel clamped
+    sign = torch.tensor([1.0, -1.0]).repeat(4)
+    model = SignedUnitChange(network).eval()
+    model.bind(target, sign, network(images, target))
+    alpha = 0.05  # small enough that no row leaves the box or the ball
+    stepped = torchattacks.PGDL2(model, eps=1.0, alpha=alpha, steps=1, random_start=False)(images, torch.ones(8).long())
+    delta = torch.zeros_like(images).requires_grad_(True)
+    (sign * network(images + delta, target)).sum().backward()
+    expected = alpha * normalized(delta.grad)
+    cosine = nn.functional.cosine_similarity((stepped - images).flatten(1), expected.flatten(1))
+    assert bool((cosine > 0.9999).all()), cosine
+    assert torch.allclose(flat_norm(stepped - images), torch.full((8,), alpha), rtol=1e-4)

@@ -459,15 +459,30 @@ def _attack_chunk(
 
 
 def _shown_image(rows: _Rows, best: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The 8-bit image shown for each row's best point: of its nearest rounding and its
-    rounding along the gradient there (`Norm.quantize_along`), the one whose float32
-    objective is larger. Returns (change, quantised delta, levels)."""
-    candidates = [
-        rows.norm.quantize(rows.images, best, rows.eps),
-        rows.norm.quantize_along(rows.images, best, rows.eps, gradient),
-    ]
-    changes = [_float32_response(rows.response, levels / LEVELS, rows.target) - rows.clean for levels, _ in candidates]
-    along = rows.sign * changes[1] > rows.sign * changes[0]
+    return shown_image(
+        rows.response, rows.images, rows.target, rows.eps, rows.sign, rows.clean, best, gradient, rows.norm
+    )
+
+
+def shown_image(
+    response: ResponseFn,
+    images: Tensor,
+    target: Tensor,
+    eps: Tensor,
+    sign: Tensor,
+    clean: Tensor,
+    best: Tensor,
+    gradient: Tensor,
+    norm: Norm = L2,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The 8-bit image shown for each row's best point `best` (a perturbation): of its
+    nearest rounding and its rounding along `gradient` there (`Norm.quantize_along`), the
+    one whose float32 objective sign * (f(x + q) - f(x)) is larger. `clean` is f(x).
+    Every engine's final step (ours, and the references in the benchmarks). Returns
+    (change, quantised delta, levels)."""
+    candidates = [norm.quantize(images, best, eps), norm.quantize_along(images, best, eps, gradient)]
+    changes = [_float32_response(response, levels / LEVELS, target) - clean for levels, _ in candidates]
+    along = sign * changes[1] > sign * changes[0]
     (nearest_levels, nearest_delta), (along_levels, along_delta) = candidates
     return (
         torch.where(along, changes[1], changes[0]),
