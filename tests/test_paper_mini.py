@@ -6,6 +6,7 @@ some files only at a later mirror; then the lab's loop (export for the rig, inge
 from __future__ import annotations
 
 import hashlib
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -102,6 +103,14 @@ def mini_run(served: LoopbackServer, tmp_path_factory: pytest.TempPathFactory) -
     return workdir
 
 
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run (timestamps and Snakemake's records kept) for a test that
+    changes files, so that the module's run stays as it was built for every other test."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    return copy
+
+
 def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
     run = snakemake(tmp_path, "--dry-run", "--cores", "2", configfile="config/paper.yaml")
     assert run.returncode == 0, run.stderr
@@ -193,8 +202,9 @@ def test_outputs_without_rig_recordings(mini_run: Path) -> None:
 
 
 def test_second_run_does_nothing_and_touched_downloads_are_not_fetched_again(
-    mini_run: Path, served: LoopbackServer
+    mini_run: Path, served: LoopbackServer, tmp_path: Path
 ) -> None:
+    mini_run = copy_of(mini_run, tmp_path)
     config = str(mini_run / "mini.yaml")
     run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=config)
     assert "Nothing to be done" in run.stdout + run.stderr
@@ -212,18 +222,17 @@ def _planned(dry_run_output: str) -> dict[str, int]:
     return {} if "Nothing to be done" in dry_run_output else job_counts(dry_run_output)
 
 
-def test_editing_mirror_lists_triggers_nothing(mini_run: Path, served: LoopbackServer) -> None:
+def test_editing_mirror_lists_triggers_nothing(mini_run: Path, served: LoopbackServer, tmp_path: Path) -> None:
     config = yaml.safe_load((mini_run / "mini.yaml").read_text())
     csv = config["stimuli"]["csv"]
     csv.update(urls=csv["urls"][::-1], name="stimulus_hvm-public.csv")  # reordered; the local name pinned
     config["recordings"]["assembly"]["urls"] = [config["recordings"]["assembly"].pop("url"), "file:///mnt/mirror/a.nc"]
     checkpoint = config["networks"]["resnet18_linf_eps4_255"]["checkpoint"]
     checkpoint["urls"] = checkpoint["urls"][1:]  # the dead mirror dropped
-    edited = mini_run / "mirrors.yaml"
+    edited = tmp_path / "mirrors.yaml"  # dry runs only: the run itself is left as it is
     edited.write_text(yaml.safe_dump(config))
     before = len(served.requests)
-    # the same jobs as with the unedited config (an earlier test touched the checkpoints, so the
-    # conversions may be due again; the downloads never are)
+    # the same jobs as with the unedited config
     unedited = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(mini_run / "mini.yaml"))
     run = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(edited))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -239,15 +248,16 @@ def test_editing_mirror_lists_triggers_nothing(mini_run: Path, served: LoopbackS
 
 
 def test_a_pinned_checksum_reruns_the_download_without_a_transfer_and_unpinning_fetches_again(
-    mini_run: Path, served: LoopbackServer
+    mini_run: Path, served: LoopbackServer, tmp_path: Path
 ) -> None:
+    mini_run = copy_of(mini_run, tmp_path)
     target = "downloads/checkpoints/resnet18_linf_eps4_255.ckpt"
     path = mini_run / target
     stat_before = path.stat()
     recorded = (mini_run / f"{target}.sha256").read_text().split()[0]
     config = yaml.safe_load((mini_run / "mini.yaml").read_text())
     config["networks"]["resnet18_linf_eps4_255"]["checkpoint"]["sha256"] = recorded
-    pinned = mini_run / "pinned.yaml"
+    pinned = tmp_path / "pinned.yaml"
     pinned.write_text(yaml.safe_dump(config))
     before = len(served.requests)
     run = snakemake(mini_run, "--cores", "1", target, configfile=str(pinned))
@@ -280,8 +290,9 @@ def rig_table(shown: pd.DataFrame, sites: np.ndarray, path: Path) -> str:
 
 
 def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_added(
-    mini_run: Path, served: LoopbackServer
+    mini_run: Path, served: LoopbackServer, tmp_path: Path
 ) -> None:
+    mini_run = copy_of(mini_run, tmp_path)
     results = mini_run / "results" / "mini"
     shown = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
     assert set(shown["category_name"]) == {"clean", "perturbed", "random"}
