@@ -301,10 +301,14 @@ def test_an_intermediate_of_the_wrong_schema_names_a_command_that_remakes_it(tin
     workdir = copy_of_run(tiny_run, tmp_path)
     responses = Path("results/tiny/rounds/round2/responses.nc")
     io.write_dataset(xr.Dataset({"recorded": ("site", [1.0])}), workdir / responses, "t", "another program")
+    readers = [workdir / "results/tiny/logs" / name for name in ("sensitivity.log", "round_sensitivity/round2.log")]
+    for log in readers:
+        log.unlink()  # the copied run's logs: only a reader that runs now writes one
     run = snakemake(workdir, "--cores", "2")
     assert run.returncode != 0
-    readers = [workdir / "results/tiny/logs" / name for name in ("sensitivity.log", "round_sensitivity/round2.log")]
-    cause = last_line(next(log for log in readers if log.exists()))  # the reader that ran first
+    failed = [log for log in readers if log.exists() and "Traceback (most recent call last):" in log.read_text()]
+    assert failed, run.stdout[-3000:] + run.stderr[-3000:]  # whichever reader ran first failed
+    cause = last_line(failed[0])
     assert f"cause: ValueError: {responses}: not a responses file" in cause
     assert (
         "missing variable(s) predicted_change, recorded_change, random_recorded_change, random_squared_change; "
