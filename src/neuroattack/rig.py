@@ -1,4 +1,4 @@
-"""The recording session of perturbed images, in silico or on a lab's rig.
+"""The recording session of perturbed images: what each shown image is, and its responses.
 
 A session shows every attacked clean image, then every site's perturbed images in
 (image, site, eps, direction) order (`perturbed_index`). The recorded responses are
@@ -8,7 +8,6 @@ the site it was made for.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,9 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from neuroattack.brain import record
 from neuroattack.recordings import aligned_sites, mean_response
-from neuroattack.sources import make_stimuli, table_to_recordings, write_stimulus_set
 
 
 def perturbed_index(attacks: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -55,18 +52,6 @@ def perturbed_index(attacks: Sequence[xr.Dataset]) -> xr.Dataset:
             "direction": ("stimulus_id", np.concatenate([np.full(n_clean, ""), directions[direction]]).astype(str)),
         }
     )
-
-
-def perturbed_stimulus_set(stimuli: xr.Dataset, attacks: Sequence[xr.Dataset]) -> xr.Dataset:
-    """The images to show in one session (`perturbed_index`'s order and coords), with pixels."""
-    index = perturbed_index(attacks)
-    clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
-    perturbed = [a["perturbed"].transpose("site", "eps", "direction", "y", "x", "channel").values for a in attacks]
-    pixels = np.concatenate(
-        [stimuli["pixels"].sel(stimulus_id=clean_ids).values, *(p.reshape(-1, *p.shape[3:]) for p in perturbed)]
-    )
-    shown = make_stimuli(pixels, index["stimulus_id"].values, index["category"].values)
-    return shown.assign_coords({name: index[name] for name in index.coords if name not in shown.coords})
 
 
 def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -113,32 +98,3 @@ def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: Seq
         },
         coords={"image": clean_ids, "eps": eps_grid, "direction": directions, "neuroid_id": ("site", neuroids)},
     )
-
-
-def record_in_silico(
-    brain: xr.Dataset, stimuli: xr.Dataset, attacks: Sequence[xr.Dataset], repetitions: int, seed: int
-) -> xr.Dataset:
-    """In silico: show the clean and perturbed images to the simulated brain in one session."""
-    shown = perturbed_stimulus_set(stimuli, attacks)
-    recordings = record(brain, shown["pixels"].values, shown["stimulus_id"].values.tolist(), repetitions, seed)
-    responses = responses_to_attacks(shown, recordings, attacks)
-    responses.attrs["repetitions"] = repetitions
-    return responses
-
-
-def export_for_rig(
-    stimuli: xr.Dataset,
-    attacks: Sequence[xr.Dataset],
-    csv_path: str | os.PathLike[str],
-    zip_path: str | os.PathLike[str],
-) -> int:
-    """Write the session's images as a Brain-Score-style stimulus set (csv + zip); returns their count."""
-    shown = perturbed_stimulus_set(stimuli, attacks)
-    write_stimulus_set(shown, csv_path, zip_path)
-    return int(shown.sizes["stimulus_id"])
-
-
-def ingest_rig_recordings(table: str | os.PathLike[str], attacks: Sequence[xr.Dataset]) -> xr.Dataset:
-    """A rig's recordings of the exported session (a table) matched back to the attacks."""
-    shown = perturbed_index(attacks)  # ids and coords only: the rig already has the pixels
-    return responses_to_attacks(shown, table_to_recordings(table), attacks)
