@@ -125,15 +125,6 @@ def test_round_responses_match_recordings_to_attacks_and_random_images(round_set
         loop.round_responses(shown, recordings.isel(presentation=keep), attacks)
 
 
-def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
-    assert loop.first_unrecorded_round([], 3) == 1
-    assert loop.first_unrecorded_round(["a.csv", "b.csv"], 3) == 3
-    assert loop.first_unrecorded_round(["a.csv", "b.csv", "c.csv"], 3) is None
-    message = loop.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
-    assert "results/rig/round2/perturbed_stimuli.csv" in message and "recordings.perturbed" in message
-    assert "entry 2" in message and "columns x, y" in message
-
-
 # --- ways to tighten the bound: an ensemble surrogate, warm starts ----------------------
 
 

@@ -15,7 +15,6 @@ surrogate's own prediction and, in silico, the brain's white-box truth.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,13 +32,6 @@ from neuroattack.sources import make_stimuli
 from neuroattack.untargeted import attack_targets, result_block
 
 RECORDED_RANDOM = "random directions (brain, recorded)"  # population name of the recorded baseline
-REFIT_MODES = ("readout", "none")
-ROUND_SEED_STRIDE = 100_003  # a prime: round r's attack and random-direction seeds are seed + r * stride
-
-
-def round_seed(seed: int, round_number: int) -> int:
-    """The seed of round `round_number`'s attacks and random directions (round 1 keeps `seed`)."""
-    return seed + (round_number - 1) * ROUND_SEED_STRIDE
 
 
 def random_direction_images(pixels: np.ndarray, eps_grid: Sequence[float], seed: int, norm: str) -> np.ndarray:
@@ -374,32 +366,6 @@ def warm_start_of(
             raise ValueError(f"the earlier round's attack has other {name} values than this round's; rerun it")
     shown = previous["perturbed"].transpose("site", "eps", "direction", "y", "x", "channel").values
     return to_tensor(shown.reshape(-1, *shown.shape[3:])).to(image.device) - image
-
-
-def first_unrecorded_round(tables: Sequence[str], rounds: int) -> int | None:
-    """The first round (1-based) with no recordings table named, or None if every round has one."""
-    return len(tables) + 1 if len(tables) < rounds else None
-
-
-def missing_round_message(round_number: int, stimulus_csv: str, table_format: str) -> str:
-    """What a lab does next when round `round_number` has no recordings yet."""
-    return (
-        f"round {round_number} of the loop has no recordings yet. Record the images listed in {stimulus_csv} "
-        f"(the images are in the .zip beside it), write the recordings as a table ({table_format}), and add its "
-        f"path as entry {round_number} of the config key recordings.perturbed (a list, one table per round); "
-        "then run the same command again: the loop continues from there."
-    )
-
-
-def missing_table_error(round_number: int, path: str) -> str:
-    return (
-        f"recordings.perturbed entry {round_number} names {path}, which does not exist; "
-        "give the path of that round's recordings table"
-    )
-
-
-def table_exists(path: str) -> bool:
-    return Path(path).is_file()
 
 
 def check_round_recordings(recordings: xr.Dataset, shown: xr.Dataset, table: str) -> xr.Dataset:

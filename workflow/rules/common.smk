@@ -1,4 +1,6 @@
-# Config validation, paths and input functions shared by every rule file.
+# Config checks, the run's state (networks, rounds), paths, resources and input functions
+# shared by the rule files. It imports the standard-library modules neuroattack.config,
+# .download and .plan only, since every job parses the Snakefile again: no torch here.
 import os
 import re
 
@@ -16,12 +18,12 @@ from neuroattack.config import (
     with_schema_types,
 )
 from neuroattack.download import remote_checksum, remote_file_name
-from neuroattack.loop import (
+from neuroattack.plan import (
+    config_problems,
     first_unrecorded_round,
     missing_round_message,
-    missing_table_error,
+    perturbed_tables,
     round_seed,
-    table_exists,
 )
 
 
@@ -37,6 +39,29 @@ validate_config(config, SCHEMA)
 config.update(with_schema_types(config, SCHEMA))
 
 
+def downloaded(name):
+    return os.path.join(config.get("downloads", "downloads"), name)
+
+
+def remote_name(remote, folder):
+    """Local file name of a download, in `folder`: the entry's `name`, else its first URL's last
+    path segment. Which mirror answers, and the mirrors after the first, never change it."""
+    return f"{folder}/{remote_file_name(remote)}"
+
+
+def known_stimuli():
+    """The stimulus set's size where it is known before any job runs (embedded stimuli, an
+    image folder, a Brain-Score CSV already downloaded), and where that number comes from."""
+    stimuli = config["stimuli"]
+    csv = downloaded(remote_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
+    return known_stimulus_count(stimuli, csv)
+
+
+PROBLEMS = config_problems(config, known_stimuli())
+if PROBLEMS:
+    raise ConfigError("\n".join(f"config: {problem}" for problem in PROBLEMS))
+
+
 NETWORKS = list(config["networks"])
 TRAINED = [name for name, spec in config["networks"].items() if "checkpoint" not in spec]
 DOWNLOADED = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
@@ -45,33 +70,15 @@ LOOP = config["loop"]
 ROUNDS = LOOP["rounds"]
 ENSEMBLE = list(LOOP.get("ensemble") or [])  # empty: the single surrogate
 WARM_START = bool(LOOP.get("warm_start", False))
-
 AUTO_SURROGATE = config["surrogate"]["network"] == "auto"
-if set(ENSEMBLE) - set(NETWORKS) or len(set(ENSEMBLE)) != len(ENSEMBLE):
-    config_error(
-        f"loop.ensemble = {ENSEMBLE} names networks more than once or outside networks ({', '.join(NETWORKS)}); "
-        "list each ensemble member once, by its name under networks (or leave it empty for the single surrogate)"
-    )
-if not AUTO_SURROGATE and config["surrogate"]["network"] not in NETWORKS:
-    config_error(
-        f"surrogate.network = {config['surrogate']['network']!r} is not one of "
-        f"networks ({', '.join(NETWORKS)}); name a network of the config, or auto (chosen by screening.criterion)"
-    )
-for needed, reason in [
-    ("brain", "recordings.source is 'simulated'"),
-    ("architecture", "recordings.source is 'simulated'"),
-    ("training", "recordings.source is 'simulated'"),
-    ("training_data", "recordings.source is 'simulated'"),
-]:
-    if SIMULATED and needed not in config:
-        config_error(f"key {needed!r} is required because {reason}")
-for needed in ("architecture", "training", "training_data"):
-    if TRAINED and needed not in config:
-        config_error(f"key {needed!r} is required because networks {TRAINED} are trained (they have a seed)")
-if SIMULATED and config["stimuli"]["source"] != "embedded":
-    config_error("recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)")
-if SIMULATED and "time_window_ms" in config["recordings"]:
-    config_error("recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none")
+PERTURBED_TABLES = [] if SIMULATED else perturbed_tables(config["recordings"])
+# In silico the brain records every round; with real recordings the loop runs up to the
+# first round without a table and exports that round's images for the rig.
+RECORDED_ROUNDS = ROUNDS if SIMULATED else len(PERTURBED_TABLES)
+NEXT_ROUND = None if SIMULATED else first_unrecorded_round(PERTURBED_TABLES, ROUNDS)
+HAS_RESPONSES = RECORDED_ROUNDS > 0
+# Figure 1's brain estimate comes from the last recorded round (round 1's attacks when none is).
+FIGURE1_ROUND = max(RECORDED_ROUNDS, 1)
 
 ATTACK_INDICES = [f"{i:04d}" for i in range(config["attack"]["images"])]
 NETWORK_PATTERN = "|".join(re.escape(name) for name in NETWORKS)
@@ -89,16 +96,6 @@ def result(path):
 
 def log_file(name):
     return os.path.join(config["results"], "logs", f"{name}.log")
-
-
-def downloaded(name):
-    return os.path.join(config.get("downloads", "downloads"), name)
-
-
-def remote_name(remote, folder):
-    """Local file name of a download, in `folder`: the entry's `name`, else its first URL's last
-    path segment. Which mirror answers, and the mirrors after the first, never change it."""
-    return f"{folder}/{remote_file_name(remote)}"
 
 
 def all_downloads():
@@ -147,22 +144,6 @@ DOWNLOADS = all_downloads()
 DOWNLOAD_PATTERN = "|".join(re.escape(name) for name in DOWNLOADS) or "(?!)"
 
 
-def check_attacked_images():
-    """attack.images against the stimulus set, where its size is known before any job runs
-    (embedded stimuli, an image folder, a Brain-Score CSV already downloaded)."""
-    stimuli = config["stimuli"]
-    csv = downloaded(remote_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
-    count, origin = known_stimulus_count(stimuli, csv)
-    if count is not None and config["attack"]["images"] > count:
-        config_error(
-            f"attack.images = {config['attack']['images']}, but the stimulus set has only {count} images "
-            f"({origin}); lower attack.images to at most {count}"
-        )
-
-
-check_attacked_images()
-
-
 # --- inputs that depend on the configured sources -------------------------------------
 
 
@@ -199,15 +180,18 @@ def recordings_inputs(wildcards):
     return {"table": recordings["path"]}
 
 
-def gpu_job(mem_mb, runtime):
-    """Resources of a job that uses a GPU when one is there (else the CPU). One GPU,
-    CPUs to feed it, memory (MB) and runtime (minutes) that grow with each retry."""
-    return {
+def gpu_job(mem_mb, runtime, chunk_rows=None):
+    """Resources of an attacking job, which uses a GPU when one is there (else the CPU). One GPU,
+    CPUs to feed it, memory (MB) and runtime (minutes) that grow with each retry, and the rows
+    per batch (`chunk_rows`, which sets speed and memory only: a resource, so that changing it,
+    in the config or with a profile's set-resources, never reruns a finished job)."""
+    resources = {
         "gpu": 1,
         "cpus_per_gpu": 2,
         "mem_mb": lambda wildcards, attempt: mem_mb * attempt,
         "runtime": lambda wildcards, attempt: runtime * attempt,
     }
+    return resources if chunk_rows is None else {**resources, "chunk_rows": chunk_rows}
 
 
 def cpu_job(mem_mb, runtime):
@@ -236,24 +220,13 @@ def network_features(names=None):
     return {name: result(f"features/{name}.nc") for name in (names or NETWORKS)}
 
 
+def figure_outputs(number):
+    """Figure `number`'s picture (png, pdf) and the numbers it plots (.nc)."""
+    return multiext(result(f"figures/figure{number}"), ".png", ".pdf", ".nc")
+
+
 def attack_files():
     return [result(f"attacks/image{index}.nc") for index in ATTACK_INDICES]
-
-
-def figure6_outputs():
-    return multiext(result("figures/figure6"), ".png", ".pdf", ".nc")
-
-
-def figure1_outputs():
-    return multiext(result("figures/figure1"), ".png", ".pdf", ".nc")
-
-
-def figure3_outputs():
-    return multiext(result("figures/figure3"), ".png", ".pdf", ".nc")
-
-
-def figure5_outputs():
-    return multiext(result("figures/figure5"), ".png", ".pdf", ".nc")
 
 
 def surrogate_weights():
@@ -282,52 +255,20 @@ def screening_inputs(wildcards):
     return inputs
 
 
-def check_screening():
-    """The transfer tests use the first screening.images of the attacked images; choosing by
-    `transfer` needs recorded responses to perturbed images."""
-    screening, attack = config["screening"], config["attack"]
-    if screening["images"] > attack["images"]:
-        config_error(
-            f"screening.images = {screening['images']} is more than attack.images = {attack['images']}; "
-            f"lower it to at most {attack['images']}"
-        )
-    if AUTO_SURROGATE and screening["criterion"] == "transfer" and not SIMULATED:
-        config_error(
-            "screening.criterion = transfer needs the brain's responses to perturbed images, which real recordings "
-            "give only after a rig session; choose by predictivity or cka, or name the surrogate in surrogate.network"
-        )
-
-
-check_screening()
-
-
 def final_outputs():
-    outputs = [figure1_outputs(), figure3_outputs(), figure5_outputs()]
-    outputs += report_outputs()  # figures 2 and 4, the s~ table (figures.smk)
+    """Rule all's inputs: figures 1-5, the report's s~ table and, with rounds recorded, figure 6;
+    in silico the brain's white box, else the screening's and the next round's rig stimulus sets."""
+    outputs = [figure_outputs(number) for number in (1, 2, 3, 4, 5)]
+    outputs.append(result("report/sensitivity_table.html"))
     if SIMULATED:
         outputs.append(result("validation/brain_white_box.nc"))
     else:
         outputs.append(multiext(result("rig/screening_stimuli"), ".csv", ".zip"))
     if RECORDED_ROUNDS:
-        outputs.append(figure6_outputs())
+        outputs.append(figure_outputs(6))
     if NEXT_ROUND is not None:
         outputs.append(rig_stimuli(NEXT_ROUND))
     return outputs
-
-
-# --- figures 2 and 4 and the report (figures.smk) ------------------------------------
-
-
-def figure2_outputs():
-    return multiext(result("figures/figure2"), ".png", ".pdf", ".nc")
-
-
-def figure4_outputs():
-    return multiext(result("figures/figure4"), ".png", ".pdf", ".nc")
-
-
-def report_outputs():
-    return [figure2_outputs(), figure4_outputs(), result("report/sensitivity_table.html")]
 
 
 def coverage_brain_inputs(wildcards):
@@ -339,30 +280,6 @@ def coverage_brain_inputs(wildcards):
 
 
 # --- the closed loop over recording rounds (workflow/rules/loop.smk) -------------------
-
-
-def perturbed_tables():
-    """recordings.perturbed as a list, one recordings table per round (a single path: round 1)."""
-    tables = config["recordings"].get("perturbed") or []
-    return [tables] if isinstance(tables, str) else list(tables)
-
-
-PERTURBED_TABLES = [] if SIMULATED else perturbed_tables()
-if len(PERTURBED_TABLES) > ROUNDS:
-    config_error(
-        f"recordings.perturbed lists {len(PERTURBED_TABLES)} tables but loop.rounds = {ROUNDS}; "
-        "give one table per round, or raise loop.rounds"
-    )
-for number, table in enumerate(PERTURBED_TABLES, start=1):
-    if not table_exists(table):
-        config_error(missing_table_error(number, table))
-# In silico the brain records every round; with real recordings the loop runs up to the
-# first round without a table and exports that round's images for the rig.
-RECORDED_ROUNDS = ROUNDS if SIMULATED else len(PERTURBED_TABLES)
-NEXT_ROUND = None if SIMULATED else first_unrecorded_round(PERTURBED_TABLES, ROUNDS)
-HAS_RESPONSES = RECORDED_ROUNDS > 0
-# Figure 1's brain estimate comes from the last recorded round (round 1's attacks when none is).
-FIGURE1_ROUND = max(RECORDED_ROUNDS, 1)
 
 
 wildcard_constraints:

@@ -1,0 +1,145 @@
+"""What the workflow knows before any job runs: the config's cross-checks and the loop's rounds.
+
+The Snakefile imports this module (with `config` and `download`), and every job, on a
+cluster every SLURM job, parses the Snakefile again: so these three modules use the
+standard library only, and building the DAG loads neither torch nor xarray
+(tests/test_plan.py runs `snakemake --dry-run` under `python -X importtime` to keep it so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# Round r's attack and random-direction seeds are seed + (r - 1) * stride (a prime).
+ROUND_SEED_STRIDE = 100_003
+
+
+def round_seed(seed: int, round_number: int) -> int:
+    """The seed of round `round_number`'s attacks and random directions (round 1 keeps `seed`)."""
+    return seed + (round_number - 1) * ROUND_SEED_STRIDE
+
+
+# ------------------------------------------------------------------- the loop's rounds
+
+
+def perturbed_tables(recordings: Mapping[str, Any]) -> list[str]:
+    """recordings.perturbed as a list, one recordings table per round (a single path: round 1)."""
+    tables = recordings.get("perturbed") or []
+    return [tables] if isinstance(tables, str) else list(tables)
+
+
+def first_unrecorded_round(tables: Sequence[str], rounds: int) -> int | None:
+    """The first round (1-based) with no recordings table named, or None if every round has one."""
+    return len(tables) + 1 if len(tables) < rounds else None
+
+
+def missing_round_message(round_number: int, stimulus_csv: str, table_format: str) -> str:
+    """What a lab does next when round `round_number` has no recordings yet."""
+    return (
+        f"round {round_number} of the loop has no recordings yet. Record the images listed in {stimulus_csv} "
+        f"(the images are in the .zip beside it), write the recordings as a table ({table_format}), and add its "
+        f"path as entry {round_number} of the config key recordings.perturbed (a list, one table per round); "
+        "then run the same command again: the loop continues from there."
+    )
+
+
+def missing_table_error(round_number: int, path: str) -> str:
+    return (
+        f"recordings.perturbed entry {round_number} names {path}, which does not exist; "
+        "give the path of that round's recordings table"
+    )
+
+
+# ------------------------------------------------------------------- cross-checks
+
+
+def config_problems(config: Mapping[str, Any], stimulus_count: tuple[int | None, str] = (None, "")) -> list[str]:
+    """Every problem of a schema-valid `config` that the schema cannot see (keys that depend on
+    each other, paths that must exist), one sentence each naming the key and what to do; empty
+    when there is none. `stimulus_count` is the stimulus set's size where known before any job
+    runs, with where it comes from (`config.known_stimulus_count`)."""
+    return [
+        *_network_problems(config),
+        *_source_problems(config),
+        *_image_count_problems(config, stimulus_count),
+        *_round_problems(config),
+    ]
+
+
+def _network_problems(config: Mapping[str, Any]) -> list[str]:
+    networks = list(config["networks"])
+    ensemble = list(config["loop"].get("ensemble") or [])
+    trained = [name for name, spec in config["networks"].items() if "checkpoint" not in spec]
+    problems = []
+    if set(ensemble) - set(networks) or len(set(ensemble)) != len(ensemble):
+        problems.append(
+            f"loop.ensemble = {ensemble} names networks more than once or outside networks ({', '.join(networks)}); "
+            "list each ensemble member once, by its name under networks (or leave it empty for the single surrogate)"
+        )
+    surrogate = config["surrogate"]["network"]
+    if surrogate != "auto" and surrogate not in networks:
+        problems.append(
+            f"surrogate.network = {surrogate!r} is not one of networks ({', '.join(networks)}); "
+            "name a network of the config, or auto (chosen by screening.criterion)"
+        )
+    for needed in ("architecture", "training", "training_data"):
+        if trained and needed not in config:
+            problems.append(f"key {needed!r} is required because networks {trained} are trained (they have a seed)")
+    return problems
+
+
+def _source_problems(config: Mapping[str, Any]) -> list[str]:
+    if config["recordings"]["source"] != "simulated":
+        return []
+    problems = [
+        f"key {needed!r} is required because recordings.source is 'simulated'"
+        for needed in ("brain", "architecture", "training", "training_data")
+        if needed not in config
+    ]
+    if config["stimuli"]["source"] != "embedded":
+        problems.append(
+            "recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)"
+        )
+    if "time_window_ms" in config["recordings"]:
+        problems.append("recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none")
+    return problems
+
+
+def _image_count_problems(config: Mapping[str, Any], stimulus_count: tuple[int | None, str]) -> list[str]:
+    attacked, screened = config["attack"]["images"], config["screening"]["images"]
+    count, origin = stimulus_count
+    problems = []
+    if count is not None and attacked > count:
+        problems.append(
+            f"attack.images = {attacked}, but the stimulus set has only {count} images ({origin}); "
+            f"lower attack.images to at most {count}"
+        )
+    if screened > attacked:
+        problems.append(
+            f"screening.images = {screened} is more than attack.images = {attacked}; lower it to at most {attacked}"
+        )
+    simulated = config["recordings"]["source"] == "simulated"
+    if config["surrogate"]["network"] == "auto" and config["screening"]["criterion"] == "transfer" and not simulated:
+        problems.append(
+            "screening.criterion = transfer needs the brain's responses to perturbed images, which real recordings "
+            "give only after a rig session; choose by predictivity or cka, or name the surrogate in surrogate.network"
+        )
+    return problems
+
+
+def _round_problems(config: Mapping[str, Any]) -> list[str]:
+    if config["recordings"]["source"] == "simulated":
+        return []
+    tables, rounds = perturbed_tables(config["recordings"]), config["loop"]["rounds"]
+    problems = []
+    if len(tables) > rounds:
+        problems.append(
+            f"recordings.perturbed lists {len(tables)} tables but loop.rounds = {rounds}; "
+            "give one table per round, or raise loop.rounds"
+        )
+    problems += [
+        missing_table_error(number, table) for number, table in enumerate(tables, start=1) if not Path(table).is_file()
+    ]
+    return problems

@@ -1,0 +1,124 @@
+"""What the workflow knows before any job runs (neuroattack.plan): the config's cross-checks,
+the loop's rounds, and a DAG that builds without torch, scikit-learn or xarray."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from workflow_helpers import REPO, SNAKEMAKE
+
+from neuroattack import plan
+from neuroattack.config import known_stimulus_count
+
+# What the library's jobs need and the DAG must not load (snakemake itself imports numpy and pandas).
+HEAVY = ("torch", "sklearn", "xarray")
+
+
+def tiny() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    return config
+
+
+def real_recordings(config: dict[str, Any], perturbed: list[str]) -> dict[str, Any]:
+    changed = copy.deepcopy(config)
+    changed["recordings"] = {"source": "table", "path": "rig.csv", "perturbed": perturbed}
+    changed["stimuli"] = {"source": "folder", "path": "images", "resolution": 16}
+    return changed
+
+
+def test_the_shipped_configs_have_no_problem() -> None:
+    for name in ("config.yaml", "tiny.yaml", "paper.yaml"):
+        config = yaml.safe_load((REPO / "config" / name).read_text())
+        assert plan.config_problems(config, known_stimulus_count(config["stimuli"])) == [], name
+
+
+def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
+    config = tiny()
+    config["loop"]["ensemble"] = ["standard", "standard", "nowhere"]
+    config["surrogate"]["network"] = "alexnet"
+    config["screening"]["images"] = config["attack"]["images"] + 1
+    del config["training"]
+    problems = plan.config_problems(config, (2, "two photographs"))
+    expected = [
+        r"^loop\.ensemble = \['standard', 'standard', 'nowhere'\] names networks more than once or outside",
+        r"^surrogate\.network = 'alexnet' is not one of networks \(.*\); name a network of the config",
+        r"^key 'training' is required because networks \[.*\] are trained",
+        r"^key 'training' is required because recordings\.source is 'simulated'",
+        r"^attack\.images = 3, but the stimulus set has only 2 images \(two photographs\); lower attack\.images "
+        r"to at most 2$",
+        r"^screening\.images = 4 is more than attack\.images = 3; lower it to at most 3$",
+    ]
+    assert len(problems) == len(expected), problems
+    for pattern in expected:
+        assert any(re.search(pattern, problem) for problem in problems), (pattern, problems)
+
+
+def test_a_simulated_brain_needs_the_embedded_stimuli_and_no_time_window() -> None:
+    config = tiny()
+    config["stimuli"] = {"source": "folder", "path": "images", "resolution": 16}
+    config["recordings"]["time_window_ms"] = [70, 170]
+    assert plan.config_problems(config) == [
+        "recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)",
+        "recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none",
+    ]
+
+
+def test_real_recordings_name_every_round_table_that_is_missing_or_too_many(tmp_path: Path) -> None:
+    recorded = tmp_path / "round1.csv"
+    recorded.write_text("stimulus_id,neuroid_id,repetition,response\n")
+    missing = tmp_path / "round2.csv"
+    config = real_recordings(tiny(), [str(recorded), str(missing), str(recorded)])
+    assert plan.config_problems(config) == [
+        f"recordings.perturbed lists 3 tables but loop.rounds = {config['loop']['rounds']}; "
+        "give one table per round, or raise loop.rounds",
+        f"recordings.perturbed entry 2 names {missing}, which does not exist; "
+        "give the path of that round's recordings table",
+    ]
+    config["surrogate"]["network"] = "auto"
+    config["screening"]["criterion"] = "transfer"
+    config["recordings"]["perturbed"] = str(recorded)  # one path: round 1's table
+    assert [problem.split(" ")[0] for problem in plan.config_problems(config)] == ["screening.criterion"]
+
+
+def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
+    assert plan.first_unrecorded_round([], 3) == 1
+    assert plan.first_unrecorded_round(["a.csv", "b.csv"], 3) == 3
+    assert plan.first_unrecorded_round(["a.csv", "b.csv", "c.csv"], 3) is None
+    assert plan.perturbed_tables({"perturbed": "a.csv"}) == ["a.csv"]
+    assert plan.perturbed_tables({"perturbed": None}) == []
+    message = plan.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
+    assert "results/rig/round2/perturbed_stimuli.csv" in message and "recordings.perturbed" in message
+    assert "entry 2" in message and "columns x, y" in message
+
+
+def test_round_seeds_are_distinct_and_round_one_keeps_the_seed() -> None:
+    assert plan.round_seed(7, 1) == 7
+    seeds = {plan.round_seed(7, r) + index for r in range(1, 6) for index in range(1000)}
+    assert len(seeds) == 5 * 1000  # no image of one round shares a seed with an image of another
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Top-level packages in the `python -X importtime` log."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/tiny.yaml", "config/paper.yaml"])
+def test_building_the_dag_imports_no_torch_sklearn_or_xarray(tmp_path: Path, configfile: str) -> None:
+    command = [sys.executable, "-X", "importtime", SNAKEMAKE, "--snakefile", str(REPO / "Snakefile")]
+    command += ["--directory", str(tmp_path), "--configfile", str(REPO / configfile), "--dry-run", "--cores", "1"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    modules = imported_modules(run.stderr)
+    assert "neuroattack" in modules and "snakemake" in modules  # the log is read right
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
