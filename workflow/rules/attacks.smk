@@ -19,7 +19,7 @@ rule attack_image:
         "../../envs/compute.yaml"
     threads: 1
     resources:
-        **gpu_job(mem_mb=8000, runtime=60),
+        **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images"]),
         seed=config["seed"],

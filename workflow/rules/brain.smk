@@ -70,7 +70,7 @@ rule brain_white_box:
         "../../envs/compute.yaml"
     threads: 2
     resources:
-        **gpu_job(mem_mb=8000, runtime=120),
+        **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["units_per_network"]),
         seed=config["seed"],

@@ -71,7 +71,7 @@ rule attack_round:
         "../../envs/compute.yaml"
     threads: 1
     resources:
-        **gpu_job(mem_mb=8000, runtime=60),
+        **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images", "units_per_network"]),
         seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)),

@@ -17,7 +17,7 @@ rule category_preference:
         "../../envs/compute.yaml"
     threads: 2
     resources:
-        **gpu_job(mem_mb=8000, runtime=60),
+        **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["preference"]["chunk_rows"]),
     params:
         preference=science(config["preference"], drop=["figure_sites"]),
         seed=config["seed"],

@@ -14,7 +14,7 @@ rule screening:
         "../../envs/compute.yaml"
     threads: 2
     resources:
-        **gpu_job(mem_mb=8000, runtime=120),
+        **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         screening=science(config["screening"], drop=["criterion"]),
         attack=science(config["attack"], drop=["eps", "images", "units_per_network"]),

@@ -16,7 +16,7 @@ result = untargeted.attack_image(
     features=read_named(snakemake.input, "features_", "features"),
     surrogate=io.read_dataset(snakemake.input.surrogate, "weights"),
     models=io.read_dataset(snakemake.input.site_models, "site_models"),
-    settings=AttackSettings.from_config(attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
+    settings=AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     eps_grid=attack["eps"],
     units_per_network=attack["units_per_network"],
     seed=snakemake.params.seed + index,

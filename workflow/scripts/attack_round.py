@@ -12,7 +12,7 @@ result = loop.attack_sites_again(
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
     [io.read_dataset(path, "weights") for path in snakemake.input.surrogate],
     [io.read_dataset(path, "site_models") for path in snakemake.input.site_models],
-    AttackSettings.from_config(snakemake.params.attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
+    AttackSettings.from_config(snakemake.params.attack, chunk_rows=snakemake.resources.chunk_rows),
     seed=snakemake.params.seed + int(snakemake.wildcards.index),
     previous=io.read_dataset(snakemake.input.previous, "attack") if warm_start else None,
     device=device(),

@@ -11,7 +11,7 @@ result = brain.white_box_changes(
     io.read_dataset(snakemake.input.brain, "brain"),
     stimuli,
     untargeted.attacked_stimuli(stimuli, attack["images"], snakemake.params.seed),
-    AttackSettings.from_config(attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
+    AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     attack["eps"],
     snakemake.params.seed,
     device(),

@@ -18,7 +18,7 @@ result = targeted.category_preference_experiment(
     preference["eps"],
     preference["images_per_site"],
     preference["categories"],
-    AttackSettings.from_config(preference, chunk_rows=snakemake.config["preference"]["chunk_rows"]),
+    AttackSettings.from_config(preference, chunk_rows=snakemake.resources.chunk_rows),
     snakemake.params.seed,
     preference["direction"],
     device(),

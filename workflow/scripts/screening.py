@@ -13,7 +13,7 @@ result = screening.screen(
     features=read_named(inputs, "features_", "features"),
     surrogate=snakemake.params.surrogate,
     screening=snakemake.params.screening,
-    attack=AttackSettings.from_config(snakemake.params.attack, chunk_rows=snakemake.config["attack"]["chunk_rows"]),
+    attack=AttackSettings.from_config(snakemake.params.attack, chunk_rows=snakemake.resources.chunk_rows),
     seed=snakemake.params.seed,
     sites=snakemake.params.sites,
     brain=io.read_dataset(inputs.brain, "brain") if inputs.get("brain") else None,
