@@ -1,6 +1,7 @@
-# Two commands: `make run` (default workflow, offline) and `make test`; `make report` writes
-# the run's HTML report (results/report.html); `make lint` is CI's
-# gate before the tests (.ci/lint). Each creates .venv and installs the pinned set the first time.
+# Two commands: `make run` (default workflow, offline) and `make test` (everything CI runs);
+# `make check` is the quick tier (unit tests and dry runs, no end-to-end run); `make report`
+# writes the run's HTML report (results/report.html); `make lint` is CI's gate before the
+# tests (.ci/lint). Each creates .venv and installs the pinned set the first time.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 REPORT ?= results/report.html
 
-.PHONY: run report test lint bench clean
+.PHONY: run report test check lint bench clean
 
 $(STAMP): pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,11 @@ report: run
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) --report $(REPORT)
 
 test: $(STAMP)
-	$(BIN)/pytest -v -rs
+	$(BIN)/pytest -v -rs --durations=20
+
+# The quick tier: every test not marked slow (the slow ones run the workflow end to end).
+check: $(STAMP)
+	$(BIN)/pytest -q -rs -m "not slow"
 
 lint: $(STAMP)
 	VENV=$(VENV) bash .ci/lint

@@ -52,11 +52,11 @@ from attack_throughput import Job, PlainUnit, SignedUnitChange, achieved, build_
 from reference_attacks import apgd_change, best_of_restarts, objective_and_gradient
 
 from neuroattack import io
-from neuroattack.attack import AttackSettings, pgd_attack
-from neuroattack.features import extract_features, select_units
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import UnitResponse, to_tensor
-from neuroattack.stimuli import embedded_stimuli
+from neuroattack.attacks.engine import AttackSettings, pgd_attack
+from neuroattack.data.stimuli import embedded_stimuli
+from neuroattack.networks.features import extract_features, select_units
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import UnitResponse, to_tensor
 
 APGD, PGDL2, APGD_NEXT_SEED = "APGD-L2", "torchattacks PGDL2", "APGD-L2 (seed + 1)"
 OURS, PAPER = "ours (default)", "ours (paper schedule)"

@@ -41,17 +41,17 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from neuroattack.attack import PRECISIONS, AttackSettings, pgd_attack
-from neuroattack.frozen import frozen_for_attack
+from neuroattack.attacks.engine import PRECISIONS, AttackSettings, pgd_attack
 from neuroattack.geometry import LEVELS, quantize
-from neuroattack.models import (
+from neuroattack.networks.frozen import frozen_for_attack
+from neuroattack.networks.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Architecture,
     build_network,
     count_flops,
 )
-from neuroattack.readouts import UnitResponse
+from neuroattack.networks.readouts import UnitResponse
 
 try:
     import torchattacks
@@ -228,7 +228,7 @@ def run_torchattacks(
 def load_images(count: int, resolution: int, seed: int) -> Tensor:
     """Photograph crops from the project's embedded stimuli (8-bit); noise if unavailable."""
     try:
-        from neuroattack.stimuli import crops
+        from neuroattack.data.stimuli import crops
 
         per_category = max(1, math.ceil(count / 12))
         pixels, _ = crops("stimuli", per_category, resolution, seed)

@@ -31,8 +31,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from neuroattack.attack import _objective as objective_and_gradient
-from neuroattack.attack import shown_image
+from neuroattack.attacks.engine import _objective as objective_and_gradient
+from neuroattack.attacks.engine import shown_image
 from neuroattack.geometry import clamp_to_box, normalized, per_row, project_l2
 
 ResponseFn = Callable[[Tensor, Tensor], Tensor]

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attack_throughput import Job, achieved, build_job
 
 from neuroattack import io
-from neuroattack.attack import AttackSettings, pgd_attack
-from neuroattack.features import extract_features, select_units
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import UnitResponse, to_tensor
-from neuroattack.stimuli import embedded_stimuli
+from neuroattack.attacks.engine import AttackSettings, pgd_attack
+from neuroattack.data.stimuli import embedded_stimuli
+from neuroattack.networks.features import extract_features, select_units
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import UnitResponse, to_tensor
 
 CURVE = (1, 2, 3, 5, 10, 20, 30, 50, 75, 100)  # plain restart counts shown
 

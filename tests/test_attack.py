@@ -15,8 +15,8 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from neuroattack import attack as attack_module
-from neuroattack.attack import AttackSettings, pgd_attack, random_direction_baseline
+from neuroattack.attacks import engine as attack_module
+from neuroattack.attacks.engine import AttackSettings, pgd_attack, random_direction_baseline
 from neuroattack.geometry import (
     L2,
     LEVELS,

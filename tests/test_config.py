@@ -18,7 +18,7 @@ from neuroattack.config import (
     validate_config,
     with_schema_types,
 )
-from neuroattack.stimuli import CATEGORIES
+from neuroattack.data.stimuli import CATEGORIES
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())

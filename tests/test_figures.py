@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -9,9 +11,11 @@ import numpy as np
 import pytest
 import xarray as xr
 from matplotlib.lines import Line2D
+from workflow_helpers import REPO
 
-from neuroattack import coverage, figures, io
-from neuroattack.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, random_directions
+from neuroattack import figures, io
+from neuroattack.analysis import coverage
+from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, random_directions
 
 EPS = [0.1, 0.3, 1.0, 3.0]
 
@@ -145,6 +149,7 @@ def experiment(with_responses: bool = True) -> dict[str, object]:
             {
                 "site_clean": ("site", means[image]),
                 "site_change": (("site", "eps", "direction"), change),
+                "site_random_change": (("site", "eps", "direction"), change / 10),  # as every attack file has
                 "perturbed": (("site", "eps", "direction", "y", "x", "channel"), perturbed),
             },
             coords={"eps": SMALL_EPS, "direction": DIRECTIONS, "neuroid_id": ("site", neuroids)},
@@ -192,12 +197,12 @@ def test_coverage_recovers_known_per_site_sensitivity(with_responses: bool) -> N
     estimate = BRAIN_BLACK_BOX if with_responses else SURROGATE
     assert figures.main_estimate(result) == estimate
     expected = np.arange(SITES)[:, None] * np.asarray(SMALL_EPS)[None, :] / 2.0
-    np.testing.assert_allclose(result["site_s_tilde"].sel(estimate=estimate).values, expected, atol=1e-9)
+    np.testing.assert_allclose(result["site_s_tilde"].sel(population=estimate).values, expected, atol=1e-9)
     # every image gives the same change here, so the interval over images is the value itself
-    np.testing.assert_allclose(result["site_ci_low"].sel(estimate=estimate).values, expected, atol=1e-9)
-    np.testing.assert_allclose(result["site_ci_high"].sel(estimate=estimate).values, expected, atol=1e-9)
+    np.testing.assert_allclose(result["site_ci_low"].sel(population=estimate).values, expected, atol=1e-9)
+    np.testing.assert_allclose(result["site_ci_high"].sel(population=estimate).values, expected, atol=1e-9)
     # moved by >= 1 s.d.: at eps 0.5 (k/4) only site 4; at eps 2 (k) sites 1 to 4
-    moved = result["moved_fraction"].sel(estimate=estimate).values
+    moved = result["moved_fraction"].sel(population=estimate).values
     np.testing.assert_allclose(moved, [1 / 5, 4 / 5])
     assert result.attrs["random_pair_level"] == pytest.approx(1.2)
 
@@ -257,3 +262,18 @@ def test_the_tiny_run_draws_figures_2_and_4_with_their_numbers(tiny_run: Path) -
         assert variables <= set(io.read_dataset(stem.with_suffix(".nc")).data_vars)
     table = (tiny_run / "report" / "sensitivity_table.html").read_text()
     assert "brain, black box (a lower bound)" in table
+
+
+@pytest.mark.parametrize(
+    "script", ["figure1", "figure2", "figure3", "figure4", "figure5", "figure6", "sensitivity_table"]
+)
+def test_a_figure_job_loads_no_torch(script: str) -> None:
+    """A figure job's imports (those of its rule script) leave torch and scikit-learn unloaded:
+    they would cost each job seconds of start-up."""
+    source = (REPO / "workflow/scripts" / f"{script}.py").read_text()
+    imports = [line for line in source.splitlines() if line.startswith(("from neuroattack", "import neuroattack"))]
+    assert imports, script  # the script is read right
+    probe = "\n".join([*imports, "import sys", "print(sorted({'torch', 'sklearn'} & set(sys.modules)))"])
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "[]", (script, run.stdout)

@@ -10,13 +10,14 @@ import torch
 import xarray as xr
 
 from neuroattack import loop
-from neuroattack.attack import DIRECTION_SIGNS, DIRECTIONS, AttackSettings
+from neuroattack.attacks.engine import AttackSettings
+from neuroattack.brain.sitemodels import ensemble_response, surrogate_response
+from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.data.recordings import make_recordings
+from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS
-from neuroattack.models import Architecture, build_network, weights_to_dataset
-from neuroattack.readouts import LinearSiteResponse, to_tensor
-from neuroattack.recordings import make_recordings
-from neuroattack.sitemodels import ensemble_response, surrogate_response
-from neuroattack.sources import make_stimuli
+from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
+from neuroattack.networks.readouts import LinearSiteResponse, to_tensor
 
 
 def poisson_session(rates: np.ndarray, repetitions: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:

@@ -9,8 +9,14 @@ import torch
 from torch import nn
 
 from neuroattack import io
-from neuroattack.frozen import frozen_for_attack
-from neuroattack.models import Architecture, build_network, count_flops, network_from_dataset, weights_to_dataset
+from neuroattack.networks.frozen import frozen_for_attack
+from neuroattack.networks.models import (
+    Architecture,
+    build_network,
+    count_flops,
+    network_from_dataset,
+    weights_to_dataset,
+)
 
 
 def randomize_batchnorm(network: nn.Module) -> None:

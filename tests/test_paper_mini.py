@@ -19,7 +19,7 @@ from loopback_server import LoopbackServer
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import io
-from neuroattack.models import Architecture, TorchvisionResNet, network_from_dataset
+from neuroattack.networks.models import Architecture, TorchvisionResNet, network_from_dataset
 
 pytestmark = pytest.mark.slow
 N_IMAGES = 16

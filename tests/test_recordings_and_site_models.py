@@ -9,12 +9,12 @@ import pytest
 import torch
 import xarray as xr
 
-from neuroattack import brain
-from neuroattack.models import Architecture, build_network, weights_to_dataset
-from neuroattack.recordings import make_recordings, mean_response, split_half_reliability
-from neuroattack.sensitivity import random_pair_level
-from neuroattack.sitemodels import fit_site_models, fit_to_recordings
-from neuroattack.targeted import natural_references
+from neuroattack.analysis.sensitivity import random_pair_level
+from neuroattack.attacks.targeted import natural_references
+from neuroattack.brain import simulated as brain
+from neuroattack.brain.sitemodels import fit_site_models, fit_to_recordings
+from neuroattack.data.recordings import make_recordings, mean_response, split_half_reliability
+from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
 
 
 def noisy_recordings(signal: np.ndarray, noise: float, repetitions: int, seed: int):  # type: ignore[no-untyped-def]

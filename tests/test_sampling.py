@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import xarray as xr
 
-from neuroattack.features import select_units
-from neuroattack.sources import make_stimuli
-from neuroattack.targeted import ranked_categories, select_targeted_images
-from neuroattack.untargeted import attacked_stimuli
+from neuroattack.attacks.targeted import ranked_categories, select_targeted_images
+from neuroattack.attacks.untargeted import attacked_stimuli
+from neuroattack.data.stimuli import make_stimuli
+from neuroattack.networks.features import select_units
 
 
 def stimuli(count: int = 40) -> xr.Dataset:

@@ -16,7 +16,8 @@ from sklearn.cross_decomposition import PLSRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 from workflow_helpers import REPO, job_counts, snakemake
 
-from neuroattack import io, screening
+from neuroattack import io
+from neuroattack.analysis import screening
 
 
 def synthetic(seed: int = 0, stimuli: int = 80, units: int = 40, sites: int = 9) -> tuple[np.ndarray, ...]:
@@ -278,7 +279,7 @@ def test_an_auto_surrogate_adds_one_job_that_copies_the_pick(tmp_path: Path) -> 
 
 
 def test_the_layer_perturbations_are_exported_as_a_stimulus_set_for_the_rig(tmp_path: Path) -> None:
-    from neuroattack.sources import make_stimuli, write_stimulus_set
+    from neuroattack.data.stimuli import make_stimuli, write_stimulus_set
 
     rng = np.random.default_rng(7)
     stimuli = make_stimuli(rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8), ["a", "b", "c", "d"], list("xxyy"))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from neuroattack import sensitivity as sens
+from neuroattack.analysis import sensitivity as sens
 
 DIMS = ("site", "image", "eps", "direction")
 

@@ -26,23 +26,28 @@ from fixtures_brainscore import (
 )
 from PIL import Image
 
-from neuroattack import sources
-from neuroattack.io import read_dataset, write_dataset
-from neuroattack.models import TORCHVISION_RESNETS, Architecture, build_network, network_from_dataset
-from neuroattack.recordings import mean_response
-from neuroattack.sources import (
-    CheckpointMismatchError,
+from neuroattack.data import recording_sources
+from neuroattack.data import stimuli as stimulus_sets
+from neuroattack.data.recording_sources import (
     brainscore_assembly_to_recordings,
+    recordings_from_source,
+    table_to_recordings,
+)
+from neuroattack.data.recordings import mean_response
+from neuroattack.data.stimuli import (
     brainscore_stimuli_to_dataset,
     image_folder_to_stimuli,
     image_to_pixels,
     make_stimuli,
-    recordings_from_source,
+)
+from neuroattack.io import read_dataset, write_dataset
+from neuroattack.networks.checkpoints import (
+    CheckpointMismatchError,
     robust_architecture,
     robust_checkpoint_to_weights,
-    table_to_recordings,
     weights_from_checkpoint,
 )
+from neuroattack.networks.models import TORCHVISION_RESNETS, Architecture, build_network, network_from_dataset
 
 # ---------------------------------------------------------------------- make_stimuli
 
@@ -220,13 +225,13 @@ def test_fixture_assemblies_come_from_brainscore_cores_own_writer(tmp_path: Path
 
 def test_the_time_window_is_a_config_key(assembly: AssemblyTruth) -> None:
     inputs = {"assembly": assembly.path}
-    default = sources.recordings_from_source({"source": "brainscore", "region": "IT"}, inputs)
+    default = recording_sources.recordings_from_source({"source": "brainscore", "region": "IT"}, inputs)
     _check_recordings(default, assembly, "IT", 0)  # 70-170 ms when the config names no window
     later = {"source": "brainscore", "region": "IT", "time_window_ms": [170, 270]}
-    _check_recordings(sources.recordings_from_source(later, inputs), assembly, "IT", 1)
+    _check_recordings(recording_sources.recordings_from_source(later, inputs), assembly, "IT", 1)
     absent = {"source": "brainscore", "region": "IT", "time_window_ms": [0, 100]}
     with pytest.raises(ValueError) as caught:
-        sources.recordings_from_source(absent, inputs)
+        recording_sources.recordings_from_source(absent, inputs)
     message = str(caught.value)
     assert message.startswith(f"{assembly.path}: ")
     assert "no time bin 0-100 ms; its bins (ms): [70, 170], [170, 270]" in message
@@ -237,14 +242,14 @@ def test_converter_errors_name_the_file(assembly: AssemblyTruth, tmp_path: Path)
     broken = tmp_path / "assembly.nc"
     write_dataset(read_dataset(assembly.path).drop_vars("repetition"), broken, title="t", source="test")
     with pytest.raises(KeyError) as caught:
-        sources.recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": broken})
+        recording_sources.recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": broken})
     assert str(caught.value.args[0]).startswith(f"{broken}: assembly") and "'repetition'" in str(caught.value)
     with pytest.raises(ValueError, match=rf"^{assembly.path}: .*no neuroids in region 'V1'"):
-        sources.recordings_from_source({"source": "brainscore", "region": "V1"}, {"assembly": assembly.path})
+        recording_sources.recordings_from_source({"source": "brainscore", "region": "V1"}, {"assembly": assembly.path})
     truncated = tmp_path / "truncated.nc"
     truncated.write_bytes(assembly.path.read_bytes()[:2000])
     with pytest.raises(OSError, match=rf"^{truncated}: not a readable netCDF file .*--forcerun {truncated}$"):
-        sources.recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": truncated})
+        recording_sources.recordings_from_source({"source": "brainscore", "region": "IT"}, {"assembly": truncated})
 
 
 # ----------------------------------------------------------------- Brain-Score stimuli
@@ -305,7 +310,7 @@ def _small_stimuli() -> xr.Dataset:
 def test_exported_stimulus_set_round_trips(tmp_path: Path) -> None:
     stimuli = _small_stimuli()
     csv_path, zip_path = tmp_path / "set.csv", tmp_path / "set.zip"
-    sources.write_stimulus_set(stimuli, csv_path, zip_path)
+    stimulus_sets.write_stimulus_set(stimuli, csv_path, zip_path)
     back = brainscore_stimuli_to_dataset(csv_path, zip_path, resolution=8)
     np.testing.assert_array_equal(back["pixels"].values, stimuli["pixels"].values)
     assert back["category"].values.tolist() == ["cat", "dog", "cat"]
@@ -318,7 +323,7 @@ def test_exported_stimulus_set_mode_follows_the_umask(mask: int, mode: int, tmp_
     csv_path, zip_path = tmp_path / "set.csv", tmp_path / "set.zip"
     previous = os.umask(mask)
     try:
-        sources.write_stimulus_set(_small_stimuli(), csv_path, zip_path)
+        stimulus_sets.write_stimulus_set(_small_stimuli(), csv_path, zip_path)
     finally:
         os.umask(previous)
     assert stat.S_IMODE(csv_path.stat().st_mode) == mode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroattack.stimuli import CATEGORIES, crops, photograph, split_blocks
+from neuroattack.data.stimuli import CATEGORIES, crops, photograph, split_blocks
 
 
 def overlaps(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:

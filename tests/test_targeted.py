@@ -11,16 +11,16 @@ import xarray as xr
 from torch import Tensor, nn
 
 from neuroattack import io
-from neuroattack.attack import AttackSettings
-from neuroattack.figures import figure3
-from neuroattack.readouts import LinearSiteResponse, to_tensor
-from neuroattack.sources import make_stimuli
-from neuroattack.targeted import (
+from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.targeted import (
     category_preference,
     category_preference_experiment,
     ranked_categories,
     select_targeted_images,
 )
+from neuroattack.data.stimuli import make_stimuli
+from neuroattack.figures import figure3
+from neuroattack.networks.readouts import LinearSiteResponse, to_tensor
 
 SIDE = 8
 CATEGORIES = ["apple", "boat", "cat", "dog", "egg"]

@@ -4,6 +4,7 @@ the one rule for a test that cannot run here (skip it, printing why; fail it und
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,37 @@ def setup_script_reason(setup: subprocess.CompletedProcess[str], default: str) -
     """The reason a tests/*/setup_*.sh gave for exit code 3: the last line of its stderr."""
     lines = setup.stderr.strip().splitlines()
     return lines[-1] if lines else default
+
+
+# --- the workflow used as a module, as a user deploys it (tests/test_module.py) ---------
+
+USER_SNAKEFILE = """\
+configfile: "config/config.yaml"
+
+
+module neuroattack:
+    snakefile:
+        "{snakefile}"
+    config:
+        config
+
+
+use rule * from neuroattack as neuroattack_*
+"""
+
+
+def deploy(folder: Path) -> None:
+    """The user's workflow in `folder`: their config (a copy of the tiny one) and Snakefile."""
+    (folder / "config").mkdir(parents=True)
+    shutil.copy(REPO / "config/tiny.yaml", folder / "config/config.yaml")
+    (folder / "workflow").mkdir()
+    (folder / "workflow/Snakefile").write_text(USER_SNAKEFILE.format(snakefile=REPO / "workflow/Snakefile"))
+
+
+def run_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
+    # No --snakefile, no --directory: snakemake finds workflow/Snakefile in the folder it runs in.
+    return subprocess.run(
+        [SNAKEMAKE, *args], cwd=folder, capture_output=True, text=True, timeout=1800, env=env, check=False
+    )

@@ -22,7 +22,7 @@ from typing import Any
 
 # The counting window of recordings when the config names none (recordings.time_window_ms).
 TIME_WINDOW_MS: tuple[int, int] = (70, 170)
-# Photographs of the embedded stimulus set (neuroattack.stimuli.CATEGORIES; a test keeps them equal).
+# Photographs of the embedded stimulus set (neuroattack.data.stimuli.CATEGORIES; a test keeps them equal).
 EMBEDDED_PHOTOGRAPHS = 12
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -35,6 +35,10 @@ CHECKPOINT_ARCHITECTURES = ("resnet18", "resnet50", "wide_resnet50_2")
 DEFAULT_CHECKPOINT_ARCHITECTURE = "resnet50"
 NORMS = ("l2", "linf")
 DEFAULT_NORM = "l2"
+# The two objectives of every attack (attack and preference `direction`): raise or lower the
+# response, and the sign of the response change each seeks.
+DIRECTIONS = ("increase", "decrease")
+DIRECTION_SIGNS = (1.0, -1.0)
 
 
 def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -217,7 +221,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Non
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The images of an image folder, in sorted path order: files with an image suffix,
-    hidden files and folders skipped (what `sources.image_folder_to_stimuli` reads)."""
+    hidden files and folders skipped (what `data.stimuli.image_folder_to_stimuli` reads)."""
     root = Path(folder)
     return sorted(
         p

@@ -561,3 +561,11 @@ def remote_file_name(remote: Mapping[str, Any]) -> str:
     if "/" in name or name in (".", ".."):
         raise ValueError(f"{name!r} is not a file name; give the entry a 'name' without '/'")
     return name
+
+
+def refetch_advice(path: str | os.PathLike[str]) -> str:
+    """What to do about a damaged downloaded file (tested in test_workflow.py)."""
+    return (
+        "the file is damaged or truncated: check its source, then download it again by running your snakemake "
+        f"command again with --forcerun {os.fspath(path)}"
+    )

@@ -20,16 +20,23 @@ import numpy as np
 import torch
 import xarray as xr
 
-from neuroattack.attack import AttackSettings
+from neuroattack.analysis.sensitivity import (
+    BRAIN_BLACK_BOX,
+    BRAIN_WHITE_BOX,
+    SURROGATE,
+    site_changes,
+    site_sigma,
+    summarize,
+    summarize_populations,
+)
+from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.untargeted import attack_targets, result_block
+from neuroattack.brain.rig import perturbed_index, responses_to_attacks
+from neuroattack.brain.sitemodels import ensemble_response, fit_to_recordings
+from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS, PROJECTION_SLACK, clamp_to_box, norm_named
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import infer, to_tensor
-from neuroattack.recordings import aligned_sites, mean_response
-from neuroattack.rig import perturbed_index, responses_to_attacks
-from neuroattack.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, sign_corrected, summarize, white_box
-from neuroattack.sitemodels import ensemble_response, fit_to_recordings
-from neuroattack.sources import make_stimuli
-from neuroattack.untargeted import attack_targets, result_block
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import infer, to_tensor
 
 RECORDED_RANDOM = "random directions (brain, recorded)"  # population name of the recorded baseline
 
@@ -191,36 +198,24 @@ def round_sensitivity(
     bootstrap: int,
     seed: int,
 ) -> xr.Dataset:
-    """s~(eps) with bootstrap CIs of one round, populations: the brain's black-box estimate,
-    the recorded random-direction baseline, the surrogate's prediction, and (in silico) the
-    brain's white-box truth. Every site is normalised by its spread over the clean recordings."""
-    clean_means = aligned_sites(mean_response(recordings), attacks[0]["neuroid_id"].values)
-    sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
-    populations = {
-        BRAIN_BLACK_BOX: sign_corrected(responses["predicted_change"], responses["recorded_change"], sigma),
-        SURROGATE: white_box(xr.concat([a["site_change"] for a in attacks], dim="image"), sigma),
-    }
-    if white_box_changes is not None:
-        populations[BRAIN_WHITE_BOX] = white_box(white_box_changes["change"], white_box_changes["sigma"])
-    summaries = {
-        name: summarize(values.rename(site="unit").drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed)
-        for name, values in populations.items()
-    }
+    """s~(eps) with bootstrap CIs of one round (figure 6), populations: the brain's black-box
+    estimate, the recorded random-direction baseline, the surrogate's prediction, and (in
+    silico) the brain's white-box truth; the first and the last two are `site_changes`, as in
+    figure 1, so the last round's values equal figure 1's."""
+    changes = site_changes(attacks, responses, recordings, white_box_changes)
+    summaries = summarize_populations(changes, bootstrap, seed)
     squared = responses["random_squared_change"]
-    summaries[RECORDED_RANDOM] = random_baseline(
-        squared.drop_vars([c for c in squared.coords if c != "eps"]), sigma, bootstrap, seed
+    recorded_random = random_baseline(
+        squared.drop_vars([c for c in squared.coords if c != "eps"]),
+        site_sigma(recordings, attacks[0]["neuroid_id"].values),
+        bootstrap,
+        seed,
     )
-    order = [name for name in (BRAIN_BLACK_BOX, RECORDED_RANDOM, SURROGATE, BRAIN_WHITE_BOX) if name in summaries]
-    result = xr.concat([summaries[name] for name in order], dim="population").assign_coords(population=order)
+    summaries = xr.concat([summaries, recorded_random.expand_dims(population=[RECORDED_RANDOM])], dim="population")
+    order = [BRAIN_BLACK_BOX, RECORDED_RANDOM, SURROGATE, BRAIN_WHITE_BOX]
+    result = summaries.sel(population=[name for name in order if name in summaries["population"].values])
     result.attrs = {"round": int(responses.attrs.get("round", 0)), "bootstrap": bootstrap}
     return result
-
-
-def by_round(sensitivities: Sequence[xr.Dataset]) -> xr.Dataset:
-    """Per-round sensitivity files stacked along `round` (1, 2, ...)."""
-    rounds = [int(s.attrs["round"]) for s in sensitivities]
-    stacked = xr.concat([s.drop_attrs() for s in sensitivities], dim="round", coords="minimal", compat="override")
-    return stacked.assign_coords(round=rounds)
 
 
 def refit_site_models(

@@ -8,17 +8,21 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-import torch
 import xarray as xr
 from tqdm import tqdm
 
 from neuroattack.io import Kind, read_dataset, write_dataset
 
+if TYPE_CHECKING:
+    import torch
+
 
 def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.Logger:
-    """Log to `log_path` and stderr; pin torch to `threads` threads, deterministic kernels.
+    """Log to `log_path` and stderr; where the job uses torch (its script imported it before
+    this call), pin torch to `threads` threads and deterministic kernels. A job that draws a
+    figure never loads torch, which would cost it seconds.
 
     An exception that ends the script is logged too: its traceback, then one line
     `cause: <type>: <message>` (the last line of the log), so the job's log file says why
@@ -33,8 +37,10 @@ def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.
     )
     log = logging.getLogger("neuroattack")
     sys.excepthook = log_uncaught(log)
-    torch.set_num_threads(max(1, threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return log
 
 
@@ -62,6 +68,8 @@ def log_uncaught(log: logging.Logger) -> ExceptHook:
 
 def device() -> torch.device:
     """The GPU when one is visible and usable, else the CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

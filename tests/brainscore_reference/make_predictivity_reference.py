@@ -9,7 +9,7 @@ environment of make_reference.py, with brainscore-vision and the few modules its
     .venv-brainscore/bin/python tests/brainscore_reference/make_predictivity_reference.py tests/brainscore_reference
 
 The file holds the inputs (features, every repetition's responses, categories) beside Brain-Score's
-numbers, so tests/test_screening.py recomputes them with neuroattack.screening under any numpy.
+numbers, so tests/test_screening.py recomputes them with neuroattack.analysis.screening under any numpy.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # The in-silico monkey. Only record_clean and record_round observe it (through
-# neuroattack.brain.record); brain_white_box reads its weights for validation only.
+# neuroattack.brain.simulated.record); brain_white_box reads its weights for validation only.
 
 
 rule build_brain:

@@ -1,7 +1,8 @@
 """Rule attack_image: attack one clean image (every site's surrogate, sampled units of every network)."""
 
-from neuroattack import io, untargeted
-from neuroattack.attack import AttackSettings
+from neuroattack import io
+from neuroattack.attacks import untargeted
+from neuroattack.attacks.engine import AttackSettings
 from neuroattack.runtime import ProgressLog, configure, device, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

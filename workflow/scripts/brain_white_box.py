@@ -1,13 +1,15 @@
 """Rule brain_white_box: attack the simulated sites directly (validation only)."""
 
-from neuroattack import brain, io, untargeted
-from neuroattack.attack import AttackSettings
+from neuroattack import io
+from neuroattack.attacks import untargeted
+from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.untargeted import white_box_changes
 from neuroattack.runtime import ProgressLog, configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
-result = brain.white_box_changes(
+result = white_box_changes(
     io.read_dataset(snakemake.input.brain, "brain"),
     stimuli,
     untargeted.attacked_stimuli(stimuli, attack["images"], snakemake.params.seed),

@@ -1,11 +1,12 @@
 """Rule build_brain: the held-out network plus a fixed random readout to m sites."""
 
-from neuroattack import brain, io
+from neuroattack import io
+from neuroattack.brain.simulated import build_brain
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.brain
-simulated = brain.build_brain(
+simulated = build_brain(
     io.read_dataset(snakemake.input.network, "weights"),
     io.read_dataset(snakemake.input.stimuli, "stimuli")["pixels"].values,
     n_sites=settings["sites"],

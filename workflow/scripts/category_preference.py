@@ -1,11 +1,12 @@
 """Rule category_preference: push images of each site's least-preferred categories up
 (and of its most-preferred down) with targeted attacks on its surrogate."""
 
-from neuroattack import io, targeted
-from neuroattack.attack import AttackSettings
-from neuroattack.recordings import mean_response
+from neuroattack import io
+from neuroattack.attacks import targeted
+from neuroattack.attacks.engine import AttackSettings
+from neuroattack.brain.sitemodels import surrogate_response
+from neuroattack.data.recordings import mean_response
 from neuroattack.runtime import configure, device, write_output
-from neuroattack.sitemodels import surrogate_response
 
 log = configure(snakemake.log[0], snakemake.threads)
 preference = snakemake.params.preference

@@ -1,7 +1,8 @@
 """Rule chosen_surrogate (surrogate.network: auto): the weights and features of the screening's
 pick by screening.criterion."""
 
-from neuroattack import io, screening
+from neuroattack import io
+from neuroattack.analysis import screening
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

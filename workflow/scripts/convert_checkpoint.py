@@ -1,7 +1,7 @@
 """Rule convert_checkpoint: a downloaded robust checkpoint -> netCDF weights."""
 
+from neuroattack.networks.checkpoints import weights_from_checkpoint
 from neuroattack.runtime import configure, write_output
-from neuroattack.sources import weights_from_checkpoint
 
 log = configure(snakemake.log[0], snakemake.threads)
 name = snakemake.wildcards.network

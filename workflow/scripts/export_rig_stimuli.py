@@ -1,8 +1,8 @@
 """Rule export_rig_stimuli: a round's images (clean, perturbed, random directions) as a stimulus set for a rig."""
 
 from neuroattack import io
+from neuroattack.data.stimuli import write_stimulus_set
 from neuroattack.runtime import configure
-from neuroattack.sources import write_stimulus_set
 
 log = configure(snakemake.log[0], snakemake.threads)
 shown = io.read_dataset(snakemake.input[0], "round_stimuli")

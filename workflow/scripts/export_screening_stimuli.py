@@ -1,8 +1,9 @@
 """Rule export_screening_stimuli: the transfer test's images as a stimulus set for a recording rig."""
 
-from neuroattack import io, screening
+from neuroattack import io
+from neuroattack.analysis import screening
+from neuroattack.data.stimuli import write_stimulus_set
 from neuroattack.runtime import configure
-from neuroattack.sources import write_stimulus_set
 
 log = configure(snakemake.log[0], snakemake.threads)
 shown = screening.layer_stimulus_set(

@@ -1,7 +1,7 @@
 """Rule features: penultimate-layer activations of one network on the stimuli."""
 
 from neuroattack import io
-from neuroattack.features import extract_features
+from neuroattack.networks.features import extract_features
 from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -1,6 +1,7 @@
 """Rule figure2: example sites' clean and perturbed images, perturbations and responses."""
 
-from neuroattack import coverage, figures, io
+from neuroattack import figures, io
+from neuroattack.analysis import coverage
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -1,7 +1,7 @@
 """Rule import_recordings: a Brain-Score assembly or a lab's table -> recordings."""
 
+from neuroattack.data.recording_sources import recordings_from_source
 from neuroattack.runtime import configure, write_output
-from neuroattack.sources import recordings_from_source
 
 log = configure(snakemake.log[0], snakemake.threads)
 recordings = recordings_from_source(snakemake.params.settings, dict(snakemake.input.items()))

@@ -1,9 +1,9 @@
 """Rule ingest_perturbed_recordings: a rig's recordings of one round's stimulus set."""
 
 from neuroattack import io
+from neuroattack.data.recording_sources import table_to_recordings
 from neuroattack.loop import check_round_recordings
 from neuroattack.runtime import configure, write_output
-from neuroattack.sources import table_to_recordings
 
 log = configure(snakemake.log[0], snakemake.threads)
 recordings = check_round_recordings(

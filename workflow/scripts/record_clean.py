@@ -1,11 +1,12 @@
 """Rule record_clean: show every clean stimulus to the brain."""
 
-from neuroattack import brain, io
+from neuroattack import io
+from neuroattack.brain import simulated
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
-recordings = brain.record(
+recordings = simulated.record(
     io.read_dataset(snakemake.input.brain, "brain"),
     stimuli["pixels"].values,
     stimuli["stimulus_id"].values.tolist(),

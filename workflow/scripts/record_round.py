@@ -1,11 +1,12 @@
 """Rule record_round: show one round's images to the simulated brain."""
 
-from neuroattack import brain, io
+from neuroattack import io
+from neuroattack.brain import simulated
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 shown = io.read_dataset(snakemake.input.shown, "round_stimuli")
-recordings = brain.record(
+recordings = simulated.record(
     io.read_dataset(snakemake.input.brain, "brain"),
     shown["pixels"].values,
     shown["stimulus_id"].values.tolist(),

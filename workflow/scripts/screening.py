@@ -1,7 +1,8 @@
 """Rule screening: every network scored as the surrogate (CKA, predictivity, transfer) and the pick."""
 
-from neuroattack import io, screening
-from neuroattack.attack import AttackSettings
+from neuroattack import io
+from neuroattack.analysis import screening
+from neuroattack.attacks.engine import AttackSettings
 from neuroattack.runtime import configure, device, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

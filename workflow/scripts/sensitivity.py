@@ -1,6 +1,7 @@
 """Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network."""
 
-from neuroattack import io, sensitivity
+from neuroattack import io
+from neuroattack.analysis import sensitivity
 from neuroattack.runtime import configure, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

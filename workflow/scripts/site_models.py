@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from neuroattack import io, sitemodels
+from neuroattack import io
+from neuroattack.brain import sitemodels
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -1,7 +1,7 @@
 """Rule stimuli: the stimulus set, from the embedded photographs, a Brain-Score set or a folder."""
 
+from neuroattack.data.stimuli import stimulus_set
 from neuroattack.runtime import configure, write_output
-from neuroattack.stimuli import stimulus_set
 
 log = configure(snakemake.log[0], snakemake.threads)
 stimuli = stimulus_set(snakemake.params.settings, snakemake.params.seed, dict(snakemake.input.items()))

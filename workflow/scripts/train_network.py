@@ -1,6 +1,6 @@
 """Rule train_network: train one ResNet (standard, or PGD-L2 adversarial when eps > 0)."""
 
-from neuroattack import training
+from neuroattack.networks import training
 from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import infer
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import infer
 
 LAYER = "penultimate"
 ALIVE_SPREAD = 1e-6  # a unit whose std over the stimuli is below this never varies

@@ -39,8 +39,6 @@ ResponseFn = Callable[[Tensor, Tensor], Tensor]
 
 PRECISIONS = ("auto", "float32", "mixed", "bf16")
 SCHEDULES = ("geometric", "paper")
-DIRECTIONS = ("increase", "decrease")  # the two objectives: raise or lower the response
-DIRECTION_SIGNS = (1.0, -1.0)  # the sign of the response change each direction seeks
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from neuroattack.attack import DIRECTION_SIGNS, DIRECTIONS
-from neuroattack.recordings import aligned_sites, mean_response
+from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.data.recordings import aligned_sites, mean_response
 
 # Population names (the `population` coord of sensitivity files and figure legends).
 BRAIN_BLACK_BOX = "brain (black box)"  # recorded responses to the surrogate's perturbations
@@ -25,6 +25,8 @@ def random_directions(name: str) -> str:
     """The population of random perturbations of the same norm, evaluated on `name`."""
     return f"random directions ({name})"
 
+
+CONFIDENCE = 0.95  # the level of every interval the workflow reports
 
 DIRECTION_SIGN = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
 
@@ -61,7 +63,7 @@ def random_pair_level(responses: np.ndarray, pairs: int, seed: int) -> float:
     return float(np.nanmean(gaps))
 
 
-def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: float = 0.95) -> xr.Dataset:
+def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: float = CONFIDENCE) -> xr.Dataset:
     """s~(eps) = mean over units and images, with a units x images bootstrap CI."""
     values = normalized.transpose("unit", "image", "eps").values.astype(np.float64)
     n_units, n_images, _ = values.shape
@@ -100,6 +102,59 @@ def _check_same_units(attacks: Sequence[xr.Dataset]) -> None:
             )
 
 
+def site_sigma(recordings: xr.Dataset, neuroid_id: np.ndarray) -> xr.DataArray:
+    """sigma_i: the spread (ddof 1) of each site's trial-mean responses over the clean stimuli."""
+    clean_means = aligned_sites(mean_response(recordings), neuroid_id)
+    return xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
+
+
+def site_changes(
+    attacks: Sequence[xr.Dataset],
+    responses: xr.Dataset | None,
+    recordings: xr.Dataset,
+    white_box_changes: xr.Dataset | None,
+) -> xr.DataArray:
+    """The paper's estimator: the normalised change of every (population, site, image, eps),
+    every site normalised by its spread over the clean recordings (`site_sigma`).
+
+    Populations, in this order: the brain's sign-corrected black-box estimate (where
+    `responses`, recordings of the perturbed images, are given), the surrogate's prediction,
+    the brain's white-box truth (a simulated brain's `white_box_changes`), and random
+    directions on the surrogate. Figures 1, 4 and 6 are views of it."""
+    neuroids = attacks[0]["neuroid_id"].values
+    images = [str(a.attrs["stimulus_id"]) for a in attacks]
+    sigma = site_sigma(recordings, neuroids)
+
+    def over_images(variable: str) -> xr.DataArray:
+        return xr.concat([a[variable] for a in attacks], dim="image").assign_coords(image=images)
+
+    changes = {}
+    if responses is not None:
+        black_box = sign_corrected(responses["predicted_change"], responses["recorded_change"], sigma)
+        changes[BRAIN_BLACK_BOX] = black_box.sel(image=images)
+    changes[SURROGATE] = white_box(over_images("site_change"), sigma)
+    if white_box_changes is not None:
+        truth = white_box(white_box_changes["change"], white_box_changes["sigma"])
+        changes[BRAIN_WHITE_BOX] = truth.sel(image=images)
+    changes[random_directions("surrogate")] = white_box(over_images("site_random_change"), sigma)
+    aligned = [
+        values.drop_vars([c for c in values.coords if c not in ("image", "eps")]).transpose("site", "image", "eps")
+        for values in changes.values()
+    ]
+    stacked = xr.concat(aligned, dim="population")
+    return stacked.assign_coords(population=list(changes), neuroid_id=("site", neuroids), image=images)
+
+
+def summarize_populations(changes: xr.DataArray, bootstrap: int, seed: int) -> xr.Dataset:
+    """s~(eps) with its bootstrap interval for every population of `changes` (population, unit
+    or site, image, eps), each summarised alone with the same seed."""
+    summaries = []
+    for name in changes["population"].values:
+        values = _as_units(changes.sel(population=name))
+        summaries.append(summarize(values.drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed))
+    return xr.concat(summaries, dim="population").assign_coords(population=changes["population"].values)
+
+
 def estimate_populations(
     attacks: Sequence[xr.Dataset],
     responses: xr.Dataset | None,
@@ -110,30 +165,20 @@ def estimate_populations(
     random_pairs: int,
     seed: int,
 ) -> xr.Dataset:
-    """s~(eps) with bootstrap CIs for every population, and each one's random-pair level.
+    """Figure 1: s~(eps) with bootstrap CIs for every population, and each one's random-pair level.
 
-    Populations: the brain (black box, from `responses`; white box, from `white_box_changes`),
-    the surrogate's predictions, every network of `features`, and random directions on each.
-    """
-    clean_means = aligned_sites(mean_response(recordings), attacks[0]["neuroid_id"].values)  # (stimulus_id, site)
-    site_sigma = xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
-    populations: dict[str, xr.DataArray] = {}
-    pair_levels: dict[str, float] = {}
-
-    def over_images(variable: str) -> xr.DataArray:
-        return xr.concat([a[variable] for a in attacks], dim="image")
-
-    if responses is not None:
-        populations[BRAIN_BLACK_BOX] = _as_units(
-            sign_corrected(responses["predicted_change"], responses["recorded_change"], site_sigma)
+    Populations: those of `site_changes` (the brain, the surrogate, random directions on it),
+    then every network of `features` and random directions on each."""
+    sites = site_changes(attacks, responses, recordings, white_box_changes)
+    order = [BRAIN_BLACK_BOX, SURROGATE, random_directions("surrogate"), BRAIN_WHITE_BOX]
+    sites = sites.sel(population=[name for name in order if name in sites["population"].values])
+    summaries = [summarize_populations(sites, bootstrap, seed)]
+    clean_means = aligned_sites(mean_response(recordings), attacks[0]["neuroid_id"].values)
+    pair_levels = {
+        BRAIN_BLACK_BOX if responses is not None else SURROGATE: random_pair_level(
+            clean_means.values, random_pairs, seed
         )
-    populations[SURROGATE] = _as_units(white_box(over_images("site_change"), site_sigma))
-    populations[random_directions("surrogate")] = _as_units(white_box(over_images("site_random_change"), site_sigma))
-    pair_levels[BRAIN_BLACK_BOX if responses is not None else SURROGATE] = random_pair_level(
-        clean_means.values, random_pairs, seed
-    )
-    if white_box_changes is not None:
-        populations[BRAIN_WHITE_BOX] = _as_units(white_box(white_box_changes["change"], white_box_changes["sigma"]))
+    }
     _check_same_units(attacks)
     unit_change = xr.concat(
         [a[["unit_change", "unit_random_change"]] for a in attacks], dim="image", coords="minimal", compat="override"
@@ -142,15 +187,23 @@ def estimate_populations(
         part = unit_change.isel(unit=np.flatnonzero(unit_change["network"].values == name))
         activation = feats["activation"].sel(unit=part["unit_index"].values)
         sigma = xr.DataArray(activation.std("stimulus_id", ddof=1).values, dims="unit")
-        populations[name] = white_box(part["unit_change"], sigma)
-        populations[random_directions(name)] = white_box(part["unit_random_change"], sigma)
+        units = {
+            name: white_box(part["unit_change"], sigma),
+            random_directions(name): white_box(part["unit_random_change"], sigma),
+        }
+        for population, values in units.items():
+            summary = summarize(values.drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed)
+            summaries.append(summary.expand_dims(population=[population]))
         pair_levels[name] = random_pair_level(activation.values, random_pairs, seed)
-    summaries = [
-        summarize(values.drop_vars([c for c in values.coords if c != "eps"]), bootstrap, seed)
-        for values in populations.values()
-    ]
-    result = xr.concat(summaries, dim="population").assign_coords(population=list(populations))
-    levels = [pair_levels.get(name, np.nan) for name in populations]
+    result = xr.concat(summaries, dim="population")
+    levels = [pair_levels.get(name, np.nan) for name in result["population"].values]
     result["random_pair_level"] = ("population", np.asarray(levels, dtype=float))
     result.attrs = {"one_sd_level": 1.0, "bootstrap": bootstrap}
     return result
+
+
+def by_round(sensitivities: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Per-round sensitivity files stacked along `round` (1, 2, ...)."""
+    rounds = [int(s.attrs["round"]) for s in sensitivities]
+    stacked = xr.concat([s.drop_attrs() for s in sensitivities], dim="round", coords="minimal", compat="override")
+    return stacked.assign_coords(round=rounds)

@@ -10,17 +10,12 @@ reads the brain's parameters directly and exists for white-box validation only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import numpy as np
-import torch
 import xarray as xr
 
-from neuroattack.attack import DIRECTIONS, AttackSettings
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
-from neuroattack.recordings import make_recordings
-from neuroattack.untargeted import attack_targets
+from neuroattack.data.recordings import make_recordings
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import LinearSiteResponse, infer
 
 READOUT_VARIABLES = ["readout_weight", "readout_bias"]
 
@@ -87,37 +82,4 @@ def record(brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repet
         neuroid_id=brain["neuroid_id"].values.tolist(),
         region="IT",
         animal="in-silico",
-    )
-
-
-def white_box_changes(
-    brain: xr.Dataset,
-    stimuli: xr.Dataset,
-    image_ids: Sequence[str],
-    settings: AttackSettings,
-    eps_grid: list[float],
-    seed: int,
-    device: torch.device | None = None,
-    progress: Callable[[float, int], None] | None = None,
-) -> xr.Dataset:
-    """Attack the simulated sites directly (validation only: reads the brain's weights):
-    `change` (image, site, eps, direction), and each site's `sigma` over the stimuli."""
-    device = device or torch.device("cpu")
-    model = expected_responses(brain).to(device)
-    sites = np.arange(model.weight.shape[0])
-    sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
-    changes = []
-    per_image = len(sites) * len(eps_grid) * len(DIRECTIONS) * settings.restarts
-    total = per_image * len(image_ids)
-    for number, sid in enumerate(image_ids):
-        image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
-
-        def tracked(done: float, _: int, before: int = number * per_image) -> None:
-            if progress is not None:
-                progress(before + done, total)
-
-        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed, tracked)["change"])
-    return xr.Dataset(
-        {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
-        coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},
     )

@@ -14,9 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import LinearSiteResponse, MeanResponse
-from neuroattack.recordings import (
+from neuroattack.data.recordings import (
     MIN_USABLE_FRACTION,
     MIN_VALID_REPETITIONS,
     columnwise_pearson,
@@ -24,6 +22,8 @@ from neuroattack.recordings import (
     split_half_reliability,
     usable_sites,
 )
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import LinearSiteResponse, MeanResponse
 
 log = logging.getLogger(__name__)
 

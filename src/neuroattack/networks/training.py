@@ -14,11 +14,10 @@ import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional
 
+from neuroattack.data.stimuli import CATEGORIES, crops, image_folder_to_stimuli
 from neuroattack.geometry import clamp_to_box, normalized, project_l2, random_in_ball
-from neuroattack.models import Architecture, FeatureNetwork, build_network, weights_to_dataset
-from neuroattack.readouts import image_batches, to_tensor
-from neuroattack.sources import image_folder_to_stimuli
-from neuroattack.stimuli import CATEGORIES, crops
+from neuroattack.networks.models import Architecture, FeatureNetwork, build_network, weights_to_dataset
+from neuroattack.networks.readouts import image_batches, to_tensor
 
 log = logging.getLogger(__name__)
 

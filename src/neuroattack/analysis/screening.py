@@ -30,15 +30,16 @@ from sklearn.cross_decomposition import PLSRegression
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from torch import Tensor, nn
 
-from neuroattack.attack import DIRECTION_SIGNS, DIRECTIONS, AttackSettings, attack_grid, pgd_attack
-from neuroattack.brain import record, white_box_changes
-from neuroattack.frozen import frozen_for_attack
-from neuroattack.models import FeatureNetwork, network_from_dataset
-from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
-from neuroattack.recordings import aligned_sites, columnwise_pearson, mean_response, repetition_tensor
-from neuroattack.sitemodels import fit_to_recordings, surrogate_response
-from neuroattack.sources import make_stimuli
-from neuroattack.untargeted import attack_targets, attacked_stimuli
+from neuroattack.attacks.engine import AttackSettings, attack_grid, pgd_attack
+from neuroattack.attacks.untargeted import attack_targets, attacked_stimuli, white_box_changes
+from neuroattack.brain.simulated import record
+from neuroattack.brain.sitemodels import fit_to_recordings, surrogate_response
+from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.data.recordings import aligned_sites, columnwise_pearson, mean_response, repetition_tensor
+from neuroattack.data.stimuli import make_stimuli
+from neuroattack.networks.frozen import frozen_for_attack
+from neuroattack.networks.models import FeatureNetwork, network_from_dataset
+from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor
 
 log = logging.getLogger(__name__)
 

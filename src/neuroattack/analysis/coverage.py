@@ -10,14 +10,17 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from neuroattack.recordings import aligned_sites, mean_response
-from neuroattack.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, sign_corrected, white_box
-
-
-def site_sigma(recordings: xr.Dataset, neuroid_id: np.ndarray) -> xr.DataArray:
-    """sigma_i: the spread of each site's trial-mean responses over clean stimuli."""
-    clean_means = aligned_sites(mean_response(recordings), neuroid_id)
-    return xr.DataArray(clean_means.std("stimulus_id", ddof=1).values, dims="site")
+from neuroattack.analysis.sensitivity import (
+    BRAIN_BLACK_BOX,
+    BRAIN_WHITE_BOX,
+    CONFIDENCE,
+    SURROGATE,
+    sign_corrected,
+    site_changes,
+    site_sigma,
+    white_box,
+)
+from neuroattack.data.recordings import aligned_sites, mean_response
 
 
 def pair_changes(
@@ -26,29 +29,16 @@ def pair_changes(
     recordings: xr.Dataset,
     white_box_changes: xr.Dataset | None,
 ) -> xr.DataArray:
-    """Normalised change per (estimate, site, image, eps), as figure 1 pools them: the brain's
-    sign-corrected black-box estimate (with recordings of perturbed images), the surrogate's
-    prediction, and the white-box truth (a simulated brain)."""
-    neuroids = attacks[0]["neuroid_id"].values
-    images = [str(a.attrs["stimulus_id"]) for a in attacks]
-    sigma = site_sigma(recordings, neuroids)
-    predicted = xr.concat([a["site_change"] for a in attacks], dim="image").assign_coords(image=images)
-    estimates = {SURROGATE: white_box(predicted, sigma)}
-    if responses is not None:
-        black_box = sign_corrected(responses["predicted_change"], responses["recorded_change"], sigma)
-        estimates[BRAIN_BLACK_BOX] = black_box.sel(image=images)
-    if white_box_changes is not None:
-        truth = white_box(white_box_changes["change"], white_box_changes["sigma"])
-        estimates[BRAIN_WHITE_BOX] = truth.sel(image=images)
-    order = [name for name in (BRAIN_BLACK_BOX, SURROGATE, BRAIN_WHITE_BOX) if name in estimates]
-    aligned = [
-        estimates[name].drop_vars([c for c in estimates[name].coords if c not in ("image", "eps")]) for name in order
-    ]
-    stacked = xr.concat([a.transpose("site", "image", "eps") for a in aligned], dim="estimate")
-    return stacked.assign_coords(estimate=order, neuroid_id=("site", neuroids), image=images)
+    """Normalised change per (population, site, image, eps) of the populations figure 4 shows:
+    the brain's black-box estimate (with recordings of perturbed images), the surrogate's
+    prediction, and the white-box truth (a simulated brain); `site_changes` without its
+    random directions."""
+    changes = site_changes(attacks, responses, recordings, white_box_changes)
+    shown = [name for name in (BRAIN_BLACK_BOX, SURROGATE, BRAIN_WHITE_BOX) if name in changes["population"].values]
+    return changes.sel(population=shown)
 
 
-def per_site(changes: xr.DataArray, bootstrap: int, seed: int, confidence: float = 0.95) -> xr.Dataset:
+def per_site(changes: xr.DataArray, bootstrap: int, seed: int, confidence: float = CONFIDENCE) -> xr.Dataset:
     """s~_i(eps) for every site (mean over images) with a bootstrap interval over images."""
     values = changes.transpose(..., "image", "eps").values
     rng = np.random.default_rng(seed)

@@ -24,9 +24,10 @@ import torch
 import xarray as xr
 from torch import nn
 
-from neuroattack.attack import DIRECTION_SIGNS, AttackSettings, attack_grid, pgd_attack
-from neuroattack.readouts import LinearSiteResponse, infer, to_tensor
-from neuroattack.recordings import Labels, aligned_sites
+from neuroattack.attacks.engine import AttackSettings, attack_grid, pgd_attack
+from neuroattack.config import DIRECTION_SIGNS
+from neuroattack.data.recordings import Labels, aligned_sites
+from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor
 
 Direction = Literal["increase", "decrease"]
 DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")

@@ -1,5 +1,6 @@
 """Untargeted attacks on one clean image: every site's surrogate and sampled units of
-every network, at every eps, in both directions, with the random-direction baseline.
+every network, at every eps, in both directions, with the random-direction baseline;
+and, for validation in silico, the simulated brain's sites attacked directly.
 
 One attack file per clean image (a natural GPU batch); everything downstream reads
 the achieved changes from these files.
@@ -14,18 +15,13 @@ import torch
 import xarray as xr
 from torch import nn
 
-from neuroattack.attack import (
-    DIRECTION_SIGNS,
-    DIRECTIONS,
-    AttackSettings,
-    attack_grid,
-    pgd_attack,
-    random_direction_baseline,
-)
-from neuroattack.features import select_units
-from neuroattack.models import network_from_dataset
-from neuroattack.readouts import UnitResponse, to_tensor
-from neuroattack.sitemodels import surrogate_response
+from neuroattack.attacks.engine import AttackSettings, attack_grid, pgd_attack, random_direction_baseline
+from neuroattack.brain.simulated import expected_responses
+from neuroattack.brain.sitemodels import surrogate_response
+from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.networks.features import select_units
+from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.readouts import UnitResponse, infer, to_tensor
 
 
 def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
@@ -139,3 +135,36 @@ def attack_image(
         "attack_search_precision": settings.search_precision(image.device),
     }
     return ds
+
+
+def white_box_changes(
+    brain: xr.Dataset,
+    stimuli: xr.Dataset,
+    image_ids: Sequence[str],
+    settings: AttackSettings,
+    eps_grid: list[float],
+    seed: int,
+    device: torch.device | None = None,
+    progress: Callable[[float, int], None] | None = None,
+) -> xr.Dataset:
+    """Attack the simulated sites directly (validation only: reads the brain's weights):
+    `change` (image, site, eps, direction), and each site's `sigma` over the stimuli."""
+    device = device or torch.device("cpu")
+    model = expected_responses(brain).to(device)
+    sites = np.arange(model.weight.shape[0])
+    sigma = infer(model.all_sites, stimuli["pixels"].values, device).astype(np.float64).std(axis=0, ddof=1)
+    changes = []
+    per_image = len(sites) * len(eps_grid) * len(DIRECTIONS) * settings.restarts
+    total = per_image * len(image_ids)
+    for number, sid in enumerate(image_ids):
+        image = to_tensor(stimuli["pixels"].sel(stimulus_id=[sid]).values).to(device)
+
+        def tracked(done: float, _: int, before: int = number * per_image) -> None:
+            if progress is not None:
+                progress(before + done, total)
+
+        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed, tracked)["change"])
+    return xr.Dataset(
+        {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
+        coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},
+    )

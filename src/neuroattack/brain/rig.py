@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from neuroattack.recordings import aligned_sites, mean_response
+from neuroattack.data.recordings import aligned_sites, mean_response
 
 
 def perturbed_index(attacks: Sequence[xr.Dataset]) -> xr.Dataset:

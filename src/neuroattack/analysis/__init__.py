@@ -1,0 +1,1 @@
+"""Analysis: the sensitivity estimates, coverage, surrogate screening."""

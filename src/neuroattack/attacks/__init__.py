@@ -1,0 +1,1 @@
+"""Attacks: the norm balls, the batched engine, untargeted and targeted attacks."""

@@ -1,0 +1,1 @@
+"""The brain side: the in-silico monkey, site models, the recording session."""

@@ -1,0 +1,1 @@
+"""Data in: downloads, stimulus sets, recordings (every source and format of each)."""

@@ -1,0 +1,1 @@
+"""Networks: architectures, weights, training, checkpoints, features, the attack copy, readouts."""
