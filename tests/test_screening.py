@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import io
-from neuroattack.analysis import screening
+from neuroattack.analysis import screening, transfer
 
 
 def synthetic(seed: int = 0, stimuli: int = 80, units: int = 40, sites: int = 9) -> tuple[np.ndarray, ...]:
@@ -129,18 +129,18 @@ def test_the_noise_corrected_population_change_is_unbiased() -> None:
     clean = 5 + 3 * rng.standard_normal((images, repetitions, sites))
     same = 5 + 3 * rng.standard_normal((images, repetitions, sites))
     shifted = 6 + 3 * rng.standard_normal((images, repetitions, sites))  # change 1 = 0.5 s.d.
-    assert abs(screening.noise_corrected_change(clean, same, sigma).mean()) < 0.05
-    assert screening.noise_corrected_change(clean, shifted, sigma).mean() == pytest.approx(0.25, abs=0.06)
+    assert abs(transfer.noise_corrected_change(clean, same, sigma).mean()) < 0.05
+    assert transfer.noise_corrected_change(clean, shifted, sigma).mean() == pytest.approx(0.25, abs=0.06)
     # the naive estimate, |mean change|^2, is biased up by the noise of the means
     naive = np.mean(np.square((same.mean(axis=1) - clean.mean(axis=1)) / sigma))
     assert naive > 0.3
-    value, low, high = screening.population_change(screening.noise_corrected_change(clean, shifted, sigma), 200, 0)
+    value, low, high = transfer.population_change(transfer.noise_corrected_change(clean, shifted, sigma), 200, 0)
     assert low <= value <= high and value == pytest.approx(0.5, abs=0.07)
 
 
 def test_own_site_takes_each_perturbed_images_target_site() -> None:
     values = np.arange(2 * 3 * 2 * 3).reshape(2, 3, 2, 3)
-    own = screening.own_site(values)
+    own = transfer.own_site(values)
     assert own.shape == (2, 3, 2)
     assert own[1, 2, 0] == values[1, 2, 0, 2] and own[0, 1, 1] == values[0, 1, 1, 1]
 
@@ -224,7 +224,7 @@ def test_the_tiny_run_screens_every_network_and_draws_figure5(tiny_run: Path) ->
         assert (values <= table[f"{criterion}_high"].values + 1e-6).all(), criterion
     networks = table["transfer_relative"].sel(target=table["attacker"].values).values
     assert np.allclose(np.diag(networks), 1.0)
-    assert np.isfinite(table["transfer_relative"].sel(target=screening.BRAIN).values).all()
+    assert np.isfinite(table["transfer_relative"].sel(target=transfer.BRAIN).values).all()
     assert table.attrs["brain_training_eps"] == config["brain"]["network"]["eps"]
     assert (tiny_run / "figures/figure5.png").stat().st_size > 10_000
     plotted = io.read_dataset(tiny_run / "figures/figure5.nc")
@@ -289,7 +289,7 @@ def test_the_layer_perturbations_are_exported_as_a_stimulus_set_for_the_rig(tmp_
         coords={"candidate": ["net1", "net2"], "image": ["c", "a"]},
         attrs={"transfer_eps": 0.5},
     )
-    shown = screening.layer_stimulus_set(table, stimuli)
+    shown = transfer.layer_stimulus_set(table, stimuli)
     assert shown["stimulus_id"].values.tolist() == [
         "c",
         "a",

@@ -1,12 +1,12 @@
 """Rule export_screening_stimuli: the transfer test's images as a stimulus set for a recording rig."""
 
 from neuroattack import io
-from neuroattack.analysis import screening
+from neuroattack.analysis import transfer
 from neuroattack.data.stimuli import write_stimulus_set
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-shown = screening.layer_stimulus_set(
+shown = transfer.layer_stimulus_set(
     io.read_dataset(snakemake.input.screening, "screening"), io.read_dataset(snakemake.input.stimuli, "stimuli")
 )
 csv, archive = snakemake.output

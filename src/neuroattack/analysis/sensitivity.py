@@ -50,6 +50,15 @@ def sign_corrected(predicted: xr.DataArray, recorded: xr.DataArray, sigma: xr.Da
     return estimate
 
 
+def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The central `confidence` interval of bootstrap samples (NaN samples left out)."""
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2
+    return float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))
+
+
 def random_pair_level(responses: np.ndarray, pairs: int, seed: int) -> float:
     """Mean over units of E|r(x) - r(x')| / sigma for random pairs of clean images.
     `responses` is (images, units); a NaN (an image without a valid trial of a site) is left out."""
