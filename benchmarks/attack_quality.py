@@ -52,7 +52,8 @@ from attack_throughput import Job, PlainUnit, SignedUnitChange, achieved, build_
 from reference_attacks import apgd_change, best_of_restarts, objective_and_gradient
 
 from neuroattack import io
-from neuroattack.attacks.engine import AttackSettings, pgd_attack
+from neuroattack.attacks.engine import pgd_attack
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.data.stimuli import embedded_stimuli
 from neuroattack.networks.features import extract_features, select_units
 from neuroattack.networks.models import network_from_dataset

@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from neuroattack.attacks.engine import PRECISIONS, AttackSettings, pgd_attack
+from neuroattack.attacks.engine import pgd_attack
+from neuroattack.attacks.settings import PRECISIONS, AttackSettings
 from neuroattack.geometry import LEVELS, quantize
 from neuroattack.networks.frozen import frozen_for_attack
 from neuroattack.networks.models import (

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attack_throughput import Job, achieved, build_job
 
 from neuroattack import io
-from neuroattack.attacks.engine import AttackSettings, pgd_attack
+from neuroattack.attacks.engine import pgd_attack
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.data.stimuli import embedded_stimuli
 from neuroattack.networks.features import extract_features, select_units
 from neuroattack.networks.models import network_from_dataset

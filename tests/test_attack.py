@@ -15,8 +15,9 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from neuroattack.attacks import engine as attack_module
-from neuroattack.attacks.engine import AttackSettings, pgd_attack, random_direction_baseline
+from neuroattack.attacks import settings as attack_settings
+from neuroattack.attacks.engine import pgd_attack, random_direction_baseline
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.geometry import (
     L2,
     LEVELS,
@@ -284,7 +285,7 @@ def test_precision_names_the_bad_value() -> None:
 def test_which_search_phases_run_in_bf16(
     monkeypatch: pytest.MonkeyPatch, precision: str, native: bool, expected: list[bool]
 ) -> None:
-    monkeypatch.setattr(attack_module, "bf16_is_native", lambda device: native)
+    monkeypatch.setattr(attack_settings, "bf16_is_native", lambda device: native)
     assert AttackSettings(precision=precision).bf16_phases(torch.device("cpu")) == expected
     one_phase = AttackSettings(precision=precision, wide_ball_factor=1.0, steps=8)
     # one phase: `mixed` searches its first half in bf16 and the rest (from the best point) in float32
@@ -464,7 +465,7 @@ def test_progress_hears_every_step_and_ends_at_the_total() -> None:
 
 
 def test_pruning_keeps_each_rows_best_restarts_in_restart_order() -> None:
-    survivors = attack_module._Survivors(alive=4, every=1, keep=0.5, last=10)
+    survivors = attack_settings.Survivors(alive=4, every=1, keep=0.5, last=10)
     scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 3.0, 1.0, 2.0, 0.0])  # two rows, four restarts each
     index = survivors.after_step(scores)
     assert index is not None and index.tolist() == [1, 3, 4, 6]

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from neuroattack import loop
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.brain.sitemodels import ensemble_response, surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import make_recordings

@@ -11,7 +11,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from neuroattack import io
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.targeted import (
     category_preference,
     category_preference_experiment,

@@ -29,7 +29,7 @@ from neuroattack.analysis.sensitivity import (
     summarize,
     summarize_populations,
 )
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_targets, result_block
 from neuroattack.brain.rig import perturbed_index, responses_to_attacks
 from neuroattack.brain.sitemodels import ensemble_response, fit_to_recordings

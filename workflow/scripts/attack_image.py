@@ -2,7 +2,7 @@
 
 from neuroattack import io
 from neuroattack.attacks import untargeted
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.runtime import ProgressLog, configure, device, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

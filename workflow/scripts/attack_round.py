@@ -1,7 +1,7 @@
 """Rule attack_round: a later round's attack on one clean image with that round's site models."""
 
 from neuroattack import io, loop
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.runtime import ProgressLog, configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

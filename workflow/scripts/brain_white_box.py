@@ -2,7 +2,7 @@
 
 from neuroattack import io
 from neuroattack.attacks import untargeted
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import white_box_changes
 from neuroattack.runtime import ProgressLog, configure, device, write_output
 

@@ -3,7 +3,7 @@
 
 from neuroattack import io
 from neuroattack.attacks import targeted
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.brain.sitemodels import surrogate_response
 from neuroattack.data.recordings import mean_response
 from neuroattack.runtime import configure, device, write_output

@@ -2,7 +2,7 @@
 
 from neuroattack import io
 from neuroattack.analysis import screening
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.runtime import configure, device, read_named, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -31,7 +31,7 @@ from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 from neuroattack.analysis.sensitivity import CONFIDENCE, interval
 from neuroattack.analysis.transfer import Candidate, transfer_scores
-from neuroattack.attacks.engine import AttackSettings
+from neuroattack.attacks.settings import AttackSettings
 from neuroattack.brain.sitemodels import fit_to_recordings
 from neuroattack.data.recordings import aligned_sites, columnwise_pearson, mean_response, repetition_tensor
 from neuroattack.networks.models import network_from_dataset

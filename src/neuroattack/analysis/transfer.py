@@ -20,7 +20,8 @@ import xarray as xr
 from torch import Tensor, nn
 
 from neuroattack.analysis.sensitivity import interval
-from neuroattack.attacks.engine import AttackSettings, attack_grid, pgd_attack
+from neuroattack.attacks.engine import pgd_attack
+from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.attacks.untargeted import attack_targets, attacked_stimuli, white_box_changes
 from neuroattack.brain.simulated import record
 from neuroattack.brain.sitemodels import surrogate_response

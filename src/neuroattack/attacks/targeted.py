@@ -24,7 +24,8 @@ import torch
 import xarray as xr
 from torch import nn
 
-from neuroattack.attacks.engine import AttackSettings, attack_grid, pgd_attack
+from neuroattack.attacks.engine import pgd_attack
+from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.config import DIRECTION_SIGNS
 from neuroattack.data.recordings import Labels, aligned_sites
 from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor

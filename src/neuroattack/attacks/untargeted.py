@@ -15,7 +15,8 @@ import torch
 import xarray as xr
 from torch import nn
 
-from neuroattack.attacks.engine import AttackSettings, attack_grid, pgd_attack, random_direction_baseline
+from neuroattack.attacks.engine import pgd_attack, random_direction_baseline
+from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.brain.simulated import expected_responses
 from neuroattack.brain.sitemodels import surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
