@@ -87,6 +87,20 @@ def test_real_recordings_name_every_round_table_that_is_missing_or_too_many(tmp_
     assert [problem.split(" ")[0] for problem in plan.config_problems(config)] == ["screening.criterion"]
 
 
+def test_every_download_has_one_local_name_from_its_entry() -> None:
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    files = plan.downloads(config)
+    checkpoints = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
+    assert len(files) == 3 + len(checkpoints)  # the stimulus CSV and ZIP, the assembly, every checkpoint
+    assert files["brainscore/stimulus_hvm-public.csv"] == ["stimuli", "csv"]
+    assert files[f"checkpoints/{checkpoints[0]}.ckpt"] == ["networks", checkpoints[0], "checkpoint"]
+    config["recordings"]["assembly"]["name"] = "stimulus_hvm-public.csv"
+    assert plan.config_problems(config) == [
+        "recordings.assembly and stimuli.csv would both be downloaded to brainscore/stimulus_hvm-public.csv; "
+        "give one of them a different 'name'"
+    ]
+
+
 def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
     assert plan.first_unrecorded_round([], 3) == 1
     assert plan.first_unrecorded_round(["a.csv", "b.csv"], 3) == 3

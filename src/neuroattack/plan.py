@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from neuroattack.config import config_entry
+from neuroattack.download import remote_file_name
+
 # Round r's attack and random-direction seeds are seed + (r - 1) * stride (a prime).
 ROUND_SEED_STRIDE = 100_003
 
@@ -52,6 +55,46 @@ def missing_table_error(round_number: int, path: str) -> str:
     )
 
 
+# ------------------------------------------------------------------- downloads
+
+
+def download_name(remote: Mapping[str, Any], folder: str) -> str:
+    """Local name of a download, in `folder`: the entry's `name`, else its first URL's last path
+    segment. Which mirror answers, and the mirrors after the first, never change it."""
+    return f"{folder}/{remote_file_name(remote)}"
+
+
+def download_entries(config: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """(local name, config keys of its remote-file entry) of every file the config downloads,
+    in config order; two entries may name one file (`config_problems` says so)."""
+    keys: list[tuple[str, list[str]]] = []
+    if config["stimuli"]["source"] == "brainscore":
+        keys += [("brainscore", ["stimuli", "csv"]), ("brainscore", ["stimuli", "zip"])]
+    if config["recordings"]["source"] == "brainscore":
+        keys.append(("brainscore", ["recordings", "assembly"]))
+    entries = [(download_name(config_entry(config, where), folder), where) for folder, where in keys]
+    checkpoints = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
+    return entries + [(f"checkpoints/{name}.ckpt", ["networks", name, "checkpoint"]) for name in checkpoints]
+
+
+def downloads(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{local name: config keys of its remote-file entry} of every file the config downloads."""
+    return dict(download_entries(config))
+
+
+def _download_problems(config: Mapping[str, Any]) -> list[str]:
+    seen: dict[str, list[str]] = {}
+    problems = []
+    for local, keys in download_entries(config):
+        if local in seen:
+            problems.append(
+                f"{'.'.join(keys)} and {'.'.join(seen[local])} would both be downloaded to {local}; "
+                "give one of them a different 'name'"
+            )
+        seen.setdefault(local, keys)
+    return problems
+
+
 # ------------------------------------------------------------------- cross-checks
 
 
@@ -65,6 +108,7 @@ def config_problems(config: Mapping[str, Any], stimulus_count: tuple[int | None,
         *_source_problems(config),
         *_image_count_problems(config, stimulus_count),
         *_round_problems(config),
+        *_download_problems(config),
     ]
 
 

@@ -17,18 +17,16 @@ from neuroattack.config import (
     validate_config,
     with_schema_types,
 )
-from neuroattack.download import remote_checksum, remote_file_name
+from neuroattack.download import remote_checksum
 from neuroattack.plan import (
     config_problems,
+    download_name,
+    downloads,
     first_unrecorded_round,
     missing_round_message,
     perturbed_tables,
     round_seed,
 )
-
-
-def config_error(message):
-    raise ConfigError(f"config: {message}")
 
 
 with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
@@ -43,17 +41,11 @@ def downloaded(name):
     return os.path.join(config.get("downloads", "downloads"), name)
 
 
-def remote_name(remote, folder):
-    """Local file name of a download, in `folder`: the entry's `name`, else its first URL's last
-    path segment. Which mirror answers, and the mirrors after the first, never change it."""
-    return f"{folder}/{remote_file_name(remote)}"
-
-
 def known_stimuli():
     """The stimulus set's size where it is known before any job runs (embedded stimuli, an
     image folder, a Brain-Score CSV already downloaded), and where that number comes from."""
     stimuli = config["stimuli"]
-    csv = downloaded(remote_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
+    csv = downloaded(download_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
     return known_stimulus_count(stimuli, csv)
 
 
@@ -98,28 +90,6 @@ def log_file(name):
     return os.path.join(config["results"], "logs", f"{name}.log")
 
 
-def all_downloads():
-    """{local name: config keys of its remote-file entry} of every file the config downloads."""
-    entries = []
-    stimuli, recordings = config["stimuli"], config["recordings"]
-    if stimuli["source"] == "brainscore":
-        entries += [("brainscore", ["stimuli", "csv"]), ("brainscore", ["stimuli", "zip"])]
-    if recordings["source"] == "brainscore":
-        entries.append(("brainscore", ["recordings", "assembly"]))
-    files = {}
-    for folder, keys in entries:
-        local = remote_name(config_entry(config, keys), folder)
-        if local in files:
-            config_error(
-                f"{'.'.join(keys)} and {'.'.join(files[local])} would both be downloaded to {local}; "
-                "give one of them a different 'name'"
-            )
-        files[local] = keys
-    for name in DOWNLOADED:
-        files[f"checkpoints/{name}.ckpt"] = ["networks", name, "checkpoint"]
-    return files
-
-
 def download_checksum(wildcards):
     """What identifies a downloaded file, and so the only download setting that reruns it:
     its checksum ({algorithm: digest}; null = recorded at first download). URLs are not in it."""
@@ -140,7 +110,7 @@ def checkpoint_settings(name):
     )
 
 
-DOWNLOADS = all_downloads()
+DOWNLOADS = downloads(config)
 DOWNLOAD_PATTERN = "|".join(re.escape(name) for name in DOWNLOADS) or "(?!)"
 
 
@@ -151,8 +121,8 @@ def stimuli_inputs(wildcards):
     stimuli = config["stimuli"]
     if stimuli["source"] == "brainscore":
         return {
-            "csv": downloaded(remote_name(stimuli["csv"], "brainscore")),
-            "zip": downloaded(remote_name(stimuli["zip"], "brainscore")),
+            "csv": downloaded(download_name(stimuli["csv"], "brainscore")),
+            "zip": downloaded(download_name(stimuli["zip"], "brainscore")),
         }
     if stimuli["source"] == "folder":
         return {"folder": stimuli["path"]}
@@ -176,7 +146,7 @@ def recordings_settings():
 def recordings_inputs(wildcards):
     recordings = config["recordings"]
     if recordings["source"] == "brainscore":
-        return {"assembly": downloaded(remote_name(recordings["assembly"], "brainscore"))}
+        return {"assembly": downloaded(download_name(recordings["assembly"], "brainscore"))}
     return {"table": recordings["path"]}
 
 
