@@ -120,3 +120,36 @@ def test_ci_file_runs_ci_run_on_push_and_pull_request() -> None:
     steps = job["steps"]
     assert any(s.get("with", {}).get("python-version") == "3.11" for s in steps)
     assert any(s.get("run") == "bash .ci/run" for s in steps)
+
+
+# No conda and no conda channel can be reached here. Snakemake's `--sdm conda --dry-run` asks
+# conda three read-only questions before it plans the environments; this stand-in answers those
+# and refuses every other command, so a dry run that tried to create anything would fail.
+CONDA_STAND_IN = """#!/usr/bin/env bash
+case "$*" in
+  "--version") echo "conda 24.11.0";;
+  "info --json") echo '{"conda_version": "24.11.0", "platform": "linux-64", "root_prefix": "PREFIX",
+    "conda_prefix": "PREFIX", "active_prefix": null, "envs_dirs": ["PREFIX/envs"], "pkgs_dirs": ["PREFIX/pkgs"],
+    "channels": ["conda-forge"]}';;
+  "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}, "success": true}';;
+  *) echo "conda stand-in: refused: $*" >&2; exit 1;;
+esac
+"""
+
+
+def test_a_conda_dry_run_plans_every_environment(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    conda = bin_dir / "conda"
+    conda.write_text(CONDA_STAND_IN.replace("PREFIX", str(tmp_path / "conda")))
+    conda.chmod(0o755)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    command = [str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run")]
+    command += ["--configfile", str(REPO / "config/paper.yaml"), "--sdm", "conda", "--dry-run", "--cores", "1"]
+    path = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env={"PATH": path}, check=False)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    planned = set(re.findall(r"Conda environment \S*/envs/(\w+)\.yaml will be created", output))
+    assert planned == {"download", "compute", "figures"}, output[-3000:]
+    assert "refused" not in output
