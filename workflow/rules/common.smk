@@ -28,7 +28,6 @@ from neuroattack.plan import (
     round_seed,
 )
 
-
 with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
     SCHEMA = yaml.safe_load(schema_file)
 # One line per offending key (its value, what is allowed), not the whole schema.
