@@ -19,14 +19,14 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from neuroattack.analysis.sensitivity import interval
+from neuroattack.analysis.sensitivity import interval, site_sigma
 from neuroattack.attacks.engine import pgd_attack
 from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.attacks.untargeted import attack_targets, attacked_stimuli, white_box_changes
 from neuroattack.brain.simulated import record
 from neuroattack.brain.sitemodels import surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
-from neuroattack.data.recordings import aligned_sites, mean_response, repetition_tensor
+from neuroattack.data.recordings import repetition_tensor
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.networks.frozen import frozen_for_attack
 from neuroattack.networks.models import FeatureNetwork
@@ -228,7 +228,7 @@ def transfer_scores(
     settings = attack
     image_ids = attacked_stimuli(stimuli, int(screening["images"]), seed)
     clean_pixels = stimuli["pixels"].sel(stimulus_id=image_ids).values
-    sigma = aligned_sites(mean_response(recordings), neuroids).std("stimulus_id", ddof=1).values
+    sigma = site_sigma(recordings, neuroids).values
     attacks = site_model_attacks(candidates, stimuli, image_ids, eps, settings, seed, device)
     names = [c.name for c in candidates]
     targets = [*names, BRAIN]
