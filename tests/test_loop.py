@@ -178,7 +178,7 @@ def one_image() -> xr.Dataset:
 def test_a_round_attacks_the_ensembles_mean_response(members, one_image) -> None:  # type: ignore[no-untyped-def]
     weights, models = [w for w, _ in members], [m for _, m in members]
     settings = AttackSettings(steps=3, restarts=1, wide_ball_factor=1.0)
-    result = loop.attack_sites_again(first_round_of("img0", [0.5, 2.0]), one_image, weights, models, settings, 0)
+    result = loop.attack_sites_again(first_round_of("img0", [0.5, 2.0]), one_image, weights, models, settings, 0, 1)
     image = to_tensor(one_image["pixels"].sel(stimulus_id=["img0"]).values)
     sites = torch.arange(3)
     clean = torch.stack([surrogate_response(w, m)(image.expand(3, -1, -1, -1), sites) for w, m in members])
@@ -200,11 +200,11 @@ def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(membe
     weights, models = [members[0][0]], [members[0][1]]
     first = first_round_of("img0", [0.5, 2.0])
     earlier = loop.attack_sites_again(
-        first, one_image, weights, models, AttackSettings(steps=20, restarts=1, wide_ball_factor=1.0), 0
+        first, one_image, weights, models, AttackSettings(steps=20, restarts=1, wide_ball_factor=1.0), 0, 1
     )
     short = AttackSettings(steps=1, restarts=1, wide_ball_factor=1.0)
-    warm = loop.attack_sites_again(first, one_image, weights, models, short, 7, previous=earlier)
-    cold = loop.attack_sites_again(first, one_image, weights, models, short, 7)
+    warm = loop.attack_sites_again(first, one_image, weights, models, short, 7, 8, previous=earlier)
+    cold = loop.attack_sites_again(first, one_image, weights, models, short, 7, 8)
     sign = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
     achieved = {
         name: (sign * ds["site_change"]).values for name, ds in [("earlier", earlier), ("warm", warm), ("cold", cold)]
@@ -214,5 +214,5 @@ def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(membe
     assert warm.attrs["warm_started"] == 1
     with pytest.raises(ValueError, match="img1"):
         loop.attack_sites_again(
-            first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, previous=earlier
+            first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, 8, previous=earlier
         )

@@ -112,10 +112,33 @@ def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
     assert "entry 2" in message and "columns x, y" in message
 
 
-def test_round_seeds_are_distinct_and_round_one_keeps_the_seed() -> None:
-    assert plan.round_seed(7, 1) == 7
-    seeds = {plan.round_seed(7, r) + index for r in range(1, 6) for index in range(1000)}
-    assert len(seeds) == 5 * 1000  # no image of one round shares a seed with an image of another
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/paper.yaml", "config/tiny.yaml"])
+def test_every_seed_stream_of_a_run_has_a_seed_of_its_own(config_file: str) -> None:
+    config = yaml.safe_load((REPO / config_file).read_text())
+    seeds = plan.run_seeds(config)
+    assert len(seeds) >= len(plan.SEED_STREAMS) + 2 * config["attack"]["images"]
+    shared = {value: [name for name, other in seeds.items() if other == value] for value in seeds.values()}
+    assert len(set(seeds.values())) == len(seeds), {v: n for v, n in shared.items() if len(n) > 1}
+    assert all(0 <= value < 2**32 for value in seeds.values())  # scikit-learn's random_state range
+
+
+def test_the_rules_draw_from_named_streams_only_and_every_stream_is_drawn() -> None:
+    text = "\n".join(path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))
+    used = set(re.findall(r'\bseed\("(\w+)"', text))
+    assert used == set(plan.SEED_STREAMS)
+    # no seed derived by arithmetic in a rule, a rule script or the library (`seed + 1`)
+    sources = [*(REPO / "workflow").rglob("*.smk"), *(REPO / "workflow" / "scripts").glob("*.py")]
+    sources += list((REPO / "src" / "neuroattack").rglob("*.py"))
+    derived = [str(p.relative_to(REPO)) for p in sources if re.search(r"seed\w*\]? *[+*] *\w", p.read_text())]
+    assert derived == []
+
+
+def test_a_stream_seed_depends_on_master_stream_and_keys_only() -> None:
+    assert plan.stream_seed(0, "attack_starts", 1, 2) == plan.stream_seed(0, "attack_starts", 1, 2)
+    assert plan.stream_seed(0, "attack_starts", 1, 2) != plan.stream_seed(0, "attack_starts", 2, 1)
+    assert plan.stream_seed(0, "units") != plan.stream_seed(1, "units")
+    with pytest.raises(KeyError, match="no seed stream 'unit'"):
+        plan.stream_seed(0, "unit")
 
 
 def imported_modules(importtime_stderr: str) -> set[str]:

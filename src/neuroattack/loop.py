@@ -300,6 +300,7 @@ def attack_sites_again(
     models: Sequence[xr.Dataset],
     settings: AttackSettings,
     seed: int,
+    baseline_seed: int,
     previous: xr.Dataset | None = None,
     device: torch.device | None = None,
     progress: Callable[[float, int], None] | None = None,
@@ -323,6 +324,7 @@ def attack_sites_again(
         seed,
         progress,
         warm_start=warm_start,
+        baseline_seed=baseline_seed,
     )
     coords = {
         "eps": eps_grid,

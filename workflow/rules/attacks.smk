@@ -22,6 +22,11 @@ rule attack_image:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images"]),
-        seed=config["seed"],
+        seeds=lambda wildcards: {
+            "attacked_images": seed("attacked_images"),
+            "units": seed("units"),
+            "attack_starts": seed("attack_starts", 1, int(wildcards.index)),
+            "model_baseline": seed("model_baseline", 1, int(wildcards.index)),
+        },
     script:
         "../scripts/attack_image.py"

@@ -15,7 +15,8 @@ rule build_brain:
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
-        brain=science(config["brain"], drop=["network", "repetitions"]),
+        brain=science(config["brain"], drop=["network", "repetitions", "seed"]),
+        seed=seed("brain_readout"),
     script:
         "../scripts/build_brain.py"
 
@@ -34,7 +35,7 @@ rule record_clean:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
         repetitions=config["brain"]["repetitions"],
-        seed=config["brain"]["seed"] + 1,
+        seed=seed("recording_noise", 0),
     script:
         "../scripts/record_clean.py"
 
@@ -53,7 +54,7 @@ rule record_round:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
         repetitions=config["brain"]["repetitions"],
-        seed=lambda wildcards: config["brain"]["seed"] + 1 + int(wildcards.round),
+        seed=lambda wildcards: seed("recording_noise", int(wildcards.round)),
     script:
         "../scripts/record_round.py"
 
@@ -73,6 +74,6 @@ rule brain_white_box:
         **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["units_per_network"]),
-        seed=config["seed"],
+        seeds={"attacked_images": seed("attacked_images"), "white_box_starts": seed("white_box_starts")},
     script:
         "../scripts/brain_white_box.py"

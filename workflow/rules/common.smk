@@ -25,7 +25,7 @@ from neuroattack.plan import (
     first_unrecorded_round,
     missing_round_message,
     perturbed_tables,
-    round_seed,
+    config_seed,
 )
 
 with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
@@ -79,6 +79,11 @@ DOWNLOADED_PATTERN = "|".join(re.escape(name) for name in DOWNLOADED) or "(?!)"
 
 wildcard_constraints:
     index=r"\d{4}",
+
+
+def seed(stream, *keys):
+    """The seed of one named stream of random draws (neuroattack.plan.SEED_STREAMS)."""
+    return config_seed(config, stream, *keys)
 
 
 def result(path):

@@ -32,6 +32,6 @@ rule site_models:
     params:
         settings=science(config["surrogate"], drop=["network"]),
         sites=config["recordings"].get("sites"),
-        seed=config["seed"],
+        seed=seed("site_model_folds"),
     script:
         "../scripts/site_models.py"

@@ -42,7 +42,7 @@ rule figure4:
         "../../envs/figures.yaml"
     params:
         bootstrap=config["sensitivity"]["bootstrap"],
-        seed=config["seed"],
+        seed=seed("bootstrap"),
     script:
         "../scripts/figure4.py"
 

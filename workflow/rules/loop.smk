@@ -27,7 +27,7 @@ rule refit_site_models:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
         settings=science(config["surrogate"], drop=["network"]),
-        seed=config["seed"],
+        seed=seed("site_model_folds"),
     script:
         "../scripts/refit_site_models.py"
 
@@ -52,7 +52,7 @@ rule ensemble_site_models:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
         settings=science(config["surrogate"], drop=["network"]),
-        seed=config["seed"],
+        seed=seed("site_model_folds"),
     script:
         "../scripts/refit_site_models.py"
 
@@ -74,7 +74,10 @@ rule attack_round:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images", "units_per_network"]),
-        seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)),
+        seeds=lambda wildcards: {
+            "attack_starts": seed("attack_starts", int(wildcards.round), int(wildcards.index)),
+            "model_baseline": seed("model_baseline", int(wildcards.round), int(wildcards.index)),
+        },
     script:
         "../scripts/attack_round.py"
 
@@ -92,7 +95,7 @@ rule round_stimuli:
     resources:
         **cpu_job(mem_mb=4000, runtime=10),
     params:
-        seed=lambda wildcards: round_seed(config["seed"], int(wildcards.round)) + 1,
+        seed=lambda wildcards: seed("random_directions", int(wildcards.round)),
         norm=config["attack"].get("norm", "l2"),
     script:
         "../scripts/round_stimuli.py"
@@ -135,7 +138,7 @@ rule round_sensitivity:
         **cpu_job(mem_mb=8000, runtime=20),
     params:
         bootstrap=config["sensitivity"]["bootstrap"],
-        seed=config["seed"],
+        seed=seed("bootstrap"),
     script:
         "../scripts/round_sensitivity.py"
 

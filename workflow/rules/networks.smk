@@ -19,7 +19,7 @@ rule train_network:
             {
                 **config.get("training_data", {}),
                 "resolution": config["stimuli"]["resolution"],
-                "seed": config["seed"],
+                "seed": seed("crops"),
             },
             drop=["path"],
         ),

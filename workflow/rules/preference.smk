@@ -20,7 +20,7 @@ rule category_preference:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["preference"]["chunk_rows"]),
     params:
         preference=science(config["preference"], drop=["figure_sites"]),
-        seed=config["seed"],
+        seed=seed("preference_starts"),
     script:
         "../scripts/category_preference.py"
 

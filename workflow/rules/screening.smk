@@ -20,9 +20,9 @@ rule screening:
         attack=science(config["attack"], drop=["eps", "images", "units_per_network"]),
         surrogate=science(config["surrogate"], drop=["network"]),
         sites=config["recordings"].get("sites"),
-        seed=config["seed"],
+        seed=seed("screening"),
         repetitions=config["brain"]["repetitions"] if SIMULATED else 0,
-        recording_seed=config["brain"]["seed"] + 1000 if SIMULATED else 0,  # a session of its own
+        recording_seed=seed("screening_session"),
     script:
         "../scripts/screening.py"
 

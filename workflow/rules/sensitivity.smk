@@ -19,7 +19,7 @@ rule sensitivity:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
         settings=science(config["sensitivity"]),
-        seed=config["seed"],
+        seed=seed("bootstrap"),
     script:
         "../scripts/sensitivity.py"
 

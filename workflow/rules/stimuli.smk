@@ -11,6 +11,6 @@ rule stimuli:
         **cpu_job(mem_mb=4000, runtime=30),
     params:
         settings=science(config["stimuli"], drop=["csv", "zip", "path"]),
-        seed=config["seed"],
+        seed=seed("crops"),
     script:
         "../scripts/stimuli.py"

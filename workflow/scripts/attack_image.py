@@ -7,9 +7,10 @@ from neuroattack.runtime import ProgressLog, configure, device, read_named, writ
 
 log = configure(snakemake.log[0], snakemake.threads)
 attack = snakemake.params.attack
+seeds = snakemake.params.seeds
 index = int(snakemake.wildcards.index)
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
-stimulus_id = untargeted.attacked_stimuli(stimuli, index + 1, snakemake.params.seed)[index]
+stimulus_id = untargeted.attacked_stimuli(stimuli, index + 1, seeds["attacked_images"])[index]
 result = untargeted.attack_image(
     stimulus_id,
     stimuli,
@@ -20,8 +21,9 @@ result = untargeted.attack_image(
     settings=AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     eps_grid=attack["eps"],
     units_per_network=attack["units_per_network"],
-    seed=snakemake.params.seed + index,
-    unit_seed=snakemake.params.seed,
+    seed=seeds["attack_starts"],
+    unit_seed=seeds["units"],
+    baseline_seed=seeds["model_baseline"],
     device=device(),
     progress=ProgressLog(f"attack on {stimulus_id} (row-restarts)"),
 )

@@ -12,10 +12,10 @@ stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 result = white_box_changes(
     io.read_dataset(snakemake.input.brain, "brain"),
     stimuli,
-    untargeted.attacked_stimuli(stimuli, attack["images"], snakemake.params.seed),
+    untargeted.attacked_stimuli(stimuli, attack["images"], snakemake.params.seeds["attacked_images"]),
     AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     attack["eps"],
-    snakemake.params.seed,
+    snakemake.params.seeds["white_box_starts"],
     device(),
     ProgressLog("white-box attack (row-restarts)"),
 )

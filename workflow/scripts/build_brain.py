@@ -14,6 +14,6 @@ simulated = build_brain(
     baseline_count=settings["baseline_count"],
     beta=settings["softplus_beta"],
     drive_offset=settings["drive_offset"],
-    seed=settings["seed"],
+    seed=snakemake.params.seed,
 )
 write_output(simulated, snakemake.output[0], "simulated IT population", snakemake)

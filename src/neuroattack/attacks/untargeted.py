@@ -46,23 +46,29 @@ def attack_targets(
     seed: int,
     progress: Progress | None = None,
     warm_start: torch.Tensor | None = None,
+    baseline_seed: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Attack every (target, eps, direction) of one image (1, C, H, W); arrays shaped
     (target, eps, direction), `clean` (target,), `perturbed` uint8 (target, eps, direction, y, x, channel).
     Runs where `image` lives (the response module is moved there). `warm_start`: one
-    perturbation per row in that order (pgd_attack's), where restart 0 begins."""
+    perturbation per row in that order (pgd_attack's), where restart 0 begins. `baseline_seed`
+    draws the random-direction baseline (`random_change`; NaN where None: not measured)."""
     response = response.to(image.device)
     cases = image.expand(len(targets), -1, -1, -1)
     grid = attack_grid(cases, torch.as_tensor(targets, dtype=torch.long), eps_grid, DIRECTION_SIGNS)
     result = pgd_attack(
         response, grid.images, grid.target, grid.eps, grid.sign, settings, seed, progress, warm_start=warm_start
     )
-    baseline = random_direction_baseline(response, grid.images, grid.target, grid.eps, seed + 1, settings.norm)
+    if baseline_seed is None:
+        random_change = np.full(grid.shape, np.nan)
+    else:
+        baseline = random_direction_baseline(response, grid.images, grid.target, grid.eps, baseline_seed, settings.norm)
+        random_change = grid.to_host(baseline.change)
     return {
         "clean": grid.to_host(result.clean)[:, 0, 0],
         "change": grid.to_host(result.change),
         "delta_norm": grid.to_host(result.delta_norm),
-        "random_change": grid.to_host(baseline.change),
+        "random_change": random_change,
         "perturbed": result.perturbed.permute(0, 2, 3, 1).cpu().numpy().reshape(*grid.shape, *image.shape[2:], -1),
         "passes": np.array([result.forward_passes, result.backward_passes]),
     }
@@ -94,11 +100,13 @@ def attack_image(
     units_per_network: int,
     seed: int,
     unit_seed: int,
+    baseline_seed: int,
     device: torch.device | None = None,
     progress: Progress | None = None,
 ) -> xr.Dataset:
     """Attack one clean image: every site's surrogate, and sampled units of every network.
-    `unit_seed` picks the units (the same for every image); `seed` the attack's starts.
+    `unit_seed` picks the units (the same for every image); `seed` the attack's starts;
+    `baseline_seed` the random directions of the model-side baseline.
     `progress(done, total)` hears how many row-restarts of the whole image are done."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
@@ -112,7 +120,14 @@ def attack_image(
             progress(offset[0] + done, total)
 
     sites = attack_targets(
-        surrogate_response(surrogate, models), image, np.arange(models.sizes["site"]), eps_grid, settings, seed, tracked
+        surrogate_response(surrogate, models),
+        image,
+        np.arange(models.sizes["site"]),
+        eps_grid,
+        settings,
+        seed,
+        tracked,
+        baseline_seed=baseline_seed,
     )
     offset[0] += per_target * models.sizes["site"]
     ds = result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
@@ -121,7 +136,9 @@ def attack_image(
     for name, weights in networks.items():
         chosen = units[name]
         response = UnitResponse(network_from_dataset(weights, name))
-        results = attack_targets(response, image, chosen, eps_grid, settings, seed, tracked)
+        results = attack_targets(
+            response, image, chosen, eps_grid, settings, seed, tracked, baseline_seed=baseline_seed
+        )
         offset[0] += per_target * len(chosen)
         coords = {**grid_coords, "network": ("unit", [name] * len(chosen)), "unit_index": ("unit", chosen)}
         unit_blocks.append(result_block("unit", results, coords))
