@@ -277,3 +277,21 @@ def test_a_figure_job_loads_no_torch(script: str) -> None:
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "[]", (script, run.stdout)
+
+
+def test_population_keys_stay_in_the_data_and_legends_get_labels() -> None:
+    from neuroattack.figures.sensitivity import population_label
+
+    assert population_label(BRAIN_BLACK_BOX) == "brain (black box)"
+    assert population_label(random_directions("brain")) == "random directions (brain, recorded)"
+    assert population_label(random_directions(SURROGATE)) == "random directions (surrogate (predicted))"
+    assert population_label("robust_eps1") == "robust_eps1"
+    populations = [BRAIN_BLACK_BOX, random_directions("brain"), SURROGATE, BRAIN_WHITE_BOX]
+    by_round = xr.Dataset(
+        {name: (("round", "population", "eps"), np.full((2, 4, 2), 0.5)) for name in ("s_tilde", "ci_low", "ci_high")},
+        coords={"round": [1, 2], "population": populations, "eps": [1.0, 3.0]},
+    )
+    fig, plotted = figures.figure6(by_round)
+    legend = [text.get_text() for text in fig.axes[-1].get_legend().get_texts()]
+    assert legend == [population_label(p) for p in populations]
+    assert plotted["population"].values.tolist() == populations

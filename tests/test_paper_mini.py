@@ -189,8 +189,8 @@ def test_outputs_without_rig_recordings(mini_run: Path) -> None:
     results = mini_run / "results" / "mini"
     sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
     populations = set(sensitivity["population"].values.tolist())
-    assert {"surrogate (predicted)", "resnet18_linf_eps4_255", "resnet50_l2_eps3"} <= populations
-    assert "brain (black box)" not in populations
+    assert {"surrogate", "resnet18_linf_eps4_255", "resnet50_l2_eps3"} <= populations
+    assert "black_box" not in populations
     assert bool(np.isfinite(sensitivity["s_tilde"]).all())
     assert (results / "figures/figure1.png").stat().st_size > 10_000
     table = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
@@ -304,7 +304,7 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     assert responses["recorded"].dims == ("site", "image", "eps", "direction")
     assert responses["random_squared_change"].dims == ("site", "image", "eps")
     sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
-    assert "brain (black box)" in sensitivity["population"].values.tolist()
+    assert "black_box" in sensitivity["population"].values.tolist()
     assert io.read_dataset(results / "figures/figure6.nc")["round"].values.tolist() == [1]
     # Round 2: refitted on round 1's recordings, attacked, exported; the run says what to record.
     assert io.read_dataset(results / "rounds/round2/site_models.nc").attrs["rounds_fitted_on"] == 1

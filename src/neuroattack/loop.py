@@ -24,6 +24,7 @@ from neuroattack.analysis.sensitivity import (
     BRAIN_BLACK_BOX,
     BRAIN_WHITE_BOX,
     SURROGATE,
+    random_directions,
     site_changes,
     site_sigma,
     summarize,
@@ -38,7 +39,7 @@ from neuroattack.geometry import LEVELS, PROJECTION_SLACK, clamp_to_box, norm_na
 from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import infer, to_tensor
 
-RECORDED_RANDOM = "random directions (brain, recorded)"  # population name of the recorded baseline
+RECORDED_RANDOM = random_directions("brain")  # the recorded random-direction baseline
 
 
 def random_direction_images(pixels: np.ndarray, eps_grid: Sequence[float], seed: int, norm: str) -> np.ndarray:

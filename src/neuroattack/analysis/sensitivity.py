@@ -15,15 +15,18 @@ import xarray as xr
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import aligned_sites, mean_response
 
-# Population names (the `population` coord of sensitivity files and figure legends).
-BRAIN_BLACK_BOX = "brain (black box)"  # recorded responses to the surrogate's perturbations
-BRAIN_WHITE_BOX = "brain (white box)"  # the simulated brain attacked directly (in silico only)
-SURROGATE = "surrogate (predicted)"  # the site models' own predicted changes
+# Population keys (the `population` coord of every sensitivity file; the figures label them).
+# Networks are populations by their config name, which may not be one of these (the schema says so).
+BRAIN_BLACK_BOX = "black_box"  # the brain's recorded responses to the surrogate's perturbations
+BRAIN_WHITE_BOX = "white_box"  # the simulated brain attacked directly (in silico only)
+SURROGATE = "surrogate"  # the site models' own predicted changes
+RANDOM_PREFIX = "random:"
 
 
 def random_directions(name: str) -> str:
-    """The population of random perturbations of the same norm, evaluated on `name`."""
-    return f"random directions ({name})"
+    """The population of random perturbations of the same norm, evaluated on `name`
+    (a population key, or `brain` for the recorded ones)."""
+    return f"{RANDOM_PREFIX}{name}"
 
 
 CONFIDENCE = 0.95  # the level of every interval the workflow reports

@@ -14,7 +14,22 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX as BRAIN
-from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, SURROGATE, random_directions
+from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, RANDOM_PREFIX, SURROGATE, random_directions
+
+# What a legend calls each population key (networks keep their config names).
+POPULATION_LABELS = {
+    BRAIN: "brain (black box)",
+    BRAIN_WHITE_BOX: "brain (white box)",
+    SURROGATE: "surrogate (predicted)",
+    "brain": "brain, recorded",
+}
+
+
+def population_label(population: str) -> str:
+    """A population key as a legend names it: `random:black_box` -> random directions (brain (black box))."""
+    if population.startswith(RANDOM_PREFIX):
+        return f"random directions ({population_label(population.removeprefix(RANDOM_PREFIX))})"
+    return POPULATION_LABELS.get(population, population)
 
 
 def network_populations(sensitivity: xr.Dataset) -> list[str]:
@@ -65,7 +80,7 @@ def figure1_style(populations: list[str]) -> dict[str, dict[str, Any]]:
 def figure1_label(population: str, brain_is_surrogate: bool) -> str:
     if brain_is_surrogate and population == SURROGATE:
         return "IT, predicted by the surrogate (no recordings of perturbed images)"
-    return FIGURE1_LABELS.get(population, population)
+    return FIGURE1_LABELS.get(population, population_label(population))
 
 
 def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
@@ -193,7 +208,7 @@ def sensitivity_table(sensitivity: xr.Dataset) -> str:
 
 # --- figure 6: the closed loop ----------------------------------------------------------
 
-FIGURE6_DASHES = {"brain (white box)": (2, 2), "surrogate (predicted)": (1, 1)}
+FIGURE6_DASHES = {BRAIN_WHITE_BOX: (2, 2), SURROGATE: (1, 1)}
 
 
 def figure6(by_round: xr.Dataset) -> tuple[Figure, xr.Dataset]:
@@ -216,7 +231,7 @@ def figure6(by_round: xr.Dataset) -> tuple[Figure, xr.Dataset]:
                 marker="o",
                 color=palette[name],
                 dashes=FIGURE6_DASHES.get(name, (None, None)),
-                label=name,
+                label=population_label(name),
             )
             ax.fill_between(rounds, line["ci_low"].values, line["ci_high"].values, color=palette[name], alpha=0.2, lw=0)
         ax.set_title(rf"$\epsilon$ = {eps:g}")
