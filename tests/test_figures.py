@@ -132,11 +132,11 @@ def experiment(with_responses: bool = True) -> dict[str, object]:
     means = rng.normal(5.0, 1.0, (STIMULI, SITES))
     means = (means - means.mean(0)) / means.std(0, ddof=1) + 5.0  # s.d. exactly 1 per site
     recordings = xr.Dataset(
-        {"response": (("presentation", "neuroid"), np.repeat(means, 2, axis=0))},
+        {"response": (("presentation", "site"), np.repeat(means, 2, axis=0))},
         coords={
             "stimulus_id": ("presentation", np.repeat(ids, 2)),
             "repetition": ("presentation", np.tile([0, 1], STIMULI)),
-            "neuroid_id": ("neuroid", neuroids),
+            "neuroid_id": ("site", neuroids),
         },
     )
     size = np.arange(SITES)[:, None] * np.asarray(SMALL_EPS)[None, :] / 2.0  # (site, eps)

@@ -171,7 +171,7 @@ def test_converted_inputs_match_the_sources(mini_run: Path) -> None:
     stimuli = io.read_dataset(results / "stimuli/stimuli.nc")
     assert stimuli.sizes["stimulus_id"] == N_IMAGES and stimuli.attrs["resolution"] == 32
     recordings = io.read_dataset(results / "recordings/clean.nc")
-    assert set(recordings["region"].values) == {"IT"} and recordings.sizes["neuroid"] == 3
+    assert set(recordings["region"].values) == {"IT"} and recordings.sizes["site"] == 3
     assert recordings.sizes["presentation"] == N_IMAGES * 4
     weights = io.read_dataset(results / "networks/resnet50_l2_eps3.nc")
     assert Architecture.from_json(weights.attrs["architecture"]).name == "resnet50"

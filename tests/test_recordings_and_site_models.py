@@ -34,7 +34,7 @@ def noisy_recordings(signal: np.ndarray, noise: float, repetitions: int, seed: i
 def test_layout_and_trial_average() -> None:
     signal = np.arange(12, dtype=float).reshape(4, 3)
     recordings = noisy_recordings(signal, 0.0, 3, 0)
-    assert recordings["response"].dims == ("presentation", "neuroid")
+    assert recordings["response"].dims == ("presentation", "site")
     assert set(recordings.coords) >= {"stimulus_id", "repetition", "neuroid_id", "region", "animal"}
     assert recordings.attrs["time_window_start_ms"] == 70 and recordings.attrs["time_window_end_ms"] == 170
     np.testing.assert_allclose(mean_response(recordings).values, signal)

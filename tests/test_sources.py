@@ -95,7 +95,7 @@ def assembly(tmp_path: Path) -> AssemblyTruth:
 def _check_recordings(recordings: xr.Dataset, truth: AssemblyTruth, region: str, bin_index: int) -> None:
     chosen = [i for i, r in enumerate(truth.region) if r == region]
     np.testing.assert_array_equal(recordings["response"].values, truth.values[chosen, :, bin_index].T)
-    assert recordings["response"].dims == ("presentation", "neuroid")
+    assert recordings["response"].dims == ("presentation", "site")
     assert recordings["stimulus_id"].values.tolist() == truth.image_id
     assert recordings["repetition"].values.tolist() == truth.repetition
     assert recordings["neuroid_id"].values.tolist() == [truth.neuroid_id[i] for i in chosen]
@@ -412,7 +412,7 @@ def test_csv_table(tmp_path: Path) -> None:
     assert sorted(sites) == ["site0", "site1", "site2", "site3"]
     animals = dict(zip(sites, recordings["animal"].values.tolist(), strict=True))
     assert animals == {"site0": "M1", "site1": "M1", "site2": "M2", "site3": "M2"}
-    assert recordings.sizes == {"presentation": 6, "neuroid": 4}
+    assert recordings.sizes == {"presentation": 6, "site": 4}
 
 
 def test_netcdf_table_and_time_window(tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ class PixelFeatures(nn.Module):
 def mean_table(values: np.ndarray, stimulus_id: list[str], neuroid_id: list[str]) -> xr.DataArray:
     return xr.DataArray(
         values,
-        dims=("stimulus_id", "neuroid"),
-        coords={"stimulus_id": stimulus_id, "neuroid_id": ("neuroid", neuroid_id)},
+        dims=("stimulus_id", "site"),
+        coords={"stimulus_id": stimulus_id, "neuroid_id": ("site", neuroid_id)},
     )
 
 
@@ -97,7 +97,7 @@ def test_category_preference_means_and_ranking() -> None:
     categories = ["a", "a", "b", "b", "c", "c"]
     values = np.array([[1, 9], [3, 7], [10, 2], [12, 4], [5, 0], [7, 2]], dtype=float)
     preference = category_preference(mean_table(values, ids, ["n0", "n1"]), categories)
-    assert preference.dims == ("neuroid", "category")
+    assert preference.dims == ("site", "category")
     np.testing.assert_allclose(preference.values, [[2, 11, 6], [8, 3, 1]])
     ranking = ranked_categories(preference)
     assert ranking.values.tolist() == [["a", "c", "b"], ["c", "b", "a"]]
@@ -114,7 +114,7 @@ def test_category_preference_looks_categories_up_by_stimulus_id() -> None:
 
 
 def test_ties_are_broken_by_category_name() -> None:
-    preference = xr.DataArray([[1.0, 1.0, 0.0]], dims=("neuroid", "category"), coords={"category": ["z", "b", "m"]})
+    preference = xr.DataArray([[1.0, 1.0, 0.0]], dims=("site", "category"), coords={"category": ["z", "b", "m"]})
     assert ranked_categories(preference).values.tolist() == [["m", "b", "z"]]
 
 

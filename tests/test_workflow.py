@@ -126,7 +126,7 @@ def test_end_to_end_outputs_are_sane(tiny_run: Path) -> None:
     weights = io.read_dataset(tiny_run / "networks/standard.nc")
     assert 0 <= weights.attrs["clean_accuracy"] <= 1 and 0 <= weights.attrs["robust_accuracy"] <= 1
     recordings = io.read_dataset(tiny_run / "recordings/clean.nc")
-    assert recordings["response"].dims == ("presentation", "neuroid")
+    assert recordings["response"].dims == ("presentation", "site")
     assert float(recordings["response"].min()) >= 0
     attack = io.read_dataset(tiny_run / "attacks/image0000.nc")
     assert attack["perturbed"].dtype == np.uint8

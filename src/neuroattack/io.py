@@ -93,7 +93,7 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
         "recordings": Intermediate(
             ("record_clean", "import_recordings", "record_round", "ingest_perturbed_recordings"),
             ("response", "stimulus_id", "repetition", "neuroid_id"),
-            ("presentation", "neuroid"),
+            ("presentation", "site"),
         ),
         "site_models": Intermediate(
             ("site_models", "refit_site_models", "ensemble_site_models"),

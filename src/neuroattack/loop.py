@@ -109,7 +109,7 @@ def trial_statistics(recordings: xr.Dataset, stimulus_ids: Sequence[str], neuroi
     missing = [str(n) for n in neuroid_id if str(n) not in positions]
     if missing:
         raise KeyError(f"the round's recordings lack sites the site models were fitted for: {missing[:5]}")
-    stats = stats.isel(neuroid=[positions[str(n)] for n in neuroid_id]).rename(neuroid="site")
+    stats = stats.isel(site=[positions[str(n)] for n in neuroid_id])
     return stats.sel(stimulus_id=list(stimulus_ids)).transpose("stimulus_id", "site")
 
 
@@ -291,7 +291,7 @@ def _select_sites(recordings: xr.Dataset, neuroids: Sequence[str]) -> xr.Dataset
     missing = [n for n in neuroids if n not in positions]
     if missing:
         raise KeyError(f"recordings lack sites of the site models: {missing[:5]}; record every site in every round")
-    return recordings.isel(neuroid=[positions[n] for n in neuroids])
+    return recordings.isel(site=[positions[n] for n in neuroids])
 
 
 def attack_sites_again(

@@ -13,5 +13,5 @@ recordings = simulated.record(
     snakemake.params.repetitions,
     snakemake.params.seed,
 )
-log.info("recorded %d presentations from %d sites", recordings.sizes["presentation"], recordings.sizes["neuroid"])
+log.info("recorded %d presentations from %d sites", recordings.sizes["presentation"], recordings.sizes["site"])
 write_output(recordings, snakemake.output[0], "recordings of clean stimuli", snakemake)

@@ -40,18 +40,18 @@ REFERENCES = ("predicted", "recorded")
 
 
 def category_preference(mean_responses: xr.DataArray, categories: xr.DataArray | Labels) -> xr.DataArray:
-    """Mean response of every neuroid to every category, (neuroid, category).
+    """Mean response of every site to every category, (site, category).
 
-    `mean_responses` is (stimulus_id, neuroid), trial-averaged. `categories` gives
+    `mean_responses` is (stimulus_id, site), trial-averaged. `categories` gives
     each stimulus's category: a DataArray indexed by stimulus_id (any superset of the
     recorded stimuli, e.g. a stimulus set's `category` coord), or a sequence in the
     order of `mean_responses`' stimuli. Categories come out in sorted order.
     """
-    if set(mean_responses.dims) != {"stimulus_id", "neuroid"}:
-        raise ValueError(f"mean_responses must have dims (stimulus_id, neuroid), got {mean_responses.dims}")
+    if set(mean_responses.dims) != {"stimulus_id", "site"}:
+        raise ValueError(f"mean_responses must have dims (stimulus_id, site), got {mean_responses.dims}")
     labels = _categories_of(mean_responses["stimulus_id"].values, categories)
     grouped = mean_responses.assign_coords(category=("stimulus_id", labels)).groupby("category").mean("stimulus_id")
-    preference = grouped.transpose("neuroid", "category")
+    preference = grouped.transpose("site", "category")
     preference.name = "preference"
     return preference
 
@@ -253,7 +253,7 @@ def category_preference_experiment(
 
     `response(images, target)` is site `target`'s predicted response (the surrogate; it
     also needs `all_sites(images)`), with sites in the order of `neuroid_id`.
-    `mean_responses` are the trial-averaged recordings (stimulus_id, neuroid); they rank
+    `mean_responses` are the trial-averaged recordings (stimulus_id, site); they rank
     each site's categories. Images of the `n_categories` least ('increase') or most ('decrease')
     preferred categories are attacked to raise ('increase') or lower ('decrease') the site's
     predicted response, at every eps.
@@ -282,7 +282,7 @@ def category_preference_experiment(
     recorded = aligned_sites(mean_responses, neuroid_id)
     ids = np.asarray(recorded["stimulus_id"].values, dtype=str)
     labels = _categories_of(ids, stimuli["category"])
-    preference = category_preference(recorded.rename(site="neuroid"), labels).rename(neuroid="site")
+    preference = category_preference(recorded, labels)
     ranking = ranked_categories(preference)
     predicted = predicted_responses(response, stimuli["pixels"].sel(stimulus_id=ids).values, device)
     preferred, least = ranking.values[:, -1], ranking.values[:, 0]

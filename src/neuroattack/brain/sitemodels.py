@@ -97,7 +97,7 @@ def fit_to_recordings(
         raise KeyError(f"recordings name {len(unknown)} stimuli missing from the stimulus set, e.g. {unknown[:3]}")
     reliability = split_half_reliability(recordings, reliability_splits, seed).values
     keep, unusable = _chosen_sites(recordings, reliability, sites, name)
-    recordings, reliability = recordings.isel(neuroid=keep), reliability[keep]
+    recordings, reliability = recordings.isel(site=keep), reliability[keep]
     averaged = mean_response(recordings)
     ids = averaged["stimulus_id"].values
     fitted = _fit_where_recorded(

@@ -1,9 +1,9 @@
 """Neural recordings in Brain-Score's NeuroidAssembly layout.
 
-A recordings dataset holds one variable, `response` (presentation x neuroid):
+A recordings dataset holds one variable, `response` (presentation x site):
 one row per presentation (a stimulus shown once), with presentation coords
-`stimulus_id` and `repetition`, and neuroid coords `neuroid_id`, `region` and
-`animal`. The counting window is in the attrs `time_window_start_ms` and
+`stimulus_id` and `repetition`, and site coords `neuroid_id` (Brain-Score's name for a
+site's id), `region` and `animal`. The counting window is in the attrs `time_window_start_ms` and
 `time_window_end_ms`. Real Brain-Score assemblies convert into this with no guesswork.
 
 A NaN response is a missing trial (real assemblies have them): trial means and
@@ -38,22 +38,22 @@ def make_recordings(
     animal: Labels | str,
     time_window_ms: tuple[int, int] = TIME_WINDOW_MS,
 ) -> xr.Dataset:
-    """Assemble a recordings dataset; `response` is (presentation, neuroid)."""
-    n_neuroids = len(neuroid_id)
-    if response.shape != (len(stimulus_id), n_neuroids):
+    """Assemble a recordings dataset; `response` is (presentation, site)."""
+    n_sites = len(neuroid_id)
+    if response.shape != (len(stimulus_id), n_sites):
         raise ValueError(
-            f"response shape {response.shape} does not match ({len(stimulus_id)} presentations, {n_neuroids} neuroids)"
+            f"response shape {response.shape} does not match ({len(stimulus_id)} presentations, {n_sites} sites)"
         )
-    regions = [region] * n_neuroids if isinstance(region, str) else list(region)
-    animals = [animal] * n_neuroids if isinstance(animal, str) else list(animal)
+    regions = [region] * n_sites if isinstance(region, str) else list(region)
+    animals = [animal] * n_sites if isinstance(animal, str) else list(animal)
     ds = xr.Dataset(
-        {"response": (("presentation", "neuroid"), np.asarray(response, dtype=np.float32))},
+        {"response": (("presentation", "site"), np.asarray(response, dtype=np.float32))},
         coords={
             "stimulus_id": ("presentation", np.asarray(stimulus_id, dtype=str)),
             "repetition": ("presentation", np.asarray(repetition, dtype=np.int32)),
-            "neuroid_id": ("neuroid", np.asarray(neuroid_id, dtype=str)),
-            "region": ("neuroid", np.asarray(regions, dtype=str)),
-            "animal": ("neuroid", np.asarray(animals, dtype=str)),
+            "neuroid_id": ("site", np.asarray(neuroid_id, dtype=str)),
+            "region": ("site", np.asarray(regions, dtype=str)),
+            "animal": ("site", np.asarray(animals, dtype=str)),
         },
     )
     ds["response"].attrs = {"long_name": "spike count in the time window", "units": "count"}
@@ -62,11 +62,11 @@ def make_recordings(
 
 
 def mean_response(recordings: xr.Dataset) -> xr.DataArray:
-    """Trial-averaged response, (stimulus_id x neuroid), stimuli in first-seen order."""
+    """Trial-averaged response, (stimulus_id x site), stimuli in first-seen order."""
     response = recordings["response"]
     averaged = response.groupby("stimulus_id").mean("presentation")
     order = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))
-    return averaged.sel(stimulus_id=order).transpose("stimulus_id", "neuroid")
+    return averaged.sel(stimulus_id=order).transpose("stimulus_id", "site")
 
 
 def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Labels) -> xr.DataArray:
@@ -75,17 +75,17 @@ def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Labels) -> xr.DataAr
     position = {name: i for i, name in enumerate(recorded)}
     missing = [str(n) for n in neuroid_id if str(n) not in position]
     if missing:
-        raise KeyError(f"site models name neuroids absent from the recordings: {missing[:5]}")
+        raise KeyError(f"site models name sites absent from the recordings: {missing[:5]}")
     columns = [position[str(n)] for n in neuroid_id]
-    return mean_responses.isel(neuroid=columns).rename(neuroid="site")
+    return mean_responses.isel(site=columns)
 
 
 def repetition_tensor(recordings: xr.Dataset) -> tuple[np.ndarray, list[str]]:
-    """Responses as float64 (stimulus, repetition, neuroid), stimuli in first-seen order;
+    """Responses as float64 (stimulus, repetition, site), stimuli in first-seen order;
     stimuli shown fewer times than the most-shown one are padded with NaN (missing trials)."""
     ids = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))
     stimulus_of_row = recordings["stimulus_id"].values
-    values = np.asarray(recordings["response"].transpose("presentation", "neuroid").values, dtype=np.float64)
+    values = np.asarray(recordings["response"].transpose("presentation", "site").values, dtype=np.float64)
     rows = [values[stimulus_of_row == sid] for sid in ids]
     most = max(len(r) for r in rows)
     if most < MIN_VALID_REPETITIONS:
@@ -97,17 +97,17 @@ def repetition_tensor(recordings: xr.Dataset) -> tuple[np.ndarray, list[str]]:
 
 
 def valid_repetitions(recordings: xr.Dataset) -> xr.DataArray:
-    """Number of valid (finite) repetitions per (stimulus_id, neuroid)."""
+    """Number of valid (finite) repetitions per (stimulus_id, site)."""
     tensor, ids = repetition_tensor(recordings)
     return xr.DataArray(
         np.isfinite(tensor).sum(axis=1),
-        dims=("stimulus_id", "neuroid"),
-        coords={"stimulus_id": ids, "neuroid_id": ("neuroid", recordings["neuroid_id"].values)},
+        dims=("stimulus_id", "site"),
+        coords={"stimulus_id": ids, "neuroid_id": ("site", recordings["neuroid_id"].values)},
     )
 
 
 def split_half_reliability(recordings: xr.Dataset, n_splits: int, seed: int) -> xr.DataArray:
-    """Spearman-Brown corrected split-half reliability per neuroid, mean over random splits.
+    """Spearman-Brown corrected split-half reliability per site, mean over random splits.
 
     Each split divides the repetition slots at random into two halves; a half's mean uses
     its valid trials, and the correlation between the halves runs over the stimuli with a
@@ -126,12 +126,12 @@ def split_half_reliability(recordings: xr.Dataset, n_splits: int, seed: int) -> 
             estimates.append(2 * r / (1 + r))
     reliability = _nanmean(np.stack(estimates), axis=0)
     return xr.DataArray(
-        reliability, dims="neuroid", coords={"neuroid_id": ("neuroid", recordings["neuroid_id"].values)}
+        reliability, dims="site", coords={"neuroid_id": ("site", recordings["neuroid_id"].values)}
     )
 
 
 def usable_sites(recordings: xr.Dataset, reliability: np.ndarray) -> np.ndarray:
-    """Which neuroids are usable: at least `MIN_USABLE_FRACTION` of the stimuli have
+    """Which sites are usable: at least `MIN_USABLE_FRACTION` of the stimuli have
     `MIN_VALID_REPETITIONS` valid repetitions, and the reliability is finite."""
     enough = (valid_repetitions(recordings) >= MIN_VALID_REPETITIONS).mean("stimulus_id").values
     usable: np.ndarray = (enough >= MIN_USABLE_FRACTION) & np.isfinite(np.asarray(reliability, dtype=np.float64))
