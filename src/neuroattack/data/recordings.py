@@ -125,9 +125,7 @@ def split_half_reliability(recordings: xr.Dataset, n_splits: int, seed: int) -> 
         with np.errstate(invalid="ignore", divide="ignore"):
             estimates.append(2 * r / (1 + r))
     reliability = _nanmean(np.stack(estimates), axis=0)
-    return xr.DataArray(
-        reliability, dims="site", coords={"neuroid_id": ("site", recordings["neuroid_id"].values)}
-    )
+    return xr.DataArray(reliability, dims="site", coords={"neuroid_id": ("site", recordings["neuroid_id"].values)})
 
 
 def usable_sites(recordings: xr.Dataset, reliability: np.ndarray) -> np.ndarray:
