@@ -14,7 +14,7 @@ import pytest
 import yaml
 from workflow_helpers import REPO, SNAKEMAKE
 
-from neuroattack import plan
+from neuroattack import artifacts, plan
 from neuroattack.config import known_stimulus_count
 
 # What the library's jobs need and the DAG must not load (snakemake itself imports numpy and pandas).
@@ -159,3 +159,16 @@ def test_building_the_dag_imports_no_torch_sklearn_or_xarray(tmp_path: Path, con
     modules = imported_modules(run.stderr)
     assert "neuroattack" in modules and "snakemake" in modules  # the log is read right
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_every_path_comes_from_the_artifact_registry() -> None:
+    netcdf = {name for name, path in artifacts.PATHS.items() if path.endswith(".nc")}
+    kinds_of = {name: [kind for kind, spec in artifacts.INTERMEDIATES.items() if name in spec.paths] for name in netcdf}
+    assert all(len(kinds) == 1 for kinds in kinds_of.values()), kinds_of  # each netCDF artifact has one schema
+    listed = {name for spec in artifacts.INTERMEDIATES.values() for name in spec.paths}
+    assert listed == netcdf
+    rules = "\n".join(path.read_text() for path in (REPO / "workflow").rglob("*.smk"))
+    assert re.findall(r'"[^"\n]+\.(?:nc|png|pdf|html|log)"', rules) == []  # no path spelled out in a rule file
+    assert artifacts.artifact_path("out", "round_attack", round=2) == "out/rounds/round2/attacks/image{index}.nc"
+    with pytest.raises(KeyError, match="no artifact 'attacks'"):
+        artifacts.artifact_path("out", "attacks")

@@ -8,7 +8,7 @@ file's mode follows the process umask, like any file created with open().
 Temporaries that a killed write left behind are removed by the next write of the
 same file; a write that fails because the disk is full says so.
 
-`INTERMEDIATES` lists every kind of intermediate: the rule that makes it and the
+`artifacts.INTERMEDIATES` lists every kind of intermediate: the rule that makes it and the
 variables, dimensions and attributes its readers rely on. `read_dataset(path, kind)`
 checks them, so a file of the wrong kind or from another version fails with its path,
 what is missing, and the command that remakes it.
@@ -16,7 +16,6 @@ what is missing, and the command that remakes it.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import errno
 import glob
@@ -28,134 +27,20 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from neuroattack import __version__
+from neuroattack.artifacts import INTERMEDIATES, Intermediate, Kind
 from neuroattack.download import file_digest
 
 ENGINE: Final = "netcdf4"
 COMPRESSION = {"zlib": True, "complevel": 4}
 # A write that fails with less free space than this in the target folder failed for want of space.
 DISK_FULL_MARGIN_BYTES: Final = 16 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class Intermediate:
-    """One kind of intermediate file: the rule(s) that make it (the usual one first; the
-    others make it from outside inputs or in later loop rounds) and what its readers need."""
-
-    rules: tuple[str, ...]
-    variables: tuple[str, ...] = ()
-    dims: tuple[str, ...] = ()
-    attrs: tuple[str, ...] = ()
-
-    @property
-    def made_by(self) -> str:
-        first, *others = self.rules
-        return f"rule {first}" + (f" (or {', '.join(others)})" if others else "")
-
-
-Kind = Literal[
-    "stimuli",
-    "weights",
-    "brain",
-    "features",
-    "recordings",
-    "site_models",
-    "attack",
-    "responses",
-    "white_box",
-    "sensitivity",
-    "preference",
-    "screening",
-    "round_stimuli",
-    "round_sensitivity",
-]
-
-INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
-    {
-        "stimuli": Intermediate(("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")),
-        "weights": Intermediate(("train_network", "convert_checkpoint", "chosen_surrogate"), attrs=("architecture",)),
-        "brain": Intermediate(
-            ("build_brain",),
-            ("readout_weight", "readout_bias", "neuroid_id"),
-            ("site", "feature"),
-            ("architecture", "gain", "baseline_count", "beta"),
-        ),
-        "features": Intermediate(
-            ("features", "chosen_surrogate"), ("activation",), ("stimulus_id", "unit"), ("network",)
-        ),
-        "recordings": Intermediate(
-            ("record_clean", "import_recordings", "record_round", "ingest_perturbed_recordings"),
-            ("response", "stimulus_id", "repetition", "neuroid_id"),
-            ("presentation", "site"),
-        ),
-        "site_models": Intermediate(
-            ("site_models", "refit_site_models", "ensemble_site_models"),
-            ("weight", "bias", "neuroid_id", "reliability", "predictivity"),
-            ("site", "feature"),
-        ),
-        "attack": Intermediate(
-            ("attack_image", "attack_round"),
-            (
-                "site_clean",
-                "site_change",
-                "site_random_change",
-                "perturbed",
-                "neuroid_id",
-                "unit_change",
-                "unit_random_change",
-                "unit_index",
-                "network",
-            ),
-            ("site", "eps", "direction", "unit"),
-            ("stimulus_id",),
-        ),
-        "responses": Intermediate(
-            ("round_responses",),
-            ("predicted_change", "recorded_change", "random_recorded_change", "random_squared_change"),
-            ("site", "image", "eps", "direction"),
-        ),
-        "white_box": Intermediate(("brain_white_box",), ("change", "sigma"), ("site", "image", "eps", "direction")),
-        "sensitivity": Intermediate(
-            ("sensitivity",), ("s_tilde", "ci_low", "ci_high", "random_pair_level"), ("population", "eps")
-        ),
-        "preference": Intermediate(
-            ("category_preference",),
-            (
-                "clean_predicted",
-                "attacked_predicted",
-                "preferred_mean",
-                "nonpreferred_mean",
-                "natural_response",
-                "natural_max",
-                "natural_min",
-                "neuroid_id",
-            ),
-            ("site", "eps", "image", "reference"),
-        ),
-        "screening": Intermediate(
-            ("screening",),
-            ("cka", "predictivity", "predictivity_r", "ceiling", "transfer", "transfer_change", "transfer_relative"),
-            ("candidate", "attacker", "target"),
-            ("pick_by_predictivity", "pick_by_cka", "pick_by_transfer"),
-        ),
-        "round_stimuli": Intermediate(
-            ("round_stimuli",),
-            ("pixels", "category", "clean_stimulus_id", "clean_category", "target_neuroid_id", "eps", "direction"),
-            ("stimulus_id", "y", "x", "channel"),
-            ("round",),
-        ),
-        "round_sensitivity": Intermediate(
-            ("round_sensitivity",), ("s_tilde", "ci_low", "ci_high"), ("population", "eps"), ("round",)
-        ),
-    }
-)
 
 
 def remake_advice(path: str | os.PathLike[str]) -> str:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import xarray as xr
 from tqdm import tqdm
 
-from neuroattack.io import Kind, read_dataset, write_dataset
+from neuroattack.artifacts import Kind
+from neuroattack.io import read_dataset, write_dataset
 
 if TYPE_CHECKING:
     import torch

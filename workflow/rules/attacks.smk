@@ -2,15 +2,15 @@ rule attack_image:
     input:
         unpack(
             lambda wildcards: {
-                "stimuli": result("stimuli/stimuli.nc"),
-                "site_models": result("site_models/site_models.nc"),
+                "stimuli": artifact("stimuli"),
+                "site_models": artifact("site_models"),
                 "surrogate": surrogate_weights(),
                 **{f"weights_{name}": path for name, path in network_weights().items()},
                 **{f"features_{name}": path for name, path in network_features().items()},
             }
         ),
     output:
-        result("attacks/image{index}.nc"),
+        artifact("attack"),
     log:
         log_file("attacks/image{index}"),
     group:

@@ -4,10 +4,10 @@
 
 rule build_brain:
     input:
-        network=result("networks/brain.nc"),
+        network=artifact("network", network="brain"),
         stimuli=rules.stimuli.output[0],
     output:
-        result("brain/brain.nc"),
+        artifact("brain"),
     log:
         log_file("build_brain"),
     conda:
@@ -26,7 +26,7 @@ rule record_clean:
         brain=rules.build_brain.output[0],
         stimuli=rules.stimuli.output[0],
     output:
-        result("recordings/clean.nc"),
+        artifact("clean_recordings"),
     log:
         log_file("record_clean"),
     conda:
@@ -43,9 +43,9 @@ rule record_clean:
 rule record_round:
     input:
         brain=rules.build_brain.output[0],
-        shown=round_file("{round}", "stimuli.nc"),
+        shown=artifact("round_stimuli"),
     output:
-        round_file("{round}", "recordings.nc"),
+        artifact("round_recordings"),
     log:
         log_file("record_round/round{round}"),
     conda:
@@ -64,7 +64,7 @@ rule brain_white_box:
         brain=rules.build_brain.output[0],
         stimuli=rules.stimuli.output[0],
     output:
-        result("validation/brain_white_box.nc"),
+        artifact("white_box"),
     log:
         log_file("brain_white_box"),
     conda:

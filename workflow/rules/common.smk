@@ -6,6 +6,7 @@ import re
 
 import yaml
 
+from neuroattack.artifacts import artifact_path
 from neuroattack.config import (
     DEFAULT_CHECKPOINT_ARCHITECTURE,
     DEFAULT_NORM,
@@ -86,12 +87,13 @@ def seed(stream, *keys):
     return config_seed(config, stream, *keys)
 
 
-def result(path):
-    return os.path.join(config["results"], path)
+def artifact(name, /, **wildcards):
+    """Where artifact `name` (neuroattack.artifacts.PATHS) of this run lives."""
+    return artifact_path(config["results"], name, **wildcards)
 
 
 def log_file(name):
-    return os.path.join(config["results"], "logs", f"{name}.log")
+    return artifact("log", name=name)
 
 
 def download_checksum(wildcards):
@@ -187,45 +189,45 @@ def network_spec(name):
 
 
 def network_weights(names=None):
-    return {name: result(f"networks/{name}.nc") for name in (names or NETWORKS)}
+    return {name: artifact("network", network=name) for name in (names or NETWORKS)}
 
 
 def network_features(names=None):
-    return {name: result(f"features/{name}.nc") for name in (names or NETWORKS)}
+    return {name: artifact("features", network=name) for name in (names or NETWORKS)}
 
 
 def figure_outputs(number):
     """Figure `number`'s picture (png, pdf) and the numbers it plots (.nc)."""
-    return multiext(result(f"figures/figure{number}"), ".png", ".pdf", ".nc")
+    return multiext(artifact("figure", number=number), ".png", ".pdf", ".nc")
 
 
 def attack_files():
-    return [result(f"attacks/image{index}.nc") for index in ATTACK_INDICES]
+    return [artifact("attack", index=index) for index in ATTACK_INDICES]
 
 
 def surrogate_weights():
     """The surrogate's weights: the named network's, or (surrogate.network: auto) a copy of the chosen one's."""
     if AUTO_SURROGATE:
-        return result("surrogate/weights.nc")
-    return result(f"networks/{config['surrogate']['network']}.nc")
+        return artifact("surrogate_weights")
+    return artifact("network", network=config["surrogate"]["network"])
 
 
 def surrogate_features():
     """The surrogate's features, as surrogate_weights."""
     if AUTO_SURROGATE:
-        return result("surrogate/features.nc")
-    return result(f"features/{config['surrogate']['network']}.nc")
+        return artifact("surrogate_features")
+    return artifact("features", network=config["surrogate"]["network"])
 
 
 def screening_inputs(wildcards):
     inputs = {
-        "stimuli": result("stimuli/stimuli.nc"),
-        "recordings": result("recordings/clean.nc"),
+        "stimuli": artifact("stimuli"),
+        "recordings": artifact("clean_recordings"),
         **{f"weights_{name}": path for name, path in network_weights().items()},
         **{f"features_{name}": path for name, path in network_features().items()},
     }
     if SIMULATED:
-        inputs["brain"] = result("brain/brain.nc")
+        inputs["brain"] = artifact("brain")
     return inputs
 
 
@@ -233,11 +235,11 @@ def final_outputs():
     """Rule all's inputs: figures 1-5, the report's s~ table and, with rounds recorded, figure 6;
     in silico the brain's white box, else the screening's and the next round's rig stimulus sets."""
     outputs = [figure_outputs(number) for number in (1, 2, 3, 4, 5)]
-    outputs.append(result("report/sensitivity_table.html"))
+    outputs.append(artifact("sensitivity_table"))
     if SIMULATED:
-        outputs.append(result("validation/brain_white_box.nc"))
+        outputs.append(artifact("white_box"))
     else:
-        outputs.append(multiext(result("rig/screening_stimuli"), ".csv", ".zip"))
+        outputs.append(multiext(artifact("screening_rig_stimuli"), ".csv", ".zip"))
     if RECORDED_ROUNDS:
         outputs.append(figure_outputs(6))
     if NEXT_ROUND is not None:
@@ -248,8 +250,8 @@ def final_outputs():
 def coverage_brain_inputs(wildcards):
     """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
     return {
-        **({"responses": round_file(FIGURE1_ROUND, "responses.nc")} if HAS_RESPONSES else {}),
-        **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
+        **({"responses": artifact("round_responses", round=FIGURE1_ROUND)} if HAS_RESPONSES else {}),
+        **({"white_box": artifact("white_box")} if SIMULATED else {}),
     }
 
 
@@ -260,12 +262,8 @@ wildcard_constraints:
     round=r"[1-9]\d*",
 
 
-def round_file(number, name):
-    return result(f"rounds/round{number}/{name}")
-
-
 def rig_stimuli(number):
-    return multiext(result(f"rig/round{number}/perturbed_stimuli"), ".csv", ".zip")
+    return multiext(artifact("round_rig_stimuli", round=number), ".csv", ".zip")
 
 
 def round_site_models(number):
@@ -274,10 +272,10 @@ def round_site_models(number):
     number = int(number)
     if ENSEMBLE:
         fitted = 1 if LOOP["refit"] == "none" else number
-        return [round_file(fitted, f"ensemble/{name}.nc") for name in ENSEMBLE]
+        return [artifact("round_member_site_models", round=fitted, network=name) for name in ENSEMBLE]
     if number == 1 or LOOP["refit"] == "none":
-        return [result("site_models/site_models.nc")]
-    return [round_file(number, "site_models.nc")]
+        return [artifact("site_models")]
+    return [artifact("round_site_models", round=number)]
 
 
 def round_surrogates():
@@ -290,8 +288,8 @@ def round_attack_file(number, index):
     ensemble attacks the sites (then rule attack_round makes every round's)."""
     number = int(number)
     if number == 1 and not ENSEMBLE:
-        return result(f"attacks/image{index}.nc")
-    return round_file(number, f"attacks/image{index}.nc")
+        return artifact("attack", index=index)
+    return artifact("round_attack", round=number, index=index)
 
 
 def round_attack_inputs(wildcards):
@@ -299,10 +297,10 @@ def round_attack_inputs(wildcards):
     the earlier round's attack of the image, where each row starts."""
     number = int(wildcards.round)
     inputs = {
-        "stimuli": result("stimuli/stimuli.nc"),
+        "stimuli": artifact("stimuli"),
         "site_models": round_site_models(number),
         "surrogate": round_surrogates(),
-        "first": result(f"attacks/image{wildcards.index}.nc"),
+        "first": artifact("attack", index=wildcards.index),
     }
     if WARM_START and number > 1:
         inputs["previous"] = round_attack_file(number - 1, wildcards.index)
@@ -317,10 +315,10 @@ def earlier_rounds(wildcards):
     """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on."""
     files = {}
     for number in range(1, int(wildcards.round)):
-        files[f"shown_{number}"] = round_file(number, "stimuli.nc")
-        files[f"recordings_{number}"] = round_file(number, "recordings.nc")
+        files[f"shown_{number}"] = artifact("round_stimuli", round=number)
+        files[f"recordings_{number}"] = artifact("round_recordings", round=number)
     return files
 
 
 def round_sensitivity_files():
-    return [round_file(number, "sensitivity.nc") for number in range(1, RECORDED_ROUNDS + 1)]
+    return [artifact("round_sensitivity", round=number) for number in range(1, RECORDED_ROUNDS + 1)]

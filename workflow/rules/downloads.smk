@@ -27,7 +27,7 @@ rule convert_checkpoint:
     input:
         downloaded("checkpoints/{network}.ckpt"),
     output:
-        result("networks/{network}.nc"),
+        artifact("network"),
     log:
         log_file("convert_checkpoint/{network}"),
     wildcard_constraints:

@@ -1,9 +1,9 @@
 rule features:
     input:
-        weights=result("networks/{network}.nc"),
+        weights=artifact("network"),
         stimuli=rules.stimuli.output[0],
     output:
-        result("features/{network}.nc"),
+        artifact("features"),
     log:
         log_file("features/{network}"),
     wildcard_constraints:
@@ -19,10 +19,10 @@ rule features:
 rule site_models:
     input:
         features=surrogate_features(),
-        recordings=result("recordings/clean.nc"),
+        recordings=artifact("clean_recordings"),
         stimuli=rules.stimuli.output[0],
     output:
-        result("site_models/site_models.nc"),
+        artifact("site_models"),
     log:
         log_file("site_models"),
     conda:

@@ -6,14 +6,16 @@ EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least
 
 rule figure2:
     input:
-        unpack(lambda wildcards: {"responses": round_file(FIGURE1_ROUND, "responses.nc")} if HAS_RESPONSES else {}),
-        stimuli=result("stimuli/stimuli.nc"),
-        recordings=result("recordings/clean.nc"),
+        unpack(
+            lambda wildcards: {"responses": artifact("round_responses", round=FIGURE1_ROUND)} if HAS_RESPONSES else {}
+        ),
+        stimuli=artifact("stimuli"),
+        recordings=artifact("clean_recordings"),
         attacks=round_attack_files(FIGURE1_ROUND),
     output:
-        png=report(result("figures/figure2.png"), caption="../report/figure2.rst", category="Figures"),
-        pdf=result("figures/figure2.pdf"),
-        numbers=result("figures/figure2.nc"),
+        png=report(artifact("figure", number=2) + ".png", caption="../report/figure2.rst", category="Figures"),
+        pdf=artifact("figure", number=2) + ".pdf",
+        numbers=artifact("figure", number=2) + ".nc",
     log:
         log_file("figure2"),
     localrule: True
@@ -28,13 +30,13 @@ rule figure2:
 rule figure4:
     input:
         unpack(coverage_brain_inputs),
-        recordings=result("recordings/clean.nc"),
+        recordings=artifact("clean_recordings"),
         attacks=round_attack_files(FIGURE1_ROUND),
-        sensitivity=result("sensitivity/sensitivity.nc"),
+        sensitivity=artifact("sensitivity"),
     output:
-        png=report(result("figures/figure4.png"), caption="../report/figure4.rst", category="Figures"),
-        pdf=result("figures/figure4.pdf"),
-        numbers=result("figures/figure4.nc"),
+        png=report(artifact("figure", number=4) + ".png", caption="../report/figure4.rst", category="Figures"),
+        pdf=artifact("figure", number=4) + ".pdf",
+        numbers=artifact("figure", number=4) + ".nc",
     log:
         log_file("figure4"),
     localrule: True
@@ -49,10 +51,10 @@ rule figure4:
 
 rule sensitivity_table:
     input:
-        result("sensitivity/sensitivity.nc"),
+        artifact("sensitivity"),
     output:
         report(
-            result("report/sensitivity_table.html"),
+            artifact("sensitivity_table"),
             caption="../report/sensitivity_table.rst",
             category="Tables",
         ),

@@ -10,13 +10,13 @@
 rule refit_site_models:
     input:
         unpack(earlier_rounds),
-        first=result("site_models/site_models.nc"),
+        first=artifact("site_models"),
         surrogate=surrogate_weights(),
         features=surrogate_features(),
-        recordings=result("recordings/clean.nc"),
-        stimuli=result("stimuli/stimuli.nc"),
+        recordings=artifact("clean_recordings"),
+        stimuli=artifact("stimuli"),
     output:
-        round_file("{round}", "site_models.nc"),
+        artifact("round_site_models"),
     log:
         log_file("refit_site_models/round{round}"),
     wildcard_constraints:
@@ -35,13 +35,13 @@ rule refit_site_models:
 rule ensemble_site_models:
     input:
         unpack(earlier_rounds),
-        first=result("site_models/site_models.nc"),
+        first=artifact("site_models"),
         surrogate=lambda wildcards: network_weights([wildcards.network])[wildcards.network],
         features=lambda wildcards: network_features([wildcards.network])[wildcards.network],
-        recordings=result("recordings/clean.nc"),
-        stimuli=result("stimuli/stimuli.nc"),
+        recordings=artifact("clean_recordings"),
+        stimuli=artifact("stimuli"),
     output:
-        round_file("{round}", "ensemble/{network}.nc"),
+        artifact("round_member_site_models"),
     log:
         log_file("ensemble_site_models/round{round}/{network}"),
     wildcard_constraints:
@@ -61,7 +61,7 @@ rule attack_round:
     input:
         unpack(round_attack_inputs),
     output:
-        round_file("{round}", "attacks/image{index}.nc"),
+        artifact("round_attack"),
     log:
         log_file("attack_round/round{round}/image{index}"),
     wildcard_constraints:
@@ -84,10 +84,10 @@ rule attack_round:
 
 rule round_stimuli:
     input:
-        stimuli=result("stimuli/stimuli.nc"),
+        stimuli=artifact("stimuli"),
         attacks=lambda wildcards: round_attack_files(wildcards.round),
     output:
-        round_file("{round}", "stimuli.nc"),
+        artifact("round_stimuli"),
     log:
         log_file("round_stimuli/round{round}"),
     conda:
@@ -103,11 +103,11 @@ rule round_stimuli:
 
 rule round_responses:
     input:
-        shown=round_file("{round}", "stimuli.nc"),
-        recordings=round_file("{round}", "recordings.nc"),
+        shown=artifact("round_stimuli"),
+        recordings=artifact("round_recordings"),
         attacks=lambda wildcards: round_attack_files(wildcards.round),
     output:
-        round_file("{round}", "responses.nc"),
+        artifact("round_responses"),
     log:
         log_file("round_responses/round{round}"),
     conda:
@@ -123,13 +123,13 @@ rule round_sensitivity:
         unpack(
             lambda wildcards: {
                 "attacks": round_attack_files(wildcards.round),
-                "responses": round_file(wildcards.round, "responses.nc"),
-                "recordings": result("recordings/clean.nc"),
-                **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
+                "responses": artifact("round_responses", round=wildcards.round),
+                "recordings": artifact("clean_recordings"),
+                **({"white_box": artifact("white_box")} if SIMULATED else {}),
             }
         ),
     output:
-        round_file("{round}", "sensitivity.nc"),
+        artifact("round_sensitivity"),
     log:
         log_file("round_sensitivity/round{round}"),
     conda:
@@ -147,9 +147,9 @@ rule figure6:
     input:
         round_sensitivity_files(),
     output:
-        png=report(result("figures/figure6.png"), caption="../report/figure6.rst", category="Figures"),
-        pdf=result("figures/figure6.pdf"),
-        numbers=result("figures/figure6.nc"),
+        png=report(artifact("figure", number=6) + ".png", caption="../report/figure6.rst", category="Figures"),
+        pdf=artifact("figure", number=6) + ".pdf",
+        numbers=artifact("figure", number=6) + ".nc",
     log:
         log_file("figure6"),
     localrule: True

@@ -2,7 +2,7 @@ rule train_network:
     input:
         unpack(training_inputs),
     output:
-        result("networks/{network}.nc"),
+        artifact("network"),
     log:
         log_file("train_network/{network}"),
     wildcard_constraints:

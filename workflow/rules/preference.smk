@@ -5,12 +5,12 @@
 
 rule category_preference:
     input:
-        stimuli=result("stimuli/stimuli.nc"),
-        site_models=result("site_models/site_models.nc"),
+        stimuli=artifact("stimuli"),
+        site_models=artifact("site_models"),
         surrogate=surrogate_weights(),
-        recordings=result("recordings/clean.nc"),
+        recordings=artifact("clean_recordings"),
     output:
-        result("preference/category_preference.nc"),
+        artifact("preference"),
     log:
         log_file("category_preference"),
     conda:
@@ -29,9 +29,9 @@ rule figure3:
     input:
         rules.category_preference.output[0],
     output:
-        png=report(result("figures/figure3.png"), caption="../report/figure3.rst", category="Figures"),
-        pdf=result("figures/figure3.pdf"),
-        numbers=result("figures/figure3.nc"),
+        png=report(artifact("figure", number=3) + ".png", caption="../report/figure3.rst", category="Figures"),
+        pdf=artifact("figure", number=3) + ".pdf",
+        numbers=artifact("figure", number=3) + ".nc",
     log:
         log_file("figure3"),
     localrule: True

@@ -6,7 +6,7 @@ rule import_recordings:
     input:
         unpack(recordings_inputs),
     output:
-        result("recordings/clean.nc"),
+        artifact("clean_recordings"),
     log:
         log_file("import_recordings"),
     conda:
@@ -21,9 +21,9 @@ rule import_recordings:
 
 rule export_rig_stimuli:
     input:
-        round_file("{round}", "stimuli.nc"),
+        artifact("round_stimuli"),
     output:
-        multiext(result("rig/round{round}/perturbed_stimuli"), ".csv", ".zip"),
+        multiext(artifact("round_rig_stimuli"), ".csv", ".zip"),
     log:
         log_file("export_rig_stimuli/round{round}"),
     localrule: True
@@ -36,9 +36,9 @@ rule export_rig_stimuli:
 rule ingest_perturbed_recordings:
     input:
         table=lambda wildcards: PERTURBED_TABLES[int(wildcards.round) - 1],
-        shown=round_file("{round}", "stimuli.nc"),
+        shown=artifact("round_stimuli"),
     output:
-        round_file("{round}", "recordings.nc"),
+        artifact("round_recordings"),
     log:
         log_file("ingest_perturbed_recordings/round{round}"),
     conda:

@@ -7,7 +7,7 @@ rule screening:
     input:
         unpack(screening_inputs),
     output:
-        result("screening/screening.nc"),
+        artifact("screening"),
     log:
         log_file("screening"),
     conda:
@@ -39,8 +39,8 @@ if AUTO_SURROGATE:
                 }
             ),
         output:
-            weights=result("surrogate/weights.nc"),
-            features=result("surrogate/features.nc"),
+            weights=artifact("surrogate_weights"),
+            features=artifact("surrogate_features"),
         log:
             log_file("chosen_surrogate"),
         localrule: True
@@ -57,9 +57,9 @@ if not SIMULATED:
     rule export_screening_stimuli:
         input:
             screening=rules.screening.output[0],
-            stimuli=result("stimuli/stimuli.nc"),
+            stimuli=artifact("stimuli"),
         output:
-            multiext(result("rig/screening_stimuli"), ".csv", ".zip"),
+            multiext(artifact("screening_rig_stimuli"), ".csv", ".zip"),
         log:
             log_file("export_screening_stimuli"),
         localrule: True
@@ -73,9 +73,9 @@ rule figure5:
     input:
         rules.screening.output[0],
     output:
-        png=report(result("figures/figure5.png"), caption="../report/figure5.rst", category="Figures"),
-        pdf=result("figures/figure5.pdf"),
-        numbers=result("figures/figure5.nc"),
+        png=report(artifact("figure", number=5) + ".png", caption="../report/figure5.rst", category="Figures"),
+        pdf=artifact("figure", number=5) + ".pdf",
+        numbers=artifact("figure", number=5) + ".nc",
     log:
         log_file("figure5"),
     localrule: True

@@ -3,14 +3,14 @@ rule sensitivity:
         unpack(
             lambda wildcards: {
                 "attacks": round_attack_files(FIGURE1_ROUND),
-                "recordings": result("recordings/clean.nc"),
-                **({"responses": round_file(FIGURE1_ROUND, "responses.nc")} if HAS_RESPONSES else {}),
-                **({"white_box": result("validation/brain_white_box.nc")} if SIMULATED else {}),
+                "recordings": artifact("clean_recordings"),
+                **({"responses": artifact("round_responses", round=FIGURE1_ROUND)} if HAS_RESPONSES else {}),
+                **({"white_box": artifact("white_box")} if SIMULATED else {}),
                 **{f"features_{name}": path for name, path in network_features().items()},
             }
         ),
     output:
-        result("sensitivity/sensitivity.nc"),
+        artifact("sensitivity"),
     log:
         log_file("sensitivity"),
     conda:
@@ -28,9 +28,9 @@ rule figure1:
     input:
         rules.sensitivity.output[0],
     output:
-        png=report(result("figures/figure1.png"), caption="../report/figure1.rst", category="Figures"),
-        pdf=result("figures/figure1.pdf"),
-        numbers=result("figures/figure1.nc"),
+        png=report(artifact("figure", number=1) + ".png", caption="../report/figure1.rst", category="Figures"),
+        pdf=artifact("figure", number=1) + ".pdf",
+        numbers=artifact("figure", number=1) + ".nc",
     log:
         log_file("figure1"),
     localrule: True

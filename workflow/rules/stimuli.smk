@@ -2,7 +2,7 @@ rule stimuli:
     input:
         unpack(stimuli_inputs),
     output:
-        result("stimuli/stimuli.nc"),
+        artifact("stimuli"),
     log:
         log_file("stimuli"),
     conda:

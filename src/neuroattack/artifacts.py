@@ -1,0 +1,205 @@
+"""Every artifact of a run: where it lives under `results`, and, for the netCDF intermediates,
+the kind its readers check (the rule that makes it; the variables, dims and attrs they need).
+
+The Snakefile takes every path from `PATHS` and `io.read_dataset` every schema from
+`INTERMEDIATES`, so the two cannot drift apart. The standard library only: building the DAG
+imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Literal
+
+# Artifact name -> path under the results folder; {braces} are the rules' wildcards.
+PATHS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "stimuli": "stimuli/stimuli.nc",
+        "network": "networks/{network}.nc",
+        "features": "features/{network}.nc",
+        "surrogate_weights": "surrogate/weights.nc",
+        "surrogate_features": "surrogate/features.nc",
+        "brain": "brain/brain.nc",
+        "clean_recordings": "recordings/clean.nc",
+        "site_models": "site_models/site_models.nc",
+        "attack": "attacks/image{index}.nc",
+        "white_box": "validation/brain_white_box.nc",
+        "sensitivity": "sensitivity/sensitivity.nc",
+        "preference": "preference/category_preference.nc",
+        "screening": "screening/screening.nc",
+        "round_site_models": "rounds/round{round}/site_models.nc",
+        "round_member_site_models": "rounds/round{round}/ensemble/{network}.nc",
+        "round_attack": "rounds/round{round}/attacks/image{index}.nc",
+        "round_stimuli": "rounds/round{round}/stimuli.nc",
+        "round_recordings": "rounds/round{round}/recordings.nc",
+        "round_responses": "rounds/round{round}/responses.nc",
+        "round_sensitivity": "rounds/round{round}/sensitivity.nc",
+        # not netCDF: pictures, tables and stimulus sets for people and rigs (no suffix: several)
+        "figure": "figures/figure{number}",
+        "sensitivity_table": "report/sensitivity_table.html",
+        "screening_rig_stimuli": "rig/screening_stimuli",
+        "round_rig_stimuli": "rig/round{round}/perturbed_stimuli",
+        "log": "logs/{name}.log",
+    }
+)
+
+
+def artifact_path(results: str, name: str, /, **wildcards: object) -> str:
+    """Where artifact `name` of PATHS lives under `results`; a wildcard not given stays a
+    wildcard (`{round}`), so rules use the same call for outputs and inputs."""
+    if name not in PATHS:
+        raise KeyError(f"no artifact {name!r}; the artifacts are {', '.join(PATHS)}")
+    pattern = PATHS[name]
+    filled = pattern.format_map(_KeepMissing({key: str(value) for key, value in wildcards.items()}))
+    return os.path.join(results, filled)
+
+
+class _KeepMissing(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Intermediate:
+    """One kind of intermediate file: the rule(s) that make it (the usual one first; the
+    others make it from outside inputs or in later loop rounds), the artifacts (PATHS) of
+    this kind, and what its readers need."""
+
+    rules: tuple[str, ...]
+    paths: tuple[str, ...]
+    variables: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+
+    @property
+    def made_by(self) -> str:
+        first, *others = self.rules
+        return f"rule {first}" + (f" (or {', '.join(others)})" if others else "")
+
+
+Kind = Literal[
+    "stimuli",
+    "weights",
+    "brain",
+    "features",
+    "recordings",
+    "site_models",
+    "attack",
+    "responses",
+    "white_box",
+    "sensitivity",
+    "preference",
+    "screening",
+    "round_stimuli",
+    "round_sensitivity",
+]
+
+INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
+    {
+        "stimuli": Intermediate(
+            ("stimuli",), ("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")
+        ),
+        "weights": Intermediate(
+            ("train_network", "convert_checkpoint", "chosen_surrogate"),
+            ("network", "surrogate_weights"),
+            attrs=("architecture",),
+        ),
+        "brain": Intermediate(
+            ("build_brain",),
+            ("brain",),
+            ("readout_weight", "readout_bias", "neuroid_id"),
+            ("site", "feature"),
+            ("architecture", "gain", "baseline_count", "beta"),
+        ),
+        "features": Intermediate(
+            ("features", "chosen_surrogate"),
+            ("features", "surrogate_features"),
+            ("activation",),
+            ("stimulus_id", "unit"),
+            ("network",),
+        ),
+        "recordings": Intermediate(
+            ("record_clean", "import_recordings", "record_round", "ingest_perturbed_recordings"),
+            ("clean_recordings", "round_recordings"),
+            ("response", "stimulus_id", "repetition", "neuroid_id"),
+            ("presentation", "site"),
+        ),
+        "site_models": Intermediate(
+            ("site_models", "refit_site_models", "ensemble_site_models"),
+            ("site_models", "round_site_models", "round_member_site_models"),
+            ("weight", "bias", "neuroid_id", "reliability", "predictivity"),
+            ("site", "feature"),
+        ),
+        "attack": Intermediate(
+            ("attack_image", "attack_round"),
+            ("attack", "round_attack"),
+            (
+                "site_clean",
+                "site_change",
+                "site_random_change",
+                "perturbed",
+                "neuroid_id",
+                "unit_change",
+                "unit_random_change",
+                "unit_index",
+                "network",
+            ),
+            ("site", "eps", "direction", "unit"),
+            ("stimulus_id",),
+        ),
+        "responses": Intermediate(
+            ("round_responses",),
+            ("round_responses",),
+            ("predicted_change", "recorded_change", "random_recorded_change", "random_squared_change"),
+            ("site", "image", "eps", "direction"),
+        ),
+        "white_box": Intermediate(
+            ("brain_white_box",), ("white_box",), ("change", "sigma"), ("site", "image", "eps", "direction")
+        ),
+        "sensitivity": Intermediate(
+            ("sensitivity",),
+            ("sensitivity",),
+            ("s_tilde", "ci_low", "ci_high", "random_pair_level"),
+            ("population", "eps"),
+        ),
+        "preference": Intermediate(
+            ("category_preference",),
+            ("preference",),
+            (
+                "clean_predicted",
+                "attacked_predicted",
+                "preferred_mean",
+                "nonpreferred_mean",
+                "natural_response",
+                "natural_max",
+                "natural_min",
+                "neuroid_id",
+            ),
+            ("site", "eps", "image", "reference"),
+        ),
+        "screening": Intermediate(
+            ("screening",),
+            ("screening",),
+            ("cka", "predictivity", "predictivity_r", "ceiling", "transfer", "transfer_change", "transfer_relative"),
+            ("candidate", "attacker", "target"),
+            ("pick_by_predictivity", "pick_by_cka", "pick_by_transfer"),
+        ),
+        "round_stimuli": Intermediate(
+            ("round_stimuli",),
+            ("round_stimuli",),
+            ("pixels", "category", "clean_stimulus_id", "clean_category", "target_neuroid_id", "eps", "direction"),
+            ("stimulus_id", "y", "x", "channel"),
+            ("round",),
+        ),
+        "round_sensitivity": Intermediate(
+            ("round_sensitivity",),
+            ("round_sensitivity",),
+            ("s_tilde", "ci_low", "ci_high"),
+            ("population", "eps"),
+            ("round",),
+        ),
+    }
+)
