@@ -8,13 +8,96 @@ standard library only, and building the DAG loads neither torch nor xarray
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neuroattack.config import config_entry
+from neuroattack.config import ConfigError, config_entry, known_stimulus_count, validate_config, with_schema_types
 from neuroattack.download import remote_file_name
+
+# ------------------------------------------------------------------- the run's state
+
+
+def checked_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with numbers as the schema types them (so that `1` and `1.0` give the same
+    params: no rerun), once it passes the schema and the cross-checks; else ConfigError with
+    one line per problem (the key, its value, what is allowed)."""
+    validate_config(config, schema)
+    typed: dict[str, Any] = with_schema_types(config, schema)
+    stimuli = typed["stimuli"]
+    csv = downloaded(typed, download_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
+    problems = config_problems(typed, known_stimulus_count(stimuli, csv))
+    if problems:
+        raise ConfigError("\n".join(f"config: {problem}" for problem in problems))
+    return typed
+
+
+def downloaded(config: Mapping[str, Any], name: str) -> str:
+    """Where downloaded file `name` (download_name's) is kept."""
+    return str(Path(config.get("downloads", "downloads")) / name)
+
+
+def name_pattern(names: Iterable[str]) -> str:
+    """A wildcard constraint that matches exactly `names` (none: nothing)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What the rules know of a run before any job: its networks, its source of recordings,
+    its attacked images and the loop's rounds."""
+
+    networks: tuple[str, ...]
+    trained: tuple[str, ...]  # trained by the workflow (a seed); the others are downloaded
+    simulated: bool  # the in-silico brain records (else a lab's recordings)
+    rounds: int
+    refit: str
+    ensemble: tuple[str, ...]  # empty: the single surrogate attacks every round
+    warm_start: bool
+    auto_surrogate: bool
+    perturbed_tables: tuple[str, ...]  # a lab's recordings of each round's images
+    attack_indices: tuple[str, ...]
+
+    @property
+    def downloaded(self) -> tuple[str, ...]:
+        return tuple(name for name in self.networks if name not in self.trained)
+
+    @property
+    def recorded_rounds(self) -> int:
+        """In silico every round is recorded; with real recordings, the rounds with a table."""
+        return self.rounds if self.simulated else len(self.perturbed_tables)
+
+    @property
+    def next_round(self) -> int | None:
+        """With real recordings, the first round without a table (its images go to the rig)."""
+        return None if self.simulated else first_unrecorded_round(self.perturbed_tables, self.rounds)
+
+    @property
+    def figure1_round(self) -> int:
+        """The round whose black-box estimate Figure 1 draws: the last recorded (else round 1's attacks)."""
+        return max(self.recorded_rounds, 1)
+
+
+def run_plan(config: Mapping[str, Any]) -> Run:
+    networks = config["networks"]
+    simulated = config["recordings"]["source"] == "simulated"
+    loop = config["loop"]
+    return Run(
+        networks=tuple(networks),
+        trained=tuple(name for name, spec in networks.items() if "checkpoint" not in spec),
+        simulated=simulated,
+        rounds=int(loop["rounds"]),
+        refit=str(loop["refit"]),
+        ensemble=tuple(loop.get("ensemble") or []),
+        warm_start=bool(loop.get("warm_start", False)),
+        auto_surrogate=config["surrogate"]["network"] == "auto",
+        perturbed_tables=() if simulated else tuple(perturbed_tables(config["recordings"])),
+        attack_indices=tuple(f"{index:04d}" for index in range(config["attack"]["images"])),
+    )
+
 
 # ------------------------------------------------------------------- seed streams
 

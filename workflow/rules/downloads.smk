@@ -8,11 +8,11 @@ rule download:
     output:
         # update: kept (not deleted) when the job reruns, e.g. after a checksum is pinned; the
         # script then verifies it in place and fetches nothing unless it does not match
-        update(downloaded("{file}")),
+        update(downloaded(config, "{file}")),
     log:
         log_file("download/{file}"),
     wildcard_constraints:
-        file=DOWNLOAD_PATTERN,
+        file=name_pattern(DOWNLOADS),
     localrule: True
     conda:
         "../../envs/download.yaml"
@@ -25,18 +25,18 @@ rule download:
 
 rule convert_checkpoint:
     input:
-        downloaded("checkpoints/{network}.ckpt"),
+        downloaded(config, "checkpoints/{network}.ckpt"),
     output:
         artifact("network"),
     log:
         log_file("convert_checkpoint/{network}"),
     wildcard_constraints:
-        network=DOWNLOADED_PATTERN,
+        network=name_pattern(RUN.downloaded),
     conda:
         "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=8000, runtime=20),
     params:
-        network=lambda wildcards: checkpoint_settings(wildcards.network),
+        network=lambda wildcards: checkpoint_settings(config, wildcards.network),
     script:
         "../scripts/convert_checkpoint.py"

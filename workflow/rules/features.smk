@@ -7,7 +7,7 @@ rule features:
     log:
         log_file("features/{network}"),
     wildcard_constraints:
-        network=NETWORK_PATTERN,
+        network=name_pattern(RUN.networks),
     conda:
         "../../envs/compute.yaml"
     resources:

@@ -7,11 +7,13 @@ EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least
 rule figure2:
     input:
         unpack(
-            lambda wildcards: {"responses": artifact("round_responses", round=FIGURE1_ROUND)} if HAS_RESPONSES else {}
+            lambda wildcards: (
+                {"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}
+            )
         ),
         stimuli=artifact("stimuli"),
         recordings=artifact("clean_recordings"),
-        attacks=round_attack_files(FIGURE1_ROUND),
+        attacks=round_attack_files(RUN.figure1_round),
     output:
         png=report(artifact("figure", number=2) + ".png", caption="../report/figure2.rst", category="Figures"),
         pdf=artifact("figure", number=2) + ".pdf",
@@ -31,7 +33,7 @@ rule figure4:
     input:
         unpack(coverage_brain_inputs),
         recordings=artifact("clean_recordings"),
-        attacks=round_attack_files(FIGURE1_ROUND),
+        attacks=round_attack_files(RUN.figure1_round),
         sensitivity=artifact("sensitivity"),
     output:
         png=report(artifact("figure", number=4) + ".png", caption="../report/figure4.rst", category="Figures"),

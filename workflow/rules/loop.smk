@@ -45,7 +45,7 @@ rule ensemble_site_models:
     log:
         log_file("ensemble_site_models/round{round}/{network}"),
     wildcard_constraints:
-        network=NETWORK_PATTERN or "(?!)",
+        network=name_pattern(RUN.networks) or "(?!)",
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -66,7 +66,7 @@ rule attack_round:
         log_file("attack_round/round{round}/image{index}"),
     wildcard_constraints:
         # with an ensemble, round 1's sites are attacked here too (attack_image's surrogate is one network)
-        round=r"[1-9]\d*" if ENSEMBLE else r"[2-9]|[1-9]\d+",
+        round=r"[1-9]\d*" if RUN.ensemble else r"[2-9]|[1-9]\d+",
     conda:
         "../../envs/compute.yaml"
     threads: 1
@@ -125,7 +125,7 @@ rule round_sensitivity:
                 "attacks": round_attack_files(wildcards.round),
                 "responses": artifact("round_responses", round=wildcards.round),
                 "recordings": artifact("clean_recordings"),
-                **({"white_box": artifact("white_box")} if SIMULATED else {}),
+                **({"white_box": artifact("white_box")} if RUN.simulated else {}),
             }
         ),
     output:

@@ -6,14 +6,14 @@ rule train_network:
     log:
         log_file("train_network/{network}"),
     wildcard_constraints:
-        network=TRAINED_PATTERN or "(?!)",
+        network=name_pattern(RUN.trained + (("brain",) if RUN.simulated else ())),
     conda:
         "../../envs/compute.yaml"
     threads: 2
     resources:
         **gpu_job(mem_mb=8000, runtime=120),
     params:
-        spec=lambda wildcards: network_spec(wildcards.network),
+        spec=lambda wildcards: network_spec(config, wildcards.network),
         training=science(config.get("training", {})),
         data=science(
             {

@@ -14,7 +14,7 @@ rule import_recordings:
     resources:
         **cpu_job(mem_mb=16000, runtime=30),
     params:
-        settings=recordings_settings(),
+        settings=recordings_settings(config),
     script:
         "../scripts/import_recordings.py"
 
@@ -35,7 +35,7 @@ rule export_rig_stimuli:
 
 rule ingest_perturbed_recordings:
     input:
-        table=lambda wildcards: PERTURBED_TABLES[int(wildcards.round) - 1],
+        table=lambda wildcards: RUN.perturbed_tables[int(wildcards.round) - 1],
         shown=artifact("round_stimuli"),
     output:
         artifact("round_recordings"),

@@ -21,13 +21,13 @@ rule screening:
         surrogate=science(config["surrogate"], drop=["network"]),
         sites=config["recordings"].get("sites"),
         seed=seed("screening"),
-        repetitions=config["brain"]["repetitions"] if SIMULATED else 0,
+        repetitions=config["brain"]["repetitions"] if RUN.simulated else 0,
         recording_seed=seed("screening_session"),
     script:
         "../scripts/screening.py"
 
 
-if AUTO_SURROGATE:
+if RUN.auto_surrogate:
 
     rule chosen_surrogate:
         input:
@@ -52,7 +52,7 @@ if AUTO_SURROGATE:
             "../scripts/chosen_surrogate.py"
 
 
-if not SIMULATED:
+if not RUN.simulated:
 
     rule export_screening_stimuli:
         input:

@@ -2,10 +2,10 @@ rule sensitivity:
     input:
         unpack(
             lambda wildcards: {
-                "attacks": round_attack_files(FIGURE1_ROUND),
+                "attacks": round_attack_files(RUN.figure1_round),
                 "recordings": artifact("clean_recordings"),
-                **({"responses": artifact("round_responses", round=FIGURE1_ROUND)} if HAS_RESPONSES else {}),
-                **({"white_box": artifact("white_box")} if SIMULATED else {}),
+                **({"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}),
+                **({"white_box": artifact("white_box")} if RUN.simulated else {}),
                 **{f"features_{name}": path for name, path in network_features().items()},
             }
         ),

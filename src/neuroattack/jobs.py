@@ -1,0 +1,64 @@
+"""What a rule gives its jobs besides inputs: the params that decide its results (and so its
+reruns) and the resources it asks a scheduler for. The standard library only: building the
+DAG imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from neuroattack.config import DEFAULT_CHECKPOINT_ARCHITECTURE, DEFAULT_NORM, TIME_WINDOW_MS, science
+
+Resources = dict[str, int | Callable[[Any, int], int]]
+
+
+def gpu_job(mem_mb: int, runtime: int, chunk_rows: int | None = None) -> Resources:
+    """Resources of an attacking job, which uses a GPU when one is there (else the CPU). One GPU,
+    CPUs to feed it, memory (MB) and runtime (minutes) that grow with each retry, and the rows
+    per batch (`chunk_rows`, which sets speed and memory only: a resource, so that changing it,
+    in the config or with a profile's set-resources, never reruns a finished job)."""
+    resources: Resources = {"gpu": 1, "cpus_per_gpu": 2, **cpu_job(mem_mb, runtime)}
+    return resources if chunk_rows is None else {**resources, "chunk_rows": chunk_rows}
+
+
+def cpu_job(mem_mb: int, runtime: int) -> Resources:
+    """Resources of a CPU rule: memory (MB) and runtime (minutes), growing with each retry."""
+    return {
+        "mem_mb": lambda wildcards, attempt: mem_mb * attempt,
+        "runtime": lambda wildcards, attempt: runtime * attempt,
+    }
+
+
+def network_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Training settings of a trained network of the config, or (`brain`) of the brain's network."""
+    if name == "brain":
+        spec = config["brain"]["network"]
+        return science({"eps": spec["eps"], "seed": spec["seed"], "widths": spec["widths"], "blocks": spec["blocks"]})
+    spec = config["networks"][name]
+    architecture = config["architecture"]
+    return science(
+        {"eps": spec["eps"], "seed": spec["seed"], "widths": architecture["widths"], "blocks": architecture["blocks"]}
+    )
+
+
+def checkpoint_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What the conversion of a downloaded network depends on: its training eps and norm and its
+    architecture, defaults filled in (so writing a default out triggers nothing)."""
+    spec = config["networks"][name]
+    return science(
+        {
+            "eps": spec["eps"],
+            "norm": spec.get("norm", DEFAULT_NORM),
+            "architecture": spec.get("architecture", DEFAULT_CHECKPOINT_ARCHITECTURE),
+        }
+    )
+
+
+def recordings_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The import rule's params: the recordings section without what it does not read; the
+    default time window is left out, so writing it in the config triggers no rerun."""
+    settings = science(config["recordings"], drop=["assembly", "path", "perturbed", "sites"])
+    if settings.get("time_window_ms") == list(TIME_WINDOW_MS):
+        del settings["time_window_ms"]
+    return settings
