@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 from loopback_server import LoopbackServer, loopback_server  # noqa: F401  (pytest fixture)
 
-from neuroattack.download import (
+from neuroattack.download import download, download_from_mirrors, part_path
+from neuroattack.remote import (
     DownloadError,
-    download,
-    download_from_mirrors,
-    part_path,
     read_sidecar,
     remote_checksum,
     remote_file_name,

@@ -20,7 +20,7 @@ import pytest
 import xarray as xr
 
 from neuroattack import io
-from neuroattack.download import file_digest
+from neuroattack.remote import file_digest
 
 
 def sample() -> xr.Dataset:

@@ -29,13 +29,12 @@ a URL that names `dest` itself never has it deleted.
 Mirrors: `download_from_mirrors(urls, dest, ...)` takes several URLs of one file
 (one checksum) and tries them in order until one delivers the file verified;
 each failure is reported as it happens and the final error lists every mirror
-and why it failed. `remote_urls`, `remote_checksum` and `remote_file_name` read
-a remote-file entry of the config (`{url or urls, sha1 or sha256, name}`).
+and why it failed. `neuroattack.remote` reads a remote-file entry of the config and keeps the
+digests and their sidecars.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -44,21 +43,25 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO
 
 from neuroattack import __version__
+from neuroattack.remote import (
+    CHUNK_BYTES,
+    DIGEST_LENGTHS,
+    Algorithm,
+    DownloadError,
+    expected_digest,
+    file_digest,
+    kept_digest,
+    sidecar_path,
+    write_sidecar,
+)
 
-Algorithm = Literal["sha1", "sha256"]
-DIGEST_LENGTHS = {"sha1": 40, "sha256": 64}
-CHUNK_BYTES = 1 << 20
 MAX_BACKOFF_S = 60.0
 USER_AGENT = f"neuroattack/{__version__} (+urllib)"
-
-
-class DownloadError(RuntimeError):
-    """A download failed for good; the message names the URL and what to do."""
 
 
 class _TransientError(Exception):
@@ -73,12 +76,6 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def sidecar_path(dest: str | os.PathLike[str], algorithm: Algorithm) -> Path:
-    """Where the verified digest of `dest` is recorded: `<dest>.<algorithm>`."""
-    dest = Path(dest)
-    return dest.with_name(f"{dest.name}.{algorithm}")
-
-
 def part_path(dest: str | os.PathLike[str]) -> Path:
     """Where an unfinished transfer of `dest` is kept: `<dest>.part`."""
     dest = Path(dest)
@@ -88,34 +85,6 @@ def part_path(dest: str | os.PathLike[str]) -> Path:
 def local_path(url: str) -> Path:
     """The path a file:// URL names (percent-escapes decoded)."""
     return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-
-
-def file_digest(path: str | os.PathLike[str], algorithm: Algorithm) -> str:
-    """Hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_sidecar(path: str | os.PathLike[str]) -> str:
-    """The digest recorded in a sidecar file (first field of its first line)."""
-    text = Path(path).read_text(encoding="utf-8").strip()
-    if not text:
-        raise DownloadError(
-            f"{path}: empty checksum file; delete it and the file it describes, then run the same command again"
-        )
-    return text.split()[0].lower()
-
-
-def write_sidecar(dest: str | os.PathLike[str], digest: str, algorithm: Algorithm) -> Path:
-    """Record `digest` next to `dest` (atomic write, sha*sum format)."""
-    target = sidecar_path(dest, algorithm)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(f"{digest}  {Path(dest).name}\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return target
 
 
 def _check_arguments(url: str, checksum: str | None, algorithm: str, retries: int, timeout: float) -> str | None:
@@ -134,52 +103,13 @@ def _check_arguments(url: str, checksum: str | None, algorithm: str, retries: in
         )
     if retries < 0 or timeout <= 0:
         raise ValueError(f"retries must be >= 0 and timeout > 0 (got retries={retries}, timeout={timeout})")
-    if checksum is None:
-        return None
-    expected = checksum.strip().lower()
-    if not re.fullmatch(rf"[0-9a-f]{{{DIGEST_LENGTHS[algorithm]}}}", expected):
-        raise ValueError(
-            f"checksum {checksum!r} for {url} is not a {algorithm} hex digest "
-            f"({DIGEST_LENGTHS[algorithm]} hex characters); check the config"
-        )
-    return expected
-
-
-def _existing_digest(
-    dest: Path, expected: str | None, algorithm: Algorithm, say: Callable[[str], None], trust_recorded: bool = True
-) -> str | None:
-    """Digest of an already present `dest` if it can be kept, else None (and it is removed).
-    Without an expected checksum the file is kept if it matches its sidecar, unless
-    `trust_recorded` is off: then nothing identifies it as right, and it is fetched again."""
-    if not dest.is_file():
-        return None
-    if expected is None and not trust_recorded:
-        say(f"{dest}: no checksum pinned in the config; downloading it again")
-        dest.unlink()
-        sidecar_path(dest, algorithm).unlink(missing_ok=True)
-        return None
-    actual = file_digest(dest, algorithm)
-    if expected is None:
-        sidecar = sidecar_path(dest, algorithm)
-        if sidecar.is_file():
-            recorded = read_sidecar(sidecar)
-            if recorded != actual:
-                raise DownloadError(
-                    f"{dest}: {algorithm} is {actual} but {sidecar} records {recorded}; the file changed "
-                    "after it was downloaded. Delete both files and run the same command again to download it again"
-                )
-        return actual
-    if actual == expected:
-        return actual
-    say(f"{dest}: {algorithm} {actual} does not match the expected {expected}; downloading it again")
-    dest.unlink()
-    return None
+    return None if checksum is None else expected_digest(checksum, algorithm, url)
 
 
 def _check_source_is_not_dest(url: str, dest: Path, expected: str | None, algorithm: Algorithm) -> None:
     """A file:// URL naming `dest` itself is kept whatever its digest: it may be the only copy.
 
-    A mismatch is reported instead of deleting the file, which _existing_digest would do.
+    A mismatch is reported instead of deleting the file, which kept_digest would do.
     """
     try:
         same = os.path.samefile(local_path(url), dest)
@@ -492,7 +422,7 @@ def download_from_mirrors(
         if urllib.parse.urlsplit(url).scheme == "file":
             _check_source_is_not_dest(url, target, expected, algorithm)
 
-    kept = _existing_digest(target, expected, algorithm, say, trust_recorded)
+    kept = kept_digest(target, expected, algorithm, say, trust_recorded)
     if kept is not None:
         write_sidecar(target, kept, algorithm)
         return kept
@@ -521,51 +451,4 @@ def download_from_mirrors(
         f"{target}: none of the {len(urls)} mirrors delivered it:\n{listed}\n"
         "Check the URLs in the config (a file may have moved: add its new location to the list), "
         "or download it by hand and give its path as a file:/// URL"
-    )
-
-
-# ------------------------------------------------------------ remote files of the config
-
-
-def remote_urls(remote: Mapping[str, Any]) -> list[str]:
-    """The URLs of a config's remote-file entry, in the order they are tried: its
-    `urls` (mirrors of one file), or its one `url`."""
-    if ("url" in remote) == ("urls" in remote):
-        raise ValueError(f"a remote file gives either 'url' or 'urls' (a list of mirrors), got keys {sorted(remote)}")
-    urls = remote["urls"] if "urls" in remote else [remote["url"]]
-    if isinstance(urls, str) or not urls or not all(isinstance(url, str) for url in urls):
-        raise ValueError(f"'urls' must be a non-empty list of URLs, got {urls!r}")
-    return list(urls)
-
-
-def remote_checksum(remote: Mapping[str, Any]) -> tuple[Algorithm, str | None]:
-    """(algorithm, expected digest or None) of a remote-file entry: its `sha1`, else
-    its `sha256`; None (no key, or null) means: record the digest at first download."""
-    if "sha1" in remote and "sha256" in remote:
-        raise ValueError("a remote file gives one checksum, sha1 or sha256, not both")
-    algorithm: Algorithm = "sha1" if "sha1" in remote else "sha256"
-    value = remote.get(algorithm)
-    return algorithm, None if value is None else str(value)
-
-
-def remote_file_name(remote: Mapping[str, Any]) -> str:
-    """Local file name of a remote-file entry: its `name`, else the last path segment
-    of its first URL (query string excluded). Which mirror answers never changes it."""
-    if remote.get("name"):
-        name = str(remote["name"])
-    else:
-        first = remote_urls(remote)[0]
-        name = urllib.parse.urlsplit(first).path.rsplit("/", 1)[-1]
-        if not name:
-            raise ValueError(f"{first}: the URL names no file (it ends in '/'); give the entry a 'name'")
-    if "/" in name or name in (".", ".."):
-        raise ValueError(f"{name!r} is not a file name; give the entry a 'name' without '/'")
-    return name
-
-
-def refetch_advice(path: str | os.PathLike[str]) -> str:
-    """What to do about a damaged downloaded file (tested in test_workflow.py)."""
-    return (
-        "the file is damaged or truncated: check its source, then download it again by running your snakemake "
-        f"command again with --forcerun {os.fspath(path)}"
     )

@@ -35,7 +35,7 @@ import xarray as xr
 
 from neuroattack import __version__
 from neuroattack.artifacts import INTERMEDIATES, Intermediate, Kind
-from neuroattack.download import file_digest
+from neuroattack.remote import file_digest
 
 ENGINE: Final = "netcdf4"
 COMPRESSION = {"zlib": True, "complevel": 4}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroattack.config import ConfigError, config_entry, known_stimulus_count, validate_config, with_schema_types
-from neuroattack.download import remote_file_name
+from neuroattack.remote import remote_file_name
 
 # ------------------------------------------------------------------- the run's state
 

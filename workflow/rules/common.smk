@@ -1,9 +1,9 @@
 # The run's state, paths and the input functions shared by the rule files. It imports the
-# standard-library modules of neuroattack only (plan, artifacts, jobs, config, download), since
+# standard-library modules of neuroattack only (plan, artifacts, jobs, config, remote), since
 # every job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
 from neuroattack.config import config_entry, science
-from neuroattack.download import remote_checksum
+from neuroattack.remote import remote_checksum
 from neuroattack.jobs import checkpoint_settings, cpu_job, gpu_job, network_spec, recordings_settings
 from neuroattack.plan import config_seed, download_name, downloaded, downloads, name_pattern, run_plan
 

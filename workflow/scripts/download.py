@@ -1,7 +1,8 @@
 """Rule download: one public input from the first of its mirrors that delivers it, resumable and checksummed."""
 
 from neuroattack.config import config_entry
-from neuroattack.download import download_from_mirrors, remote_checksum, remote_urls
+from neuroattack.download import download_from_mirrors
+from neuroattack.remote import remote_checksum, remote_urls
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -24,8 +24,8 @@ from neuroattack.config import (
     TIME_WINDOW_MS,
 )
 from neuroattack.data.recordings import make_recordings
-from neuroattack.download import refetch_advice
 from neuroattack.io import read_dataset
+from neuroattack.remote import refetch_advice
 
 UNKNOWN = "unknown"
 

@@ -31,7 +31,7 @@ from skimage import color, data, transform
 from sklearn.datasets import load_sample_image
 
 from neuroattack.config import IMAGE_SUFFIXES, image_files
-from neuroattack.download import refetch_advice
+from neuroattack.remote import refetch_advice
 
 Split = Literal["stimuli", "train", "test"]
 SPLIT_FRACTIONS: dict[str, float] = {"stimuli": 0.3, "train": 0.5, "test": 0.2}
