@@ -172,3 +172,17 @@ def test_every_path_comes_from_the_artifact_registry() -> None:
     assert artifacts.artifact_path("out", "round_attack", round=2) == "out/rounds/round2/attacks/image{index}.nc"
     with pytest.raises(KeyError, match="no artifact 'attacks'"):
         artifacts.artifact_path("out", "attacks")
+
+
+@pytest.mark.parametrize("script", ["attack_image", "attack_round", "brain_white_box", "figure1"])
+def test_an_attack_or_figure_job_loads_no_scikit_learn(script: str) -> None:
+    # scikit-learn is for fitting: the attack and figure jobs (most of a run's jobs) start without it
+    source = (REPO / "workflow" / "scripts" / f"{script}.py").read_text()
+    imports = "\n".join(line for line in source.splitlines() if line.startswith(("from ", "import ")))
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", imports], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    modules = imported_modules(run.stderr)
+    assert "neuroattack" in modules
+    assert "sklearn" not in modules

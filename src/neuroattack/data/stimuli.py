@@ -28,7 +28,6 @@ import pandas as pd
 import xarray as xr
 from PIL import Image, ImageOps
 from skimage import color, data, transform
-from sklearn.datasets import load_sample_image
 
 from neuroattack.config import IMAGE_SUFFIXES, image_files
 from neuroattack.remote import refetch_advice
@@ -36,6 +35,14 @@ from neuroattack.remote import refetch_advice
 Split = Literal["stimuli", "train", "test"]
 SPLIT_FRACTIONS: dict[str, float] = {"stimuli": 0.3, "train": 0.5, "test": 0.2}
 BLOCKS_PER_SHORT_SIDE = 4
+
+
+def _sklearn_sample(name: str) -> np.ndarray:
+    from sklearn.datasets import load_sample_image  # scikit-learn only where the photographs are cut
+
+    image: np.ndarray = load_sample_image(name)
+    return image
+
 
 PHOTOGRAPHS: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": data.astronaut,
@@ -48,8 +55,8 @@ PHOTOGRAPHS: dict[str, Callable[[], np.ndarray]] = {
     "retina": data.retina,
     "rocket": data.rocket,
     "moon": data.moon,
-    "temple": lambda: load_sample_image("china.jpg"),
-    "flower": lambda: load_sample_image("flower.jpg"),
+    "temple": lambda: _sklearn_sample("china.jpg"),
+    "flower": lambda: _sklearn_sample("flower.jpg"),
 }
 CATEGORIES: tuple[str, ...] = tuple(PHOTOGRAPHS)
 
