@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from workflow_helpers import NO_SLURM_CONTROLLER
 
 REPO = Path(__file__).resolve().parent.parent
 ENVS = REPO / "envs"
@@ -146,7 +147,7 @@ def test_a_conda_dry_run_plans_every_environment(tmp_path: Path) -> None:
     snakemake = Path(sys.executable).parent / "snakemake"
     command = [str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run")]
     command += ["--configfile", str(REPO / "config/paper.yaml"), "--sdm", "conda", "--dry-run", "--cores", "1"]
-    path = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    path = f"{bin_dir}:{NO_SLURM_CONTROLLER}:{Path(sys.executable).parent}:/usr/bin:/bin"
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, env={"PATH": path}, check=False)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from workflow_helpers import REPO, SNAKEMAKE
+from workflow_helpers import REPO, SNAKEMAKE, run_environment
 
 from neuroattack import artifacts, plan
 from neuroattack.config import known_stimulus_count
@@ -154,7 +154,7 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 def test_building_the_dag_imports_no_torch_sklearn_or_xarray(tmp_path: Path, configfile: str) -> None:
     command = [sys.executable, "-X", "importtime", SNAKEMAKE, "--snakefile", str(REPO / "Snakefile")]
     command += ["--directory", str(tmp_path), "--configfile", str(REPO / configfile), "--dry-run", "--cores", "1"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=run_environment(), check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     modules = imported_modules(run.stderr)
     assert "neuroattack" in modules and "snakemake" in modules  # the log is read right

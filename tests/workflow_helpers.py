@@ -16,6 +16,20 @@ from neuroattack import io
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+# Put first on PATH for runs that do not submit to SLURM (see the script's comment).
+NO_SLURM_CONTROLLER = REPO / "tests" / "no_slurm_controller"
+
+
+def run_environment(*, slurm: bool = False) -> dict[str, str]:
+    """The environment of a snakemake run from a test: this environment's python and snakemake
+    first on PATH (jobs, local or on SLURM, must find them), unbuffered output; unless the run
+    submits to SLURM, an scontrol that fails at once, so that a SLURM client left without its
+    controller does not hold every command for 10 s."""
+    front = (
+        [str(Path(sys.executable).parent)] if slurm else [str(NO_SLURM_CONTROLLER), str(Path(sys.executable).parent)]
+    )
+    path = os.pathsep.join([*front, os.environ.get("PATH", "")])
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
 
 
 def snakemake_command(
@@ -25,10 +39,7 @@ def snakemake_command(
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile:
         command += ["--configfile", str(REPO / configfile)]
-    # Jobs (local or on SLURM) must find this environment's python and snakemake.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
-    return [*command, *args], env
+    return [*command, *args], run_environment(slurm="slurm" in args)
 
 
 def snakemake(
@@ -109,8 +120,7 @@ def deploy(folder: Path) -> None:
 
 
 def run_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
+    env = run_environment()
     # No --snakefile, no --directory: snakemake finds workflow/Snakefile in the folder it runs in.
     return subprocess.run(
         [SNAKEMAKE, *args], cwd=folder, capture_output=True, text=True, timeout=1800, env=env, check=False
