@@ -91,3 +91,29 @@ def test_frozen_copy_folds_every_batchnorm_and_computes_the_same_function(arch: 
     for name, value in network.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0)
     assert all(p.requires_grad for p in network.parameters())
+
+
+def test_the_small_resnets_block_is_torchvisions_basicblock_in_weights_and_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The small ResNets have their own block (jobs on them skip importing torchvision); the same
+    # seed must give the weights and outputs that torchvision's BasicBlock gave, so weights files
+    # and every downstream value stay as they were.
+    from torchvision.models.resnet import BasicBlock
+
+    from neuroattack.networks import models
+
+    arch = Architecture(widths=(8, 16, 32), blocks=(2, 1, 1), num_classes=12)
+    torch.manual_seed(3)
+    ours = build_network(arch).eval()
+    monkeypatch.setattr(models, "ResidualBlock", BasicBlock)
+    torch.manual_seed(3)
+    theirs = build_network(arch).eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for name, value in ours.state_dict().items():
+        assert torch.equal(value, theirs.state_dict()[name]), name
+    randomize_batchnorm(ours)
+    theirs.load_state_dict(ours.state_dict())
+    images = torch.rand(4, 3, 16, 16)
+    assert torch.equal(ours(images), theirs(images))
+    assert torch.equal(frozen_for_attack(ours).features(images), frozen_for_attack(theirs).features(images))

@@ -174,9 +174,12 @@ def test_every_path_comes_from_the_artifact_registry() -> None:
         artifacts.artifact_path("out", "attacks")
 
 
-@pytest.mark.parametrize("script", ["attack_image", "attack_round", "brain_white_box", "figure1"])
-def test_an_attack_or_figure_job_loads_no_scikit_learn(script: str) -> None:
-    # scikit-learn is for fitting: the attack and figure jobs (most of a run's jobs) start without it
+@pytest.mark.parametrize(
+    "script", ["attack_image", "attack_round", "brain_white_box", "figure1", "train_network", "features"]
+)
+def test_attack_training_and_figure_jobs_load_neither_scikit_learn_nor_torchvision(script: str) -> None:
+    # scikit-learn is for fitting, torchvision for ImageNet networks: the jobs that make most of
+    # a run (attacks, training, figures) start without them
     source = (REPO / "workflow" / "scripts" / f"{script}.py").read_text()
     imports = "\n".join(line for line in source.splitlines() if line.startswith(("from ", "import ")))
     run = subprocess.run(
@@ -185,4 +188,4 @@ def test_an_attack_or_figure_job_loads_no_scikit_learn(script: str) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     modules = imported_modules(run.stderr)
     assert "neuroattack" in modules
-    assert "sklearn" not in modules
+    assert not modules & {"sklearn", "torchvision"}, sorted(modules & {"sklearn", "torchvision"})

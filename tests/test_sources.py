@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torchvision
 import xarray as xr
 from fixtures_brainscore import (
     ASSEMBLY_NAME,
@@ -583,7 +584,7 @@ def test_every_checkpoint_architecture_is_torchvisions(name: str) -> None:
     """The converter builds exactly torchvision's network for each name (same tensors and shapes)."""
     with torch.device("meta"):
         network = build_network(robust_architecture(name))
-        reference = TORCHVISION_RESNETS[name](weights=None)
+        reference = torchvision.models.get_model(name, weights=None)
     ours = {k.removeprefix("model."): tuple(v.shape) for k, v in network.state_dict().items() if k.startswith("model.")}
     assert ours == {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert network.feature_dim == reference.fc.in_features

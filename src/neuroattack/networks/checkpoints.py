@@ -23,7 +23,6 @@ from neuroattack.config import (
 from neuroattack.networks.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    TORCHVISION_RESNETS,
     Architecture,
     build_network,
     weights_to_dataset,
@@ -126,8 +125,10 @@ def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 def _torchvision_shapes(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
     """Tensor shapes of torchvision's `name` with `num_classes` classes (built on the meta
     device: no memory, no time)."""
+    from torchvision.models import get_model
+
     with torch.device("meta"):
-        network = TORCHVISION_RESNETS[name](weights=None, num_classes=num_classes)
+        network = get_model(name, weights=None, num_classes=num_classes)
     return _shapes(network.state_dict())
 
 

@@ -1,6 +1,7 @@
-"""Networks: small ResNets from torchvision's building blocks, torchvision's ImageNet
-ResNets at paper scale (ResNet-18, ResNet-50, Wide ResNet-50-2), and their weights
-stored as netCDF (one variable per tensor).
+"""Networks: small ResNets (residual blocks laid out as torchvision's BasicBlock, so that
+jobs on them never import torchvision), torchvision's ImageNet ResNets at paper scale
+(ResNet-18, ResNet-50, Wide ResNet-50-2), and their weights stored as netCDF (one
+variable per tensor).
 
 Every network takes pixels in [0, 1] and normalises inside, so attacks and
 perturbation norms live in pixel space. `features(x)` is the penultimate layer.
@@ -9,7 +10,7 @@ perturbation norms live in pixel space. `features(x)` is the penultimate layer.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,18 +18,13 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor, nn
-from torchvision.models import resnet18, resnet50, wide_resnet50_2
-from torchvision.models.resnet import BasicBlock, ResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# torchvision's ImageNet ResNets by name (the names of `Architecture.name`).
-TORCHVISION_RESNETS: dict[str, Callable[..., ResNet]] = {
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "wide_resnet50_2": wide_resnet50_2,
-}
+# torchvision's ImageNet ResNets by name (the names of `Architecture.name`); torchvision
+# is imported only to build one.
+TORCHVISION_RESNETS = ("resnet18", "resnet50", "wide_resnet50_2")
 ARCHITECTURE_NAMES = ("small_resnet", *TORCHVISION_RESNETS)
 
 
@@ -68,6 +64,28 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a shortcut: torchvision's BasicBlock, with the
+    same submodule names (conv1, bn1, conv2, bn2, downsample), made in the same order, so the
+    same seed gives the same initial weights and the weights files are unchanged."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        activated: Tensor = self.relu(out + shortcut)
+        return activated
+
+
 class SmallResNet(nn.Module):
     """CIFAR-style ResNet: 3x3 stem, one stage per width, global pooling."""
 
@@ -96,8 +114,8 @@ class SmallResNet(nn.Module):
             downsample = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
-        layers: list[nn.Module] = [BasicBlock(in_planes, planes, stride, downsample)]
-        layers += [BasicBlock(planes, planes) for _ in range(count - 1)]
+        layers: list[nn.Module] = [ResidualBlock(in_planes, planes, stride, downsample)]
+        layers += [ResidualBlock(planes, planes) for _ in range(count - 1)]
         return nn.Sequential(*layers)
 
     def features(self, x: Tensor) -> Tensor:
@@ -118,8 +136,10 @@ class TorchvisionResNet(nn.Module):
         super().__init__()
         if arch.name not in TORCHVISION_RESNETS:
             raise ValueError(f"{arch.name!r} is not a torchvision ResNet: use one of {', '.join(TORCHVISION_RESNETS)}")
+        from torchvision.models import get_model
+
         self.normalize = Normalize(arch.mean, arch.std)
-        self.model = TORCHVISION_RESNETS[arch.name](weights=None, num_classes=arch.num_classes)
+        self.model = get_model(arch.name, weights=None, num_classes=arch.num_classes)
         self.feature_dim = self.model.fc.in_features
 
     def features(self, x: Tensor) -> Tensor:
