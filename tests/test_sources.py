@@ -33,6 +33,7 @@ from neuroattack.data.recording_sources import (
     brainscore_assembly_to_recordings,
     recordings_from_source,
     table_to_recordings,
+    unrecorded_stimuli,
 )
 from neuroattack.data.recordings import mean_response
 from neuroattack.data.stimuli import (
@@ -609,3 +610,41 @@ def test_checkpoint_with_code_is_refused(tmp_path: Path) -> None:
     torch.save({"model": {"x": torch.zeros(1)}, "extra": _Arbitrary()}, path)
     with pytest.raises(ValueError, match="weights_only"):
         robust_checkpoint_to_weights(path)
+
+
+def _stimuli_named(ids: list[str], folder: str | None = None) -> xr.Dataset:
+    stimuli = make_stimuli(np.zeros((len(ids), 2, 2, 3), np.uint8), ids, ["c"] * len(ids))
+    if folder is not None:
+        stimuli.attrs["source_folder"] = folder
+    return stimuli
+
+
+def test_recordings_of_a_subset_of_the_stimuli_are_accepted_and_the_rest_counted(tmp_path: Path) -> None:
+    path = tmp_path / "rig.csv"
+    _tidy(n_stimuli=3).to_csv(path, index=False)
+    recordings = table_to_recordings(path)
+    stimuli = _stimuli_named(["img00", "img01", "img02", "img03", "img04"])
+    assert unrecorded_stimuli(recordings, stimuli, path) == ["img03", "img04"]
+    assert unrecorded_stimuli(recordings, stimuli.isel(stimulus_id=[2, 0, 1]), path) == []
+
+
+def test_stimulus_ids_the_stimulus_set_lacks_stop_the_import_naming_file_counts_and_examples(tmp_path: Path) -> None:
+    frame = _tidy(n_stimuli=3)
+    frame["stimulus_id"] = "cars/" + frame["stimulus_id"] + ".png"  # the images' file names, as a lab writes them
+    path = tmp_path / "rig.csv"
+    frame.to_csv(path, index=False)
+    recordings = table_to_recordings(path)
+    folder = _stimuli_named(["cars/img00", "cars/img01", "cars/img02"], folder="/data/images")
+    with pytest.raises(ValueError) as raised:
+        unrecorded_stimuli(recordings, folder, path)
+    message = str(raised.value)
+    assert message.startswith(
+        f"{path}: 3 of the 3 stimulus ids of the recordings are not in the images in /data/images"
+    )
+    assert "(0 match)" in message and "'cars/img00.png'" in message and "'cars/img00'" in message
+    assert "without its suffix" in message and "match once their suffixes are dropped" in message
+    # some match, some not; not an image folder: no folder hint
+    embedded = _stimuli_named(["cars/img00.png", "cars/img01.png", "other"])
+    with pytest.raises(ValueError, match=r"1 of the 3 stimulus ids .* embedded stimulus set \(2 match\)") as raised:
+        unrecorded_stimuli(recordings, embedded, path)
+    assert "without its suffix" not in str(raised.value)

@@ -58,10 +58,13 @@ def training_inputs(wildcards):
 
 
 def recordings_inputs(wildcards):
+    """The recordings to import, and the stimulus set their stimulus ids are checked against."""
     recordings = config["recordings"]
     if recordings["source"] == "brainscore":
-        return {"assembly": downloaded(config, download_name(recordings["assembly"], "brainscore"))}
-    return {"table": recordings["path"]}
+        source = {"assembly": downloaded(config, download_name(recordings["assembly"], "brainscore"))}
+    else:
+        source = {"table": recordings["path"]}
+    return {**source, "stimuli": artifact("stimuli")}
 
 
 def network_weights(names=None):

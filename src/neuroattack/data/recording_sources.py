@@ -295,3 +295,42 @@ def table_to_recordings(path: str | os.PathLike[str], time_window_ms: tuple[int,
     )
     recordings.attrs["source_table"] = path.name
     return recordings
+
+
+def stimulus_set_origin(stimuli: xr.Dataset) -> str:
+    """Where a stimulus set came from, in words, for messages."""
+    if "source_folder" in stimuli.attrs:
+        return f"the images in {stimuli.attrs['source_folder']}"
+    if "source_stimulus_set" in stimuli.attrs:
+        return f"the stimulus set {stimuli.attrs['source_stimulus_set']}"
+    return "the embedded stimulus set"
+
+
+def unrecorded_stimuli(recordings: xr.Dataset, stimuli: xr.Dataset, path: str | os.PathLike[str]) -> list[str]:
+    """The stimulus ids of `stimuli` that `recordings` (imported from `path`) never show. Every
+    stimulus id of the recordings must be in the stimulus set; where some are not, the error
+    gives the counts and examples from both sides, and says how an image folder names its
+    images where that is what went wrong (ids are paths without their suffix)."""
+    recorded = pd.unique(np.asarray(recordings["stimulus_id"].values, dtype=str))
+    known = pd.Index(np.asarray(stimuli["stimulus_id"].values, dtype=str))
+    unknown = [stimulus for stimulus in recorded if stimulus not in known]
+    if unknown:
+        matched = len(recorded) - len(unknown)
+        hint = "write the stimulus set's ids in the table's stimulus_id column"
+        unsuffixed = [
+            str(Path(stimulus).with_suffix("")) if Path(stimulus).suffix else stimulus for stimulus in unknown
+        ]
+        if "source_folder" in stimuli.attrs:
+            hint = (
+                "an image folder's stimulus ids are each image's path below the folder without its suffix "
+                "(cars/car01 for cars/car01.png)"
+            )
+            if all(stimulus in known for stimulus in unsuffixed):
+                hint += "; the table's ids match once their suffixes are dropped"
+        raise ValueError(
+            f"{os.fspath(path)}: {len(unknown)} of the {len(recorded)} stimulus ids of the recordings are not in "
+            f"{stimulus_set_origin(stimuli)} ({matched} match), e.g. {unknown[:3]} in the recordings, "
+            f"{known[:3].tolist()} in the stimulus set; {hint}"
+        )
+    recorded_set = set(recorded)
+    return [stimulus for stimulus in known if stimulus not in recorded_set]
