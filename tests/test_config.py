@@ -10,10 +10,11 @@ import yaml
 from neuroattack.config import (
     EMBEDDED_PHOTOGRAPHS,
     ConfigError,
+    KnownStimuli,
     canonical,
     config_entry,
     describe,
-    known_stimulus_count,
+    known_stimuli,
     science,
     validate_config,
     with_schema_types,
@@ -116,16 +117,24 @@ def test_describe_reads_references_and_bounds() -> None:
 # --- what is known of the stimulus set before any job runs ------------------------------------
 
 
-def test_known_stimulus_count(tmp_path: Path) -> None:
+def test_known_stimuli_counts_images_and_categories_before_any_job(tmp_path: Path) -> None:
     assert len(CATEGORIES) == EMBEDDED_PHOTOGRAPHS
-    assert known_stimulus_count({"source": "embedded", "per_category": 6})[0] == 72
+    embedded = known_stimuli({"source": "embedded", "per_category": 6})
+    assert (embedded.count, embedded.categories) == (72, EMBEDDED_PHOTOGRAPHS)
     folder = tmp_path / "images"
     (folder / "cars").mkdir(parents=True)
+    (folder / "faces").mkdir()
     for name in ("a.png", "b.JPG", ".hidden.png", "notes.txt"):
         (folder / "cars" / name).write_bytes(b"")
-    assert known_stimulus_count({"source": "folder", "path": str(folder)})[0] == 2
-    assert known_stimulus_count({"source": "folder", "path": str(tmp_path / "absent")})[0] is None
+    (folder / "faces" / "notes.txt").write_bytes(b"")  # a folder without images is no category
+    (folder / "loose.png").write_bytes(b"")  # an image directly in the folder: category 'none'
+    found = known_stimuli({"source": "folder", "path": str(folder)})
+    assert (found.count, found.categories, found.origin) == (3, 2, f"images in {folder}")
+    absent = known_stimuli({"source": "folder", "path": str(tmp_path / "absent")})
+    assert (absent.count, absent.categories) == (None, None)
     csv = tmp_path / "set.csv"
-    assert known_stimulus_count({"source": "brainscore"}, csv)[0] is None  # not downloaded yet
-    csv.write_text('image_id,filename\na,"a.png"\nb,b.png\n')
-    assert known_stimulus_count({"source": "brainscore"}, csv) == (2, f"rows of {csv}")
+    assert known_stimuli({"source": "brainscore"}, csv).count is None  # not downloaded yet
+    csv.write_text('image_id,filename,category_name\na,"a.png",cars\nb,b.png,cars\nc,c.png,faces\n')
+    assert known_stimuli({"source": "brainscore"}, csv) == KnownStimuli(3, 2, f"rows of {csv}")
+    csv.write_text('image_id,filename\na,"a.png"\n')  # no category column: the stimuli job says so
+    assert known_stimuli({"source": "brainscore"}, csv) == KnownStimuli(1, None, f"rows of {csv}")

@@ -15,7 +15,7 @@ import yaml
 from workflow_helpers import REPO, SNAKEMAKE, run_environment
 
 from neuroattack import artifacts, plan
-from neuroattack.config import known_stimulus_count
+from neuroattack.config import KnownStimuli, known_stimuli
 
 # What the library's jobs need and the DAG must not load (snakemake itself imports numpy and pandas).
 HEAVY = ("torch", "sklearn", "xarray")
@@ -36,7 +36,7 @@ def real_recordings(config: dict[str, Any], perturbed: list[str]) -> dict[str, A
 def test_the_shipped_configs_have_no_problem() -> None:
     for name in ("config.yaml", "tiny.yaml", "paper.yaml"):
         config = yaml.safe_load((REPO / "config" / name).read_text())
-        assert plan.config_problems(config, known_stimulus_count(config["stimuli"])) == [], name
+        assert plan.config_problems(config, known_stimuli(config["stimuli"])) == [], name
 
 
 def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
@@ -44,8 +44,9 @@ def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
     config["loop"]["ensemble"] = ["standard", "standard", "nowhere"]
     config["surrogate"]["network"] = "alexnet"
     config["screening"]["images"] = config["attack"]["images"] + 1
+    config["preference"]["categories"] = 2
     del config["training"]
-    problems = plan.config_problems(config, (2, "two photographs"))
+    problems = plan.config_problems(config, KnownStimuli(2, 2, "two photographs"))
     expected = [
         r"^loop\.ensemble = \['standard', 'standard', 'nowhere'\] names networks more than once or outside",
         r"^surrogate\.network = 'alexnet' is not one of networks \(.*\); name a network of the config",
@@ -53,6 +54,8 @@ def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
         r"^key 'training' is required because recordings\.source is 'simulated'",
         r"^attack\.images = 3, but the stimulus set has only 2 images \(two photographs\); lower attack\.images "
         r"to at most 2$",
+        r"^preference\.categories = 2, but the stimulus set has 2 categories \(two photographs\); use 1 to 1 "
+        r"\(one category stays out as the preferred one\)$",
         r"^screening\.images = 4 is more than attack\.images = 3; lower it to at most 3$",
     ]
     assert len(problems) == len(expected), problems

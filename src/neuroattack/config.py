@@ -6,7 +6,7 @@ not count: `eps: [1, 3]` and `eps: [1.0, 3.0]` are one grid, and key order is no
 `science` gives a section's values with sorted keys, without the keys that cannot
 change a result. `validate_config` checks a config against the schema and names each
 offending key, its value and what is allowed (and prints nothing of the schema itself);
-`known_stimulus_count` tells, before any job runs, how many stimuli there will be.
+`known_stimuli` tells, before any job runs, how many stimuli and categories there will be.
 
 The Snakefile imports this module, so it uses the standard library only (fast to load).
 """
@@ -17,6 +17,7 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from typing import Any
 TIME_WINDOW_MS: tuple[int, int] = (70, 170)
 # Photographs of the embedded stimulus set (neuroattack.data.stimuli.CATEGORIES; a test keeps them equal).
 EMBEDDED_PHOTOGRAPHS = 12
+# The category column of a Brain-Score stimulus set's CSV (neuroattack.data.stimuli reads it).
+BRAINSCORE_CATEGORY_COLUMN = "category_name"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 # Keys that only tune speed or memory: the same numbers come out whatever their value.
@@ -232,22 +235,38 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     )
 
 
-def known_stimulus_count(
-    stimuli: Mapping[str, Any], csv_path: str | os.PathLike[str] | None = None
-) -> tuple[int | None, str]:
-    """The number of stimuli the `stimuli` config section gives, where it is known before any
-    job runs, and where that number comes from; (None, reason) where it is not (a Brain-Score
-    set whose CSV, `csv_path`, is not downloaded yet; a missing folder)."""
+@dataclass(frozen=True)
+class KnownStimuli:
+    """What the `stimuli` config section gives before any job runs: the number of stimuli and of
+    categories (None where unknown yet) and where they come from, in words."""
+
+    count: int | None
+    categories: int | None
+    origin: str
+
+
+def known_stimuli(stimuli: Mapping[str, Any], csv_path: str | os.PathLike[str] | None = None) -> KnownStimuli:
+    """The stimulus set's size and categories where they are known before any job runs; unknown
+    for a Brain-Score set whose CSV, `csv_path`, is not downloaded yet, or a missing folder."""
     source = stimuli["source"]
     if source == "embedded":
         count = EMBEDDED_PHOTOGRAPHS * int(stimuli["per_category"])
-        return count, f"{EMBEDDED_PHOTOGRAPHS} photographs x stimuli.per_category {stimuli['per_category']}"
+        origin = f"{EMBEDDED_PHOTOGRAPHS} photographs x stimuli.per_category {stimuli['per_category']}"
+        return KnownStimuli(count, EMBEDDED_PHOTOGRAPHS, origin)
     if source == "folder":
         if not Path(stimuli["path"]).is_dir():
-            return None, f"no folder {stimuli['path']}"
-        return len(image_files(stimuli["path"])), f"images in {stimuli['path']}"
+            return KnownStimuli(None, None, f"no folder {stimuli['path']}")
+        root = Path(stimuli["path"])
+        files = image_files(root)
+        # an image's category is its first-level subfolder ('none' for images directly in the folder)
+        categories = {
+            path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else "" for path in files
+        }
+        return KnownStimuli(len(files), len(categories), f"images in {stimuli['path']}")
     if source == "brainscore" and csv_path is not None and Path(csv_path).is_file():
         with open(csv_path, newline="", encoding="utf-8") as handle:
-            rows = sum(1 for _ in csv.reader(handle)) - 1
-        return max(rows, 0), f"rows of {os.fspath(csv_path)}"
-    return None, "the stimulus set is not downloaded yet"
+            rows = list(csv.DictReader(handle))
+        labels: set[str | None] = {row.get(BRAINSCORE_CATEGORY_COLUMN) for row in rows}
+        known = None if None in labels else len(labels)
+        return KnownStimuli(len(rows), known, f"rows of {os.fspath(csv_path)}")
+    return KnownStimuli(None, None, "the stimulus set is not downloaded yet")

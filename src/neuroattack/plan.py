@@ -15,7 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neuroattack.config import ConfigError, config_entry, known_stimulus_count, validate_config, with_schema_types
+from neuroattack.config import (
+    ConfigError,
+    KnownStimuli,
+    config_entry,
+    known_stimuli,
+    validate_config,
+    with_schema_types,
+)
 from neuroattack.remote import remote_file_name
 
 # ------------------------------------------------------------------- the run's state
@@ -29,7 +36,7 @@ def checked_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict
     typed: dict[str, Any] = with_schema_types(config, schema)
     stimuli = typed["stimuli"]
     csv = downloaded(typed, download_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
-    problems = config_problems(typed, known_stimulus_count(stimuli, csv))
+    problems = config_problems(typed, known_stimuli(stimuli, csv))
     if problems:
         raise ConfigError("\n".join(f"config: {problem}" for problem in problems))
     return typed
@@ -231,16 +238,18 @@ def _download_problems(config: Mapping[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------- cross-checks
 
+UNKNOWN_STIMULI = KnownStimuli(None, None, "")
 
-def config_problems(config: Mapping[str, Any], stimulus_count: tuple[int | None, str] = (None, "")) -> list[str]:
+
+def config_problems(config: Mapping[str, Any], stimuli: KnownStimuli = UNKNOWN_STIMULI) -> list[str]:
     """Every problem of a schema-valid `config` that the schema cannot see (keys that depend on
-    each other, paths that must exist), one sentence each naming the key and what to do; empty
-    when there is none. `stimulus_count` is the stimulus set's size where known before any job
-    runs, with where it comes from (`config.known_stimulus_count`)."""
+    each other, paths that must exist, numbers the stimulus set bounds), one sentence each
+    naming the key and what to do; empty when there is none. `stimuli`: the stimulus set's size
+    and categories where known before any job runs (`config.known_stimuli`)."""
     return [
         *_network_problems(config),
         *_source_problems(config),
-        *_image_count_problems(config, stimulus_count),
+        *_image_count_problems(config, stimuli),
         *_round_problems(config),
         *_download_problems(config),
     ]
@@ -285,14 +294,19 @@ def _source_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _image_count_problems(config: Mapping[str, Any], stimulus_count: tuple[int | None, str]) -> list[str]:
+def _image_count_problems(config: Mapping[str, Any], stimuli: KnownStimuli) -> list[str]:
     attacked, screened = config["attack"]["images"], config["screening"]["images"]
-    count, origin = stimulus_count
     problems = []
-    if count is not None and attacked > count:
+    if stimuli.count is not None and attacked > stimuli.count:
         problems.append(
-            f"attack.images = {attacked}, but the stimulus set has only {count} images ({origin}); "
-            f"lower attack.images to at most {count}"
+            f"attack.images = {attacked}, but the stimulus set has only {stimuli.count} images ({stimuli.origin}); "
+            f"lower attack.images to at most {stimuli.count}"
+        )
+    targeted = config["preference"]["categories"]
+    if stimuli.categories is not None and targeted >= stimuli.categories:
+        problems.append(
+            f"preference.categories = {targeted}, but the stimulus set has {stimuli.categories} categories "
+            f"({stimuli.origin}); use 1 to {stimuli.categories - 1} (one category stays out as the preferred one)"
         )
     if screened > attacked:
         problems.append(

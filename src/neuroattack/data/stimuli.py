@@ -29,7 +29,7 @@ import xarray as xr
 from PIL import Image, ImageOps
 from skimage import color, data, transform
 
-from neuroattack.config import IMAGE_SUFFIXES, image_files
+from neuroattack.config import BRAINSCORE_CATEGORY_COLUMN, IMAGE_SUFFIXES, image_files
 from neuroattack.remote import refetch_advice
 
 Split = Literal["stimuli", "train", "test"]
@@ -131,7 +131,7 @@ def brainscore_stimuli_to_dataset(
     csv_path: str | os.PathLike[str],
     zip_path: str | os.PathLike[str],
     resolution: int,
-    category_column: str = "category_name",
+    category_column: str = BRAINSCORE_CATEGORY_COLUMN,
     extra_columns: Sequence[str] = ("object_name", "variation"),
 ) -> xr.Dataset:
     """A Brain-Score stimulus set (CSV + ZIP) as stimuli at `resolution`.
