@@ -216,3 +216,34 @@ def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(membe
         loop.attack_sites_again(
             first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, 8, previous=earlier
         )
+
+
+def round_recording(stimulus_ids: list[str], sites: list[str]) -> xr.Dataset:
+    """Two repetitions of every image at every site."""
+    ids = [stimulus for stimulus in stimulus_ids for _ in range(2)]
+    response = np.ones((len(ids), len(sites)), np.float32)
+    return make_recordings(response, ids, [0, 1] * len(stimulus_ids), sites, "IT", "M1")
+
+
+def test_a_rounds_table_must_cover_the_rounds_images_and_only_them_at_the_clean_sites() -> None:
+    shown = make_stimuli(np.zeros((3, 2, 2, 3), np.uint8), ["r2_clean0", "r2_pert0", "r2_rand0"], ["c"] * 3)
+    shown.attrs["round"] = 2
+    clean = round_recording(["a", "b"], ["s1", "s2", "s3"])
+    modelled = ["s1", "s2"]  # s3 is recorded but not reliable enough to model
+    table = "round2.csv"
+    good = round_recording(["r2_rand0", "r2_clean0", "r2_pert0"], ["s2", "s1"])  # any order, s3 left out
+    assert loop.check_round_recordings(good, shown, clean, modelled, table) is good
+    every_site = round_recording(["r2_rand0", "r2_clean0", "r2_pert0"], ["s1", "s2", "s3"])
+    assert loop.check_round_recordings(every_site, shown, clean, modelled, table) is every_site
+    with pytest.raises(KeyError, match=r"round2\.csv: no recordings of 1 of the round's 3 images, e.g. \['r2_rand0'\]"):
+        loop.check_round_recordings(
+            round_recording(["r2_clean0", "r2_pert0"], ["s1", "s2"]), shown, clean, modelled, table
+        )
+    another_round = round_recording(["r2_clean0", "r2_pert0", "r2_rand0", "r1_pert4"], ["s1", "s2"])
+    with pytest.raises(KeyError, match=r"1 stimulus ids are not images of this round's stimulus set \(rig/round2/\)"):
+        loop.check_round_recordings(another_round, shown, clean, modelled, table)
+    other_sites = round_recording(["r2_clean0", "r2_pert0", "r2_rand0"], ["s1", "s9"])
+    with pytest.raises(
+        KeyError, match=r"1 of the 2 sites the loop attacks are missing, e.g. \['s2'\]; 1 sites are not in"
+    ):
+        loop.check_round_recordings(other_sites, shown, clean, modelled, table)

@@ -37,6 +37,8 @@ rule ingest_perturbed_recordings:
     input:
         table=lambda wildcards: RUN.perturbed_tables[int(wildcards.round) - 1],
         shown=artifact("round_stimuli"),
+        clean=artifact("clean_recordings"),
+        site_models=artifact("site_models"),
     output:
         artifact("round_recordings"),
     log:
