@@ -153,6 +153,8 @@ def brainscore_assembly_to_recordings(
 
 TABLE_COLUMNS = ("stimulus_id", "neuroid_id", "repetition", "response")
 TABLE_OPTIONAL = ("region", "animal")
+# What a CSV/TSV response cell may hold for a missing trial (besides an empty cell).
+MISSING_RESPONSE = ["", "NA", "NaN", "nan", "N/A", "n/a"]
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, Mapping[str, Any]]:
@@ -176,7 +178,21 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, Mapping[str, Any]]:
         return frame, ds.attrs
     if suffix in (".csv", ".tsv"):
         text_columns = {c: str for c in ("stimulus_id", "neuroid_id", *TABLE_OPTIONAL)}
-        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=text_columns)
+        try:
+            # Ids are text as written ("NA" and "null" are ids, not missing values); an empty
+            # response cell is a missing trial.
+            frame = pd.read_csv(
+                path,
+                sep="\t" if suffix == ".tsv" else ",",
+                dtype=text_columns,
+                keep_default_na=False,
+                na_values={"response": MISSING_RESPONSE, "repetition": MISSING_RESPONSE},
+            )
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{path}: not a readable {suffix[1:].upper()} table ({error}); write one row per trial with the "
+                f"columns {', '.join(TABLE_COLUMNS)}"
+            ) from error
         missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
         if missing:
             raise KeyError(
@@ -249,8 +265,12 @@ def table_to_recordings(path: str | os.PathLike[str], time_window_ms: tuple[int,
     if frame.empty:
         raise ValueError(f"{path}: the table has no rows")
     for column in ("stimulus_id", "neuroid_id"):
-        if frame[column].isna().any():
-            raise ValueError(f"{path}: empty {column} in row(s) {frame.index[frame[column].isna()].tolist()[:5]}")
+        empty = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        if empty.any():
+            raise ValueError(
+                f"{path}: empty {column} in {int(empty.sum())} row(s), e.g. {frame.index[empty].tolist()[:5]}; "
+                f"every row needs its {column}"
+            )
     try:
         repetition = pd.to_numeric(frame["repetition"], errors="raise")
         response = pd.to_numeric(frame["response"], errors="raise").to_numpy(dtype=np.float64)
@@ -258,6 +278,12 @@ def table_to_recordings(path: str | os.PathLike[str], time_window_ms: tuple[int,
         raise ValueError(f"{path}: repetition and response must be numbers ({error})") from error
     if repetition.isna().any() or not np.all(np.mod(repetition.to_numpy(dtype=np.float64), 1) == 0):
         raise ValueError(f"{path}: repetition must hold whole numbers")
+    infinite = np.isinf(response)
+    if infinite.any():
+        raise ValueError(
+            f"{path}: {int(infinite.sum())} infinite response(s), e.g. in row(s) {frame.index[infinite].tolist()[:5]}; "
+            "write a number, or leave the cell empty (NaN) for a missing trial"
+        )
     frame = frame.assign(repetition=repetition.astype(np.int64))
     keys = ["stimulus_id", "repetition", "neuroid_id"]
     duplicated = frame.duplicated(keys)
