@@ -146,7 +146,7 @@ def test_a_recordings_table_is_imported_whole_or_refused_naming_the_file(table: 
         write_table(table.frame, path)
         try:
             recordings = table_to_recordings(path)
-        except Exception as error:  # noqa: BLE001 -- the property is about which exceptions
+        except Exception as error:  # the property is about which exceptions come out
             assert not table.valid, f"a valid table was refused: {type(error).__name__}: {error}"
             assert_names_the_file(error, path)
             return
