@@ -163,3 +163,134 @@ def test_an_empty_or_binary_table_is_refused_naming_the_file(tmp_path: Path, con
         with pytest.raises(INPUT_ERRORS) as raised:
             table_to_recordings(path)
         assert_names_the_file(raised.value, path)
+
+
+# --- stimuli: image folders and Brain-Score stimulus sets (CSV + ZIP) -------------------------
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".webp": "WEBP", ".tif": "TIFF"}
+FORMAT_MODES = {
+    ".png": ["L", "RGB", "RGBA", "P", "I;16", "LA"],
+    ".jpg": ["L", "RGB", "CMYK"],
+    ".bmp": ["L", "RGB", "P"],
+    ".gif": ["L", "P"],
+    ".webp": ["RGB", "RGBA"],
+    ".tif": ["L", "RGB", "RGBA", "I;16"],
+}
+
+
+@dataclass
+class ImageFile:
+    relative: str  # path below the folder, with its suffix
+    data: bytes
+    readable: bool
+
+
+@st.composite
+def image_files(draw: st.DrawFn) -> ImageFile:
+    from PIL import Image
+
+    suffix = draw(st.sampled_from(sorted(IMAGE_FORMATS)))
+    mode = draw(st.sampled_from(FORMAT_MODES[suffix]))
+    # sizes from a single pixel to a long strip (centre-cropped to a 1-pixel square)
+    width, height = draw(st.integers(1, 64)), draw(st.sampled_from([1, 7, 33, 300]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    channels = {"L": 1, "P": 1, "I;16": 1, "LA": 2, "RGB": 3, "CMYK": 4, "RGBA": 4}[mode]
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, (height, width), dtype=np.uint16))
+    else:
+        array = rng.integers(0, 255, (height, width, channels), dtype=np.uint8)
+        image = Image.fromarray(array[..., 0] if channels == 1 else array, mode=None if channels != 1 else "L")
+        image = image.convert(mode) if image.mode != mode else image
+    buffer = io_bytes()
+    image.save(buffer, IMAGE_FORMATS[suffix])
+    data = buffer.getvalue()
+    damage = draw(st.sampled_from(["none", "none", "none", "truncated", "not an image"]))
+    if damage == "truncated":
+        data = data[: max(1, len(data) // 3)]
+    elif damage == "not an image":
+        data = b"%PDF-1.4 this is not a picture"
+    category = draw(st.sampled_from(["cars", "faces", "猫 photos", ""]))
+    name = draw(st.text("abcé01-_ ", min_size=1, max_size=8).filter(lambda text: text.strip() == text))
+    relative = f"{category}/{name}{suffix}" if category else f"{name}{suffix}"
+    return ImageFile(relative, data, damage == "none")
+
+
+def io_bytes():  # type: ignore[no-untyped-def]
+    import io as bytes_io
+
+    return bytes_io.BytesIO()
+
+
+@FUZZ
+@given(files=st.lists(image_files(), min_size=1, max_size=5, unique_by=lambda f: f.relative.lower()))
+def test_an_image_folder_is_imported_whole_or_refused_naming_the_file(files: list[ImageFile]) -> None:
+    from neuroattack.data.stimuli import image_folder_to_stimuli
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "images"
+        for file in files:
+            (root / file.relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / file.relative).write_bytes(file.data)
+        ids = [str(Path(file.relative).with_suffix("")) for file in files]
+        colliding = len(set(ids)) < len(ids)
+        try:
+            stimuli = image_folder_to_stimuli(root, resolution=8)
+        except Exception as error:  # the property is about which exceptions come out
+            assert colliding or not all(file.readable for file in files), f"{type(error).__name__}: {error}"
+            assert isinstance(error, INPUT_ERRORS), f"{type(error).__name__}: {error}"
+            named = [str(root / file.relative) for file in files]
+            assert any(name in str(error) for name in named), f"no file named: {error}"
+            return
+        assert all(file.readable for file in files) and not colliding
+        io.require(stimuli, "stimuli", root)
+        assert sorted(stimuli["stimulus_id"].values.tolist()) == sorted(ids)
+        categories = {str(Path(f.relative).with_suffix("")): Path(f.relative).parts[0] for f in files}
+        for stimulus, category in zip(stimuli["stimulus_id"].values, stimuli["category"].values, strict=True):
+            assert category == (categories[stimulus] if "/" in stimulus else "none")
+        assert stimuli["pixels"].shape == (len(files), 8, 8, 3) and stimuli["pixels"].dtype == np.uint8
+
+
+@FUZZ
+@given(
+    files=st.lists(image_files(), min_size=1, max_size=4, unique_by=lambda f: Path(f.relative).name.lower()),
+    damage=st.sampled_from(["none", "none", "file not in the zip", "extra file in the zip", "no category column"]),
+)
+def test_a_brainscore_stimulus_set_is_imported_whole_or_refused_naming_the_file(
+    files: list[ImageFile], damage: str
+) -> None:
+    import zipfile
+
+    from neuroattack.data.stimuli import brainscore_stimuli_to_dataset
+
+    with tempfile.TemporaryDirectory() as folder:
+        csv_path, zip_path = Path(folder) / "stimulus_set.csv", Path(folder) / "stimulus_set.zip"
+        names = [Path(file.relative).name for file in files]
+        table = pd.DataFrame(
+            {
+                "stimulus_id": [f"id{i}" for i in range(len(files))],
+                "filename": names,
+                "category_name": [Path(file.relative).parts[0] if "/" in file.relative else "none" for file in files],
+            }
+        )
+        if damage == "no category column":
+            table = table.drop(columns="category_name")
+        table.to_csv(csv_path, index=False)
+        with zipfile.ZipFile(zip_path, "w") as archive:
+            for file, name in zip(files, names, strict=True):
+                if damage == "file not in the zip" and name == names[-1]:
+                    continue
+                archive.writestr(f"stimulus_set/{name}", file.data)
+            if damage == "extra file in the zip":
+                archive.writestr("stimulus_set/unlisted.png", b"not listed in the CSV: ignored")
+        valid = all(file.readable for file in files) and damage in ("none", "extra file in the zip")
+        try:
+            stimuli = brainscore_stimuli_to_dataset(csv_path, zip_path, resolution=8)
+        except Exception as error:  # the property is about which exceptions come out
+            assert not valid, f"{type(error).__name__}: {error}"
+            assert isinstance(error, INPUT_ERRORS), f"{type(error).__name__}: {error}"
+            assert str(csv_path) in str(error) or str(zip_path) in str(error), f"no file named: {error}"
+            return
+        assert valid, "an invalid stimulus set was accepted"
+        io.require(stimuli, "stimuli", csv_path)
+        assert stimuli["stimulus_id"].values.tolist() == table["stimulus_id"].tolist()
+        assert stimuli["category"].values.tolist() == table["category_name"].tolist()
