@@ -4,6 +4,7 @@ the file (or the config key); never another exception, never a silently wrong ar
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 from dataclasses import dataclass
@@ -12,12 +13,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
+import yaml
+from fixtures_brainscore import write_robustness_checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neuroattack import io
 from neuroattack.data.recording_sources import table_to_recordings
+from neuroattack.networks.checkpoints import weights_from_checkpoint
+from neuroattack.networks.models import network_from_dataset
 
 # Errors an importer may raise for bad input; any other exception type fails the property.
 INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, OSError, TypeError)
@@ -294,3 +300,135 @@ def test_a_brainscore_stimulus_set_is_imported_whole_or_refused_naming_the_file(
         io.require(stimuli, "stimuli", csv_path)
         assert stimuli["stimulus_id"].values.tolist() == table["stimulus_id"].tolist()
         assert stimuli["category"].values.tolist() == table["category_name"].tolist()
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+CHECKPOINT_DAMAGE = (
+    "none",
+    "truncated",
+    "not a torch file",
+    "a list, not a dict",
+    "no model entry",
+    "a tensor renamed",
+    "a tensor missing",
+    "a tensor of another shape",
+    "a non-tensor entry",
+    "code in the pickle",
+)
+
+
+class Evil:
+    """Unpickling this would run code: weights_only=True must refuse it."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (print, ("a pickle ran code",))
+
+
+@pytest.fixture(scope="module")
+def resnet18_checkpoint_state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    path = tmp_path_factory.mktemp("ckpt") / "resnet18.ckpt"
+    write_robustness_checkpoint(path, architecture="resnet18")
+    return dict(torch.load(path, weights_only=True))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=st.sampled_from(CHECKPOINT_DAMAGE), pick=st.integers(0, 10**6))
+def test_a_checkpoint_is_converted_whole_or_refused_naming_the_file(
+    resnet18_checkpoint_state: dict[str, object], damage: str, pick: int
+) -> None:
+    checkpoint = copy.copy(resnet18_checkpoint_state)
+    state = dict(checkpoint["model"])  # type: ignore[call-overload]
+    classifier_keys = sorted(k for k in state if k.startswith("module.model."))
+    key = classifier_keys[pick % len(classifier_keys)]
+    if damage == "a tensor renamed":
+        state[key.replace("module.model.", "module.model.extra_")] = state.pop(key)
+    elif damage == "a tensor missing" and not key.endswith("num_batches_tracked"):
+        del state[key]
+    elif damage == "a tensor of another shape":
+        state[key] = torch.zeros(*state[key].shape, 2)
+    elif damage == "a non-tensor entry":
+        state["module.model.note"] = "trained by a student"
+    checkpoint["model"] = state
+    if damage == "no model entry":
+        checkpoint = {"weights": state}
+    if damage == "a list, not a dict":
+        checkpoint = [state]  # type: ignore[assignment]
+    if damage == "code in the pickle":
+        checkpoint = {"model": state, "epoch": Evil()}
+    valid = damage == "none" or (damage == "a tensor missing" and key.endswith("num_batches_tracked"))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "resnet18_l2_eps3.ckpt"
+        torch.save(checkpoint, path)
+        if damage == "truncated":
+            path.write_bytes(path.read_bytes()[: 1 + pick % (path.stat().st_size - 1)])
+        elif damage == "not a torch file":
+            path.write_bytes(b"<html>403 Forbidden</html>")
+        settings_ = {"eps": 3.0, "norm": "l2", "architecture": "resnet18"}
+        try:
+            weights = weights_from_checkpoint(path, "robust", settings_)
+        except Exception as error:  # the property is about which exceptions come out
+            assert not valid, f"{type(error).__name__}: {error}"
+            assert_names_the_file(error, path)
+            return
+        assert valid, f"a damaged checkpoint ({damage}) was accepted"
+        io.require(weights, "weights", path)
+        network = network_from_dataset(weights, str(path))
+        expected = {k.removeprefix("module.model."): v for k, v in state.items() if k.startswith("module.model.")}
+        for name, tensor in network.model.state_dict().items():
+            if name in expected:
+                assert torch.equal(tensor, expected[name].to(tensor.dtype)), name
+
+
+# --- the config -----------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def leaf_paths(node: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(node, dict):
+        return [path for key, value in node.items() for path in leaf_paths(value, (*prefix, str(key)))] or [prefix]
+    return [prefix]
+
+
+CONFIG_PATHS = leaf_paths(TINY)
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**9),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text("abc./-_é 0", max_size=6),
+    st.lists(st.integers(-2, 5), max_size=3),
+    st.dictionaries(st.sampled_from(["x", "eps", "seed"]), st.integers(0, 3), max_size=2),
+)
+
+
+@FUZZ
+@given(path=st.sampled_from(CONFIG_PATHS), value=values, action=st.sampled_from(["set", "delete", "add unknown"]))
+def test_a_config_is_taken_or_refused_naming_the_key(path: tuple[str, ...], value: object, action: str) -> None:
+    from neuroattack.config import ConfigError
+    from neuroattack.plan import checked_config
+
+    config = copy.deepcopy(TINY)
+    parent = config
+    for key in path[:-1]:
+        parent = parent[key]
+    if action == "set":
+        parent[path[-1]] = value
+    elif action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[f"{path[-1]}_typo"] = value
+    with tempfile.TemporaryDirectory() as folder:
+        config["results"] = folder  # checks look for paths; never this repository's
+        try:
+            checked_config(config, SCHEMA)
+        except ConfigError as error:
+            message = str(error)
+            named = {".".join(path[:depth]) for depth in range(1, len(path) + 1)} | {path[-1], f"{path[-1]}_typo"}
+            assert any(name in message for name in named), (path, action, message)
+            return
+        except Exception as error:  # the property is about which exceptions come out
+            raise AssertionError(f"{'.'.join(path)} ({action} {value!r}): {type(error).__name__}: {error}") from error
