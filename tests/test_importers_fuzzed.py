@@ -102,7 +102,8 @@ def tables(draw: st.DrawFn) -> Table:
         # with one site the presentation is simply not there (fewer repetitions of that stimulus:
         # allowed); with several, a site lacks a response in a presentation the others have
         same = (frame["stimulus_id"] == dropped["stimulus_id"]) & (frame["repetition"] == dropped["repetition"])
-        valid = not same.any() and len(frame) > 0
+        site_left = (frame["neuroid_id"] == dropped["neuroid_id"]).any()
+        valid = not (same.any() and site_left) and len(frame) > 0
     elif mutation == "empty id":
         frame.loc[draw(st.integers(0, len(frame) - 1)), draw(st.sampled_from(["stimulus_id", "neuroid_id"]))] = ""
     elif mutation == "header only":
@@ -432,3 +433,89 @@ def test_a_config_is_taken_or_refused_naming_the_key(path: tuple[str, ...], valu
             return
         except Exception as error:  # the property is about which exceptions come out
             raise AssertionError(f"{'.'.join(path)} ({action} {value!r}): {type(error).__name__}: {error}") from error
+
+
+# --- Brain-Score assemblies ---------------------------------------------------------------------
+
+ASSEMBLY_DAMAGE = (
+    "none",
+    "NaN values",
+    "no animal coordinate",
+    "no stimulus id",
+    "no repetition",
+    "no neuroid_id",
+    "no region",
+    "no time bins",
+    "an extra dimension",
+    "an extra dimension of size 1",
+    "two data variables",
+    "float repetitions",
+    "truncated file",
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    damage=st.sampled_from(ASSEMBLY_DAMAGE),
+    writer=st.sampled_from(["brainio", "brainscore-core"]),
+    window=st.sampled_from([(70, 170), (170, 270), (0, 100)]),
+    region=st.sampled_from(["IT", "V4", "V1"]),
+)
+def test_a_brainscore_assembly_is_converted_whole_or_refused_naming_the_file(
+    damage: str, writer: str, window: tuple[int, int], region: str
+) -> None:
+    from fixtures_brainscore import write_assembly
+
+    from neuroattack.data.recording_sources import recordings_from_source
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "assembly.nc"
+        truth = write_assembly(path, id_coord="stimulus_id", writer=writer)  # type: ignore[arg-type]
+        with xr.open_dataset(path) as opened:
+            ds = opened.load()
+        name = next(iter(ds.data_vars))
+        drop = {
+            "no animal coordinate": "animal",
+            "no stimulus id": "stimulus_id",
+            "no repetition": "repetition",
+            "no neuroid_id": "neuroid_id",
+            "no region": "region",
+            "no time bins": ["time_bin_start", "time_bin_end"],
+        }.get(damage)
+        if drop is not None:
+            ds = ds.drop_vars(drop)
+        if damage == "NaN values":
+            ds[name][...] = np.where(np.arange(ds[name].size).reshape(ds[name].shape) % 3 == 0, np.nan, ds[name])
+        elif damage.startswith("an extra dimension"):
+            size = 1 if damage.endswith("size 1") else 2
+            ds[name] = ds[name].expand_dims(session=size).copy()
+        elif damage == "two data variables":
+            ds["spare"] = ds[name] * 2
+        elif damage == "float repetitions":
+            ds["repetition"] = ds["repetition"].astype(float) + 0.5
+        path.unlink()
+        ds.to_netcdf(path)
+        if damage == "truncated file":
+            path.write_bytes(path.read_bytes()[:200])
+        valid = (
+            damage in ("none", "NaN values", "no animal coordinate", "an extra dimension of size 1")
+            and window != (0, 100)
+            and region != "V1"
+        )
+        settings_ = {"source": "brainscore", "region": region, "time_window_ms": list(window)}
+        try:
+            recordings = recordings_from_source(settings_, {"assembly": path})
+        except Exception as error:  # the property is about which exceptions come out
+            assert not valid, f"{type(error).__name__}: {error}"
+            assert_names_the_file(error, path)
+            return
+        assert valid, f"a damaged assembly ({damage}, region {region}, window {window}) was accepted"
+        io.require(recordings, "recordings", path)
+        chosen = [i for i, r in enumerate(truth.region) if r == region]
+        expected = truth.values[chosen][:, :, truth.time_bins.index(window)].T
+        if damage == "NaN values":
+            stored = ds[name].transpose("presentation", "neuroid", "time_bin").values
+            expected = stored[:, chosen, truth.time_bins.index(window)]
+        np.testing.assert_array_equal(recordings["response"].values, expected.astype(np.float32))
+        assert recordings["neuroid_id"].values.tolist() == [truth.neuroid_id[i] for i in chosen]
+        assert recordings["repetition"].values.tolist() == truth.repetition

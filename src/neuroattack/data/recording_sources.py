@@ -58,6 +58,19 @@ def _coord(array: xr.DataArray, names: Sequence[str], dim: str) -> np.ndarray:
     )
 
 
+def _whole_numbers(values: np.ndarray, name: Any, coordinate: str) -> list[int]:
+    """`values` as integers; an error (not a silent truncation) where one is not whole."""
+    numbers = np.asarray(values, dtype=np.float64) if values.dtype.kind in "iuf" else None
+    if numbers is None or not np.all(np.isfinite(numbers)) or not np.all(np.mod(numbers, 1) == 0):
+        examples = [
+            value for value in values.tolist() if not (isinstance(value, int | float) and float(value).is_integer())
+        ]
+        raise ValueError(
+            f"assembly {name!r}: coordinate {coordinate!r} must hold whole numbers, found e.g. {examples[:3]}"
+        )
+    return [int(number) for number in numbers]
+
+
 def _select_time_bin(array: xr.DataArray, time_bin: tuple[int, int]) -> xr.DataArray:
     start, end = time_bin
     if "time_bin" in array.dims:
@@ -132,7 +145,7 @@ def brainscore_assembly_to_recordings(
     recordings = make_recordings(
         np.asarray(array.values, dtype=np.float32),
         stimulus_id=_coord(array, ("stimulus_id", "image_id"), "presentation").astype(str).tolist(),
-        repetition=_coord(array, ("repetition",), "presentation").astype(np.int64).tolist(),
+        repetition=_whole_numbers(_coord(array, ("repetition",), "presentation"), array.name, "repetition"),
         neuroid_id=_coord(array, ("neuroid_id",), "neuroid").astype(str).tolist(),
         region=region,
         animal=animal,

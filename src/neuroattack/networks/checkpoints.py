@@ -151,7 +151,10 @@ def _check_architecture(
     setting: str,
 ) -> None:
     """Raise CheckpointMismatchError unless `classifier` has exactly the tensors of `inner`."""
-    found, expected = _shapes(classifier), _shapes(inner)
+    # Every tensor as the architecture has it, except that BatchNorm counters may be absent (old
+    # checkpoints lack them); a counter that is there must fit too.
+    found = {k: tuple(v.shape) for k, v in classifier.items()}
+    expected = {k: tuple(v.shape) for k, v in inner.items() if k in found or not k.endswith("num_batches_tracked")}
     if found == expected:
         return
     missing = [k for k in expected if k not in found]
@@ -166,7 +169,7 @@ def _check_architecture(
         differing = sum(found[k] != v for k, v in expected.items())
         detail += f" ({differing} tensor(s) differ in shape)"
     classes = found.get("fc.weight", (arch.num_classes,))[0]
-    fits = [name for name in CHECKPOINT_ARCHITECTURES if _torchvision_shapes(name, classes) == found]
+    fits = [name for name in CHECKPOINT_ARCHITECTURES if _torchvision_shapes(name, classes) == _shapes(classifier)]
     if fits and fits[0] != arch.name:
         advice = f"The checkpoint holds a {fits[0]}: set {setting} to {fits[0]}"
         if classes != arch.num_classes:
