@@ -6,7 +6,11 @@ some files only at a later mirror; then the lab's loop (export for the rig, inge
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import signal
+import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import pytest
 import yaml
 from fixtures_brainscore import write_assembly, write_robustness_checkpoint, write_stimulus_set
 from loopback_server import LoopbackServer
-from workflow_helpers import REPO, job_counts, snakemake
+from workflow_helpers import REPO, assert_same_results, job_counts, snakemake, snakemake_command
 
 from neuroattack import io
 from neuroattack.networks.models import Architecture, TorchvisionResNet, network_from_dataset
@@ -327,3 +331,39 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     assert "attack_image" not in counts and counts["ingest_perturbed_recordings"] == 1
     assert counts["export_rig_stimuli"] == 1 and counts["refit_site_models"] == 1
     assert "round 3 of the loop has no recordings yet" in dry.stderr
+
+
+def test_a_labs_loop_killed_in_round_2s_attacks_resumes_to_an_uninterrupted_runs_outputs(
+    mini_run: Path, served: LoopbackServer, tmp_path: Path
+) -> None:
+    results = Path("results/mini")
+    sites = io.read_dataset(mini_run / results / "site_models/site_models.nc")["neuroid_id"].values
+    first = rig_table(pd.read_csv(mini_run / results / "rig/round1/perturbed_stimuli.csv"), sites, tmp_path / "r1.csv")
+    # Uninterrupted: round 1's table, then (once round 2's images are exported) round 2's too.
+    whole = copy_of(mini_run, tmp_path / "whole")
+    run = snakemake(whole, "--cores", "2", configfile=str(mini_config(served, whole, perturbed=[first])))
+    assert run.returncode == 0, run.stderr[-5000:]
+    second = rig_table(pd.read_csv(whole / results / "rig/round2/perturbed_stimuli.csv"), sites, tmp_path / "r2.csv")
+    run = snakemake(whole, "--cores", "2", configfile=str(mini_config(served, whole, perturbed=[first, second])))
+    assert run.returncode == 0, run.stderr[-5000:]
+    # Killed: both tables given at once; kill -9 as soon as the first of round 2's attacks is written.
+    killed = copy_of(mini_run, tmp_path / "killed")
+    both = str(mini_config(served, killed, perturbed=[first, second]))
+    profile = ("--profile", str(REPO / "workflow/profiles/default"))  # as a user runs it: rerun-incomplete
+    command, env = snakemake_command(killed, *profile, "--cores", "1", configfile=both)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    attacks = killed / results / "rounds/round2/attacks"
+    deadline = time.monotonic() + 900
+    while not (attacks.is_dir() and any(attacks.glob("image*.nc"))) and time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before round 2's attacks"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(list(attacks.glob("image*.nc"))) < len(list((whole / results / "rounds/round2/attacks").glob("*.nc")))
+    unlock = snakemake(killed, *profile, "--unlock", configfile=both)
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
+    resumed = snakemake(killed, *profile, "--cores", "2", configfile=both)
+    assert resumed.returncode == 0, resumed.stderr[-5000:]
+    assert_same_results(whole / results, killed / results)
