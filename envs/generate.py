@@ -63,6 +63,8 @@ KINDS: dict[str, tuple[str, list[str]]] = {
             "netCDF4",
             "scikit-learn",
             "scikit-image",
+            "timm",
+            "safetensors",
             "tqdm",
         ],
     ),

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from neuroattack.networks.zoo import ZooNetwork
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -153,15 +156,25 @@ class TorchvisionResNet(nn.Module):
         return logits
 
 
-FeatureNetwork = SmallResNet | TorchvisionResNet
+# Every network neuroattack attacks: x in [0, 1] -> features(x) (n, feature_dim), forward(x) -> logits.
+FeatureNetwork: TypeAlias = "SmallResNet | TorchvisionResNet | ZooNetwork"
 
 
 def build_network(arch: Architecture) -> FeatureNetwork:
+    """The network `arch` describes, with its constructor's initial weights. Besides the small
+    ResNets and the checkpoints' ImageNet ResNets, a user's model (`arch.name` one of
+    zoo.ZOO_KINDS: a torchvision or timm model, or a factory function)."""
     if arch.name == "small_resnet":
         return SmallResNet(arch)
     if arch.name in TORCHVISION_RESNETS:
         return TorchvisionResNet(arch)
-    raise ValueError(f"unknown architecture {arch.name!r}: use one of {', '.join(ARCHITECTURE_NAMES)}")
+    from neuroattack.networks import zoo  # imports torchvision or timm only to build such a model
+
+    if arch.name in zoo.ZOO_KINDS:
+        return zoo.ZooNetwork(arch)
+    raise ValueError(
+        f"unknown architecture {arch.name!r}: use one of {', '.join((*ARCHITECTURE_NAMES, *zoo.ZOO_KINDS))}"
+    )
 
 
 def weights_to_dataset(network: nn.Module, arch: Architecture, attrs: dict[str, Any]) -> xr.Dataset:
