@@ -160,7 +160,10 @@ def test_every_kind_of_intermediate_names_rules_of_the_workflow() -> None:
     for name, kind in io.INTERMEDIATES.items():
         assert kind.variables or kind.attrs, name
         assert set(kind.rules) <= defined, (name, set(kind.rules) - defined)
-    assert io.INTERMEDIATES["weights"].made_by == "rule train_network (or convert_checkpoint, chosen_surrogate)"
+    assert (
+        io.INTERMEDIATES["weights"].made_by
+        == "rule train_network (or convert_checkpoint, import_network, chosen_surrogate)"
+    )
 
 
 def test_temporaries_of_a_killed_write_are_removed_by_the_next_write(tmp_path: Path) -> None:

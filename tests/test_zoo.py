@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 from torch.nn import functional
+from workflow_helpers import REPO, job_counts, snakemake
 
+from neuroattack import io
 from neuroattack.networks.frozen import frozen_for_attack
 from neuroattack.networks.models import Architecture, build_network, network_from_dataset, weights_to_dataset
 from neuroattack.networks.readouts import UnitResponse
@@ -124,3 +129,99 @@ def test_a_units_input_gradient_flows_through_the_layer_of_a_frozen_copy() -> No
     # BatchNorm folded into the convolutions: the same gradient up to float round-off
     assert (frozen_gradient - gradient).abs().max() <= 1e-4 * gradient.abs().max()
     assert frozen_for_attack(network).target_module == "layer2.1"
+
+
+# --- in the workflow ------------------------------------------------------------------------
+
+FACTORY = (
+    "import torch\n"
+    "def tiny(width=4):\n"
+    "    return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.ReLU(),\n"
+    "                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(width, 2))\n"
+)
+
+
+def users_networks_config(tmp_path: Path) -> str:
+    """The tiny config with two networks of a user's: a torchvision ResNet-18 with its weights
+    file, at layer3, and a factory of the user's own without one."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "my_lab_nets.py").write_text(FACTORY)
+    torch.manual_seed(5)
+    weights = tmp_path / "resnet18_mine.safetensors"
+    state = build_network(zoo("torchvision", "resnet18", kwargs={"num_classes": 10})).model.state_dict()
+    save_file({name: tensor.contiguous() for name, tensor in state.items()}, weights)
+    networks = {
+        "resnet18_mine": {
+            "eps": 0.0,
+            "torchvision": "resnet18",
+            "kwargs": {"num_classes": 10},
+            "weights": {"url": weights.as_uri(), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()},
+            "input": {"resolution": 32},
+            "layer": "layer3",
+        },
+        "labnet": {"eps": 0.0, "factory": "my_lab_nets:tiny", "kwargs": {"width": 6}, "path": str(tmp_path / "code")},
+    }
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["networks"].update(networks)
+    path = tmp_path / "users.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_users_networks_are_downloaded_and_imported_once_each(tmp_path: Path) -> None:
+    configfile = users_networks_config(tmp_path)
+    run = snakemake(tmp_path / "run", "--dry-run", "--cores", "1", configfile=configfile)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = job_counts(run.stdout)
+    assert counts["import_network"] == 2 and counts["download"] == 1  # labnet has no weights file
+    assert counts["train_network"] == 3  # the tiny config's two networks and the brain's
+    assert counts["features"] == 4
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ({"eps": 0.0, "seed": 1, "layer": "layer3"}, "kwargs, weights, input, layer and path belong to a user's model"),
+        ({"eps": 0.0, "timm": "resnet10t", "path": "code"}, "path (the folder to import from) belongs to a factory"),
+        ({"eps": 0.0, "factory": "my_lab_nets.tiny"}, 'networks.labnet.factory = "my_lab_nets.tiny"'),
+        ({"eps": 0.0, "torchvision": "resnet18", "timm": "resnet10t"}, "networks.labnet"),
+    ],
+)
+def test_a_bad_users_network_entry_is_refused_at_start_naming_the_key(
+    tmp_path: Path, entry: dict[str, object], named: str
+) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["networks"]["labnet"] = entry
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path / "run", "--dry-run", "--cores", "1", configfile=str(path))
+    assert run.returncode != 0
+    assert named in run.stdout + run.stderr, (run.stdout + run.stderr)[-3000:]
+
+
+@pytest.mark.slow
+def test_users_networks_run_end_to_end_at_their_layers(tmp_path: Path) -> None:
+    configfile = users_networks_config(tmp_path)
+    workdir = tmp_path / "run"
+    run = snakemake(workdir, "--cores", "2", "results/tiny/figures/figure1.nc", configfile=configfile)
+    assert run.returncode == 0, run.stderr[-5000:]
+    results = workdir / "results/tiny"
+    imported = io.read_dataset(results / "networks/resnet18_mine.nc", "weights")
+    assert imported.attrs["layer"] == "layer3" and imported.attrs["source_weights"] == "resnet18_mine.safetensors"
+    features = io.read_dataset(results / "features/resnet18_mine.nc")
+    assert features.attrs["layer"] == "layer3" and features.sizes["unit"] == 256 * 2 * 2
+    assert io.read_dataset(results / "features/labnet.nc").sizes["unit"] == 6
+    figure1 = io.read_dataset(results / "figures/figure1.nc")
+    populations = figure1["population"].values.tolist()
+    assert "resnet18_mine" in populations and "labnet" in populations
+    assert np.isfinite(figure1["s_tilde"].sel(population="resnet18_mine").values).all()
+
+
+def test_the_config_and_the_library_name_the_same_kinds_of_model() -> None:
+    from neuroattack import plan
+    from neuroattack.networks import zoo as library
+
+    assert plan.MODEL_KINDS == library.ZOO_KINDS
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    entry = schema["properties"]["networks"]["additionalProperties"]
+    assert set(library.ZOO_KINDS) <= set(entry["properties"])

@@ -103,7 +103,7 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("stimuli",), ("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")
         ),
         "weights": Intermediate(
-            ("train_network", "convert_checkpoint", "chosen_surrogate"),
+            ("train_network", "convert_checkpoint", "import_network", "chosen_surrogate"),
             ("network", "surrogate_weights"),
             attrs=("architecture",),
         ),

@@ -62,3 +62,13 @@ def recordings_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     if settings.get("time_window_ms") == list(TIME_WINDOW_MS):
         del settings["time_window_ms"]
     return settings
+
+
+def user_model_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What the import of a user's network depends on: its entry without the weights' mirrors
+    (the checksum, which identifies the file, stays), so editing a mirror list reruns nothing."""
+    spec = dict(config["networks"][name])
+    weights = spec.pop("weights", None)
+    if weights is not None and "sha256" in weights:
+        spec["weights_sha256"] = weights["sha256"]
+    return science(spec)

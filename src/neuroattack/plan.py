@@ -58,7 +58,8 @@ class Run:
     its attacked images and the loop's rounds."""
 
     networks: tuple[str, ...]
-    trained: tuple[str, ...]  # trained by the workflow (a seed); the others are downloaded
+    trained: tuple[str, ...]  # trained by the workflow (a seed)
+    imported: tuple[str, ...]  # a user's model: torchvision, timm or a factory (zoo.ZOO_KINDS)
     simulated: bool  # the in-silico brain records (else a lab's recordings)
     rounds: int
     refit: str
@@ -70,7 +71,8 @@ class Run:
 
     @property
     def downloaded(self) -> tuple[str, ...]:
-        return tuple(name for name in self.networks if name not in self.trained)
+        """The networks converted from a robustness-library checkpoint."""
+        return tuple(name for name in self.networks if name not in self.trained + self.imported)
 
     @property
     def recorded_rounds(self) -> int:
@@ -94,7 +96,8 @@ def run_plan(config: Mapping[str, Any]) -> Run:
     loop = config["loop"]
     return Run(
         networks=tuple(networks),
-        trained=tuple(name for name, spec in networks.items() if "checkpoint" not in spec),
+        trained=tuple(name for name, spec in networks.items() if "seed" in spec),
+        imported=tuple(name for name, spec in networks.items() if model_kind(spec) is not None),
         simulated=simulated,
         rounds=int(loop["rounds"]),
         refit=str(loop["refit"]),
@@ -113,6 +116,7 @@ def run_plan(config: Mapping[str, Any]) -> Run:
 # an image index added to it for another once did). The brain's streams hash `brain.seed`, every other
 # stream the config's `seed`; a trained network's own `seed` is the user's and stays as given.
 SEED_STREAMS: dict[str, str] = {
+    "network_init": "initial weights of a user's network that comes without a weights file",
     "crops": "which blocks of each photograph go to the stimuli and which to training (shared, so they never overlap)",
     "site_model_folds": "cross-validation folds and split halves of every site-model fit",
     "attacked_images": "which clean images are attacked",
@@ -205,6 +209,23 @@ def download_name(remote: Mapping[str, Any], folder: str) -> str:
     return f"{folder}/{remote_file_name(remote)}"
 
 
+# The keys of a `networks` entry that name a user's model (networks.zoo.ZOO_KINDS).
+MODEL_KINDS = ("torchvision", "timm", "factory")
+
+
+def model_kind(spec: Mapping[str, Any]) -> str | None:
+    """Which kind of user's model a `networks` entry names, if any."""
+    return next((kind for kind in MODEL_KINDS if kind in spec), None)
+
+
+def weights_file(name: str, spec: Mapping[str, Any]) -> str | None:
+    """Local name of a user's network's weights file (its suffix tells the format), if it has one."""
+    if "weights" not in spec:
+        return None
+    suffix = Path(remote_file_name(spec["weights"])).suffix
+    return f"weights/{name}{suffix if suffix == '.safetensors' else '.pt'}"
+
+
 def download_entries(config: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     """(local name, config keys of its remote-file entry) of every file the config downloads,
     in config order; two entries may name one file (`config_problems` says so)."""
@@ -215,7 +236,9 @@ def download_entries(config: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
         keys.append(("brainscore", ["recordings", "assembly"]))
     entries = [(download_name(config_entry(config, where), folder), where) for folder, where in keys]
     checkpoints = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
-    return entries + [(f"checkpoints/{name}.ckpt", ["networks", name, "checkpoint"]) for name in checkpoints]
+    entries += [(f"checkpoints/{name}.ckpt", ["networks", name, "checkpoint"]) for name in checkpoints]
+    weights = [(weights_file(name, spec), name) for name, spec in config["networks"].items()]
+    return entries + [(local, ["networks", name, "weights"]) for local, name in weights if local is not None]
 
 
 def downloads(config: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -258,7 +281,7 @@ def config_problems(config: Mapping[str, Any], stimuli: KnownStimuli = UNKNOWN_S
 def _network_problems(config: Mapping[str, Any]) -> list[str]:
     networks = list(config["networks"])
     ensemble = list(config["loop"].get("ensemble") or [])
-    trained = [name for name, spec in config["networks"].items() if "checkpoint" not in spec]
+    trained = [name for name, spec in config["networks"].items() if "seed" in spec]
     problems = []
     if set(ensemble) - set(networks) or len(set(ensemble)) != len(ensemble):
         problems.append(

@@ -4,8 +4,23 @@
 from neuroattack.artifacts import artifact_path
 from neuroattack.config import config_entry, science
 from neuroattack.remote import remote_checksum
-from neuroattack.jobs import checkpoint_settings, cpu_job, gpu_job, network_spec, recordings_settings
-from neuroattack.plan import config_seed, download_name, downloaded, downloads, name_pattern, run_plan
+from neuroattack.jobs import (
+    checkpoint_settings,
+    cpu_job,
+    gpu_job,
+    network_spec,
+    recordings_settings,
+    user_model_settings,
+)
+from neuroattack.plan import (
+    config_seed,
+    download_name,
+    downloaded,
+    downloads,
+    name_pattern,
+    run_plan,
+    weights_file,
+)
 
 RUN = run_plan(config)
 DOWNLOADS = downloads(config)
@@ -55,6 +70,12 @@ def stimuli_inputs(wildcards):
 def training_inputs(wildcards):
     data = config.get("training_data", {})
     return {"folder": data["path"]} if data.get("source") == "folder" else {}
+
+
+def user_model_inputs(wildcards):
+    """A user's network's weights file, where its entry names one."""
+    local = weights_file(wildcards.network, config["networks"][wildcards.network])
+    return {} if local is None else {"weights": downloaded(config, local)}
 
 
 def recordings_inputs(wildcards):

@@ -27,3 +27,23 @@ rule train_network:
         ),
     script:
         "../scripts/train_network.py"
+
+
+rule import_network:
+    input:
+        unpack(user_model_inputs),
+    output:
+        artifact("network"),
+    log:
+        log_file("import_network/{network}"),
+    wildcard_constraints:
+        network=name_pattern(RUN.imported),
+    conda:
+        "../../envs/compute.yaml"
+    resources:
+        **cpu_job(mem_mb=8000, runtime=20),
+    params:
+        network=lambda wildcards: user_model_settings(config, wildcards.network),
+        seed=seed("network_init"),
+    script:
+        "../scripts/import_network.py"

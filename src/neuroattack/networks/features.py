@@ -23,7 +23,7 @@ def extract_features(
     return xr.Dataset(
         {"activation": (("stimulus_id", "unit"), values)},
         coords={"stimulus_id": stimuli["stimulus_id"].values, "unit": np.arange(values.shape[1])},
-        attrs={"network": name, "layer": LAYER},
+        attrs={"network": name, "layer": str(getattr(network, "layer", LAYER))},
     )
 
 

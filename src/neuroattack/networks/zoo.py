@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional
 
-from neuroattack.networks.models import Architecture, Normalize
+from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture, Normalize, weights_to_dataset
 
-ZOO_KINDS = ("torchvision", "timm", "factory")
+ZOO_KINDS = ("torchvision", "timm", "factory")  # the config's keys (plan.MODEL_KINDS; a test keeps them equal)
 PENULTIMATE = "penultimate"
+DEFAULT_RESOLUTION = 224  # an ImageNet model's
 
 
 class WeightsMismatchError(ValueError):
@@ -202,3 +204,41 @@ class ZooNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         logits: Tensor = self.model(self.prepared(x))
         return logits
+
+
+def user_model_weights(
+    name: str, settings: Mapping[str, Any], weights_path: str | os.PathLike[str] | None, seed: int
+) -> xr.Dataset:
+    """The workflow's weights file of `networks.<name>`, a user's model: `settings` is the entry
+    (eps, the kind's key, kwargs, input, layer, path); the weights come from `weights_path`, or,
+    without one, from the constructor seeded with `seed`."""
+    kind = next((k for k in ZOO_KINDS if k in settings), None)
+    if kind is None:
+        raise ValueError(f"networks.{name}: name the model with one of the keys {', '.join(ZOO_KINDS)}")
+    given = settings.get("input", {})
+    arch = Architecture(
+        name=kind,
+        num_classes=0,
+        mean=tuple(float(v) for v in given.get("mean", IMAGENET_MEAN)),
+        std=tuple(float(v) for v in given.get("std", IMAGENET_STD)),
+        extra={
+            "model": settings[kind],
+            "kwargs": dict(settings.get("kwargs", {})),
+            "resolution": int(given.get("resolution", DEFAULT_RESOLUTION)),
+            "layer": settings.get("layer") or PENULTIMATE,
+            "path": settings.get("path"),
+        },
+    )
+    torch.manual_seed(seed)
+    try:
+        network = ZooNetwork(arch)
+    except (ValueError, TypeError, ImportError) as error:
+        raise type(error)(f"networks.{name}: {error}") from error
+    if weights_path is not None:
+        load_weights(network.model, weights_path)
+    attrs = {
+        "training_eps": float(settings["eps"]),
+        "layer": network.layer,
+        "source_weights": Path(weights_path).name if weights_path is not None else "the constructor's, seeded",
+    }
+    return weights_to_dataset(network.eval(), arch, attrs)
