@@ -524,3 +524,61 @@ def test_a_brainscore_assembly_is_converted_whole_or_refused_naming_the_file(
         np.testing.assert_array_equal(recordings["response"].values, expected.astype(np.float32))
         assert recordings["neuroid_id"].values.tolist() == [truth.neuroid_id[i] for i in chosen]
         assert recordings["repetition"].values.tolist() == truth.repetition
+
+
+# --- weights files of a user's network ----------------------------------------------------------
+
+WEIGHTS_DAMAGE = ("none", "truncated", "a tensor renamed", "a tensor missing", "a tensor reshaped", "an extra tensor")
+
+
+def small_model() -> torch.nn.Module:
+    """A model with parameters and buffers (BatchNorm's), as a state_dict holds them."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(36, 2)
+    )
+
+
+@FUZZ
+@given(
+    damage=st.sampled_from(WEIGHTS_DAMAGE),
+    suffix=st.sampled_from([".pt", ".safetensors"]),
+    wrapped=st.booleans(),
+    pick=st.integers(0, 10**6),
+)
+def test_a_weights_file_loads_exactly_or_is_refused_naming_the_file(
+    damage: str, suffix: str, wrapped: bool, pick: int
+) -> None:
+    from safetensors.torch import save_file
+
+    from neuroattack.networks.zoo import load_weights
+
+    torch.manual_seed(pick % 1000)
+    source = small_model()
+    state = {name: tensor.clone() for name, tensor in source.state_dict().items()}
+    key = sorted(state)[pick % len(state)]
+    if damage == "a tensor renamed":
+        state[f"renamed_{key}"] = state.pop(key)
+    elif damage == "a tensor missing":
+        del state[key]
+    elif damage == "a tensor reshaped":
+        state[key] = torch.zeros(*state[key].shape, 2, dtype=state[key].dtype)
+    elif damage == "an extra tensor":
+        state["head.weight"] = torch.zeros(2, 2)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"weights{suffix}"
+        if suffix == ".safetensors":
+            save_file(state, path)
+        else:
+            torch.save({"state_dict": state} if wrapped else state, path)
+        if damage == "truncated":
+            path.write_bytes(path.read_bytes()[: 1 + pick % (path.stat().st_size - 1)])
+        target = small_model()
+        try:
+            load_weights(target, path)
+        except Exception as error:  # the property is about which exceptions come out
+            assert damage != "none", f"{type(error).__name__}: {error}"
+            assert_names_the_file(error, path)
+            return
+        assert damage == "none", f"a damaged weights file ({damage}) was loaded"
+        for name, tensor in source.state_dict().items():
+            assert torch.equal(target.state_dict()[name], tensor), name
