@@ -4,6 +4,7 @@ population change, and the choice of `surrogate.network: auto`."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import shutil
 from pathlib import Path
 
@@ -78,18 +79,44 @@ def test_ceiling_is_the_spearman_brown_corrected_median_split_half_correlation()
     assert theory - without_spearman_brown > 0.04  # 0.908: the tolerance tells the two apart
 
 
-def test_cka_is_one_for_identical_and_invariant_to_scaling_and_rotation() -> None:
+@pytest.mark.parametrize("form", ["debiased", "biased"])
+def test_cka_is_one_for_identical_and_invariant_to_scaling_and_rotation(form: str) -> None:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((50, 12))
     y = x @ rng.standard_normal((12, 7)) + 0.5 * rng.standard_normal((50, 7))
     rotation, _ = np.linalg.qr(rng.standard_normal((12, 12)))
-    base = screening.linear_cka(x, y)
-    assert screening.linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
-    assert screening.linear_cka(3.7 * x, y) == pytest.approx(base, abs=1e-12)
-    assert screening.linear_cka(x @ rotation, 0.2 * y) == pytest.approx(base, abs=1e-12)
-    assert screening.linear_cka(x, rng.standard_normal((50, 7))) < base < 1.0
-    value, low, high = screening.bootstrap_cka(x, y, draws=200, seed=0)
+    base = screening.linear_cka(x, y, form)
+    assert screening.linear_cka(x, x, form) == pytest.approx(1.0, abs=1e-12)
+    assert screening.linear_cka(3.7 * x, y, form) == pytest.approx(base, abs=1e-12)
+    assert screening.linear_cka(x @ rotation, 0.2 * y, form) == pytest.approx(base, abs=1e-12)
+    assert screening.linear_cka(x, rng.standard_normal((50, 7)), form) < base < 1.0
+    value, low, high = screening.bootstrap_cka(x, y, draws=200, seed=0, form=form)
     assert value == base and low < value < high
+
+
+def u_statistic_hsic(k: np.ndarray, l_: np.ndarray) -> float:
+    """The unbiased HSIC as its definition: the mean over ordered 4-tuples of distinct stimuli
+    of k_ij l_ij + k_ij l_qr - 2 k_ij l_iq (Song et al. 2012)."""
+    values = [
+        k[i, j] * l_[i, j] + k[i, j] * l_[q, r] - 2 * k[i, j] * l_[i, q]
+        for i, j, q, r in itertools.permutations(range(len(k)), 4)
+    ]
+    return float(np.mean(values))
+
+
+def test_the_debiased_cka_is_the_unbiased_hsic_estimator_and_unlike_the_biased_one_no_drift() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 5)), rng.standard_normal((8, 3))
+    k, l_ = x @ x.T, y @ y.T
+    direct = u_statistic_hsic(k, l_) / np.sqrt(u_statistic_hsic(k, k) * u_statistic_hsic(l_, l_))
+    assert screening.linear_cka(x, y) == pytest.approx(direct, rel=1e-10)
+    # unrelated representations with many more units than stimuli: the biased form drifts
+    # far above 0, the debiased one stays near it
+    wide, narrow = rng.standard_normal((40, 2000)), rng.standard_normal((40, 20))
+    assert screening.linear_cka(wide, narrow, "biased") > 0.5
+    assert abs(screening.linear_cka(wide, narrow)) < 0.1
+    with pytest.raises(ValueError, match=r"screening\.cka 'unbiased': use one of debiased, biased"):
+        screening.linear_cka(x, y, "unbiased")
 
 
 def scores(**criteria: list[float]) -> xr.Dataset:

@@ -2,7 +2,7 @@
 
 Three criteria per candidate (its penultimate layer):
 - `cka`: linear CKA between the features and the trial-averaged site responses on the
-  clean stimuli, with a bootstrap interval over stimuli;
+  clean stimuli (debiased by default, `screening.cka`), with a bootstrap interval over stimuli;
 - `predictivity`: Brain-Score's convention for MajajHong2015 IT (PLS regression, 10 splits
   of 90/10 stratified by category, Pearson r per site on the held-out stimuli, median over
   sites, mean over splits); ceiling = split-half reliability (median over sites,
@@ -44,23 +44,53 @@ CRITERIA = ("predictivity", "cka", "transfer")
 # --- CKA ---------------------------------------------------------------------------------
 
 
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear centred kernel alignment between two (stimuli x units) matrices: 1 for the
-    same representation, invariant to isotropic scaling and orthogonal transforms of either."""
+CKA_FORMS = ("debiased", "biased")  # screening.cka: debiased (the default, as Brain-Score's cka since 2026) or biased
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray, form: str = "debiased") -> float:
+    """Linear centred kernel alignment between two (stimuli x units) matrices: 1 for the same
+    representation, invariant to isotropic scaling and orthogonal transforms of either.
+    `debiased` uses the unbiased HSIC estimator (Song et al. 2012), whose value does not drift
+    upward with the number of units relative to stimuli; `biased`, the plug-in estimator
+    (Kornblith et al. 2019)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    y = y - y.mean(axis=0)
-    cross = np.linalg.norm(y.T @ x) ** 2
-    denominator = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
-    return float(cross / denominator) if denominator > 0 else float("nan")
+    if form == "biased":
+        x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+        cross = np.linalg.norm(y.T @ x) ** 2
+        denominator = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+        return float(cross / denominator) if denominator > 0 else float("nan")
+    if form != "debiased":
+        raise ValueError(f"screening.cka {form!r}: use one of {', '.join(CKA_FORMS)}")
+    if len(x) < 4:
+        raise ValueError(f"the debiased CKA needs at least 4 stimuli, got {len(x)}; use screening.cka: biased")
+    k, l_ = _zero_diagonal(x @ x.T), _zero_diagonal(y @ y.T)
+    denominator = np.sqrt(_unbiased_hsic(k, k) * _unbiased_hsic(l_, l_))
+    return float(_unbiased_hsic(k, l_) / denominator) if denominator > 0 else float("nan")
 
 
-def bootstrap_cka(x: np.ndarray, y: np.ndarray, draws: int, seed: int) -> tuple[float, float, float]:
+def _zero_diagonal(gram: np.ndarray) -> np.ndarray:
+    gram = gram.copy()
+    np.fill_diagonal(gram, 0.0)
+    return gram
+
+
+def _unbiased_hsic(k: np.ndarray, l_: np.ndarray) -> float:
+    """Song et al. (2012)'s unbiased HSIC of two Gram matrices with zeroed diagonals (up to the
+    factor 1/(n(n-3)), which cancels in CKA)."""
+    n = len(k)
+    k_sums, l_sums = k.sum(axis=0), l_.sum(axis=0)
+    return float(np.sum(k * l_) + k_sums.sum() * l_sums.sum() / ((n - 1) * (n - 2)) - 2 * (k_sums @ l_sums) / (n - 2))
+
+
+def bootstrap_cka(
+    x: np.ndarray, y: np.ndarray, draws: int, seed: int, form: str = "debiased"
+) -> tuple[float, float, float]:
     """CKA and its bootstrap interval over stimuli (rows resampled with replacement)."""
     rng = np.random.default_rng(seed)
-    samples = np.array([linear_cka(x[rows], y[rows]) for rows in rng.integers(len(x), size=(draws, len(x)))])
-    return (linear_cka(x, y), *interval(samples))
+    rows = rng.integers(len(x), size=(draws, len(x)))
+    samples = np.array([linear_cka(x[drawn], y[drawn], form) for drawn in rows])
+    return (linear_cka(x, y, form), *interval(samples))
 
 
 # --- predictivity in Brain-Score's convention ---------------------------------------------
@@ -228,6 +258,7 @@ def screen(
             len(complete),
         )
     responses, categories = responses[complete], categories[complete]
+    cka_form = str(screening.get("cka", "debiased"))
     settings = PredictivitySettings(
         int(screening["pls_components"]),
         int(screening["splits"]),
@@ -241,7 +272,7 @@ def screen(
     components = 0
     for candidate in candidates:
         features_kept = candidate.features[complete]
-        cka, cka_low, cka_high = bootstrap_cka(features_kept, responses, draws, seed)
+        cka, cka_low, cka_high = bootstrap_cka(features_kept, responses, draws, seed, cka_form)
         correlations, components = split_correlations(features_kept, responses, categories, settings, seed)
         entry = {
             "cka": cka,
@@ -288,6 +319,7 @@ def screen(
         "confidence": CONFIDENCE,
         "transfer_eps": float(screening["eps"]),
     }
+    result.attrs["cka_form"] = cka_form
     for criterion in CRITERIA:
         finite = np.isfinite(result[criterion].values).any()
         result.attrs[f"pick_by_{criterion}"] = choose(result, criterion) if finite else ""
