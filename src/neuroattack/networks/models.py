@@ -82,10 +82,10 @@ class ResidualBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        activated: Tensor = self.relu(out + shortcut)
+        out += x if self.downsample is None else self.downsample(x)  # in place, as torchvision's
+        activated: Tensor = self.relu(out)
         return activated
 
 
