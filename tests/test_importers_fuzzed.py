@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,8 @@ from neuroattack import io
 from neuroattack.data.recording_sources import table_to_recordings
 from neuroattack.networks.checkpoints import weights_from_checkpoint
 from neuroattack.networks.models import network_from_dataset
+
+T = TypeVar("T")
 
 # Errors an importer may raise for bad input; any other exception type fails the property.
 INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, OSError, TypeError)
@@ -134,6 +138,19 @@ def assert_names_the_file(error: BaseException, path: Path) -> None:
     assert str(path) in str(error), f"{type(error).__name__} without the file's name: {error}"
 
 
+def imported_or_refused(load: Callable[[], T], valid: bool, path: Path, what: str) -> T | None:
+    """`load()`'s artifact where the input is valid; None where it is refused as it must be (an
+    expected error kind naming the file). Any other outcome fails the property."""
+    try:
+        artifact = load()
+    except Exception as error:  # the property is about which exceptions come out
+        assert not valid, f"a valid {what} was refused: {type(error).__name__}: {error}"
+        assert_names_the_file(error, path)
+        return None
+    assert valid, f"an invalid {what} was accepted"
+    return artifact
+
+
 def assert_holds_the_table(recordings: xr.Dataset, frame: pd.DataFrame) -> None:
     """Every row of the table is in the recordings, at its stimulus, repetition and site."""
     assert recordings.sizes["presentation"] * recordings.sizes["site"] == len(frame)
@@ -154,13 +171,9 @@ def test_a_recordings_table_is_imported_whole_or_refused_naming_the_file(table: 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"recordings{suffix}"
         write_table(table.frame, path)
-        try:
-            recordings = table_to_recordings(path)
-        except Exception as error:  # the property is about which exceptions come out
-            assert not table.valid, f"a valid table was refused: {type(error).__name__}: {error}"
-            assert_names_the_file(error, path)
+        recordings = imported_or_refused(lambda: table_to_recordings(path), table.valid, path, "table")
+        if recordings is None:
             return
-        assert table.valid, "an invalid table was accepted"
         io.require(recordings, "recordings", path)
         assert_holds_the_table(recordings, table.frame)
 
@@ -371,13 +384,11 @@ def test_a_checkpoint_is_converted_whole_or_refused_naming_the_file(
         elif damage == "not a torch file":
             path.write_bytes(b"<html>403 Forbidden</html>")
         settings_ = {"eps": 3.0, "norm": "l2", "architecture": "resnet18"}
-        try:
-            weights = weights_from_checkpoint(path, "robust", settings_)
-        except Exception as error:  # the property is about which exceptions come out
-            assert not valid, f"{type(error).__name__}: {error}"
-            assert_names_the_file(error, path)
+        weights = imported_or_refused(
+            lambda: weights_from_checkpoint(path, "robust", settings_), valid, path, f"checkpoint ({damage})"
+        )
+        if weights is None:
             return
-        assert valid, f"a damaged checkpoint ({damage}) was accepted"
         io.require(weights, "weights", path)
         network = network_from_dataset(weights, str(path))
         expected = {k.removeprefix("module.model."): v for k, v in state.items() if k.startswith("module.model.")}
@@ -508,13 +519,10 @@ def test_a_brainscore_assembly_is_converted_whole_or_refused_naming_the_file(
             and region != "V1"
         )
         settings_ = {"source": "brainscore", "region": region, "time_window_ms": list(window)}
-        try:
-            recordings = recordings_from_source(settings_, {"assembly": path})
-        except Exception as error:  # the property is about which exceptions come out
-            assert not valid, f"{type(error).__name__}: {error}"
-            assert_names_the_file(error, path)
+        load = lambda: recordings_from_source(settings_, {"assembly": path})  # noqa: E731
+        recordings = imported_or_refused(load, valid, path, f"assembly ({damage}, {region}, {window})")
+        if recordings is None:
             return
-        assert valid, f"a damaged assembly ({damage}, region {region}, window {window}) was accepted"
         io.require(recordings, "recordings", path)
         chosen = [i for i, r in enumerate(truth.region) if r == region]
         expected = truth.values[chosen][:, :, truth.time_bins.index(window)].T
