@@ -191,6 +191,33 @@ def covered(inputs: dict[str, object]) -> xr.Dataset:
     )
 
 
+def test_figure7_draws_every_network_by_depth_and_finds_its_first_layer_as_robust_as_the_brain() -> None:
+    known = {  # s~ at every eps
+        BRAIN_BLACK_BOX: 1.0,
+        SURROGATE: 1.5,
+        "standard@stages.0": 2.0,
+        "standard@stages.1": 0.5,
+        "standard": 0.8,
+        "robust@stem": 3.0,
+        "robust": 2.0,
+    }
+    sensitivity = sensitivity_file(list(known))
+    sensitivity["s_tilde"][:] = np.array(list(known.values()))[:, None]
+    layers = {"standard": ["stages.0", "stages.1", "penultimate"], "robust": ["stem", "penultimate"]}
+    fig, numbers = figures.figure7(sensitivity, layers, {"standard": "penultimate", "robust": "penultimate"})
+    assert len(fig.axes) == len(EPS)
+    np.testing.assert_array_equal(numbers["s_tilde"].sel(network="standard", eps=0.1).values, [2.0, 0.5, 0.8])
+    assert np.isnan(numbers["s_tilde"].sel(network="robust", depth=2)).all()  # a shorter list
+    assert numbers["layer"].sel(network="robust").values.tolist() == ["stem", "penultimate", ""]
+    assert numbers["first_as_robust"].sel(network="standard").values.tolist() == [1] * len(EPS)
+    assert numbers["first_as_robust"].sel(network="robust").values.tolist() == [-1] * len(EPS)
+    assert numbers.attrs["brain_reference"] == BRAIN_BLACK_BOX
+    assert float(numbers["brain_s_tilde"].sel(reference=BRAIN_BLACK_BOX, eps=0.1)) == 1.0
+    black_lines = [line for line in fig.axes[0].get_lines() if line.get_color() == "black"]
+    assert len(black_lines) == 1 and black_lines[0].get_ydata()[0] == 1.0
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("with_responses", [True, False])
 def test_coverage_recovers_known_per_site_sensitivity(with_responses: bool) -> None:
     result = covered(experiment(with_responses))

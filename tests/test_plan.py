@@ -15,7 +15,8 @@ import yaml
 from workflow_helpers import REPO, SNAKEMAKE, run_environment
 
 from neuroattack import artifacts, plan
-from neuroattack.config import KnownStimuli, known_stimuli
+from neuroattack.config import KnownStimuli, known_stimuli, layers_by_depth, split_view
+from neuroattack.jobs import network_layer
 
 # What the library's jobs need and the DAG must not load (snakemake itself imports numpy and pandas).
 HEAVY = ("torch", "sklearn", "xarray")
@@ -61,6 +62,28 @@ def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
     assert len(problems) == len(expected), problems
     for pattern in expected:
         assert any(re.search(pattern, problem) for problem in problems), (pattern, problems)
+
+
+def test_attack_layers_add_one_depth_view_per_network_and_layer_in_depth_order() -> None:
+    config = tiny()
+    config["networks"]["standard"]["layer"] = "stages.1"
+    config["attack"]["layers"] = ["stages.0", "stages.1", "stages.0"]
+    run = plan.run_plan(config)
+    assert run.depth_views == ("standard@stages.0", "robust_eps1@stages.0", "robust_eps1@stages.1")
+    assert layers_by_depth(config) == {  # a network's own layer where the list names it, else last
+        "standard": ["stages.0", "stages.1"],
+        "robust_eps1": ["stages.0", "stages.1", "penultimate"],
+    }
+    assert split_view("robust_eps1@stages.1") == ("robust_eps1", "stages.1")
+    assert split_view("robust_eps1") == ("robust_eps1", None)
+    assert network_layer(config, "robust_eps1@stages.1") == "stages.1"
+    assert network_layer(config, "standard") == "stages.1" and network_layer(config, "robust_eps1") == "penultimate"
+    config["attack"]["layers"] = {"robust_eps1": ["stem"], "alexnet": ["features.3"]}
+    assert plan.run_plan(config).depth_views == ("robust_eps1@stem",)
+    problems = plan.config_problems(config, known_stimuli(config["stimuli"]))
+    assert len(problems) == 1 and problems[0].startswith("attack.layers names ['alexnet'], which are not networks")
+    del config["attack"]["layers"]
+    assert plan.run_plan(config).depth_views == () and layers_by_depth(config) == {}
 
 
 def test_a_simulated_brain_needs_the_embedded_stimuli_and_no_time_window() -> None:

@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 import yaml
+from loopback_server import LoopbackServer, loopback_server  # noqa: F401  (pytest fixture)
 from safetensors.torch import save_file
 from torch.nn import functional
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import io
 from neuroattack.networks.frozen import frozen_for_attack
+from neuroattack.networks.layers import at_layer
 from neuroattack.networks.models import Architecture, build_network, network_from_dataset, weights_to_dataset
 from neuroattack.networks.readouts import UnitResponse
 from neuroattack.networks.zoo import WeightsMismatchError, ZooNetwork, load_weights
@@ -22,10 +25,8 @@ from neuroattack.networks.zoo import WeightsMismatchError, ZooNetwork, load_weig
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def zoo(kind: str, model: str, resolution: int = 32, layer: str | None = None, **extra: object) -> Architecture:
-    return Architecture(
-        name=kind, mean=MEAN, std=STD, extra={"model": model, "resolution": resolution, "layer": layer, **extra}
-    )
+def zoo(kind: str, model: str, resolution: int = 32, **extra: object) -> Architecture:
+    return Architecture(name=kind, mean=MEAN, std=STD, extra={"model": model, "resolution": resolution, **extra})
 
 
 def prepared(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -46,23 +47,24 @@ def test_a_torchvision_model_at_its_penultimate_layer_and_at_a_named_one() -> No
             model.maxpool(model.relu(model.bn1(model.conv1(x))))))))), 1)  # fmt: skip
         torch.testing.assert_close(network.features(images), pooled)
         torch.testing.assert_close(network(images), model.fc(pooled))
-    layer3 = build_network(zoo("torchvision", "resnet18", layer="layer3", kwargs={"num_classes": 7}))
-    layer3.load_state_dict(network.state_dict())
-    assert layer3.feature_dim == 256 * 2 * 2  # channel x position of a 2 x 2 map at 32 px
+    layer3 = at_layer(network, "layer3")
     with torch.no_grad():
         expected = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
+        assert layer3.features(images).shape == (3, 256 * 2 * 2)  # channel x position of a 2 x 2 map at 32 px
         torch.testing.assert_close(layer3.features(images), torch.flatten(expected, 1))
 
 
 def test_a_timm_vision_transformer_block_gives_tokens_by_channels() -> None:
     torch.manual_seed(0)
     kwargs = {"img_size": 32, "num_classes": 5}
-    block = build_network(zoo("timm", "vit_tiny_patch16_224", layer="blocks.1", kwargs=kwargs))
-    assert block.feature_dim == (4 + 1) * 192  # 2 x 2 patches and the class token, 192 channels each
     head = build_network(zoo("timm", "vit_tiny_patch16_224", kwargs=kwargs))
-    head.load_state_dict(block.state_dict())
+    block = at_layer(head, "blocks.1")
     images = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
+        tokens = head.model.blocks[1](head.model.blocks[0](head.model.norm_pre(head.model._pos_embed(
+            head.model.patch_embed(prepared(images, 32))))))  # fmt: skip
+        assert block.features(images).shape == (2, (4 + 1) * 192)  # 2 x 2 patches and the class token
+        torch.testing.assert_close(block.features(images), tokens.flatten(1))
         pre_logits = head.model.forward_head(head.model.forward_features(prepared(images, 32)), pre_logits=True)
         torch.testing.assert_close(head.features(images), pre_logits)
 
@@ -80,8 +82,8 @@ def test_a_factory_function_from_the_users_folder(tmp_path: Path) -> None:
         build_network(zoo("factory", "no_such_module:tiny", path=str(tmp_path)))
     with pytest.raises(ValueError, match=r"write it as 'package.module:function'"):
         build_network(zoo("factory", "my_lab_nets.tiny", path=str(tmp_path)))
-    with pytest.raises(ValueError, match=r"no layer 'fc'; its layers include \['0', '1', '2', '3', '4'\]"):
-        build_network(zoo("factory", "my_lab_nets:tiny", layer="fc", path=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"no layer 'fc'; its layers are \['penultimate', '0', '1', '2', '3', '4'\]"):
+        at_layer(network, "fc")
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -119,7 +121,7 @@ def test_weights_files_load_exactly_and_a_mismatch_names_file_and_tensor(tmp_pat
 
 def test_a_units_input_gradient_flows_through_the_layer_of_a_frozen_copy() -> None:
     torch.manual_seed(0)
-    network = build_network(zoo("torchvision", "resnet18", layer="layer2.1", kwargs={"num_classes": 3})).eval()
+    network = at_layer(build_network(zoo("torchvision", "resnet18", kwargs={"num_classes": 3})), "layer2.1").eval()
     images = torch.rand(2, 3, 16, 16, requires_grad=True)
     target = torch.tensor([5, 300])
     (gradient,) = torch.autograd.grad(network.features(images).gather(1, target.view(-1, 1)).sum(), images)
@@ -128,7 +130,7 @@ def test_a_units_input_gradient_flows_through_the_layer_of_a_frozen_copy() -> No
     (frozen_gradient,) = torch.autograd.grad(response(frozen_images, target).sum(), frozen_images)
     # BatchNorm folded into the convolutions: the same gradient up to float round-off
     assert (frozen_gradient - gradient).abs().max() <= 1e-4 * gradient.abs().max()
-    assert frozen_for_attack(network).target_module == "layer2.1"
+    assert frozen_for_attack(network).layer == "layer2.1"
 
 
 # --- in the workflow ------------------------------------------------------------------------
@@ -141,15 +143,22 @@ FACTORY = (
 )
 
 
-def users_networks_config(tmp_path: Path) -> str:
-    """The tiny config with two networks of a user's: a torchvision ResNet-18 with its weights
-    file, at layer3, and a factory of the user's own without one."""
+VIT = {"img_size": 16, "patch_size": 4, "depth": 2, "num_classes": 10}  # 16 patches + the class token
+
+
+def users_networks_config(tmp_path: Path, server: LoopbackServer) -> str:
+    """The tiny config with three networks of a user's: a torchvision ResNet-18 at layer3 with
+    its weights as safetensors over file://, a timm ViT at its last block with a torch
+    state_dict over HTTP (the loopback `server`), and a factory of the user's own without
+    weights; attack.layers adds a shallower layer of three networks (sensitivity by depth)."""
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "my_lab_nets.py").write_text(FACTORY)
     torch.manual_seed(5)
     weights = tmp_path / "resnet18_mine.safetensors"
     state = build_network(zoo("torchvision", "resnet18", kwargs={"num_classes": 10})).model.state_dict()
     save_file({name: tensor.contiguous() for name, tensor in state.items()}, weights)
+    vit_weights = server.root / "vit_mine.pt"
+    torch.save(build_network(zoo("timm", "vit_tiny_patch16_224", kwargs=VIT)).model.state_dict(), vit_weights)
     networks = {
         "resnet18_mine": {
             "eps": 0.0,
@@ -159,29 +168,45 @@ def users_networks_config(tmp_path: Path) -> str:
             "input": {"resolution": 32},
             "layer": "layer3",
         },
+        "vit_mine": {
+            "eps": 0.0,
+            "timm": "vit_tiny_patch16_224",
+            "kwargs": VIT,
+            "weights": {
+                "url": server.url("vit_mine.pt"),
+                "sha256": hashlib.sha256(vit_weights.read_bytes()).hexdigest(),
+            },
+            "input": {"resolution": 16, "mean": [0.5] * 3, "std": [0.5] * 3},
+            "layer": "blocks.1",
+        },
         "labnet": {"eps": 0.0, "factory": "my_lab_nets:tiny", "kwargs": {"width": 6}, "path": str(tmp_path / "code")},
     }
     config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
     config["networks"].update(networks)
+    config["attack"]["layers"] = {"standard": ["stages.0"], "resnet18_mine": ["layer2"], "vit_mine": ["blocks.0"]}
     path = tmp_path / "users.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
 
 
-def test_users_networks_are_downloaded_and_imported_once_each(tmp_path: Path) -> None:
-    configfile = users_networks_config(tmp_path)
+def test_users_networks_are_downloaded_and_imported_once_each(
+    tmp_path: Path,
+    loopback_server: LoopbackServer,  # noqa: F811
+) -> None:
+    configfile = users_networks_config(tmp_path, loopback_server)
     run = snakemake(tmp_path / "run", "--dry-run", "--cores", "1", configfile=configfile)
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout)
-    assert counts["import_network"] == 2 and counts["download"] == 1  # labnet has no weights file
+    assert counts["import_network"] == 3 and counts["download"] == 2  # labnet has no weights file
     assert counts["train_network"] == 3  # the tiny config's two networks and the brain's
-    assert counts["features"] == 4
+    assert counts["features"] == 5 + 3  # every network at its layer, three at one more (attack.layers)
+    assert counts["figure7"] == 1
 
 
 @pytest.mark.parametrize(
     ("entry", "named"),
     [
-        ({"eps": 0.0, "seed": 1, "layer": "layer3"}, "kwargs, weights, input, layer and path belong to a user's model"),
+        ({"eps": 0.0, "seed": 1, "kwargs": {}}, "kwargs, weights, input and path belong to a user's model"),
         ({"eps": 0.0, "timm": "resnet10t", "path": "code"}, "path (the folder to import from) belongs to a factory"),
         ({"eps": 0.0, "factory": "my_lab_nets.tiny"}, 'networks.labnet.factory = "my_lab_nets.tiny"'),
         ({"eps": 0.0, "torchvision": "resnet18", "timm": "resnet10t"}, "networks.labnet"),
@@ -200,21 +225,51 @@ def test_a_bad_users_network_entry_is_refused_at_start_naming_the_key(
 
 
 @pytest.mark.slow
-def test_users_networks_run_end_to_end_at_their_layers(tmp_path: Path) -> None:
-    configfile = users_networks_config(tmp_path)
+def test_users_networks_run_end_to_end_at_their_layers_and_by_depth(
+    tmp_path: Path,
+    loopback_server: LoopbackServer,  # noqa: F811
+) -> None:
+    configfile = users_networks_config(tmp_path, loopback_server)
     workdir = tmp_path / "run"
-    run = snakemake(workdir, "--cores", "2", "results/tiny/figures/figure1.nc", configfile=configfile)
+    targets = ["results/tiny/figures/figure1.nc", "results/tiny/figures/figure7.nc"]
+    run = snakemake(workdir, "--cores", "2", *targets, configfile=configfile)
     assert run.returncode == 0, run.stderr[-5000:]
+    assert any(request.path == "/vit_mine.pt" for request in loopback_server.requests)
     results = workdir / "results/tiny"
     imported = io.read_dataset(results / "networks/resnet18_mine.nc", "weights")
-    assert imported.attrs["layer"] == "layer3" and imported.attrs["source_weights"] == "resnet18_mine.safetensors"
+    assert imported.attrs["source_weights"] == "resnet18_mine.safetensors"
     features = io.read_dataset(results / "features/resnet18_mine.nc")
     assert features.attrs["layer"] == "layer3" and features.sizes["unit"] == 256 * 2 * 2
     assert io.read_dataset(results / "features/labnet.nc").sizes["unit"] == 6
+    assert io.read_dataset(results / "features/standard@stages.0.nc").attrs["layer"] == "stages.0"
+    # the ViT's features are its own block's output, as a forward hook on the model sees it
+    vit = network_from_dataset(io.read_dataset(results / "networks/vit_mine.nc", "weights"))
+    stimuli = io.read_dataset(results / "stimuli/stimuli.nc", "stimuli")
+    hooked: list[torch.Tensor] = []
+    vit.model.blocks[1].register_forward_hook(lambda _m, _i, output: hooked.append(output))
+    with torch.no_grad():
+        vit(torch.from_numpy(stimuli["pixels"].values).permute(0, 3, 1, 2).float() / 255)
+    vit_features = io.read_dataset(results / "features/vit_mine.nc")
+    assert vit_features.attrs["layer"] == "blocks.1" and vit_features.sizes["unit"] == 17 * 192
+    np.testing.assert_allclose(vit_features["activation"].values, hooked[0].flatten(1).numpy(), rtol=1e-4, atol=1e-4)
+    # an attacked ViT unit's change grows with eps, and every perturbation stays in its ball
+    attacks = [io.read_dataset(path, "attack") for path in sorted((results / "attacks").glob("image*.nc"))]
+    for attack in attacks:
+        units = attack.isel(unit=np.flatnonzero(attack["network"].values == "vit_mine"))
+        assert units.sizes["unit"] > 0
+        achieved = (units["unit_change"] * xr.DataArray([1.0, -1.0], dims="direction")).max("direction")
+        assert (achieved.diff("eps") >= -1e-6).all() and (achieved.isel(eps=-1) > 0).all()
+        assert (units["unit_delta_norm"] <= units["eps"] + 1e-5).all()
+        assert {"standard@stages.0", "resnet18_mine@layer2", "vit_mine@blocks.0"} <= set(attack["network"].values)
     figure1 = io.read_dataset(results / "figures/figure1.nc")
     populations = figure1["population"].values.tolist()
-    assert "resnet18_mine" in populations and "labnet" in populations
+    assert {"resnet18_mine", "labnet", "vit_mine"} <= set(populations)
+    assert not any("@" in population for population in populations)  # depth views are figure 7's
     assert np.isfinite(figure1["s_tilde"].sel(population="resnet18_mine").values).all()
+    figure7 = io.read_dataset(results / "figures/figure7.nc")
+    assert sorted(figure7["network"].values.tolist()) == ["resnet18_mine", "standard", "vit_mine"]
+    assert figure7["layer"].sel(network="vit_mine").values.tolist() == ["blocks.0", "blocks.1"]
+    assert np.isfinite(figure7["s_tilde"].sel(depth=[0, 1])).all()
 
 
 def test_the_config_and_the_library_name_the_same_kinds_of_model() -> None:

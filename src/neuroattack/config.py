@@ -38,6 +38,8 @@ CHECKPOINT_ARCHITECTURES = ("resnet18", "resnet50", "wide_resnet50_2")
 DEFAULT_CHECKPOINT_ARCHITECTURE = "resnet50"
 NORMS = ("l2", "linf")
 DEFAULT_NORM = "l2"
+PENULTIMATE = "penultimate"  # a network's default layer (`networks.<name>.layer`): its classifier's input
+VIEW_SEPARATOR = "@"  # a network seen at another layer (`attack.layers`): "<network>@<layer>"
 # The two objectives of every attack (attack and preference `direction`): raise or lower the
 # response, and the sign of the response change each seeks.
 DIRECTIONS = ("increase", "decrease")
@@ -95,6 +97,45 @@ def science(section: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, A
     without `drop` (keys that a rule handles otherwise) and without performance keys."""
     skipped = PERFORMANCE_KEYS | set(drop)
     return {key: canonical(section[key]) for key in sorted(section) if key not in skipped}
+
+
+def depth_view(network: str, layer: str) -> str:
+    """The name of network `network` seen at `layer` for sensitivity by depth (`attack.layers`):
+    its features file, its units' `network` coord and its population in the sensitivity file."""
+    return f"{network}{VIEW_SEPARATOR}{layer}"
+
+
+def split_view(name: str) -> tuple[str, str | None]:
+    """(network, layer) of a depth view's name; (name, None) for a network's own name."""
+    network, separator, layer = name.partition(VIEW_SEPARATOR)
+    return (network, layer) if separator else (name, None)
+
+
+def layers_by_depth(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per network with attack.layers, every layer whose units are attacked, in depth order:
+    the order attack.layers gives, the network's own layer where the list names it, else last
+    (its default, the penultimate layer, is the deepest)."""
+    given = config["attack"].get("layers") or []
+    ordered = {}
+    for name, added in depth_layers(config).items():
+        if not added:
+            continue
+        wanted = list(dict.fromkeys(given if isinstance(given, list) else given.get(name, [])))
+        own = config["networks"][name].get("layer", PENULTIMATE)
+        ordered[name] = wanted if own in wanted else [*wanted, own]
+    return ordered
+
+
+def depth_layers(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per network, the layers `attack.layers` adds to its own (one list for every network, or
+    lists by network name), in the order given, its own layer left out."""
+    given = config["attack"].get("layers") or []
+    layers = {}
+    for name, spec in config["networks"].items():
+        wanted = given if isinstance(given, list) else given.get(name, [])
+        own = spec.get("layer", PENULTIMATE)
+        layers[name] = [layer for layer in dict.fromkeys(wanted) if layer != own]
+    return layers
 
 
 def config_entry(config: Mapping[str, Any], keys: Sequence[str]) -> Any:

@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from neuroattack.config import DEFAULT_CHECKPOINT_ARCHITECTURE, DEFAULT_NORM, TIME_WINDOW_MS, science
+from neuroattack.config import (
+    DEFAULT_CHECKPOINT_ARCHITECTURE,
+    DEFAULT_NORM,
+    PENULTIMATE,
+    TIME_WINDOW_MS,
+    science,
+    split_view,
+)
 
 Resources = dict[str, int | Callable[[Any, int], int]]
 
@@ -66,9 +73,18 @@ def recordings_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def user_model_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """What the import of a user's network depends on: its entry without the weights' mirrors
-    (the checksum, which identifies the file, stays), so editing a mirror list reruns nothing."""
+    (the checksum, which identifies the file, stays) and without its layer (applied where
+    features are made), so editing either reruns no import."""
     spec = dict(config["networks"][name])
+    spec.pop("layer", None)
     weights = spec.pop("weights", None)
     if weights is not None and "sha256" in weights:
         spec["weights_sha256"] = weights["sha256"]
     return science(spec)
+
+
+def network_layer(config: Mapping[str, Any], name: str) -> str:
+    """The layer a network is seen at (`networks.<name>.layer`; default the penultimate layer),
+    or a depth view's (`<network>@<layer>`, from attack.layers)."""
+    network, layer = split_view(name)
+    return layer if layer is not None else str(config["networks"][network].get("layer", PENULTIMATE))

@@ -38,6 +38,7 @@ from neuroattack.brain.rig import perturbed_index, responses_to_attacks
 from neuroattack.brain.sitemodels import ensemble_response, fit_to_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS, PROJECTION_SLACK, clamp_to_box, norm_named
+from neuroattack.networks.features import features_layer
 from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import infer, to_tensor
 
@@ -240,7 +241,7 @@ def refit_site_models(
     round 1's (`first_models`), in its order; a perturbed image counts in the category of its
     clean image for the cross-validation folds."""
     neuroids = first_models["neuroid_id"].values.astype(str).tolist()
-    network = network_from_dataset(surrogate, "surrogate").to(device or torch.device("cpu"))
+    network = network_from_dataset(surrogate, "surrogate", features_layer(features)).to(device or torch.device("cpu"))
     parts_stimuli = [_pixels_and_category(stimuli, stimuli["category"].values)]
     parts_features = [features["activation"]]
     parts_recordings = [_select_sites(clean_recordings, neuroids)]

@@ -19,6 +19,8 @@ from neuroattack.config import (
     ConfigError,
     KnownStimuli,
     config_entry,
+    depth_layers,
+    depth_view,
     known_stimuli,
     validate_config,
     with_schema_types,
@@ -68,6 +70,7 @@ class Run:
     auto_surrogate: bool
     perturbed_tables: tuple[str, ...]  # a lab's recordings of each round's images
     attack_indices: tuple[str, ...]
+    depth_views: tuple[str, ...] = ()  # networks seen at attack.layers: "<network>@<layer>"
 
     @property
     def downloaded(self) -> tuple[str, ...]:
@@ -106,6 +109,7 @@ def run_plan(config: Mapping[str, Any]) -> Run:
         auto_surrogate=config["surrogate"]["network"] == "auto",
         perturbed_tables=() if simulated else tuple(perturbed_tables(config["recordings"])),
         attack_indices=tuple(f"{index:04d}" for index in range(config["attack"]["images"])),
+        depth_views=tuple(depth_view(name, layer) for name, layers in depth_layers(config).items() for layer in layers),
     )
 
 
@@ -293,6 +297,13 @@ def _network_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"surrogate.network = {surrogate!r} is not one of networks ({', '.join(networks)}); "
             "name a network of the config, or auto (chosen by screening.criterion)"
+        )
+    layers = config["attack"].get("layers") or []
+    unknown = sorted(set(layers) - set(networks)) if isinstance(layers, Mapping) else []
+    if unknown:
+        problems.append(
+            f"attack.layers names {unknown}, which are not networks ({', '.join(networks)}); key the lists by "
+            "network name, or give one list for every network"
         )
     for needed in ("architecture", "training", "training_data"):
         if trained and needed not in config:

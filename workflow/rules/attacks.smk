@@ -6,7 +6,7 @@ rule attack_image:
                 "site_models": artifact("site_models"),
                 "surrogate": surrogate_weights(),
                 **{f"weights_{name}": path for name, path in network_weights().items()},
-                **{f"features_{name}": path for name, path in network_features().items()},
+                **{f"features_{name}": path for name, path in unit_features().items()},
             }
         ),
     output:

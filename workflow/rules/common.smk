@@ -2,12 +2,13 @@
 # standard-library modules of neuroattack only (plan, artifacts, jobs, config, remote), since
 # every job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
-from neuroattack.config import config_entry, science
+from neuroattack.config import config_entry, layers_by_depth, science, split_view
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
     checkpoint_settings,
     cpu_job,
     gpu_job,
+    network_layer,
     network_spec,
     recordings_settings,
     user_model_settings,
@@ -96,6 +97,16 @@ def network_features(names=None):
     return {name: artifact("features", network=name) for name in (names or RUN.networks)}
 
 
+def unit_features():
+    """The features of every network and every depth view (attack.layers): whose units are attacked."""
+    return network_features(RUN.networks + RUN.depth_views)
+
+
+def viewed_network_weights(wildcards):
+    """The weights a features file is made from: its network's (a depth view's network's)."""
+    return artifact("network", network=split_view(wildcards.network)[0])
+
+
 def figure_outputs(number):
     """Figure `number`'s picture (png, pdf) and the numbers it plots (.nc)."""
     return multiext(artifact("figure", number=number), ".png", ".pdf", ".nc")
@@ -132,7 +143,8 @@ def screening_inputs(wildcards):
 
 
 def final_outputs():
-    """Rule all's inputs: figures 1-5, the report's s~ table and, with rounds recorded, figure 6;
+    """Rule all's inputs: figures 1-5, the report's s~ table, with rounds recorded figure 6, with
+    attack.layers figure 7;
     in silico the brain's white box, else the screening's and the next round's rig stimulus sets."""
     outputs = [figure_outputs(number) for number in (1, 2, 3, 4, 5)]
     outputs.append(artifact("sensitivity_table"))
@@ -142,6 +154,8 @@ def final_outputs():
         outputs.append(multiext(artifact("screening_rig_stimuli"), ".csv", ".zip"))
     if RUN.recorded_rounds:
         outputs.append(figure_outputs(6))
+    if RUN.depth_views:
+        outputs.append(figure_outputs(7))
     if RUN.next_round is not None:
         outputs.append(rig_stimuli(RUN.next_round))
     return outputs

@@ -1,17 +1,19 @@
 rule features:
     input:
-        weights=artifact("network"),
+        weights=viewed_network_weights,
         stimuli=rules.stimuli.output[0],
     output:
         artifact("features"),
     log:
         log_file("features/{network}"),
     wildcard_constraints:
-        network=name_pattern(RUN.networks),
+        network=name_pattern(RUN.networks + RUN.depth_views),
     conda:
         "../../envs/compute.yaml"
     resources:
         **gpu_job(mem_mb=8000, runtime=30),
+    params:
+        layer=lambda wildcards: network_layer(config, wildcards.network),
     script:
         "../scripts/features.py"
 

@@ -6,7 +6,7 @@ rule sensitivity:
                 "recordings": artifact("clean_recordings"),
                 **({"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}),
                 **({"white_box": artifact("white_box")} if RUN.simulated else {}),
-                **{f"features_{name}": path for name, path in network_features().items()},
+                **{f"features_{name}": path for name, path in unit_features().items()},
             }
         ),
     output:
@@ -38,3 +38,22 @@ rule figure1:
         "../../envs/figures.yaml"
     script:
         "../scripts/figure1.py"
+
+
+rule figure7:
+    input:
+        rules.sensitivity.output[0],
+    output:
+        png=report(artifact("figure", number=7) + ".png", caption="../report/figure7.rst", category="Figures"),
+        pdf=artifact("figure", number=7) + ".pdf",
+        numbers=artifact("figure", number=7) + ".nc",
+    log:
+        log_file("figure7"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    params:
+        layers=layers_by_depth(config),
+        own_layers={name: network_layer(config, name) for name in RUN.networks},
+    script:
+        "../scripts/figure7.py"

@@ -1,4 +1,4 @@
-"""Rule features: penultimate-layer activations of one network on the stimuli."""
+"""Rule features: one network's activations at its layer on the stimuli."""
 
 from neuroattack import io
 from neuroattack.networks.features import extract_features
@@ -10,5 +10,6 @@ features = extract_features(
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
     snakemake.wildcards.network,
     device(),
+    snakemake.params.layer,
 )
 write_output(features, snakemake.output[0], f"features of {snakemake.wildcards.network}", snakemake)

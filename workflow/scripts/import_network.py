@@ -8,5 +8,5 @@ log = configure(snakemake.log[0], snakemake.threads)
 name = snakemake.wildcards.network
 weights_path = snakemake.input.get("weights")
 weights = user_model_weights(name, snakemake.params.network, weights_path, snakemake.params.seed)
-log.info("network %s: features at layer %s", name, weights.attrs["layer"])
+log.info("network %s: %s weights", name, weights.attrs["source_weights"])
 write_output(weights, snakemake.output[0], f"weights of network {name}", snakemake)

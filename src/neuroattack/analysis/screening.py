@@ -34,6 +34,7 @@ from neuroattack.analysis.transfer import Candidate, transfer_scores
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.brain.sitemodels import fit_to_recordings
 from neuroattack.data.recordings import aligned_sites, columnwise_pearson, mean_response, repetition_tensor
+from neuroattack.networks.features import features_layer
 from neuroattack.networks.models import network_from_dataset
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def screen(
     candidates = [
         Candidate(
             name,
-            network_from_dataset(networks[name], name),
+            network_from_dataset(networks[name], name, features_layer(features[name])),
             networks[name],
             features[name]["activation"].sel(stimulus_id=ids).values,
             fit_to_recordings(

@@ -20,7 +20,7 @@ from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.brain.simulated import expected_responses
 from neuroattack.brain.sitemodels import surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
-from neuroattack.networks.features import select_units
+from neuroattack.networks.features import features_layer, select_units
 from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import UnitResponse, infer, to_tensor
 
@@ -104,13 +104,14 @@ def attack_image(
     device: torch.device | None = None,
     progress: Progress | None = None,
 ) -> xr.Dataset:
-    """Attack one clean image: every site's surrogate, and sampled units of every network.
+    """Attack one clean image: every site's surrogate, and sampled units of every network at
+    every layer `features` has (keyed by network, or depth view: its attrs name the network).
     `unit_seed` picks the units (the same for every image); `seed` the attack's starts;
     `baseline_seed` the random directions of the model-side baseline.
     `progress(done, total)` hears how many row-restarts of the whole image are done."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
-    units = {name: select_units(features[name], units_per_network, unit_seed) for name in networks}
+    units = {name: select_units(features[name], units_per_network, unit_seed) for name in features}
     per_target = len(eps_grid) * len(DIRECTIONS) * settings.restarts
     total = per_target * (models.sizes["site"] + sum(len(chosen) for chosen in units.values()))
     offset = [0]
@@ -133,9 +134,9 @@ def attack_image(
     ds = result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
     ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
     unit_blocks = []
-    for name, weights in networks.items():
-        chosen = units[name]
-        response = UnitResponse(network_from_dataset(weights, name))
+    for name, chosen in units.items():  # every network, then every depth view (attack.layers)
+        weights = networks[str(features[name].attrs.get("network", name))]
+        response = UnitResponse(network_from_dataset(weights, name, features_layer(features[name])))
         results = attack_targets(
             response, image, chosen, eps_grid, settings, seed, tracked, baseline_seed=baseline_seed
         )

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 from torch import nn
 
+from neuroattack.config import PENULTIMATE
 from neuroattack.data.recordings import (
     MIN_USABLE_FRACTION,
     MIN_VALID_REPETITIONS,
@@ -18,6 +19,7 @@ from neuroattack.data.recordings import (
     split_half_reliability,
     usable_sites,
 )
+from neuroattack.networks.features import features_layer
 from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, MeanResponse
 
@@ -115,6 +117,7 @@ def fit_to_recordings(
         seed,
     )
     fitted.attrs["surrogate_network"] = features.attrs["network"]
+    fitted.attrs["surrogate_layer"] = features_layer(features)
     fitted.attrs["unusable_sites"] = unusable
     return fitted
 
@@ -194,7 +197,8 @@ def _fit_where_recorded(
 def surrogate_response(surrogate: xr.Dataset, models: xr.Dataset, name: str = "surrogate") -> LinearSiteResponse:
     """Every site's predicted response: the surrogate network's features through its fitted readout.
     `name` labels the weights in error messages."""
-    return LinearSiteResponse(network_from_dataset(surrogate, name), models["weight"].values, models["bias"].values)
+    network = network_from_dataset(surrogate, name, str(models.attrs.get("surrogate_layer", PENULTIMATE)))
+    return LinearSiteResponse(network, models["weight"].values, models["bias"].values)
 
 
 def ensemble_response(surrogates: Sequence[xr.Dataset], models: Sequence[xr.Dataset]) -> nn.Module:

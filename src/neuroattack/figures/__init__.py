@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot is imported anywhere: the figure jobs have no display
 
 from neuroattack.figures.coverage import amplified, figure2, figure4, main_estimate
+from neuroattack.figures.depth import figure7
 from neuroattack.figures.preference import figure3
 from neuroattack.figures.screening import figure5
 from neuroattack.figures.sensitivity import figure1, figure6, sensitivity_table
@@ -17,6 +18,7 @@ __all__ = [
     "figure4",
     "figure5",
     "figure6",
+    "figure7",
     "main_estimate",
     "sensitivity_table",
 ]

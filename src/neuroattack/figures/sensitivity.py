@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX as BRAIN
 from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, RANDOM_PREFIX, SURROGATE, random_directions
+from neuroattack.config import split_view
 
 # What a legend calls each population key (networks keep their config names).
 POPULATION_LABELS = {
@@ -37,7 +38,7 @@ def network_populations(sensitivity: xr.Dataset) -> list[str]:
     named = {BRAIN, BRAIN_WHITE_BOX, SURROGATE}
     populations = [str(p) for p in sensitivity["population"].values]
     baselines = {random_directions(p) for p in populations} | {random_directions("surrogate")}
-    return [p for p in populations if p not in named and p not in baselines]
+    return [p for p in populations if p not in named and p not in baselines and split_view(p)[1] is None]
 
 
 def figure1_populations(sensitivity: xr.Dataset) -> list[str]:

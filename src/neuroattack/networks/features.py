@@ -1,4 +1,4 @@
-"""Penultimate-layer features of a network on the stimulus set, and the units sampled from them."""
+"""A network's features at its layer on the stimulus set, and the units sampled from them."""
 
 from __future__ import annotations
 
@@ -6,25 +6,42 @@ import numpy as np
 import torch
 import xarray as xr
 
+from neuroattack.config import PENULTIMATE, split_view
 from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import infer
 
-LAYER = "penultimate"
 ALIVE_SPREAD = 1e-6  # a unit whose std over the stimuli is below this never varies
 
 
 def extract_features(
-    weights: xr.Dataset, stimuli: xr.Dataset, name: str, device: torch.device | None = None
+    weights: xr.Dataset,
+    stimuli: xr.Dataset,
+    name: str,
+    device: torch.device | None = None,
+    layer: str = PENULTIMATE,
 ) -> xr.Dataset:
-    """`activation` (stimulus_id, unit) of network `name` on every stimulus."""
+    """`activation` (stimulus_id, unit) of network `name` (or a depth view of it,
+    "<network>@<layer>") at `layer` on every stimulus; the
+    layer is kept in attrs, and every job that rebuilds the network from these features
+    (units, site models) sees it there."""
     device = device or torch.device("cpu")
-    network = network_from_dataset(weights, name).to(device)
+    network_name, view_layer = split_view(name)
+    try:
+        network = network_from_dataset(weights, network_name, layer).to(device)
+    except ValueError as error:
+        key = f"networks.{name}.layer" if view_layer is None else f"attack.layers (of network {network_name})"
+        raise ValueError(f"{key}: {error}") from error
     values = infer(network.features, stimuli["pixels"].values, device)
     return xr.Dataset(
         {"activation": (("stimulus_id", "unit"), values)},
         coords={"stimulus_id": stimuli["stimulus_id"].values, "unit": np.arange(values.shape[1])},
-        attrs={"network": name, "layer": str(getattr(network, "layer", LAYER))},
+        attrs={"network": split_view(name)[0], "layer": layer},
     )
+
+
+def features_layer(features: xr.Dataset) -> str:
+    """The layer a features file was made at (files from before layers were named: the penultimate)."""
+    return str(features.attrs.get("layer", PENULTIMATE))
 
 
 def select_units(features: xr.Dataset, count: int, seed: int) -> np.ndarray:

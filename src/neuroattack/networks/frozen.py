@@ -33,7 +33,7 @@ def _resnet_parts() -> tuple[type[nn.Module], ...]:
     return (ResidualBlock, torchvision_resnet.BasicBlock, torchvision_resnet.Bottleneck, torchvision_resnet.ResNet)
 
 
-def _conv_bn_pairs(network: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
+def conv_bn_pairs(network: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
     """(parent, conv name, batchnorm name) for every BatchNorm that directly follows a
     convolution: adjacent in an nn.Sequential, or conv{i} -> bn{i} in a ResNet's stem and
     residual blocks (torchvision's ResNet, BasicBlock and Bottleneck, and the small
@@ -56,7 +56,7 @@ def frozen_for_attack(network: ModuleT) -> ModuleT:
     BatchNorms folded into convolutions, channels_last weights. The network passed
     in is left untouched."""
     frozen = copy.deepcopy(network).eval().requires_grad_(False)
-    for parent, conv_name, bn_name in list(_conv_bn_pairs(frozen)):
+    for parent, conv_name, bn_name in list(conv_bn_pairs(frozen)):
         folded = fuse_conv_bn_eval(getattr(parent, conv_name), getattr(parent, bn_name))
         setattr(parent, conv_name, folded.requires_grad_(False))
         setattr(parent, bn_name, nn.Identity())

@@ -19,7 +19,10 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from neuroattack.config import PENULTIMATE
+
 if TYPE_CHECKING:
+    from neuroattack.networks.layers import AtLayer
     from neuroattack.networks.zoo import ZooNetwork
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -157,7 +160,7 @@ class TorchvisionResNet(nn.Module):
 
 
 # Every network neuroattack attacks: x in [0, 1] -> features(x) (n, feature_dim), forward(x) -> logits.
-FeatureNetwork: TypeAlias = "SmallResNet | TorchvisionResNet | ZooNetwork"
+FeatureNetwork: TypeAlias = "SmallResNet | TorchvisionResNet | ZooNetwork | AtLayer"
 
 
 def build_network(arch: Architecture) -> FeatureNetwork:
@@ -191,8 +194,9 @@ def weights_to_dataset(network: nn.Module, arch: Architecture, attrs: dict[str, 
     return ds
 
 
-def network_from_dataset(ds: xr.Dataset, path: str = "<weights>") -> FeatureNetwork:
-    """Rebuild a network (eval mode, no weight gradients) from its weights dataset."""
+def network_from_dataset(ds: xr.Dataset, path: str = "<weights>", layer: str | None = None) -> FeatureNetwork:
+    """Rebuild a network (eval mode, no weight gradients) from its weights dataset, seen at
+    `layer` (a module name; None or `penultimate`: its own features)."""
     if "architecture" not in ds.attrs:
         raise KeyError(f"{path}: no 'architecture' attribute; not a neuroattack weights file")
     network = build_network(Architecture.from_json(ds.attrs["architecture"]))
@@ -208,7 +212,14 @@ def network_from_dataset(ds: xr.Dataset, path: str = "<weights>") -> FeatureNetw
         state[name] = torch.from_numpy(value.astype(expected.numpy().dtype, copy=False))
     network.load_state_dict(state, strict=True)
     network.eval().requires_grad_(False)
-    return network
+    if layer is None or layer == PENULTIMATE:
+        return network
+    from neuroattack.networks.layers import AtLayer  # it imports this module
+
+    try:
+        return AtLayer(network, layer)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
 def count_flops(network: FeatureNetwork, resolution: int) -> int:

@@ -1,14 +1,12 @@
 """Networks users bring: any classification model torchvision's `get_model` builds, any timm
 model, or a user's own factory function ("package.module:function"), with weights from a
-state_dict file (a torch file read with weights_only=True, or .safetensors), seen at any of
-its layers.
+state_dict file (a torch file read with weights_only=True, or .safetensors).
 
 A `ZooNetwork` takes pixels in [0, 1] at the stimulus set's resolution, resizes them to the
 model's own input resolution and normalises them inside (so an attack's budget, eps, stays in
-the stimulus set's pixel space whatever the model's resolution), and its `features(x)` is
-the output of one named layer, flattened per image (Brain-Score's convention: channel x
-position for a feature map, token x channel for a transformer block). Without a layer name,
-the penultimate layer: the input of the model's last linear layer (its classifier).
+the stimulus set's pixel space whatever the model's resolution). Its `features(x)` is the
+penultimate layer: the input of the model's last linear layer (its classifier). Any other
+layer is seen through `layers.at_layer`, as for every network.
 """
 
 from __future__ import annotations
@@ -25,10 +23,10 @@ import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional
 
+from neuroattack.networks.layers import layer_input
 from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture, Normalize, weights_to_dataset
 
 ZOO_KINDS = ("torchvision", "timm", "factory")  # the config's keys (plan.MODEL_KINDS; a test keeps them equal)
-PENULTIMATE = "penultimate"
 DEFAULT_RESOLUTION = 224  # an ImageNet model's
 
 
@@ -134,39 +132,22 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     return {str(k): v for k, v in loaded.items()}
 
 
-class _Reached(Exception):
-    """Raised by the layer's hook: the rest of the model is not needed."""
-
-
 class ZooNetwork(nn.Module):
     """A user's model behind neuroattack's network interface: pixels in [0, 1] at any
-    resolution; `features(x)` = the chosen layer's output, flattened per image."""
+    resolution; `features(x)` = the penultimate layer (the input of the model's last linear
+    layer, flattened per image); other layers through `layers.at_layer`."""
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        extra = arch.extra  # model, kwargs, resolution, layer; a factory's folder as path
+        extra = arch.extra  # model, kwargs, resolution; a factory's folder as path
         self.normalize = Normalize(arch.mean, arch.std)
         self.model = build_module(arch.name, str(extra["model"]), extra.get("kwargs", {}), extra.get("path"))
         self.resolution = int(extra["resolution"])
-        self.layer = str(extra.get("layer") or PENULTIMATE)
-        self.target_module = self._layer_module_name()  # a name: a copy of the network hooks its own module
+        linears = [(name, module) for name, module in self.model.named_modules() if isinstance(module, nn.Linear)]
+        # held by name: a copy of the network (the attack's frozen one) hooks its own module
+        self.classifier = linears[-1][0] if linears else None
+        self.feature_dim = linears[-1][1].in_features if linears else 0
         self.eval()
-        with torch.no_grad():
-            self.feature_dim = int(self.features(torch.zeros(1, 3, self.resolution, self.resolution)).shape[1])
-
-    def _layer_module_name(self) -> str:
-        if self.layer == PENULTIMATE:
-            linears = [name for name, module in self.model.named_modules() if isinstance(module, nn.Linear)]
-            if not linears:
-                raise ValueError("the model has no linear layer, so no penultimate layer: name a `layer`")
-            last: str = linears[-1]
-            return last
-        try:
-            self.model.get_submodule(self.layer)
-        except AttributeError as error:
-            names = [name for name, _ in self.model.named_modules() if name][:12]
-            raise ValueError(f"the model has no layer {self.layer!r}; its layers include {names}") from error
-        return self.layer
 
     def prepared(self, x: Tensor) -> Tensor:
         """Pixels in [0, 1] resized to the model's resolution and normalised."""
@@ -176,30 +157,9 @@ class ZooNetwork(nn.Module):
         return normalized
 
     def features(self, x: Tensor) -> Tensor:
-        captured: list[Tensor] = []
-
-        def keep_input(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
-            captured.append(inputs[0])
-            raise _Reached
-
-        def keep_output(_module: nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
-            captured.append(output[0] if isinstance(output, tuple | list) else output)
-            raise _Reached
-
-        target = self.model.get_submodule(self.target_module)
-        if self.layer == PENULTIMATE:
-            handle = target.register_forward_pre_hook(keep_input)
-        else:
-            handle = target.register_forward_hook(keep_output)
-        try:
-            self.model(self.prepared(x))
-        except _Reached:
-            pass
-        finally:
-            handle.remove()
-        if not captured:
-            raise RuntimeError(f"layer {self.layer!r} was not reached by the model's forward pass")
-        return torch.flatten(captured[0], 1)
+        if self.classifier is None:
+            raise ValueError("the model has no linear layer, so no penultimate layer: name a `layer`")
+        return layer_input(self.model, self.classifier, self, x)
 
     def forward(self, x: Tensor) -> Tensor:
         logits: Tensor = self.model(self.prepared(x))
@@ -210,8 +170,9 @@ def user_model_weights(
     name: str, settings: Mapping[str, Any], weights_path: str | os.PathLike[str] | None, seed: int
 ) -> xr.Dataset:
     """The workflow's weights file of `networks.<name>`, a user's model: `settings` is the entry
-    (eps, the kind's key, kwargs, input, layer, path); the weights come from `weights_path`, or,
-    without one, from the constructor seeded with `seed`."""
+    (eps, the kind's key, kwargs, input, path; its `layer` is applied where features are
+    made); the weights come from `weights_path`, or, without one, from the constructor seeded
+    with `seed`."""
     kind = next((k for k in ZOO_KINDS if k in settings), None)
     if kind is None:
         raise ValueError(f"networks.{name}: name the model with one of the keys {', '.join(ZOO_KINDS)}")
@@ -225,7 +186,6 @@ def user_model_weights(
             "model": settings[kind],
             "kwargs": dict(settings.get("kwargs", {})),
             "resolution": int(given.get("resolution", DEFAULT_RESOLUTION)),
-            "layer": settings.get("layer") or PENULTIMATE,
             "path": settings.get("path"),
         },
     )
@@ -238,7 +198,6 @@ def user_model_weights(
         load_weights(network.model, weights_path)
     attrs = {
         "training_eps": float(settings["eps"]),
-        "layer": network.layer,
         "source_weights": Path(weights_path).name if weights_path is not None else "the constructor's, seeded",
     }
     return weights_to_dataset(network.eval(), arch, attrs)
