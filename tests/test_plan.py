@@ -86,6 +86,27 @@ def test_attack_layers_add_one_depth_view_per_network_and_layer_in_depth_order()
     assert plan.run_plan(config).depth_views == () and layers_by_depth(config) == {}
 
 
+def test_an_auto_layer_scores_every_network_that_may_attack_at_the_listed_layers() -> None:
+    config = tiny()
+    config["surrogate"].update({"layer": "auto", "layers": ["stages.0", "penultimate"]})
+    run = plan.run_plan(config)
+    assert run.auto_layer and run.layer_views == ("robust_eps1@stages.0",)  # the named surrogate's; own left out
+    config["loop"]["ensemble"] = ["standard"]
+    assert plan.run_plan(config).layer_views == ("robust_eps1@stages.0", "standard@stages.0")
+    config["surrogate"]["network"] = "auto"
+    config["loop"]["ensemble"] = None
+    config["surrogate"]["layers"] = {"standard": ["stem"]}
+    config["attack"]["layers"] = ["stem"]
+    run = plan.run_plan(config)
+    assert run.layer_views == ("standard@stem",) and run.views == ("standard@stem", "robust_eps1@stem")
+    config["surrogate"]["layers"] = {"robust_eps1": ["penultimate"]}
+    problems = plan.config_problems(config, known_stimuli(config["stimuli"]))
+    assert problems == [
+        "surrogate.layer is auto but surrogate.layers names no layer besides the surrogate's own; list the "
+        "candidate layers in surrogate.layers (e.g. [stages.1, stages.2]), or leave surrogate.layer out"
+    ]
+
+
 def test_a_simulated_brain_needs_the_embedded_stimuli_and_no_time_window() -> None:
     config = tiny()
     config["stimuli"] = {"source": "folder", "path": "images", "resolution": 16}

@@ -149,6 +149,35 @@ def test_the_network_that_made_the_responses_wins_on_cka_and_predictivity() -> N
     assert screening.choose(named, "predictivity") == "source"
 
 
+def test_the_layer_that_made_the_responses_is_the_best_layer_and_its_features_are_chosen() -> None:
+    source, responses, categories = synthetic(seed=4, units=30)
+    settings = screening.PredictivitySettings(components=10, splits=5, test_fraction=0.1)
+    rng = np.random.default_rng(6)
+    layers = {"stages.0": rng.standard_normal(source.shape), "stages.1": source, "penultimate": source[:, :3]}
+    per_layer = {"net": {}, "other": {"penultimate": {"predictivity": 0.2}}}
+    for layer, features in layers.items():
+        correlations, _ = screening.split_correlations(features, responses, categories, settings, seed=0)
+        per_layer["net"][layer] = screening.predictivity(correlations, np.array([1.0]), 10, 0)
+    scores = screening.layer_scores(per_layer, ["net", "other"])
+    assert scores["layer"].values.tolist() == ["stages.0", "stages.1", "penultimate"]
+    assert scores["best_layer"].values.tolist() == ["stages.1", "penultimate"]
+    assert np.isnan(scores["layer_predictivity"].sel(candidate="other", layer="stages.0"))
+    ids = [f"s{i}" for i in range(len(source))]
+    files = {
+        layer: xr.Dataset(
+            {"activation": (("stimulus_id", "unit"), values)},
+            coords={"stimulus_id": ids},
+            attrs={"network": "net", "layer": layer},
+        )
+        for layer, values in layers.items()
+    }
+    chosen = screening.best_layer_features(scores, "net", files)
+    assert chosen.attrs["layer"] == "stages.1" and "predictivity" in chosen.attrs["layer_chosen_by"]
+    np.testing.assert_array_equal(chosen["activation"].values, source)
+    with pytest.raises(ValueError, match=r"network net: the screening chose layer 'stages.1', but no features"):
+        screening.best_layer_features(scores, "net", {"penultimate": files["penultimate"]})
+
+
 def test_the_noise_corrected_population_change_is_unbiased() -> None:
     rng = np.random.default_rng(6)
     images, repetitions, sites = 400, 10, 8
@@ -303,6 +332,25 @@ def test_an_auto_surrogate_adds_one_job_that_copies_the_pick(tmp_path: Path) -> 
     named = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2").stdout)
     assert auto.pop("chosen_surrogate") == 1 and auto.pop("total") == named.pop("total") + 1
     assert auto == named
+
+
+def test_an_auto_layer_scores_the_surrogates_layers_and_fits_on_the_best(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["surrogate"].update({"layer": "auto", "layers": ["stem", "stages.0"]})
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(config))
+    auto = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=str(path)).stdout)
+    named = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2").stdout)
+    assert auto.pop("best_layer_features") == 1  # the surrogate's (the tiny config has no ensemble)
+    assert auto.pop("features") == named.pop("features") + 2  # the surrogate at stem and stages.0
+    assert auto.pop("total") == named.pop("total") + 3
+    assert auto == named
+    config["surrogate"]["layers"] = []
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", configfile=str(path))
+    assert (
+        run.returncode != 0 and "surrogate.layer is auto but surrogate.layers names no layer" in run.stdout + run.stderr
+    )
 
 
 def test_the_layer_perturbations_are_exported_as_a_stimulus_set_for_the_rig(tmp_path: Path) -> None:

@@ -184,6 +184,7 @@ def users_networks_config(tmp_path: Path, server: LoopbackServer) -> str:
     config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
     config["networks"].update(networks)
     config["attack"]["layers"] = {"standard": ["stages.0"], "resnet18_mine": ["layer2"], "vit_mine": ["blocks.0"]}
+    config["surrogate"].update({"layer": "auto", "layers": ["stem", "stages.0"]})  # the surrogate's best layer
     path = tmp_path / "users.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
@@ -199,7 +200,9 @@ def test_users_networks_are_downloaded_and_imported_once_each(
     counts = job_counts(run.stdout)
     assert counts["import_network"] == 3 and counts["download"] == 2  # labnet has no weights file
     assert counts["train_network"] == 3  # the tiny config's two networks and the brain's
-    assert counts["features"] == 5 + 3  # every network at its layer, three at one more (attack.layers)
+    # every network at its layer, three at one more (attack.layers), the surrogate (robust_eps1)
+    # at two more (surrogate.layers)
+    assert counts["features"] == 5 + 3 + 2 and counts["best_layer_features"] == 1
     assert counts["figure7"] == 1
 
 
@@ -261,6 +264,13 @@ def test_users_networks_run_end_to_end_at_their_layers_and_by_depth(
         assert (achieved.diff("eps") >= -1e-6).all() and (achieved.isel(eps=-1) > 0).all()
         assert (units["unit_delta_norm"] <= units["eps"] + 1e-5).all()
         assert {"standard@stages.0", "resnet18_mine@layer2", "vit_mine@blocks.0"} <= set(attack["network"].values)
+    # the surrogate's site models were fitted on its best layer by the screening's predictivity
+    scores = io.read_dataset(results / "screening/screening.nc", "screening")
+    best = str(scores["best_layer"].sel(candidate="robust_eps1").values)
+    assert scores["layer_predictivity"].sel(candidate="robust_eps1").notnull().sum() == 3
+    predictivity = scores["layer_predictivity"].sel(candidate="robust_eps1")
+    assert float(predictivity.sel(layer=best)) == float(predictivity.max())
+    assert io.read_dataset(results / "site_models/site_models.nc").attrs["surrogate_layer"] == best
     figure1 = io.read_dataset(results / "figures/figure1.nc")
     populations = figure1["population"].values.tolist()
     assert {"resnet18_mine", "labnet", "vit_mine"} <= set(populations)

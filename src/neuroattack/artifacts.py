@@ -22,6 +22,7 @@ PATHS: Final[Mapping[str, str]] = MappingProxyType(
         "features": "features/{network}.nc",
         "surrogate_weights": "surrogate/weights.nc",
         "surrogate_features": "surrogate/features.nc",
+        "best_layer_features": "surrogate/best_layer/{network}.nc",
         "brain": "brain/brain.nc",
         "clean_recordings": "recordings/clean.nc",
         "site_models": "site_models/site_models.nc",
@@ -115,8 +116,8 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("architecture", "gain", "baseline_count", "beta"),
         ),
         "features": Intermediate(
-            ("features", "chosen_surrogate"),
-            ("features", "surrogate_features"),
+            ("features", "chosen_surrogate", "best_layer_features"),
+            ("features", "surrogate_features", "best_layer_features"),
             ("activation",),
             ("stimulus_id", "unit"),
             ("network",),

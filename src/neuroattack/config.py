@@ -111,16 +111,41 @@ def split_view(name: str) -> tuple[str, str | None]:
     return (network, layer) if separator else (name, None)
 
 
+def _listed(given: Any, name: str) -> list[str]:
+    """One list for every network, or lists by network name: network `name`'s, duplicates dropped."""
+    return list(dict.fromkeys(given if isinstance(given, list) else (given or {}).get(name, [])))
+
+
+def surrogate_networks(config: Mapping[str, Any]) -> list[str]:
+    """The networks whose site models may attack: the named surrogate (every network when
+    surrogate.network is auto) and every ensemble member."""
+    named = config["surrogate"]["network"]
+    candidates = list(config["networks"]) if named == "auto" else [named]
+    return list(dict.fromkeys([*candidates, *(config["loop"].get("ensemble") or [])]))
+
+
+def layer_candidates(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """With surrogate.layer: auto, per surrogate network the layers of surrogate.layers scored
+    besides its own (whose features exist anyway); else none."""
+    surrogate = config["surrogate"]
+    if surrogate.get("layer") != "auto":
+        return {}
+    candidates = {}
+    for name in surrogate_networks(config):
+        own = config["networks"][name].get("layer", PENULTIMATE)
+        candidates[name] = [layer for layer in _listed(surrogate.get("layers"), name) if layer != own]
+    return candidates
+
+
 def layers_by_depth(config: Mapping[str, Any]) -> dict[str, list[str]]:
     """Per network with attack.layers, every layer whose units are attacked, in depth order:
     the order attack.layers gives, the network's own layer where the list names it, else last
     (its default, the penultimate layer, is the deepest)."""
-    given = config["attack"].get("layers") or []
     ordered = {}
     for name, added in depth_layers(config).items():
         if not added:
             continue
-        wanted = list(dict.fromkeys(given if isinstance(given, list) else given.get(name, [])))
+        wanted = _listed(config["attack"].get("layers"), name)
         own = config["networks"][name].get("layer", PENULTIMATE)
         ordered[name] = wanted if own in wanted else [*wanted, own]
     return ordered
@@ -129,12 +154,10 @@ def layers_by_depth(config: Mapping[str, Any]) -> dict[str, list[str]]:
 def depth_layers(config: Mapping[str, Any]) -> dict[str, list[str]]:
     """Per network, the layers `attack.layers` adds to its own (one list for every network, or
     lists by network name), in the order given, its own layer left out."""
-    given = config["attack"].get("layers") or []
     layers = {}
     for name, spec in config["networks"].items():
-        wanted = given if isinstance(given, list) else given.get(name, [])
         own = spec.get("layer", PENULTIMATE)
-        layers[name] = [layer for layer in dict.fromkeys(wanted) if layer != own]
+        layers[name] = [layer for layer in _listed(config["attack"].get("layers"), name) if layer != own]
     return layers
 
 

@@ -22,6 +22,7 @@ from neuroattack.config import (
     depth_layers,
     depth_view,
     known_stimuli,
+    layer_candidates,
     validate_config,
     with_schema_types,
 )
@@ -71,6 +72,13 @@ class Run:
     perturbed_tables: tuple[str, ...]  # a lab's recordings of each round's images
     attack_indices: tuple[str, ...]
     depth_views: tuple[str, ...] = ()  # networks seen at attack.layers: "<network>@<layer>"
+    layer_views: tuple[str, ...] = ()  # surrogate.layer: auto: the candidate layers of surrogate networks
+    auto_layer: bool = False
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Every depth view and candidate layer's view (each has a features file), once."""
+        return tuple(dict.fromkeys(self.depth_views + self.layer_views))
 
     @property
     def downloaded(self) -> tuple[str, ...]:
@@ -109,8 +117,15 @@ def run_plan(config: Mapping[str, Any]) -> Run:
         auto_surrogate=config["surrogate"]["network"] == "auto",
         perturbed_tables=() if simulated else tuple(perturbed_tables(config["recordings"])),
         attack_indices=tuple(f"{index:04d}" for index in range(config["attack"]["images"])),
-        depth_views=tuple(depth_view(name, layer) for name, layers in depth_layers(config).items() for layer in layers),
+        depth_views=views_of(depth_layers(config)),
+        layer_views=views_of(layer_candidates(config)),
+        auto_layer=config["surrogate"].get("layer") == "auto",
     )
+
+
+def views_of(layers: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """The views ("<network>@<layer>") of each network's listed layers."""
+    return tuple(depth_view(name, layer) for name, listed in layers.items() for layer in listed)
 
 
 # ------------------------------------------------------------------- seed streams
@@ -298,12 +313,18 @@ def _network_problems(config: Mapping[str, Any]) -> list[str]:
             f"surrogate.network = {surrogate!r} is not one of networks ({', '.join(networks)}); "
             "name a network of the config, or auto (chosen by screening.criterion)"
         )
-    layers = config["attack"].get("layers") or []
-    unknown = sorted(set(layers) - set(networks)) if isinstance(layers, Mapping) else []
-    if unknown:
+    for section in ("attack", "surrogate"):
+        layers = config[section].get("layers") or []
+        unknown = sorted(set(layers) - set(networks)) if isinstance(layers, Mapping) else []
+        if unknown:
+            problems.append(
+                f"{section}.layers names {unknown}, which are not networks ({', '.join(networks)}); key the lists "
+                "by network name, or give one list for every network"
+            )
+    if config["surrogate"].get("layer") == "auto" and not any(layer_candidates(config).values()):
         problems.append(
-            f"attack.layers names {unknown}, which are not networks ({', '.join(networks)}); key the lists by "
-            "network name, or give one list for every network"
+            "surrogate.layer is auto but surrogate.layers names no layer besides the surrogate's own; list the "
+            "candidate layers in surrogate.layers (e.g. [stages.1, stages.2]), or leave surrogate.layer out"
         )
     for needed in ("architecture", "training", "training_data"):
         if trained and needed not in config:

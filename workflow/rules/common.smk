@@ -124,10 +124,16 @@ def surrogate_weights():
 
 
 def surrogate_features():
-    """The surrogate's features, as surrogate_weights."""
+    """The surrogate's features, as surrogate_weights, at its best layer under surrogate.layer: auto."""
     if RUN.auto_surrogate:
         return artifact("surrogate_features")
-    return artifact("features", network=config["surrogate"]["network"])
+    return surrogate_network_features(config["surrogate"]["network"])
+
+
+def surrogate_network_features(name):
+    """A network's features as a surrogate (or ensemble member) sees them: at its best layer
+    under surrogate.layer: auto (chosen by the screening), else at its own."""
+    return artifact("best_layer_features" if RUN.auto_layer else "features", network=name)
 
 
 def screening_inputs(wildcards):
@@ -136,6 +142,7 @@ def screening_inputs(wildcards):
         "recordings": artifact("clean_recordings"),
         **{f"weights_{name}": path for name, path in network_weights().items()},
         **{f"features_{name}": path for name, path in network_features().items()},
+        **{f"layer_features_{view}": path for view, path in network_features(RUN.layer_views).items()},
     }
     if RUN.simulated:
         inputs["brain"] = artifact("brain")

@@ -7,7 +7,7 @@ rule features:
     log:
         log_file("features/{network}"),
     wildcard_constraints:
-        network=name_pattern(RUN.networks + RUN.depth_views),
+        network=name_pattern(RUN.networks + RUN.views),
     conda:
         "../../envs/compute.yaml"
     resources:

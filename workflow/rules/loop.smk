@@ -37,7 +37,7 @@ rule ensemble_site_models:
         unpack(earlier_rounds),
         first=artifact("site_models"),
         surrogate=lambda wildcards: network_weights([wildcards.network])[wildcards.network],
-        features=lambda wildcards: network_features([wildcards.network])[wildcards.network],
+        features=lambda wildcards: surrogate_network_features(wildcards.network),
         recordings=artifact("clean_recordings"),
         stimuli=artifact("stimuli"),
     output:

@@ -35,7 +35,7 @@ if RUN.auto_surrogate:
                 lambda wildcards: {
                     "screening": rules.screening.output[0],
                     **{f"weights_{name}": path for name, path in network_weights().items()},
-                    **{f"features_{name}": path for name, path in network_features().items()},
+                    **{f"features_{name}": surrogate_network_features(name) for name in RUN.networks},
                 }
             ),
         output:
@@ -50,6 +50,34 @@ if RUN.auto_surrogate:
             criterion=config["screening"]["criterion"],
         script:
             "../scripts/chosen_surrogate.py"
+
+
+if RUN.auto_layer:
+
+    rule best_layer_features:
+        input:
+            unpack(
+                lambda wildcards: {
+                    "screening": rules.screening.output[0],
+                    **{
+                        f"features_{view}": path
+                        for view, path in network_features(
+                            [wildcards.network] + [v for v in RUN.layer_views if split_view(v)[0] == wildcards.network]
+                        ).items()
+                    },
+                }
+            ),
+        output:
+            artifact("best_layer_features"),
+        log:
+            log_file("best_layer_features/{network}"),
+        wildcard_constraints:
+            network=name_pattern(RUN.networks),
+        localrule: True
+        conda:
+            "../../envs/compute.yaml"
+        script:
+            "../scripts/best_layer_features.py"
 
 
 if not RUN.simulated:

@@ -21,6 +21,7 @@ result = screening.screen(
     repetitions=snakemake.params.repetitions,
     recording_seed=snakemake.params.recording_seed,
     device=device(),
+    layer_features=read_named(inputs, "layer_features_", "features"),
 )
 log.info("picks: %s", ", ".join(f"by {c}: {result.attrs[f'pick_by_{c}'] or '-'}" for c in screening.CRITERIA))
 write_output(result, snakemake.output[0], "surrogate screening", snakemake)

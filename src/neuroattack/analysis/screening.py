@@ -18,7 +18,7 @@ candidate's site models and on the brain, relative to what the target's own atta
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,9 +221,13 @@ def screen(
     repetitions: int = 0,
     recording_seed: int = 0,
     device: torch.device | None = None,
+    layer_features: Mapping[str, xr.Dataset] | None = None,
 ) -> xr.Dataset:
     """Every criterion for every network, the transfer matrix, and the pick under each criterion.
-    Without `brain` (real recordings) the criteria that need recordings of perturbed images are NaN."""
+    Without `brain` (real recordings) the criteria that need recordings of perturbed images are NaN.
+    `layer_features` (surrogate.layer: auto), features of networks at other layers (each file's
+    attrs name its network and layer): every network's predictivity at each of its layers
+    (`layer_predictivity`), and its best layer (`best_layer`)."""
     device = device or torch.device("cpu")
     names = list(networks)
     draws = int(screening["bootstrap"])
@@ -271,6 +275,7 @@ def screen(
     ceilings = ceiling_per_split(repetition_values[:, :, site_columns], settings.splits, seed)
     rows: dict[str, list[float]] = {}
     components = 0
+    own_layer: dict[str, dict[str, float]] = {}
     for candidate in candidates:
         features_kept = candidate.features[complete]
         cka, cka_low, cka_high = bootstrap_cka(features_kept, responses, draws, seed, cka_form)
@@ -283,6 +288,7 @@ def screen(
         }
         for key, value in entry.items():
             rows.setdefault(key, []).append(value)
+        own_layer[candidate.name] = entry
         log.info(
             "%s: CKA %.3f, predictivity r %.3f (ceiled %.3f)",
             candidate.name,
@@ -295,6 +301,18 @@ def screen(
         coords={"candidate": names, "neuroid_id": ("site", neuroids)},
     )
     result["training_eps"] = ("candidate", [float(networks[n].attrs.get("training_eps", np.nan)) for n in names])
+    result = result.assign_coords(candidate_layer=("candidate", [features_layer(features[n]) for n in names]))
+    if layer_features:
+        per_layer: dict[str, dict[str, dict[str, float]]] = {name: {} for name in names}
+        for other in layer_features.values():  # in the order surrogate.layers lists them
+            name, layer = str(other.attrs["network"]), features_layer(other)
+            kept = other["activation"].sel(stimulus_id=ids).values[complete]
+            correlations, _ = split_correlations(kept, responses, categories, settings, seed)
+            per_layer[name][layer] = predictivity(correlations, ceilings, draws, seed)
+            log.info("%s at %s: predictivity r %.3f", name, layer, per_layer[name][layer]["predictivity_r"])
+        for name in names:  # its own layer last: the penultimate, by default, is the deepest
+            per_layer[name][features_layer(features[name])] = own_layer[name]
+        result = result.merge(layer_scores(per_layer, names))
     result = result.merge(
         transfer_scores(
             candidates,
@@ -311,7 +329,6 @@ def screen(
         )
     )
     result.attrs = {
-        "layer": "penultimate",
         "pls_components": components,
         "pls_components_requested": settings.components,
         "splits": settings.splits,
@@ -329,6 +346,46 @@ def screen(
         result["distance_to_brain"] = closeness["distance_to_brain"]
         result.attrs.update(closeness.attrs)
     return result
+
+
+def _best_layer(scores: Mapping[str, Mapping[str, float]]) -> str:
+    """The layer with the highest ceiled predictivity (the first of equals; NaN never wins)."""
+    ranked = {layer: float(np.nan_to_num(entry["predictivity"], nan=-np.inf)) for layer, entry in scores.items()}
+    return max(ranked, key=ranked.__getitem__)
+
+
+def layer_scores(per_layer: Mapping[str, Mapping[str, Mapping[str, float]]], names: Sequence[str]) -> xr.Dataset:
+    """`layer_predictivity` (and its interval) per (candidate, layer) from each candidate's
+    scores by layer (NaN where a layer was not scored), and each candidate's `best_layer`: the
+    highest ceiled predictivity (Brain-Score's layer commitment)."""
+    layers = list(dict.fromkeys(layer for name in names for layer in per_layer[name]))
+    values = {
+        key: np.array([[per_layer[n].get(layer, {}).get(key, np.nan) for layer in layers] for n in names])
+        for key in ("predictivity", "predictivity_low", "predictivity_high")
+    }
+    best = [_best_layer(per_layer[n]) for n in names]
+    return xr.Dataset(
+        {
+            **{f"layer_{key}": (("candidate", "layer"), value) for key, value in values.items()},
+            "best_layer": ("candidate", best),
+        },
+        coords={"candidate": list(names), "layer": layers},
+    )
+
+
+def best_layer_features(screening: xr.Dataset, network: str, features: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    """Of `features` (one file per layer of `network`), the one at the screening's `best_layer`
+    for it, marked as chosen."""
+    if "best_layer" not in screening:
+        raise ValueError("the screening file has no per-layer scores; rerun it with surrogate.layer: auto")
+    best = str(screening["best_layer"].sel(candidate=network).values)
+    at_best = [f for f in features.values() if features_layer(f) == best]
+    if not at_best:
+        raise ValueError(f"network {network}: the screening chose layer {best!r}, but no features file is at it")
+    chosen = at_best[0].copy()
+    predictivity = float(screening["layer_predictivity"].sel(candidate=network, layer=best))
+    chosen.attrs["layer_chosen_by"] = f"the screening's ceiled predictivity ({predictivity:.3f})"
+    return chosen
 
 
 def closeness_to_brain(scores: xr.Dataset, brain_eps: float) -> xr.Dataset:

@@ -23,16 +23,19 @@ CRITERION_LABELS = {
 def figure5(screening: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     """One bar panel per criterion (95% intervals; the raw predictivity r as dots; the pick under
     each criterion outlined) and the transfer matrix: each attacker's site-model perturbations on
-    every target, relative to the target's own attack."""
+    every target, relative to the target's own attack. With per-layer scores (surrogate.layer:
+    auto) a fifth panel: each scored network's predictivity by layer, its best layer marked."""
     candidates = [str(c) for c in screening["candidate"].values]
+    by_layer = "layer_predictivity" in screening
     sns.set_theme(style="ticks", context="paper")
-    fig, axes = plt.subplots(
-        1, 4, figsize=(14.5, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.5 + 0.15 * len(candidates)]}
-    )
+    ratios = [1, 1, 1, 1.5 + 0.15 * len(candidates)] + ([1.4] if by_layer else [])
+    fig, axes = plt.subplots(1, len(ratios), figsize=(14.5 + 3.5 * by_layer, 3.6), gridspec_kw={"width_ratios": ratios})
     colours = dict(zip(candidates, sns.color_palette("colorblind", len(candidates)), strict=True))
     for ax, criterion in zip(axes[:3], CRITERION_LABELS, strict=True):
         _criterion_bars(ax, screening, criterion, candidates, colours)
     _transfer_heatmap(axes[3], screening)
+    if by_layer:
+        _predictivity_by_layer(axes[4], screening, colours)
     sns.despine(fig)
     fig.tight_layout()
     variables = [f"{criterion}{suffix}" for criterion in CRITERION_LABELS for suffix in ("", "_low", "_high")] + [
@@ -42,6 +45,8 @@ def figure5(screening: xr.Dataset) -> tuple[Figure, xr.Dataset]:
         "transfer_change",
         "own_change",
     ]
+    if by_layer:
+        variables += ["layer_predictivity", "layer_predictivity_low", "layer_predictivity_high", "best_layer"]
     plotted = screening[variables].copy()
     plotted.attrs = {key: screening.attrs[key] for key in screening.attrs if key.startswith("pick_by_")}
     return fig, plotted
@@ -86,3 +91,33 @@ def _transfer_heatmap(ax: Axes, screening: xr.Dataset) -> None:
     ax.tick_params(labelsize=7)
     ax.tick_params(axis="y", labelrotation=0)
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+
+
+def _predictivity_by_layer(ax: Axes, screening: xr.Dataset, colours: dict[str, Any]) -> None:
+    layers = [str(layer) for layer in screening["layer"].values]
+    positions = np.arange(len(layers))
+    for candidate in screening["candidate"].values:
+        row = screening.sel(candidate=candidate)
+        values = row["layer_predictivity"].values.astype(float)
+        scored = np.isfinite(values)
+        if scored.sum() < 2:  # only its own layer: nothing was chosen
+            continue
+        errors = np.abs(
+            np.stack([values - row["layer_predictivity_low"].values, row["layer_predictivity_high"].values - values])
+        )
+        colour = colours[str(candidate)]
+        ax.errorbar(
+            positions[scored],
+            values[scored],
+            yerr=errors[:, scored],
+            color=colour,
+            marker="o",
+            ms=4,
+            capsize=2,
+            label=str(candidate),
+        )
+        best = layers.index(str(row["best_layer"].values))
+        ax.scatter([best], [values[best]], s=90, facecolors="none", edgecolors=colour, linewidths=1.6, zorder=3)
+    ax.set_xticks(positions, layers, rotation=45, ha="right", fontsize=7)
+    ax.set_title("predictivity by layer (ceiled; best circled)", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
