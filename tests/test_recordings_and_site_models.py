@@ -12,7 +12,7 @@ import xarray as xr
 from neuroattack.analysis.sensitivity import random_pair_level
 from neuroattack.attacks.targeted import natural_references
 from neuroattack.brain import simulated as brain
-from neuroattack.brain.sitemodels import fit_site_models, fit_to_recordings
+from neuroattack.brain.sitemodels import Reduction, as_affine, fit_site_models, fit_to_recordings, readout_pipeline
 from neuroattack.data.recordings import make_recordings, mean_response, split_half_reliability
 from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
 
@@ -61,6 +61,29 @@ def test_site_models_recover_a_linear_map() -> None:
     assert float(models["predictivity"].min()) > 0.99
     predicted = features @ models["weight"].values.T + models["bias"].values
     np.testing.assert_allclose(predicted, responses, atol=0.5)
+
+
+@pytest.mark.parametrize("kind", ["pca", "random"])
+def test_a_wide_layer_is_read_out_through_a_projection_folded_into_the_weights(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    latent = rng.normal(size=(240, 8))  # 8 directions carry the signal among 400 features
+    features = latent @ rng.normal(size=(8, 400)) + rng.normal(0, 0.05, (240, 400)) + 3.0
+    responses = latent @ rng.normal(size=(8, 3)) + 5.0 + rng.normal(0, 0.1, (240, 3))
+    categories = np.repeat(np.arange(6), 40)
+    reduction = Reduction(kind, above=100, dims=40)
+    model = readout_pipeline([0.01, 1.0, 100.0], reduction, 40, 0).fit(features, responses)
+    weight, bias = as_affine(model)
+    assert weight.shape == (3, 400)  # one affine map of the layer's own features
+    np.testing.assert_allclose(features @ weight.T + bias, model.predict(features), rtol=1e-6, atol=1e-6)
+    fitted = fit_site_models(
+        features, responses, categories, ["a", "b", "c"], np.ones(3), [0.01, 1.0, 100.0], 5, 0, reduction
+    )
+    assert fitted.attrs["projection"] == f"{kind} to 40 features" and fitted["weight"].shape == (3, 400)
+    assert float(fitted["predictivity"].min()) > 0.95
+    narrow = fit_site_models(
+        features[:, :90], responses, categories, ["a", "b", "c"], np.ones(3), [1.0], 5, 0, reduction
+    )
+    assert narrow.attrs["projection"] == "none"
 
 
 def test_brain_counts_are_poisson_around_the_calibrated_mean() -> None:

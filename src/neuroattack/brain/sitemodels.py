@@ -1,10 +1,18 @@
-"""Site models: a linear readout from a surrogate network's penultimate features to
-each recorded site, with cross-validated predictivity and split-half reliability."""
+"""Site models: a linear readout from a surrogate network's features (at its layer) to each
+recorded site, with cross-validated predictivity and split-half reliability.
+
+A layer wider than `Reduction.above` features (an early feature map of an ImageNet network:
+ResNet-50's layer3 at 224 px has 200,704) is read out through a fixed linear projection to
+`Reduction.dims` features, fitted on the stimuli the readout is fitted on; the projection is
+folded into the readout's weights, so a site model stays one affine map of the layer's
+features and the attack differentiates through it unchanged."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -26,14 +34,51 @@ from neuroattack.networks.readouts import LinearSiteResponse, MeanResponse
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """Above `above` features, fit on a projection to `dims`: `pca` (principal components of
+    the standardised features) or `random` (a seeded Gaussian random projection)."""
+
+    kind: str = "pca"
+    above: int = 20_000  # float64 copies of 3,200 stimuli x 20,000 features: 0.5 GB each
+    dims: int = 1_000
+
+    def applies(self, features: int) -> bool:
+        return features > self.above
+
+
+DEFAULT_REDUCTION = Reduction()
+
+
 # scikit-learn is imported where a fit needs it: the attack jobs, which import this module for
 # the site models' responses, start about a second sooner without it.
-def _ridge(alphas: list[float]):  # type: ignore[no-untyped-def]
+def readout_pipeline(alphas: list[float], reduction: Reduction | None = None, dims: int = 0, seed: int = 0):  # type: ignore[no-untyped-def]
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from sklearn.random_projection import GaussianRandomProjection
 
-    return make_pipeline(StandardScaler(), RidgeCV(alphas=alphas, alpha_per_target=True))
+    steps = [StandardScaler()]
+    if reduction is not None and reduction.kind == "pca":
+        steps.append(PCA(n_components=dims, svd_solver="randomized", random_state=seed))
+    elif reduction is not None and reduction.kind == "random":
+        steps.append(GaussianRandomProjection(n_components=dims, random_state=seed))
+    elif reduction is not None:
+        raise ValueError(f"unknown projection {reduction.kind!r}: use pca or random")
+    return make_pipeline(*steps, RidgeCV(alphas=alphas, alpha_per_target=True))
+
+
+def as_affine(model: Any) -> tuple[np.ndarray, np.ndarray]:  # a fitted readout_pipeline pipeline
+    """The pipeline as one affine map of the raw features: (weight (site, feature), bias)."""
+    scaler, *projection, ridge = [step for _, step in model.steps]
+    weight, bias = np.atleast_2d(ridge.coef_), np.atleast_1d(ridge.intercept_)
+    if projection:  # z -> (z - centre) @ components.T: fold it into the readout
+        weight_z = weight @ projection[0].components_
+        bias = bias - weight_z @ getattr(projection[0], "mean_", np.zeros(weight_z.shape[1]))
+        weight = weight_z
+    scaled = weight / scaler.scale_[None, :]  # z = (x - mu) / sd
+    return scaled, bias - scaled @ scaler.mean_
 
 
 def fit_site_models(
@@ -45,8 +90,10 @@ def fit_site_models(
     alphas: list[float],
     folds: int,
     seed: int,
+    reduction: Reduction = DEFAULT_REDUCTION,
 ) -> xr.Dataset:
-    """Ridge (alpha chosen per site by efficient leave-one-out) on standardised features.
+    """Ridge (alpha chosen per site by efficient leave-one-out) on standardised features
+    (projected first where `reduction` applies), folded into one affine map of the features.
 
     Predictivity is the Pearson r between held-out predictions (stratified k-fold
     by category) and the trial-averaged responses; the noise ceiling is the
@@ -56,15 +103,17 @@ def fit_site_models(
 
     features = np.asarray(features, dtype=np.float64)
     responses = np.asarray(responses, dtype=np.float64)
+    projected = reduction if reduction.applies(features.shape[1]) else None
+    # at most what the smallest training fold allows (PCA), the same in every fold and the final fit
+    dims = min(reduction.dims, len(features) - -(-len(features) // folds) - 1)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    held_out = cross_val_predict(_ridge(alphas), features, responses, cv=splitter.split(features, categories))
+    model = readout_pipeline(alphas, projected, dims, seed)
+    held_out = cross_val_predict(model, features, responses, cv=splitter.split(features, categories))
     held_out = np.reshape(held_out, responses.shape)  # one site comes back as a vector
     predictivity = columnwise_pearson(held_out, responses)
-    model = _ridge(alphas).fit(features, responses)
-    scaler, ridge = model.named_steps["standardscaler"], model.named_steps["ridgecv"]
-    # Fold the standardisation into one affine map: w . (z - mu) / sd + b.
-    weight = ridge.coef_ / scaler.scale_[None, :]
-    bias = ridge.intercept_ - weight @ scaler.mean_
+    model = readout_pipeline(alphas, projected, dims, seed).fit(features, responses)
+    weight, bias = as_affine(model)
+    ridge = model.steps[-1][1]
     with np.errstate(invalid="ignore", divide="ignore"):
         corrected = predictivity / np.sqrt(np.clip(reliability, 1e-6, None))
     return xr.Dataset(
@@ -77,6 +126,7 @@ def fit_site_models(
             "predictivity_corrected": ("site", corrected.astype(np.float32)),
         },
         coords={"neuroid_id": ("site", np.asarray(neuroid_id, dtype=str))},
+        attrs={"projection": f"{projected.kind} to {dims} features" if projected else "none"},
     )
 
 
@@ -90,6 +140,7 @@ def fit_to_recordings(
     seed: int,
     sites: int | None = None,
     name: str = "recordings",
+    reduction: Reduction = DEFAULT_REDUCTION,
 ) -> xr.Dataset:
     """Fit a readout from the surrogate's `features` to every usable recorded site; with
     `sites`, only to that many most reliable ones. `name` (the recordings' file) labels messages.
@@ -115,6 +166,7 @@ def fit_to_recordings(
         list(alphas),
         folds,
         seed,
+        reduction,
     )
     fitted.attrs["surrogate_network"] = features.attrs["network"]
     fitted.attrs["surrogate_layer"] = features_layer(features)
@@ -164,12 +216,13 @@ def _fit_where_recorded(
     alphas: list[float],
     folds: int,
     seed: int,
+    reduction: Reduction = DEFAULT_REDUCTION,
 ) -> xr.Dataset:
     """`fit_site_models`, each site on the stimuli it has a trial mean for (sites that
     share a pattern of missing stimuli are fitted together; without gaps, all at once)."""
     recorded = np.isfinite(responses)
     if recorded.all():
-        return fit_site_models(features, responses, categories, neuroid_id, reliability, alphas, folds, seed)
+        return fit_site_models(features, responses, categories, neuroid_id, reliability, alphas, folds, seed, reduction)
     groups: dict[bytes, list[int]] = {}
     for column in range(responses.shape[1]):
         groups.setdefault(recorded[:, column].tobytes(), []).append(column)
@@ -188,6 +241,7 @@ def _fit_where_recorded(
                 alphas,
                 folds,
                 seed,
+                reduction,
             )
         )
     order = np.argsort(np.concatenate([np.asarray(columns) for columns in groups.values()]))
