@@ -282,6 +282,15 @@ def test_users_networks_run_end_to_end_at_their_layers_and_by_depth(
     assert np.isfinite(figure7["s_tilde"].sel(depth=[0, 1])).all()
 
 
+def test_the_example_of_own_networks_adds_two_imported_networks_to_the_tiny_config(tmp_path: Path) -> None:
+    configs = [str(REPO / "config/tiny.yaml"), str(REPO / "config/examples/own_networks.yaml")]
+    run = snakemake(tmp_path, "--dry-run", "--cores", "1", "--configfile", *configs, configfile=None)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    counts = job_counts(run.stdout)
+    assert counts["import_network"] == 2 and "download" not in counts  # seeded weights: runs offline
+    assert counts["features"] == 4
+
+
 def test_the_config_and_the_library_name_the_same_kinds_of_model() -> None:
     from neuroattack import plan
     from neuroattack.networks import zoo as library
