@@ -17,7 +17,7 @@ from sklearn.cross_decomposition import PLSRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 from workflow_helpers import REPO, job_counts, snakemake
 
-from neuroattack import io
+from neuroattack import figures, io
 from neuroattack.analysis import screening, transfer
 
 
@@ -158,9 +158,9 @@ def test_the_layer_that_made_the_responses_is_the_best_layer_and_its_features_ar
     for layer, features in layers.items():
         correlations, _ = screening.split_correlations(features, responses, categories, settings, seed=0)
         per_layer["net"][layer] = screening.predictivity(correlations, np.array([1.0]), 10, 0)
-    scores = screening.layer_scores(per_layer, ["net", "other"])
-    assert scores["layer"].values.tolist() == ["stages.0", "stages.1", "penultimate"]
-    assert scores["best_layer"].values.tolist() == ["stages.1", "penultimate"]
+    scores = screening.layer_scores(per_layer, ["other", "net"])
+    assert scores["layer"].values.tolist() == ["stages.0", "stages.1", "penultimate"]  # the scored one's order
+    assert scores["best_layer"].values.tolist() == ["penultimate", "stages.1"]
     assert np.isnan(scores["layer_predictivity"].sel(candidate="other", layer="stages.0"))
     ids = [f"s{i}" for i in range(len(source))]
     files = {
@@ -285,6 +285,13 @@ def test_the_tiny_run_screens_every_network_and_draws_figure5(tiny_run: Path) ->
     assert (tiny_run / "figures/figure5.png").stat().st_size > 10_000
     plotted = io.read_dataset(tiny_run / "figures/figure5.nc")
     assert np.allclose(plotted["cka"].values, table["cka"].values)
+    assert "layer_predictivity" not in table  # scored by layer only under surrogate.layer: auto
+    # per-layer scores add a fifth panel: the scored network's layers only
+    per_layer = {name: {"penultimate": {"predictivity": 0.5}} for name in candidates}
+    per_layer[candidates[-1]] = {"stem": {"predictivity": 0.2}, "penultimate": {"predictivity": 0.6}}
+    figure, _ = figures.figure5(table.merge(screening.layer_scores(per_layer, candidates)))
+    assert len(figure.axes) == 5 + 1  # four panels, the heatmap's colour bar, predictivity by layer
+    assert [label.get_text() for label in figure.axes[4].get_xticklabels()] == ["stem", "penultimate"]
 
 
 @pytest.mark.slow

@@ -90,11 +90,11 @@ def recordings_inputs(wildcards):
 
 
 def network_weights(names=None):
-    return {name: artifact("network", network=name) for name in (names or RUN.networks)}
+    return {name: artifact("network", network=name) for name in (RUN.networks if names is None else names)}
 
 
 def network_features(names=None):
-    return {name: artifact("features", network=name) for name in (names or RUN.networks)}
+    return {name: artifact("features", network=name) for name in (RUN.networks if names is None else names)}
 
 
 def unit_features():

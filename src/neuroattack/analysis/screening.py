@@ -306,6 +306,8 @@ def screen(
         per_layer: dict[str, dict[str, dict[str, float]]] = {name: {} for name in names}
         for other in layer_features.values():  # in the order surrogate.layers lists them
             name, layer = str(other.attrs["network"]), features_layer(other)
+            if layer == features_layer(features[name]):
+                continue  # its own layer: scored above
             kept = other["activation"].sel(stimulus_id=ids).values[complete]
             correlations, _ = split_correlations(kept, responses, categories, settings, seed)
             per_layer[name][layer] = predictivity(correlations, ceilings, draws, seed)
@@ -358,7 +360,9 @@ def layer_scores(per_layer: Mapping[str, Mapping[str, Mapping[str, float]]], nam
     """`layer_predictivity` (and its interval) per (candidate, layer) from each candidate's
     scores by layer (NaN where a layer was not scored), and each candidate's `best_layer`: the
     highest ceiled predictivity (Brain-Score's layer commitment)."""
-    layers = list(dict.fromkeys(layer for name in names for layer in per_layer[name]))
+    # the scored networks' layers in their order (listed, then their own), then others' own
+    scored = [name for name in names if len(per_layer[name]) > 1]
+    layers = list(dict.fromkeys(layer for name in [*scored, *names] for layer in per_layer[name]))
     values = {
         key: np.array([[per_layer[n].get(layer, {}).get(key, np.nan) for layer in layers] for n in names])
         for key in ("predictivity", "predictivity_low", "predictivity_high")

@@ -94,14 +94,16 @@ def _transfer_heatmap(ax: Axes, screening: xr.Dataset) -> None:
 
 
 def _predictivity_by_layer(ax: Axes, screening: xr.Dataset, colours: dict[str, Any]) -> None:
-    layers = [str(layer) for layer in screening["layer"].values]
+    """Every network scored at more than its own layer; the layers any of them was scored at."""
+    shown = [c for c in screening["candidate"].values if screening["layer_predictivity"].sel(candidate=c).count() > 1]
+    scores = screening.sel(candidate=shown)
+    scores = scores.sel(layer=scores["layer_predictivity"].notnull().any("candidate"))
+    layers = [str(layer) for layer in scores["layer"].values]
     positions = np.arange(len(layers))
-    for candidate in screening["candidate"].values:
-        row = screening.sel(candidate=candidate)
+    for candidate in shown:
+        row = scores.sel(candidate=candidate)
         values = row["layer_predictivity"].values.astype(float)
         scored = np.isfinite(values)
-        if scored.sum() < 2:  # only its own layer: nothing was chosen
-            continue
         errors = np.abs(
             np.stack([values - row["layer_predictivity_low"].values, row["layer_predictivity_high"].values - values])
         )
