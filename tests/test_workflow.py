@@ -181,6 +181,21 @@ def test_key_order_and_number_formatting_trigger_nothing(tiny_run: Path, tmp_pat
 
 
 @pytest.mark.slow
+def test_writing_out_the_default_layer_and_no_depth_layers_triggers_nothing(tiny_run: Path, tmp_path: Path) -> None:
+    # a run whose networks are all seen at `layer: penultimate` is the run without the key,
+    # value for value: the same params, so every finished file stands
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    for entry in config["networks"].values():
+        entry["layer"] = "penultimate"
+    config["attack"]["layers"] = []
+    output = dry_run_with(tiny_run.parent.parent, tmp_path, config)
+    assert "Nothing to be done" in output, output
+    config["networks"]["standard"]["layer"] = "stages.1"
+    output = dry_run_with(tiny_run.parent.parent, tmp_path, config)
+    assert "Nothing to be done" not in output and "features" in output, output
+
+
+@pytest.mark.slow
 def test_chunk_rows_triggers_nothing(tiny_run: Path, tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
     config["attack"]["chunk_rows"] = 7

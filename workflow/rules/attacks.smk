@@ -21,7 +21,7 @@ rule attack_image:
     resources:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
-        attack=science(config["attack"], drop=["images"]),
+        attack=science(config["attack"], drop=["images", "layers"]),
         seeds=lambda wildcards: {
             "attacked_images": seed("attacked_images"),
             "units": seed("units"),

@@ -32,7 +32,7 @@ rule site_models:
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
-        settings=science(config["surrogate"], drop=["network"]),
+        settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
         sites=config["recordings"].get("sites"),
         seed=seed("site_model_folds"),
     script:

@@ -26,7 +26,7 @@ rule refit_site_models:
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
-        settings=science(config["surrogate"], drop=["network"]),
+        settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
         seed=seed("site_model_folds"),
     script:
         "../scripts/refit_site_models.py"
@@ -51,7 +51,7 @@ rule ensemble_site_models:
     resources:
         **cpu_job(mem_mb=8000, runtime=30),
     params:
-        settings=science(config["surrogate"], drop=["network"]),
+        settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
         seed=seed("site_model_folds"),
     script:
         "../scripts/refit_site_models.py"
@@ -73,7 +73,7 @@ rule attack_round:
     resources:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
-        attack=science(config["attack"], drop=["images", "units_per_network"]),
+        attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
         seeds=lambda wildcards: {
             "attack_starts": seed("attack_starts", int(wildcards.round), int(wildcards.index)),
             "model_baseline": seed("model_baseline", int(wildcards.round), int(wildcards.index)),

@@ -17,8 +17,8 @@ rule screening:
         **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         screening=science(config["screening"], drop=["criterion"]),
-        attack=science(config["attack"], drop=["eps", "images", "units_per_network"]),
-        surrogate=science(config["surrogate"], drop=["network"]),
+        attack=science(config["attack"], drop=["eps", "images", "units_per_network", "layers"]),
+        surrogate=science(config["surrogate"], drop=["network", "layer", "layers"]),
         sites=config["recordings"].get("sites"),
         seed=seed("screening"),
         repetitions=config["brain"]["repetitions"] if RUN.simulated else 0,
