@@ -40,20 +40,22 @@ rule figure1:
         "../scripts/figure1.py"
 
 
-rule figure7:
-    input:
-        rules.sensitivity.output[0],
-    output:
-        png=report(artifact("figure", number=7) + ".png", caption="../report/figure7.rst", category="Figures"),
-        pdf=artifact("figure", number=7) + ".pdf",
-        numbers=artifact("figure", number=7) + ".nc",
-    log:
-        log_file("figure7"),
-    localrule: True
-    conda:
-        "../../envs/figures.yaml"
-    params:
-        layers=layers_by_depth(config),
-        own_layers={name: network_layer(config, name) for name in RUN.networks},
-    script:
-        "../scripts/figure7.py"
+if RUN.depth_views:
+
+    rule figure7:
+        input:
+            rules.sensitivity.output[0],
+        output:
+            png=report(artifact("figure", number=7) + ".png", caption="../report/figure7.rst", category="Figures"),
+            pdf=artifact("figure", number=7) + ".pdf",
+            numbers=artifact("figure", number=7) + ".nc",
+        log:
+            log_file("figure7"),
+        localrule: True
+        conda:
+            "../../envs/figures.yaml"
+        params:
+            layers=layers_by_depth(config),
+            own_layers={name: network_layer(config, name) for name in RUN.networks},
+        script:
+            "../scripts/figure7.py"
