@@ -124,17 +124,29 @@ def surrogate_networks(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys([*candidates, *(config["loop"].get("ensemble") or [])]))
 
 
+def own_layer(config: Mapping[str, Any], name: str) -> str:
+    """The layer network `name` is seen at (`networks.<name>.layer`; default the penultimate)."""
+    return str(config["networks"][name].get("layer", PENULTIMATE))
+
+
+def _added_layers(config: Mapping[str, Any], given: Any, names: Iterable[str]) -> dict[str, list[str]]:
+    """Per network of `names`, the layers `given` lists for it besides its own, in order."""
+    return {name: [layer for layer in _listed(given, name) if layer != own_layer(config, name)] for name in names}
+
+
 def layer_candidates(config: Mapping[str, Any]) -> dict[str, list[str]]:
     """With surrogate.layer: auto, per surrogate network the layers of surrogate.layers scored
     besides its own (whose features exist anyway); else none."""
     surrogate = config["surrogate"]
     if surrogate.get("layer") != "auto":
         return {}
-    candidates = {}
-    for name in surrogate_networks(config):
-        own = config["networks"][name].get("layer", PENULTIMATE)
-        candidates[name] = [layer for layer in _listed(surrogate.get("layers"), name) if layer != own]
-    return candidates
+    return _added_layers(config, surrogate.get("layers"), surrogate_networks(config))
+
+
+def depth_layers(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per network, the layers `attack.layers` adds to its own (one list for every network, or
+    lists by network name), in the order given."""
+    return _added_layers(config, config["attack"].get("layers"), config["networks"])
 
 
 def layers_by_depth(config: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -143,22 +155,11 @@ def layers_by_depth(config: Mapping[str, Any]) -> dict[str, list[str]]:
     (its default, the penultimate layer, is the deepest)."""
     ordered = {}
     for name, added in depth_layers(config).items():
-        if not added:
-            continue
-        wanted = _listed(config["attack"].get("layers"), name)
-        own = config["networks"][name].get("layer", PENULTIMATE)
-        ordered[name] = wanted if own in wanted else [*wanted, own]
+        if added:
+            wanted = _listed(config["attack"].get("layers"), name)
+            own = own_layer(config, name)
+            ordered[name] = wanted if own in wanted else [*wanted, own]
     return ordered
-
-
-def depth_layers(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Per network, the layers `attack.layers` adds to its own (one list for every network, or
-    lists by network name), in the order given, its own layer left out."""
-    layers = {}
-    for name, spec in config["networks"].items():
-        own = spec.get("layer", PENULTIMATE)
-        layers[name] = [layer for layer in _listed(config["attack"].get("layers"), name) if layer != own]
-    return layers
 
 
 def config_entry(config: Mapping[str, Any], keys: Sequence[str]) -> Any:

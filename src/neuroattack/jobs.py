@@ -11,8 +11,8 @@ from typing import Any
 from neuroattack.config import (
     DEFAULT_CHECKPOINT_ARCHITECTURE,
     DEFAULT_NORM,
-    PENULTIMATE,
     TIME_WINDOW_MS,
+    own_layer,
     science,
     split_view,
 )
@@ -87,4 +87,4 @@ def network_layer(config: Mapping[str, Any], name: str) -> str:
     """The layer a network is seen at (`networks.<name>.layer`; default the penultimate layer),
     or a depth view's (`<network>@<layer>`, from attack.layers)."""
     network, layer = split_view(name)
-    return layer if layer is not None else str(config["networks"][network].get("layer", PENULTIMATE))
+    return layer if layer is not None else own_layer(config, network)

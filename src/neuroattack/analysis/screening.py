@@ -306,8 +306,6 @@ def screen(
         per_layer: dict[str, dict[str, dict[str, float]]] = {name: {} for name in names}
         for other in layer_features.values():  # in the order surrogate.layers lists them
             name, layer = str(other.attrs["network"]), features_layer(other)
-            if layer == features_layer(features[name]):
-                continue  # its own layer: scored above
             kept = other["activation"].sel(stimulus_id=ids).values[complete]
             correlations, _ = split_correlations(kept, responses, categories, settings, seed)
             per_layer[name][layer] = predictivity(correlations, ceilings, draws, seed)

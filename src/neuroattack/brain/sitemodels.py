@@ -10,6 +10,7 @@ features and the attack differentiates through it unchanged."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,8 @@ def fit_site_models(
     responses = np.asarray(responses, dtype=np.float64)
     projected = reduction if reduction.applies(features.shape[1]) else None
     # at most what the smallest training fold allows (PCA), the same in every fold and the final fit
-    dims = min(reduction.dims, len(features) - -(-len(features) // folds) - 1)
+    smallest_training_fold = len(features) - math.ceil(len(features) / folds)
+    dims = min(reduction.dims, smallest_training_fold - 1)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     model = readout_pipeline(alphas, projected, dims, seed)
     held_out = cross_val_predict(model, features, responses, cv=splitter.split(features, categories))

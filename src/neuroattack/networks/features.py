@@ -35,7 +35,7 @@ def extract_features(
     return xr.Dataset(
         {"activation": (("stimulus_id", "unit"), values)},
         coords={"stimulus_id": stimuli["stimulus_id"].values, "unit": np.arange(values.shape[1])},
-        attrs={"network": split_view(name)[0], "layer": layer},
+        attrs={"network": network_name, "layer": layer},
     )
 
 
