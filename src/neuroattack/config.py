@@ -32,6 +32,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 # Keys that only tune speed or memory: the same numbers come out whatever their value.
 PERFORMANCE_KEYS = frozenset({"chunk_rows"})
 
+# Options that are off at these values: written out or left out, the same result (no rerun).
+OFF_VALUES: Mapping[str, Any] = {"input_diversity": 0, "momentum": 0}
+# The attack's transfer options: they shape black-box attacks on site models only.
+TRANSFER_KEYS = ("input_diversity", "momentum")
+
 # Downloaded networks (`networks.<name>` with a `checkpoint`): the torchvision architecture
 # that the checkpoint holds, and the norm of its adversarial training (eps in pixels in [0, 1]).
 CHECKPOINT_ARCHITECTURES = ("resnet18", "resnet50", "wide_resnet50_2")
@@ -94,9 +99,13 @@ def canonical(value: Any) -> Any:
 
 def science(section: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, Any]:
     """The values of a config section that can change a result, in canonical form:
-    without `drop` (keys that a rule handles otherwise) and without performance keys."""
+    without `drop` (keys that a rule handles otherwise), performance keys and options that are off."""
     skipped = PERFORMANCE_KEYS | set(drop)
-    return {key: canonical(section[key]) for key in sorted(section) if key not in skipped}
+    return {
+        key: canonical(section[key])
+        for key in sorted(section)
+        if key not in skipped and not (key in OFF_VALUES and section[key] == OFF_VALUES[key])
+    }
 
 
 def depth_view(network: str, layer: str) -> str:

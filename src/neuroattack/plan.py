@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroattack.config import (
+    TRANSFER_KEYS,
     ConfigError,
     KnownStimuli,
     config_entry,
@@ -294,7 +295,17 @@ def config_problems(config: Mapping[str, Any], stimuli: KnownStimuli = UNKNOWN_S
         *_image_count_problems(config, stimuli),
         *_round_problems(config),
         *_download_problems(config),
+        *_attack_problems(config),
     ]
+
+
+def _attack_problems(config: Mapping[str, Any]) -> list[str]:
+    attack = config["attack"]
+    transfer = [key for key in TRANSFER_KEYS if attack.get(key, 0)]
+    if transfer and attack.get("schedule", "geometric") == "paper":
+        named = " and ".join(f"attack.{key}" for key in transfer)
+        return [f"{named} need attack.schedule: geometric; set them to 0 or change the schedule"]
+    return []
 
 
 def _network_problems(config: Mapping[str, Any]) -> list[str]:

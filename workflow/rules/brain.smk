@@ -73,7 +73,7 @@ rule brain_white_box:
     resources:
         **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:
-        attack=science(config["attack"], drop=["units_per_network", "layers"]),
+        attack=science(config["attack"], drop=["units_per_network", "layers", *TRANSFER_KEYS]),
         seeds={"attacked_images": seed("attacked_images"), "white_box_starts": seed("white_box_starts")},
     script:
         "../scripts/brain_white_box.py"

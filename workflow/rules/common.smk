@@ -2,7 +2,7 @@
 # standard-library modules of neuroattack only (plan, artifacts, jobs, config, remote), since
 # every job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
-from neuroattack.config import config_entry, layers_by_depth, science, split_view
+from neuroattack.config import TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
     checkpoint_settings,

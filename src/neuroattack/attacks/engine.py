@@ -14,6 +14,11 @@ successive halving (`prune_every`, `prune_keep`): every few steps each row keeps
 best restarts, so the paper's many restarts cost a fraction of their evaluations. Gradients are taken with
 respect to the input only, and nothing in the step loop synchronises with the host.
 
+Transfer (black-box attacks on site models, whose perturbations must move a brain): with
+`input_diversity` the gradient of a step is, with that probability, taken on a random
+resize-and-pad of the image (Xie et al. 2019), and with `momentum` the step follows the
+accumulated normalised gradient (Dong et al. 2018). Both off, the search is unchanged.
+
 Precision: the search may run under bf16 autocast (`AttackSettings.precision`), but
 the clean and final responses, and so every reported change, are always float32.
 "mixed" searches the wide phase in bf16 and refines the eps phase in float32.
@@ -21,6 +26,8 @@ the clean and final responses, and so every reported change, are always float32.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -64,14 +71,26 @@ def restart_probes(shape: torch.Size, restarts: int, seed: int, device: torch.de
     )
 
 
+View = Callable[[Tensor], Tensor]  # what the response sees of a perturbed image
+
+
 def _objective(
-    response: ResponseFn, images: Tensor, delta: Tensor, target: Tensor, clean: Tensor, sign: Tensor, bf16: bool
+    response: ResponseFn,
+    images: Tensor,
+    delta: Tensor,
+    target: Tensor,
+    clean: Tensor,
+    sign: Tensor,
+    bf16: bool,
+    view: View | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(sign * (f(x + delta) - f(x)), its gradient w.r.t. delta). Under bf16 the float32
-    `clean` only offsets the value, so comparisons within a phase are unaffected."""
+    """(sign * (f(x + delta) - f(x)), its gradient w.r.t. delta); with `view`, f sees
+    view(x + delta). Under bf16 the float32 `clean` only offsets the value, so comparisons
+    within a phase are unaffected."""
     delta = delta.detach().requires_grad_(True)
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-        value = sign * (response(images + delta, target).float() - clean)
+        shown = images + delta if view is None else view(images + delta)
+        value = sign * (response(shown, target).float() - clean)
     (gradient,) = torch.autograd.grad(value.sum(), delta)
     return value.detach(), gradient
 
@@ -80,6 +99,45 @@ def _float32_response(response: ResponseFn, images: Tensor, target: Tensor) -> T
     """A reported response: no gradients, float32 even inside a caller's autocast."""
     with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
         return response(images, target)
+
+
+DIVERSITY_SMALLEST = 0.875  # input diversity's smallest resize, a fraction of the side (299 of 330 px in Xie et al.)
+
+
+def resize_and_pad(images: Tensor, size: int, top: int, left: int) -> Tensor:
+    """`images` (N, C, H, W) resized to size x size and padded with black back to H x W,
+    `top` and `left` pixels above and left of it."""
+    height, width = images.shape[-2:]
+    small = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.nn.functional.pad(small, (left, width - size - left, top, height - size - top))
+
+
+@dataclass(frozen=True)
+class _Diversity:
+    """Input diversity: step t's view of every row, one random resize-and-pad (or none) drawn
+    from (seed, t) alone, so results never depend on chunking or the device."""
+
+    probability: float
+    seed: int
+
+    def view(self, step: int, side: int) -> View | None:
+        state = int(np.random.SeedSequence([self.seed, step, 2]).generate_state(1)[0])
+        applied, size_draw, top_draw, left_draw = np.random.default_rng(state).random(4)
+        if applied >= self.probability:
+            return None
+        smallest = math.ceil(side * DIVERSITY_SMALLEST)
+        size = smallest + int(size_draw * (side - smallest + 1))
+        room = side - size
+        top, left = int(top_draw * (room + 1)), int(left_draw * (room + 1))
+        return functools.partial(resize_and_pad, size=size, top=top, left=left)
+
+
+def _with_momentum(velocity: Tensor, direction: Tensor, momentum: float, restarted: Tensor) -> Tensor:
+    """The accumulated direction: momentum x the last one (zero where a row `restarted`) plus
+    `direction` normalised by its mean absolute value (MI-FGSM's L1 normalisation)."""
+    scale = direction.flatten(1).abs().mean(dim=1).clamp_min(torch.finfo(direction.dtype).tiny)
+    kept = torch.where(_per_row(restarted, velocity), 0.0, velocity)
+    return momentum * kept + direction / _per_row(scale, direction)
 
 
 FIRST_STEP = 2.0  # the geometric schedule's first step, in radii (APGD starts at 2 eps too)
@@ -100,9 +158,12 @@ class _Rows:
     clean: Tensor
     probe: Tensor
     norm: Norm
+    diversity: _Diversity | None = None
 
-    def objective(self, delta: Tensor, bf16: bool) -> tuple[Tensor, Tensor]:
-        return _objective(self.response, self.images, delta, self.target, self.clean, self.sign, bf16)
+    def objective(self, delta: Tensor, bf16: bool, step: int | None = None) -> tuple[Tensor, Tensor]:
+        """The objective and its gradient at `delta`; at a search `step`, through input diversity's view."""
+        view = None if self.diversity is None or step is None else self.diversity.view(step, self.images.shape[-1])
+        return _objective(self.response, self.images, delta, self.target, self.clean, self.sign, bf16, view)
 
     def inside(self, delta: Tensor, radius: Tensor) -> Tensor:
         """`delta` projected onto the ball of `radius`, then into the image box."""
@@ -212,16 +273,19 @@ def _geometric_phase(
     # jumps search; a segment that resumes a phase from its best point (mixed precision) refines
     stall_steps = settings.stall_steps if segment.first_step == 0 else 0
     jump = torch.zeros_like(value, dtype=torch.bool)
+    velocity = torch.zeros_like(gradient) if settings.momentum else None
     for t in range(segment.first_step, segment.first_step + segment.steps):
         size = run.step_size(t, radius, settings.final_step)
         flat = gradient.flatten(1).abs().amax(dim=1) == 0
         probe = flat_probe.roll(t * PROBE_STRIDE % flat_probe.shape[1], dims=1).view_as(gradient)
         direction = torch.where(_per_row(flat, gradient), probe, gradient)
+        if velocity is not None:
+            velocity = direction = _with_momentum(velocity, direction, settings.momentum, jump)
         size = torch.where(flat, radius, size)  # a probe jumps a whole radius: a new region, not a nudge
         stepped = rows.inside(current + rows.norm.ascent(direction) * _per_row(size, current), radius)
         fresh = rows.inside(rows.norm.ascent(probe) * _per_row(radius, current), radius)
         current = torch.where(_per_row(jump, current), fresh, stepped)
-        value, gradient = rows.objective(current, bf16)
+        value, gradient = rows.objective(current, bf16, step=t)
         better = value > best_value
         best = torch.where(_per_row(better, best), current, best)
         best_gradient = torch.where(_per_row(better, best), gradient, best_gradient)
@@ -231,6 +295,8 @@ def _geometric_phase(
         tick()
         index = alive.after_step(best_value)
         if index is not None:
+            if velocity is not None:
+                velocity = velocity[index]
             rows, current, gradient, best, best_value, best_gradient, run, jump = (
                 rows.select(index),
                 current[index],
@@ -330,6 +396,7 @@ def pgd_attack(
             f"warm_start has shape {tuple(warm_start.shape)}; give one perturbation per row {tuple(images.shape)}"
         )
     probes = restart_probes(images.shape[1:], restarts, seed, images.device)
+    diversity = _Diversity(settings.input_diversity, seed) if settings.input_diversity else None
     expanded = torch.arange(rows, device=images.device).repeat_interleave(restarts)
     restart_of_row = torch.arange(restarts, device=images.device).repeat(rows)
     sign = direction.to(images.dtype)
@@ -349,7 +416,15 @@ def pgd_attack(
         index = expanded[first : first + per_chunk]
         restart = restart_of_row[first : first + per_chunk]
         chunk = _Rows(
-            response, images[index], target[index], eps[index], sign[index], clean[index], probes[restart], norm
+            response,
+            images[index],
+            target[index],
+            eps[index],
+            sign[index],
+            clean[index],
+            probes[restart],
+            norm,
+            diversity,
         )
         done = [0]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,9 @@ class AttackSettings:
     precision: str = "float32"  # one of PRECISIONS: bf16 autocast in which search phases
     prune_every: int = 0  # successive halving: gradient steps between prunings of restarts (0 = never)
     prune_keep: float = 0.5  # the fraction of a row's live restarts each pruning keeps (the best ones)
+    # transfer to a brain (black-box attacks on site models only; see `white_box`)
+    input_diversity: float = 0.0  # probability per step that the gradient is taken on a random resize-and-pad
+    momentum: float = 0.0  # decay of the accumulated normalised gradient the step follows (0 = plain gradient)
 
     def __post_init__(self) -> None:
         for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("norm", NORMS)):
@@ -50,6 +53,23 @@ class AttackSettings:
             raise ValueError(f"stall_steps {self.stall_steps}: use 0 (never jump) or a positive number of steps")
         if self.prune_every < 0:
             raise ValueError(f"prune_every {self.prune_every}: use 0 (never prune) or a positive number of steps")
+        for name in ("input_diversity", "momentum"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} {getattr(self, name)}: use a number in [0, 1] (0 = off)")
+        if self.transfer_aware and self.schedule == "paper":
+            raise ValueError(
+                "input_diversity and momentum need the geometric schedule; set them to 0 or schedule: geometric"
+            )
+
+    @property
+    def transfer_aware(self) -> bool:
+        """Whether the search is shaped for transfer to another model (input diversity, momentum)."""
+        return self.input_diversity > 0 or self.momentum > 0
+
+    def white_box(self) -> AttackSettings:
+        """The same search without the transfer options: for attacks on the model that is
+        itself measured (network units, the simulated brain), where nothing needs to transfer."""
+        return replace(self, input_diversity=0.0, momentum=0.0)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], **overrides: Any) -> AttackSettings:

@@ -106,6 +106,7 @@ def attack_image(
 ) -> xr.Dataset:
     """Attack one clean image: every site's surrogate, and sampled units of every network at
     every layer `features` has (keyed by network, or depth view: its attrs name the network).
+    The transfer options of `settings` shape the sites' (black-box) attacks only.
     `unit_seed` picks the units (the same for every image); `seed` the attack's starts;
     `baseline_seed` the random directions of the model-side baseline.
     `progress(done, total)` hears how many row-restarts of the whole image are done."""
@@ -138,7 +139,7 @@ def attack_image(
         weights = networks[str(features[name].attrs.get("network", name))]
         response = UnitResponse(network_from_dataset(weights, name, features_layer(features[name])))
         results = attack_targets(
-            response, image, chosen, eps_grid, settings, seed, tracked, baseline_seed=baseline_seed
+            response, image, chosen, eps_grid, settings.white_box(), seed, tracked, baseline_seed=baseline_seed
         )
         offset[0] += per_target * len(chosen)
         coords = {**grid_coords, "network": ("unit", [name] * len(chosen)), "unit_index": ("unit", chosen)}
@@ -182,7 +183,7 @@ def white_box_changes(
             if progress is not None:
                 progress(before + done, total)
 
-        changes.append(attack_targets(model, image, sites, eps_grid, settings, seed, tracked)["change"])
+        changes.append(attack_targets(model, image, sites, eps_grid, settings.white_box(), seed, tracked)["change"])
     return xr.Dataset(
         {"change": (("image", "site", "eps", "direction"), np.stack(changes)), "sigma": ("site", sigma)},
         coords={"image": list(image_ids), "eps": eps_grid, "direction": list(DIRECTIONS)},
