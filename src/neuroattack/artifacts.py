@@ -31,6 +31,7 @@ PATHS: Final[Mapping[str, str]] = MappingProxyType(
         "sensitivity": "sensitivity/sensitivity.nc",
         "preference": "preference/category_preference.nc",
         "screening": "screening/screening.nc",
+        "round_network": "rounds/round{round}/networks/{network}.nc",
         "round_site_models": "rounds/round{round}/site_models.nc",
         "round_member_site_models": "rounds/round{round}/ensemble/{network}.nc",
         "round_attack": "rounds/round{round}/attacks/image{index}.nc",
@@ -104,8 +105,8 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("stimuli",), ("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")
         ),
         "weights": Intermediate(
-            ("train_network", "convert_checkpoint", "import_network", "chosen_surrogate"),
-            ("network", "surrogate_weights"),
+            ("train_network", "convert_checkpoint", "import_network", "chosen_surrogate", "finetune_surrogate"),
+            ("network", "surrogate_weights", "round_network"),
             attrs=("architecture",),
         ),
         "brain": Intermediate(

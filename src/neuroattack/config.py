@@ -34,6 +34,7 @@ PERFORMANCE_KEYS = frozenset({"chunk_rows"})
 
 # Options that are off at these values: written out or left out, the same result (no rerun).
 OFF_VALUES: Mapping[str, Any] = {"input_diversity": 0, "momentum": 0}
+SURROGATE_MEMBER = "surrogate"  # the single surrogate's name in the loop's files (it may be chosen by the screening)
 # The attack's transfer options: they shape black-box attacks on site models only.
 TRANSFER_KEYS = ("input_diversity", "momentum")
 

@@ -9,7 +9,9 @@ plus the recordings of every round before r, and attack the same clean images ag
 Per round, sensitivity is estimated for: the brain's sign-corrected black-box change
 (the sign from the site models that made the perturbation, fitted before the round),
 the recorded random-direction baseline (noise-corrected, see `random_baseline`), the
-surrogate's own prediction and, in silico, the brain's white-box truth.
+surrogate's own prediction and, in silico, the brain's white-box truth. What the site models
+(and with `loop.refit: network` the surrogate networks) are refitted on between rounds is
+in `neuroattack.refit`.
 """
 
 from __future__ import annotations
@@ -35,12 +37,10 @@ from neuroattack.analysis.sensitivity import (
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_targets, result_block
 from neuroattack.brain.rig import perturbed_index, responses_to_attacks
-from neuroattack.brain.sitemodels import ensemble_response, fit_to_recordings
+from neuroattack.brain.sitemodels import ensemble_response
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS, PROJECTION_SLACK, clamp_to_box, norm_named
-from neuroattack.networks.features import features_layer
-from neuroattack.networks.models import network_from_dataset
-from neuroattack.networks.readouts import infer, to_tensor
+from neuroattack.networks.readouts import to_tensor
 
 RECORDED_RANDOM = random_directions("brain")  # the recorded random-direction baseline
 
@@ -137,10 +137,14 @@ def noise_corrected_squared_change(
     return squared
 
 
-def round_responses(shown: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset]) -> xr.Dataset:
+def round_responses(
+    shown: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset], brain: xr.Dataset | None = None
+) -> xr.Dataset:
     """A round's recordings matched back to its attacks (rig.responses_to_attacks), plus the
     random-direction baseline: `random_recorded_change` and its unbiased squared change
-    `random_squared_change` (site, image, eps)."""
+    `random_squared_change` (site, image, eps); and every site's change under every
+    perturbation (`every_site_changes`: off-target specificity), with a simulated `brain`'s
+    noise-free truth beside it."""
     attacked = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values != "random"))
     responses = responses_to_attacks(attacked, recordings, attacks)
     random = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values == "random"))
@@ -179,8 +183,54 @@ def round_responses(shown: xr.Dataset, recordings: xr.Dataset, attacks: Sequence
             repeated("count"),
         ),
     )
+    responses = responses.merge(every_site_changes(attacked, recordings, responses, brain))
     responses.attrs["round"] = int(shown.attrs["round"])
     return responses
+
+
+EVERY_SITE_DIMS = ("site", "image", "eps", "direction", "recorded_site")
+
+
+def every_site_changes(
+    attacked: xr.Dataset, recordings: xr.Dataset, responses: xr.Dataset, brain: xr.Dataset | None = None
+) -> xr.Dataset:
+    """Every recorded site's change under every perturbation aimed at one site, EVERY_SITE_DIMS
+    (`site`: the target, `recorded_site`: the site that changed, in the same order):
+    `every_site_change` (trial means, perturbed - clean) and its unbiased squared change
+    `every_site_squared_change` (`noise_corrected_squared_change`); with a simulated `brain`,
+    `every_site_true_change`, the change of its noise-free expected responses."""
+    neuroids = responses["neuroid_id"].values.astype(str).tolist()
+    images, eps_grid, directions = (responses[name].values for name in ("image", "eps", "direction"))
+    perturbed_ids = attacked["stimulus_id"].values[len(images) :].tolist()  # (image, site, eps, direction) order
+    shape = (len(images), len(neuroids), len(eps_grid), len(directions), len(neuroids))
+    order = (1, 0, 2, 3, 4)  # to (site, image, eps, direction, recorded_site)
+    clean = trial_statistics(recordings, images.tolist(), neuroids)
+    perturbed = trial_statistics(recordings, perturbed_ids, neuroids)
+
+    def shaped(values: np.ndarray) -> np.ndarray:
+        reshaped: np.ndarray = values.reshape(shape).transpose(order)
+        return reshaped
+
+    def of_clean(name: str) -> np.ndarray:  # the clean image's statistics under every perturbation of it
+        values = clean[name].values[:, None, None, None, :]
+        return np.broadcast_to(values, shape).transpose(order)
+
+    changes = {
+        "every_site_change": shaped(perturbed["mean"].values) - of_clean("mean"),
+        "every_site_squared_change": noise_corrected_squared_change(
+            *(shaped(perturbed[name].values) for name in ("mean", "variance", "count")),
+            *(of_clean(name) for name in ("mean", "variance", "count")),
+        ),
+    }
+    if brain is not None:
+        from neuroattack.brain.simulated import expected_responses
+        from neuroattack.networks.readouts import infer
+
+        columns = [brain["neuroid_id"].values.astype(str).tolist().index(n) for n in neuroids]
+        expected = infer(expected_responses(brain).all_sites, attacked["pixels"].values)[:, columns]
+        true_clean = expected[: len(images)][:, None, None, None, :]
+        changes["every_site_true_change"] = (expected[len(images) :].reshape(shape) - true_clean).transpose(order)
+    return xr.Dataset({name: (EVERY_SITE_DIMS, values.astype(np.float32)) for name, values in changes.items()})
 
 
 def random_baseline(squared_change: xr.DataArray, sigma: xr.DataArray, bootstrap: int, seed: int) -> xr.Dataset:
@@ -220,81 +270,6 @@ def round_sensitivity(
     result = summaries.sel(population=[name for name in order if name in summaries["population"].values])
     result.attrs = {"round": int(responses.attrs.get("round", 0)), "bootstrap": bootstrap}
     return result
-
-
-def refit_site_models(
-    first_models: xr.Dataset,
-    surrogate: xr.Dataset,
-    features: xr.Dataset,
-    clean_recordings: xr.Dataset,
-    stimuli: xr.Dataset,
-    earlier: Sequence[tuple[xr.Dataset, xr.Dataset]],
-    alphas: Sequence[float],
-    folds: int,
-    reliability_splits: int,
-    seed: int,
-    device: torch.device | None = None,
-) -> xr.Dataset:
-    """Round r's site models: each site's linear readout of the surrogate's features refitted
-    on the clean recordings plus every earlier round's recordings of its perturbed and
-    random-direction images (`earlier`: (stimulus set, recordings) per round). The sites are
-    round 1's (`first_models`), in its order; a perturbed image counts in the category of its
-    clean image for the cross-validation folds."""
-    neuroids = first_models["neuroid_id"].values.astype(str).tolist()
-    network = network_from_dataset(surrogate, "surrogate", features_layer(features)).to(device or torch.device("cpu"))
-    parts_stimuli = [_pixels_and_category(stimuli, stimuli["category"].values)]
-    parts_features = [features["activation"]]
-    parts_recordings = [_select_sites(clean_recordings, neuroids)]
-    for shown, recorded in earlier:
-        new = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values != "clean"))
-        activation = infer(network.features, new["pixels"].values, device)
-        ids = new["stimulus_id"].values
-        parts_stimuli.append(_pixels_and_category(new, new["clean_category"].values))
-        parts_features.append(
-            xr.DataArray(
-                activation,
-                dims=("stimulus_id", "unit"),
-                coords={"stimulus_id": ids, "unit": np.arange(activation.shape[1])},
-            )
-        )
-        keep = np.isin(recorded["stimulus_id"].values, ids)
-        parts_recordings.append(_select_sites(recorded.isel(presentation=np.flatnonzero(keep)), neuroids))
-    pooled_features = xr.Dataset({"activation": xr.concat(parts_features, dim="stimulus_id")}, attrs=features.attrs)
-    pooled_recordings = xr.concat(parts_recordings, dim="presentation", coords="minimal", compat="override")
-    pooled_recordings.attrs = clean_recordings.attrs
-    models = fit_to_recordings(
-        pooled_features,
-        pooled_recordings,
-        xr.concat(parts_stimuli, dim="stimulus_id"),
-        alphas,
-        folds,
-        reliability_splits,
-        seed,
-        name=f"recordings of the clean images and of {len(earlier)} round(s)",
-    )
-    if models["neuroid_id"].values.astype(str).tolist() != neuroids:
-        raise ValueError(
-            "refitting changed the set of usable sites; the loop attacks round 1's sites in every round: "
-            "check the later rounds' recordings (every site needs valid trials)"
-        )
-    models.attrs["rounds_fitted_on"] = len(earlier)
-    return models
-
-
-def _pixels_and_category(stimuli: xr.Dataset, category: np.ndarray) -> xr.Dataset:
-    """A bare stimuli dataset: pixels and the given categories (the folds' strata)."""
-    return xr.Dataset(
-        {"pixels": (("stimulus_id", "y", "x", "channel"), stimuli["pixels"].values)},
-        coords={"stimulus_id": stimuli["stimulus_id"].values, "category": ("stimulus_id", np.asarray(category))},
-    )
-
-
-def _select_sites(recordings: xr.Dataset, neuroids: Sequence[str]) -> xr.Dataset:
-    positions = {str(n): i for i, n in enumerate(recordings["neuroid_id"].values)}
-    missing = [n for n in neuroids if n not in positions]
-    if missing:
-        raise KeyError(f"recordings lack sites of the site models: {missing[:5]}; record every site in every round")
-    return recordings.isel(site=[positions[n] for n in neuroids])
 
 
 def attack_sites_again(

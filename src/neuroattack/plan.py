@@ -145,6 +145,7 @@ SEED_STREAMS: dict[str, str] = {
     "model_baseline": "random directions of one round's model-side baseline of one image (keys: round, image)",
     "white_box_starts": "random starts of the simulated brain's white-box attack",
     "random_directions": "one round's recorded random-direction images (key: round)",
+    "finetune": "held-out images and batch order of one round's fine-tuning of the surrogate networks (key: round)",
     "preference_starts": "random starts of the category-preference attacks",
     "bootstrap": "every bootstrap interval of the sensitivity estimates",
     "screening": "the screening's splits and bootstraps",
@@ -180,6 +181,7 @@ def run_seeds(config: Mapping[str, Any]) -> dict[str, int]:
         "attack_starts": [(r, i) for r in rounds for i in images],
         "model_baseline": [(r, i) for r in rounds for i in images],
         "random_directions": [(r,) for r in rounds],
+        "finetune": [(r,) for r in rounds if r > 1],
         "recording_noise": [(r,) for r in [0, *rounds]],
     }
     seeds = {}

@@ -2,7 +2,7 @@
 # standard-library modules of neuroattack only (plan, artifacts, jobs, config, remote), since
 # every job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
-from neuroattack.config import TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
+from neuroattack.config import SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
     checkpoint_settings,
@@ -160,7 +160,7 @@ def final_outputs():
     else:
         outputs.append(multiext(artifact("screening_rig_stimuli"), ".csv", ".zip"))
     if RUN.recorded_rounds:
-        outputs.append(figure_outputs(6))
+        outputs += [figure_outputs(6), figure_outputs(8)]
     if RUN.depth_views:
         outputs.append(figure_outputs(7))
     if RUN.next_round is not None:
@@ -195,9 +195,31 @@ def round_site_models(number):
     return [artifact("round_site_models", round=number)]
 
 
-def round_surrogates():
-    """The networks whose site models attack every round, in round_site_models' order."""
-    return list(network_weights(RUN.ensemble).values()) if RUN.ensemble else [surrogate_weights()]
+def loop_members():
+    """The networks whose site models attack every round: the ensemble's, or the surrogate
+    (named `surrogate` in the loop's files, as it may be chosen only by the screening)."""
+    return list(RUN.ensemble) or [SURROGATE_MEMBER]
+
+
+def member_weights(name):
+    return surrogate_weights() if name == SURROGATE_MEMBER else artifact("network", network=name)
+
+
+def member_features(name):
+    return surrogate_features() if name == SURROGATE_MEMBER else surrogate_network_features(name)
+
+
+def round_member_weights(number, name):
+    """The weights of loop member `name` in round `number`: with loop.refit: network, from
+    round 2 on, the network fine-tuned on everything recorded before the round."""
+    if RUN.refit == "network" and int(number) > 1:
+        return artifact("round_network", round=number, network=name)
+    return member_weights(name)
+
+
+def round_surrogates(number):
+    """The networks whose site models attack round `number`, in round_site_models' order."""
+    return [round_member_weights(number, name) for name in loop_members()]
 
 
 def round_attack_file(number, index):
@@ -216,7 +238,7 @@ def round_attack_inputs(wildcards):
     inputs = {
         "stimuli": artifact("stimuli"),
         "site_models": round_site_models(number),
-        "surrogate": round_surrogates(),
+        "surrogate": round_surrogates(number),
         "first": artifact("attack", index=wildcards.index),
     }
     if RUN.warm_start and number > 1:

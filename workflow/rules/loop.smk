@@ -4,14 +4,43 @@
 # in the lab from recordings.perturbed). Round 1 uses site_models/ and attacks/, unless
 # loop.ensemble names networks: then every round's site models are one file per member
 # (ensemble/<network>.nc, each network's readout of the same sites) and every round's
-# attack is attack_round's, on the members' mean response.
+# attack is attack_round's, on the members' mean response. With loop.refit: network, each
+# member (the surrogate, or every ensemble network) is first fine-tuned for the round
+# (rounds/round<r>/networks/<member>.nc) and its readouts are refitted on its new features.
+
+
+rule finetune_surrogate:
+    input:
+        unpack(earlier_rounds),
+        first=artifact("site_models"),
+        weights=lambda wildcards: member_weights(wildcards.network),
+        features=lambda wildcards: member_features(wildcards.network),
+        recordings=artifact("clean_recordings"),
+        stimuli=artifact("stimuli"),
+    output:
+        artifact("round_network"),
+    log:
+        log_file("finetune_surrogate/round{round}/{network}"),
+    wildcard_constraints:
+        round=r"[2-9]|[1-9]\d+",
+        network=name_pattern(loop_members()),
+    conda:
+        "../../envs/compute.yaml"
+    threads: 2
+    resources:
+        **gpu_job(mem_mb=8000, runtime=60),
+    params:
+        settings=science(config["loop"].get("finetune", {})),
+        seed=lambda wildcards: seed("finetune", int(wildcards.round)),
+    script:
+        "../scripts/finetune_surrogate.py"
 
 
 rule refit_site_models:
     input:
         unpack(earlier_rounds),
         first=artifact("site_models"),
-        surrogate=surrogate_weights(),
+        surrogate=lambda wildcards: round_member_weights(wildcards.round, SURROGATE_MEMBER),
         features=surrogate_features(),
         recordings=artifact("clean_recordings"),
         stimuli=artifact("stimuli"),
@@ -36,7 +65,7 @@ rule ensemble_site_models:
     input:
         unpack(earlier_rounds),
         first=artifact("site_models"),
-        surrogate=lambda wildcards: network_weights([wildcards.network])[wildcards.network],
+        surrogate=lambda wildcards: round_member_weights(wildcards.round, wildcards.network),
         features=lambda wildcards: surrogate_network_features(wildcards.network),
         recordings=artifact("clean_recordings"),
         stimuli=artifact("stimuli"),
@@ -103,9 +132,14 @@ rule round_stimuli:
 
 rule round_responses:
     input:
-        shown=artifact("round_stimuli"),
-        recordings=artifact("round_recordings"),
-        attacks=lambda wildcards: round_attack_files(wildcards.round),
+        unpack(
+            lambda wildcards: {
+                "shown": artifact("round_stimuli"),
+                "recordings": artifact("round_recordings"),
+                "attacks": round_attack_files(wildcards.round),
+                **({"brain": artifact("brain")} if RUN.simulated else {}),
+            }
+        ),
     output:
         artifact("round_responses"),
     log:
@@ -157,3 +191,23 @@ rule figure6:
         "../../envs/figures.yaml"
     script:
         "../scripts/figure6.py"
+
+
+rule figure8:
+    input:
+        responses=[artifact("round_responses", round=number) for number in range(1, RUN.recorded_rounds + 1)],
+        recordings=artifact("clean_recordings"),
+    output:
+        png=report(artifact("figure", number=8) + ".png", caption="../report/figure8.rst", category="Figures"),
+        pdf=artifact("figure", number=8) + ".pdf",
+        numbers=artifact("figure", number=8) + ".nc",
+    log:
+        log_file("figure8"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    params:
+        bootstrap=config["sensitivity"]["bootstrap"],
+        seed=seed("bootstrap"),
+    script:
+        "../scripts/figure8.py"

@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from neuroattack import io, loop
+from neuroattack import io, refit
 from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
 rounds = range(1, int(snakemake.wildcards.round))
-models = loop.refit_site_models(
+models = refit.refit_site_models(
     first_models=io.read_dataset(snakemake.input.first, "site_models"),
     surrogate=io.read_dataset(snakemake.input.surrogate, "weights"),
     features=io.read_dataset(snakemake.input.features, "features"),

@@ -8,5 +8,6 @@ responses = loop.round_responses(
     io.read_dataset(snakemake.input.shown, "round_stimuli"),
     io.read_dataset(snakemake.input.recordings, "recordings"),
     [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
+    brain=io.read_dataset(snakemake.input.brain, "brain") if "brain" in set(snakemake.input.keys()) else None,
 )
 write_output(responses, snakemake.output[0], f"responses of round {snakemake.wildcards.round}", snakemake)

@@ -9,6 +9,7 @@ from neuroattack.figures.depth import figure7
 from neuroattack.figures.preference import figure3
 from neuroattack.figures.screening import figure5
 from neuroattack.figures.sensitivity import figure1, figure6, sensitivity_table
+from neuroattack.figures.specificity import figure8
 
 __all__ = [
     "amplified",
@@ -19,6 +20,7 @@ __all__ = [
     "figure5",
     "figure6",
     "figure7",
+    "figure8",
     "main_estimate",
     "sensitivity_table",
 ]
