@@ -162,7 +162,7 @@ def test_every_kind_of_intermediate_names_rules_of_the_workflow() -> None:
         assert set(kind.rules) <= defined, (name, set(kind.rules) - defined)
     assert (
         io.INTERMEDIATES["weights"].made_by
-        == "rule train_network (or convert_checkpoint, import_network, chosen_surrogate)"
+        == "rule train_network (or convert_checkpoint, import_network, chosen_surrogate, finetune_surrogate)"
     )
 
 

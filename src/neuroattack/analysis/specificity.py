@@ -12,9 +12,10 @@ predicted change is larger):
 
 The specificity ratio is the mean target change over the off-target root mean square: a lower
 bound on the target change is divided by a quantity at least the mean |change| of the other
-sites, so the ratio errs low. A random direction of the same norm (the round's random-direction
-images) moves every site by `random_change`: off-target changes near it mean the perturbation
-moved the other sites no more than noise-free chance would. In silico the same numbers from the
+sites, so the ratio errs low. Where the other sites' change cannot be told from zero (its
+noise-corrected mean square is at most 0) the ratio is infinite. A random direction of the same
+norm (the round's random-direction images) moves every site by `random_change`: off-target
+changes near it mean the perturbation moved the other sites no more than chance would. In silico the same numbers from the
 brain's noise-free responses (`true_*`) say what the estimates should find.
 """
 
@@ -58,7 +59,7 @@ def ratio_statistic(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per eps: the mean target change, the off-target root mean square and their ratio."""
     target = np.nanmean(values["target"], axis=(0, 1))
     offtarget = np.sqrt(np.clip(np.nanmean(values["offtarget_squared"], axis=(0, 1)), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # no off-target change measurable: infinite
         ratio = target / offtarget
     return {"target_change": target, "offtarget_change": offtarget, "specificity": ratio}
 
@@ -77,10 +78,13 @@ def two_way_bootstrap(
         for name, value in statistic({k: v[targets][:, images] for k, v in values.items()}).items():
             samples.setdefault(name, []).append(value)
     tail = (1 - CONFIDENCE) / 2
-    return {
-        name: (np.nanquantile(np.stack(drawn), tail, axis=0), np.nanquantile(np.stack(drawn), 1 - tail, axis=0))
-        for name, drawn in samples.items()
-    }
+
+    def quantile(drawn: list[np.ndarray], level: float) -> np.ndarray:
+        # no interpolation: a ratio's resamples may be infinite, and inf - inf would be NaN
+        value: np.ndarray = np.nanquantile(np.stack(drawn), level, axis=0, method="inverted_cdf")
+        return value
+
+    return {name: (quantile(drawn, tail), quantile(drawn, 1 - tail)) for name, drawn in samples.items()}
 
 
 def specificity(responses: xr.Dataset, sigma: np.ndarray, bootstrap: int, seed: int) -> xr.Dataset:

@@ -105,10 +105,10 @@ DIVERSITY_SMALLEST = 0.875  # input diversity's smallest resize, a fraction of t
 
 
 def resize_and_pad(images: Tensor, size: int, top: int, left: int) -> Tensor:
-    """`images` (N, C, H, W) resized to size x size and padded with black back to H x W,
+    """`images` (N, C, H, W) resized to size x size (nearest pixel, as Xie et al.) and padded with black back to H x W,
     `top` and `left` pixels above and left of it."""
     height, width = images.shape[-2:]
-    small = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    small = torch.nn.functional.interpolate(images, size=(size, size), mode="nearest")
     return torch.nn.functional.pad(small, (left, width - size - left, top, height - size - top))
 
 

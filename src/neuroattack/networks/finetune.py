@@ -81,7 +81,11 @@ def trainable_parameters(network: nn.Module, from_layer: str | None) -> list[tup
     prefix = from_layer + "."
     starts = [i for i, (name, _) in enumerate(named) if name.startswith(prefix)]
     if not starts:
-        modules = [name for name, module in network.named_modules() if name and any(module.parameters(False))]
+        modules = [
+            name
+            for name, module in network.named_modules()
+            if name and next(module.parameters(recurse=False), None) is not None
+        ]
         raise ValueError(f"no parameters under module {from_layer!r}; modules with parameters: {modules[:12]} ...")
     return named[starts[0] :]
 
@@ -130,7 +134,13 @@ def finetune(
     readout = _ridge_readout(start_features.astype(np.float64), targets[train].numpy().astype(np.float64), 1.0)
     readout = readout.to(device)
     optimizer = torch.optim.Adam([p for _, p in trained] + list(readout.parameters()), lr=settings.learning_rate)
-    images = to_tensor(pixels)
+    # a linear warm-up over the first epoch: the ridge readout starts at its optimum, and
+    # Adam's first full-size steps on a network it fits would throw it off before it adapts
+    warmup = max(1, -(-int((~held_out).sum()) // settings.batch_size))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    images = to_tensor(
+        pixels
+    ).contiguous()  # a channels-last batch corrupted the heap in a CPU conv weight backward (torch 2.14, 2 threads)
     train_index, test_index = np.flatnonzero(train), np.flatnonzero(held_out)
     generator = torch.Generator().manual_seed(seed)
 
@@ -157,6 +167,7 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
         history.append(held_out_error())
         log.info("fine-tuning epoch %d: held-out error %.4f (start %.4f)", epoch, history[-1], history[0])
         if history[-1] < history[best_epoch]:
