@@ -15,8 +15,9 @@ bound on the target change is divided by a quantity at least the mean |change| o
 sites, so the ratio errs low. Where the other sites' change cannot be told from zero (its
 noise-corrected mean square is at most 0) the ratio is infinite. A random direction of the same
 norm (the round's random-direction images) moves every site by `random_change`: off-target
-changes near it mean the perturbation moved the other sites no more than chance would. In silico the same numbers from the
-brain's noise-free responses (`true_*`) say what the estimates should find.
+changes near it mean the perturbation moved the other sites no more than chance would. In
+silico the same numbers from the brain's noise-free responses (`true_*`) say what the
+estimates should find.
 """
 
 from __future__ import annotations
