@@ -537,3 +537,37 @@ def test_a_run_killed_mid_round_goes_on_without_redoing_finished_rounds(tiny_run
     run = snakemake(workdir, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     assert_same_results(tiny_run, results)
+
+
+@pytest.mark.slow
+def test_a_network_refit_changes_later_rounds_and_never_round_1(tiny_run: Path, tmp_path: Path) -> None:
+    workdir = copy_of_run(tiny_run, tmp_path)
+    results = workdir / "results/tiny"
+    first_round = sorted(
+        [*results.glob("attacks/*.nc"), *results.glob("rounds/round1/*.nc"), results / "site_models/site_models.nc"]
+    )
+    before = {path: path.read_bytes() for path in first_round}
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["attack"].update(input_diversity=0, momentum=0)  # written out at their off values: nothing to do
+    assert "Nothing to be done" in dry_run_with(workdir, tmp_path, config)
+    config["loop"]["refit"] = "network"
+    counts = job_counts(dry_run_with(workdir, tmp_path, config))
+    assert counts["finetune_surrogate"] == 1 and "attack_image" not in counts and "record_clean" not in counts
+    assert counts["round_stimuli"] == counts["record_round"] == 1  # round 2's only
+    path = tmp_path / "network.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(workdir, "--cores", "2", configfile=str(path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert all(path.read_bytes() == before[path] for path in first_round)
+    tuned = io.read_dataset(results / "rounds/round2/networks/surrogate.nc", "weights")
+    errors = tuned.attrs["finetune_held_out_error"]
+    assert tuned.attrs["finetuned_on_rounds"] == 1 and min(errors) <= errors[0]
+    assert io.read_dataset(results / "rounds/round2/site_models.nc", "site_models").attrs["rounds_fitted_on"] == 1
+    responses = io.read_dataset(results / "rounds/round2/responses.nc", "responses")
+    assert responses["every_site_true_change"].dims == ("site", "image", "eps", "direction", "recorded_site")
+    figure8 = io.read_dataset(results / "figures/figure8.nc")
+    assert figure8.sizes["round"] == 2 and "true_specificity" in figure8
+    # the transfer options remake every black-box attack, round 1's included, and nothing of the brain's
+    config["attack"].update(input_diversity=0.5, momentum=0.9)
+    counts = job_counts(dry_run_with(workdir, tmp_path, config))
+    assert counts["attack_image"] == config["attack"]["images"] and "brain_white_box" not in counts
