@@ -292,7 +292,7 @@ def test_the_tiny_run_draws_figures_2_and_4_with_their_numbers(tiny_run: Path) -
 
 
 @pytest.mark.parametrize(
-    "script", ["figure1", "figure2", "figure3", "figure4", "figure5", "figure6", "sensitivity_table"]
+    "script", ["figure1", "figure2", "figure3", "figure4", "figure5", "figure6", "figure8", "sensitivity_table"]
 )
 def test_a_figure_job_loads_no_torch(script: str) -> None:
     """A figure job's imports (those of its rule script) leave torch and scikit-learn unloaded:

@@ -210,7 +210,7 @@ def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Pat
     config["attack"]["images"] += 1
     counts = job_counts(dry_run_with(tiny_run.parent.parent, tmp_path, config))
     counts.pop("total")
-    aggregates = {"refit_site_models", "brain_white_box", "sensitivity", "figure1", "figure6", "all"}
+    aggregates = {"refit_site_models", "brain_white_box", "sensitivity", "figure1", "figure6", "figure8", "all"}
     aggregates |= {"figure2", "figure4", "sensitivity_table"}
     per_round = {"round_stimuli", "record_round", "round_responses", "round_sensitivity"}
     rounds = config["loop"]["rounds"]
