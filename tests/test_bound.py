@@ -339,3 +339,23 @@ def test_a_rounds_responses_hold_every_sites_change_under_every_perturbation() -
     np.testing.assert_allclose(responses["every_site_squared_change"].values, change.values**2)  # no trial noise
     diagonal = np.einsum("tiedt->tied", change.values)
     np.testing.assert_allclose(diagonal, responses["recorded_change"].values)
+
+
+def test_the_change_error_counts_only_where_an_image_was_made_from_another() -> None:
+    surrogate, pixels, responses = simulated_brain_data(images=80)
+    held_out = held_out_groups([f"clean{i // 4}" for i in range(len(pixels))], 0.25, seed=1)
+    made_from = (np.arange(len(pixels)) // 4) * 4  # every 4th image is clean, the next 3 made from it
+    plain, with_changes, unpaired = (
+        finetune(
+            surrogate,
+            lambda network: network.features,
+            pixels,
+            responses,
+            held_out,
+            FinetuneSettings(epochs=1, change_weight=weight),
+            seed=2,
+            partner=partner,
+        ).held_out_error[0]
+        for weight, partner in ((0.0, made_from), (1.0, made_from), (1.0, None))
+    )
+    assert with_changes > plain and unpaired == plain

@@ -137,6 +137,9 @@ def finetune_surrogate(
     means = averaged.sel(stimulus_id=recorded.stimuli["stimulus_id"].values).values.astype(np.float64)
     complete = np.isfinite(means).all(axis=1)  # an image without a valid trial of some site is left out
     held_out = held_out_groups(recorded.clean_image[complete], settings.held_out, seed)
+    ids = recorded.stimuli["stimulus_id"].values[complete].astype(str).tolist()
+    position = {name: index for index, name in enumerate(ids)}
+    partner = np.array([position.get(clean, index) for index, clean in enumerate(recorded.clean_image[complete])])
     result = finetune(
         network,
         functools.partial(_features_at, layer=layer),
@@ -146,6 +149,7 @@ def finetune_surrogate(
         settings,
         seed,
         device,
+        partner,
     )
     tuned = weights.copy(deep=True)
     for name in tuned.data_vars:

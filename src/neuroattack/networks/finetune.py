@@ -38,14 +38,15 @@ class FinetuneSettings:
     batch_size: int = 64
     held_out: float = 0.2  # fraction of the clean images (with their perturbed images) held out
     from_layer: str | None = None
+    change_weight: float = 0.0  # weight of the error on each recorded image's change from its clean image
 
     def __post_init__(self) -> None:
         if not 0 < self.held_out < 1:
             raise ValueError(f"held_out {self.held_out}: use a fraction in (0, 1)")
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ValueError("epochs, patience and batch_size must be positive")
-        if self.learning_rate <= 0 or self.anchor < 0:
-            raise ValueError("learning_rate must be positive and anchor at least 0")
+        if self.learning_rate <= 0 or self.anchor < 0 or self.change_weight < 0:
+            raise ValueError("learning_rate must be positive, anchor and change_weight at least 0")
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,15 @@ def finetune(
     settings: FinetuneSettings,
     seed: int,
     device: torch.device | None = None,
+    partner: np.ndarray | None = None,
 ) -> FinetuneResult:
     """Fine-tune `network` (whose `view(network)(images)` are the surrogate's features) with a
     linear readout to predict `responses` (image, site) of `pixels` (uint8 image, y, x, channel).
     `held_out` masks the images that decide early stopping; the rest train. Sites are
-    standardised on the training images, so the error is in site s.d. units. Deterministic for
-    a seed on one device."""
+    standardised on the training images, so the error is in site s.d. units. With
+    `settings.change_weight`, `partner` (per image, the index of the clean image it was made
+    from; its own for a clean image) adds the error on each image's change from its partner, the
+    quantity an attack must get right. Deterministic for a seed on one device."""
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
     network = copy.deepcopy(network).to(device).eval()
@@ -144,10 +148,26 @@ def finetune(
     train_index, test_index = np.flatnonzero(train), np.flatnonzero(held_out)
     generator = torch.Generator().manual_seed(seed)
 
+    partner = np.arange(len(pixels)) if partner is None else np.asarray(partner)
+
+    def error(batch: np.ndarray) -> Tensor:
+        """Per image of `batch`: the squared error of its response, plus change_weight x that
+        of its change from its partner (made images only)."""
+        prediction = readout(features_of(images[batch].to(device)))
+        squared: Tensor = ((prediction - targets[batch].to(device)) ** 2).mean(dim=1)
+        made = np.flatnonzero(partner[batch] != batch)
+        if settings.change_weight and len(made):
+            clean = partner[batch[made]]
+            predicted_change = prediction[made] - readout(features_of(images[clean].to(device)))
+            recorded_change = (targets[batch[made]] - targets[clean]).to(device)
+            change_error = ((predicted_change - recorded_change) ** 2).mean(dim=1)
+            squared = squared.index_add(0, torch.as_tensor(made, device=device), settings.change_weight * change_error)
+        return squared
+
     def held_out_error() -> float:
         with torch.no_grad():
             errors = [
-                ((readout(features_of(images[batch].to(device))) - targets[batch].to(device)) ** 2).mean(dim=1).cpu()
+                error(batch).cpu()
                 for batch in np.array_split(test_index, max(1, len(test_index) // settings.batch_size))
             ]
         return float(torch.cat(errors).mean())
@@ -158,8 +178,7 @@ def finetune(
         order = train_index[torch.randperm(len(train_index), generator=generator).numpy()]
         for first in range(0, len(order), settings.batch_size):
             batch = order[first : first + settings.batch_size]
-            prediction = readout(features_of(images[batch].to(device)))
-            loss = ((prediction - targets[batch].to(device)) ** 2).mean()
+            loss = error(batch).mean()
             if settings.anchor:
                 loss = loss + settings.anchor * sum(
                     ((p - a) ** 2).sum() for (_, p), a in zip(trained, anchors, strict=True)
