@@ -529,7 +529,7 @@ def test_a_run_killed_mid_round_goes_on_without_redoing_finished_rounds(tiny_run
     per_round = ("round_stimuli", "record_round", "round_responses", "round_sensitivity")
     assert counts == {
         "attack_round": 2,
-        **{rule: 1 for rule in (*per_round, "sensitivity", "figure1", "figure6", "all")},
+        **{rule: 1 for rule in (*per_round, "sensitivity", "figure1", "figure6", "figure8", "all")},
         # figures 2 and 4 and the s~ table show the last round too
         **{rule: 1 for rule in ("figure2", "figure4", "sensitivity_table")},
     }
