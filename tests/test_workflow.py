@@ -314,7 +314,10 @@ def test_an_intermediate_of_the_wrong_schema_names_a_command_that_remakes_it(tin
     workdir = copy_of_run(tiny_run, tmp_path)
     responses = Path("results/tiny/rounds/round2/responses.nc")
     io.write_dataset(xr.Dataset({"recorded": ("site", [1.0])}), workdir / responses, "t", "another program")
-    readers = [workdir / "results/tiny/logs" / name for name in ("sensitivity.log", "round_sensitivity/round2.log")]
+    readers = [
+        workdir / "results/tiny/logs" / name
+        for name in ("sensitivity.log", "round_sensitivity/round2.log", "figure8.log")
+    ]
     for log in readers:
         log.unlink()  # the copied run's logs: only a reader that runs now writes one
     run = snakemake(workdir, "--cores", "2")
