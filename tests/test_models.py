@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from neuroattack import io
+from neuroattack.networks import training
 from neuroattack.networks.frozen import frozen_for_attack
 from neuroattack.networks.models import (
     Architecture,
@@ -17,6 +19,8 @@ from neuroattack.networks.models import (
     network_from_dataset,
     weights_to_dataset,
 )
+from neuroattack.networks.readouts import to_tensor
+from neuroattack.networks.training import TrainingSettings, pgd_l2_classification, train_network
 
 
 def randomize_batchnorm(network: nn.Module) -> None:
@@ -117,3 +121,43 @@ def test_the_small_resnets_block_is_torchvisions_basicblock_in_weights_and_funct
     images = torch.rand(4, 3, 16, 16)
     assert torch.equal(ours(images), theirs(images))
     assert torch.equal(frozen_for_attack(ours).features(images), frozen_for_attack(theirs).features(images))
+
+
+# --- training precision -------------------------------------------------------------------
+
+
+def test_the_training_search_runs_in_bf16_only_where_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    assert not TrainingSettings(precision="float32").bf16_search(cpu) and TrainingSettings(
+        precision="bf16"
+    ).bf16_search(cpu)
+    for native in (True, False):
+        monkeypatch.setattr(training, "bf16_is_native", lambda device, native=native: native)
+        assert TrainingSettings(precision="auto").bf16_search(cpu) is native
+    assert TrainingSettings().precision == "float32"  # a config without the key trains as before
+    with pytest.raises(ValueError, match=r"training\.precision is 'half'"):
+        TrainingSettings(precision="half")
+
+
+def test_a_bf16_search_trains_float32_weights_on_its_own_adversarial_examples() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 16, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 48)
+    arch = Architecture(widths=(8, 16), blocks=(1, 1), num_classes=3)
+    trained = {
+        precision: train_network(
+            arch, (pixels, labels), 1.0, TrainingSettings(epochs=1, batch_size=16, precision=precision), seed=5
+        )
+        for precision in ("float32", "bf16")
+    }
+    for network in trained.values():
+        assert all(p.dtype == torch.float32 and bool(torch.isfinite(p).all()) for p in network.parameters())
+    first = [p for p in trained["float32"].parameters()]
+    second = [p for p in trained["bf16"].parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(first, second, strict=True))  # other examples, other weights
+    images = to_tensor(pixels[:8])
+    generator = torch.Generator().manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        adversarial = pgd_l2_classification(trained["bf16"], images, torch.from_numpy(labels[:8]), 1.0, 3, generator)
+    assert adversarial.dtype == torch.float32
+    assert float((adversarial - images).flatten(1).norm(dim=1).max()) <= 1.0 + 1e-5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -72,6 +73,24 @@ def device() -> torch.device:
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether bf16 convolutions run on native hardware here (elsewhere they are emulated, and slow)."""
+    import torch
+
+    if device.type == "cuda":  # Ampere or newer; older GPUs emulate bf16
+        with torch.cuda.device(device):
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    if device.type != "cpu":
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        # AVX512-BF16 or AMX; plain AVX-512 only emulates bf16. torch has no public query.
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    try:  # other CPUs (e.g. Arm with BF16 instructions): ask oneDNN
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def named_inputs(inputs: Mapping[str, str], prefix: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ precision, restarts), the grid of rows a batch attacks, and the per-row result."
 from __future__ import annotations
 
 import math
-import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor
 
 from neuroattack.geometry import NORMS
+from neuroattack.runtime import bf16_is_native
 
 # response(images (rows, C, H, W) in [0, 1], target (rows,)) -> (rows,)
 ResponseFn = Callable[[Tensor, Tensor], Tensor]
@@ -171,22 +171,6 @@ class Survivors:
         ranked = score.view(-1, before).argsort(dim=1, descending=True, stable=True)[:, : self.alive]
         offsets = torch.arange(ranked.shape[0], device=score.device).unsqueeze(1) * before
         return (ranked.sort(dim=1).values + offsets).flatten()
-
-
-def bf16_is_native(device: torch.device) -> bool:
-    """Whether bf16 convolutions run on native hardware here (elsewhere they are emulated, and slow)."""
-    if device.type == "cuda":  # Ampere or newer; older GPUs emulate bf16
-        with torch.cuda.device(device):
-            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    if device.type != "cpu":
-        return False
-    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
-        # AVX512-BF16 or AMX; plain AVX-512 only emulates bf16. torch has no public query.
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    try:  # other CPUs (e.g. Arm with BF16 instructions): ask oneDNN
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @dataclass(frozen=True)

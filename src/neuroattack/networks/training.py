@@ -18,11 +18,13 @@ from neuroattack.data.stimuli import CATEGORIES, crops, image_folder_to_stimuli
 from neuroattack.geometry import clamp_to_box, normalized, project_l2, random_in_ball
 from neuroattack.networks.models import Architecture, FeatureNetwork, build_network, weights_to_dataset
 from neuroattack.networks.readouts import image_batches, to_tensor
+from neuroattack.runtime import bf16_is_native
 
 log = logging.getLogger(__name__)
 
 
 Labelled = tuple[np.ndarray, np.ndarray]  # uint8 images (n, H, W, C), integer labels (n,)
+TRAINING_PRECISIONS = ("auto", "float32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,16 @@ class TrainingSettings:
     weight_decay: float = 5e-4
     attack_steps: int = 3  # PGD steps per adversarial example (training)
     eval_attack_steps: int = 10
+    precision: str = "float32"  # of the training's PGD search: float32, bf16, or auto (bf16 where native)
+
+    def __post_init__(self) -> None:
+        if self.precision not in TRAINING_PRECISIONS:
+            raise ValueError(f"training.precision is {self.precision!r}; use one of {', '.join(TRAINING_PRECISIONS)}")
+
+    def bf16_search(self, device: torch.device) -> bool:
+        """Whether the adversarial examples are searched under bf16 autocast on `device`
+        (the weight updates and the held-out accuracies are always float32)."""
+        return self.precision == "bf16" or (self.precision == "auto" and bf16_is_native(device))
 
 
 def pgd_l2_classification(
@@ -89,6 +101,7 @@ def train_network(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.learning_rate, total_steps=settings.epochs * batches_per_epoch
     )
+    bf16 = settings.bf16_search(device)
     for epoch in range(settings.epochs):
         order = torch.randperm(len(pixels), generator=shuffle).numpy()
         total_loss = 0.0
@@ -98,7 +111,8 @@ def train_network(
             target = torch.from_numpy(labels[index]).long().to(device)
             if eps > 0:
                 network.eval()
-                images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)
             network.train()
             loss = functional.cross_entropy(network(images), target)
             optimizer.zero_grad(set_to_none=True)
@@ -156,6 +170,7 @@ def train_classifier(
             "clean_accuracy": clean,
             "robust_accuracy": robust,
             "robust_accuracy_eps": eval_eps,
+            "training_search_precision": "bf16" if settings.bf16_search(device or torch.device("cpu")) else "float32",
             "categories": categories,
         },
     )
