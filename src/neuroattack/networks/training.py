@@ -125,6 +125,13 @@ def train_network(
     return network
 
 
+def search_precision(eps: float, settings: TrainingSettings, device: torch.device) -> str:
+    """The precision of the adversarial examples' search, as recorded with the weights."""
+    if eps == 0:
+        return "none"
+    return "bf16" if settings.bf16_search(device) else "float32"
+
+
 def training_set(
     data: Mapping[str, Any], folder: str | os.PathLike[str] | None = None
 ) -> tuple[Labelled, Labelled, list[str]]:
@@ -170,7 +177,7 @@ def train_classifier(
             "clean_accuracy": clean,
             "robust_accuracy": robust,
             "robust_accuracy_eps": eval_eps,
-            "training_search_precision": "bf16" if settings.bf16_search(device or torch.device("cpu")) else "float32",
+            "training_search_precision": search_precision(eps, settings, device or torch.device("cpu")),
             "categories": categories,
         },
     )
