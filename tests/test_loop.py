@@ -11,6 +11,7 @@ import xarray as xr
 
 from neuroattack import loop
 from neuroattack.attacks.settings import AttackSettings
+from neuroattack.attacks.untargeted import attack_image
 from neuroattack.brain.sitemodels import ensemble_response, surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import make_recordings
@@ -194,6 +195,20 @@ def test_a_round_attacks_the_ensembles_mean_response(members, one_image) -> None
         atol=1e-4,
     )
     assert result.attrs["ensemble"] == ["net1", "net2", "net3"] and result.attrs["warm_started"] == 0
+
+
+def test_round_one_attacks_the_ensemble_in_attack_image_as_a_later_round_would(members, one_image) -> None:  # type: ignore[no-untyped-def]
+    """With loop.ensemble, attack_image attacks round 1's sites on the members' mean: the same
+    numbers as a later round's attack (loop.attack_sites_again) with the same seeds."""
+    weights, models = [w for w, _ in members], [m for _, m in members]
+    settings = AttackSettings(steps=3, restarts=1, wide_ball_factor=1.0)
+    first = attack_image("img0", one_image, {}, {}, weights, models, settings, [0.5, 2.0], 0, 5, 0, 6)
+    again = loop.attack_sites_again(first_round_of("img0", [0.5, 2.0]), one_image, weights, models, settings, 5, 6)
+    for name in ("site_clean", "site_change", "site_delta_norm", "site_random_change", "perturbed"):
+        assert np.array_equal(first[name].values, again[name].values), name
+    assert first.attrs["ensemble"] == ["net1", "net2", "net3"]
+    single = attack_image("img0", one_image, {}, {}, weights[:1], models[:1], settings, [0.5, 2.0], 0, 5, 0, 6)
+    assert not np.array_equal(single["site_change"].values, first["site_change"].values)
 
 
 def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(members, one_image) -> None:  # type: ignore[no-untyped-def]

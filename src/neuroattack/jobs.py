@@ -37,6 +37,17 @@ def cpu_job(mem_mb: int, runtime: int) -> Resources:
     }
 
 
+# Scheduling priorities: the chain that every round waits on (the brain, the site models,
+# the attacks, each round's recordings) runs first, so the screening, the white box and the
+# figures fill the cores it leaves idle.
+CHAIN = 1
+
+
+def training_priority(config: Mapping[str, Any], name: str) -> int:
+    """Trainings come before everything; the adversarial ones (several times longer) first."""
+    return CHAIN + 1 + (1 if network_spec(config, name)["eps"] > 0 else 0)
+
+
 def network_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Training settings of a trained network of the config, or (`brain`) of the brain's network."""
     if name == "brain":

@@ -3,8 +3,8 @@ rule attack_image:
         unpack(
             lambda wildcards: {
                 "stimuli": artifact("stimuli"),
-                "site_models": artifact("site_models"),
-                "surrogate": surrogate_weights(),
+                "site_models": round_site_models(1),
+                "surrogate": round_surrogates(1),
                 **{f"weights_{name}": path for name, path in network_weights().items()},
                 **{f"features_{name}": path for name, path in unit_features().items()},
             }
@@ -13,6 +13,7 @@ rule attack_image:
         artifact("attack"),
     log:
         log_file("attacks/image{index}"),
+    priority: CHAIN
     group:
         "attacks"
     conda:

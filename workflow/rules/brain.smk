@@ -10,6 +10,7 @@ rule build_brain:
         artifact("brain"),
     log:
         log_file("build_brain"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -29,6 +30,7 @@ rule record_clean:
         artifact("clean_recordings"),
     log:
         log_file("record_clean"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -48,6 +50,7 @@ rule record_round:
         artifact("round_recordings"),
     log:
         log_file("record_round/round{round}"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -69,7 +72,8 @@ rule brain_white_box:
         log_file("brain_white_box"),
     conda:
         "../../envs/compute.yaml"
-    threads: 2
+    # one thread: it runs beside the loop's chain of jobs, on the cores the chain leaves idle
+    threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:

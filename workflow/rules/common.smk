@@ -5,12 +5,14 @@ from neuroattack.artifacts import artifact_path
 from neuroattack.config import SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
+    CHAIN,
     checkpoint_settings,
     cpu_job,
     gpu_job,
     network_layer,
     network_spec,
     recordings_settings,
+    training_priority,
     user_model_settings,
 )
 from neuroattack.plan import (
@@ -223,10 +225,10 @@ def round_surrogates(number):
 
 
 def round_attack_file(number, index):
-    """Round `number`'s attack on clean image `index`: round 1's are attack_image's, unless an
-    ensemble attacks the sites (then rule attack_round makes every round's)."""
-    number = int(number)
-    if number == 1 and not RUN.ensemble:
+    """Round `number`'s attack on clean image `index`: round 1's is attack_image's (which
+    attacks round 1's site models, the ensemble's mean with loop.ensemble); later rounds' are
+    attack_round's."""
+    if int(number) == 1:
         return artifact("attack", index=index)
     return artifact("round_attack", round=number, index=index)
 

@@ -8,6 +8,7 @@ rule features:
         log_file("features/{network}"),
     wildcard_constraints:
         network=name_pattern(RUN.networks + RUN.views),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -27,6 +28,7 @@ rule site_models:
         artifact("site_models"),
     log:
         log_file("site_models"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:

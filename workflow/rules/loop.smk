@@ -1,10 +1,10 @@
 # The closed loop over recording rounds (figure 6): round r's site models are refitted on
 # the clean recordings and every earlier round's; they attack the same clean images again;
 # the round's perturbed and random-direction images are recorded (in silico by the brain,
-# in the lab from recordings.perturbed). Round 1 uses site_models/ and attacks/, unless
-# loop.ensemble names networks: then every round's site models are one file per member
-# (ensemble/<network>.nc, each network's readout of the same sites) and every round's
-# attack is attack_round's, on the members' mean response. With loop.refit: network, each
+# in the lab from recordings.perturbed). Round 1's attacks are attack_image's (attacks/),
+# on site_models/, unless loop.ensemble names networks: then every round's site models are
+# one file per member (ensemble/<network>.nc, each network's readout of the same sites) and
+# every round attacks the members' mean response. With loop.refit: network, each
 # member (the surrogate, or every ensemble network) is first fine-tuned for the round
 # (rounds/round<r>/networks/<member>.nc) and its readouts are refitted on its new features.
 
@@ -24,6 +24,7 @@ rule finetune_surrogate:
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
         network=name_pattern(loop_members()),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     threads: 2
@@ -50,6 +51,7 @@ rule refit_site_models:
         log_file("refit_site_models/round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -75,6 +77,7 @@ rule ensemble_site_models:
         log_file("ensemble_site_models/round{round}/{network}"),
     wildcard_constraints:
         network=name_pattern(RUN.networks) or "(?!)",
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -94,8 +97,8 @@ rule attack_round:
     log:
         log_file("attack_round/round{round}/image{index}"),
     wildcard_constraints:
-        # with an ensemble, round 1's sites are attacked here too (attack_image's surrogate is one network)
-        round=r"[1-9]\d*" if RUN.ensemble else r"[2-9]|[1-9]\d+",
+        round=r"[2-9]|[1-9]\d+",
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     threads: 1
@@ -119,6 +122,7 @@ rule round_stimuli:
         artifact("round_stimuli"),
     log:
         log_file("round_stimuli/round{round}"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
@@ -144,6 +148,7 @@ rule round_responses:
         artifact("round_responses"),
     log:
         log_file("round_responses/round{round}"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:

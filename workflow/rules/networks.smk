@@ -7,6 +7,7 @@ rule train_network:
         log_file("train_network/{network}"),
     wildcard_constraints:
         network=name_pattern(RUN.trained + (("brain",) if RUN.simulated else ())),
+    priority: lambda wildcards: training_priority(config, wildcards.network)
     conda:
         "../../envs/compute.yaml"
     # On CPU, networks training side by side on one thread each finish sooner than one after

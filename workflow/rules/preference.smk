@@ -15,7 +15,8 @@ rule category_preference:
         log_file("category_preference"),
     conda:
         "../../envs/compute.yaml"
-    threads: 2
+    # one thread: it runs beside the loop's chain of jobs, on the cores the chain leaves idle
+    threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["preference"]["chunk_rows"]),
     params:

@@ -43,6 +43,7 @@ rule ingest_perturbed_recordings:
         artifact("round_recordings"),
     log:
         log_file("ingest_perturbed_recordings/round{round}"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:

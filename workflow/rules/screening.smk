@@ -12,7 +12,8 @@ rule screening:
         log_file("screening"),
     conda:
         "../../envs/compute.yaml"
-    threads: 2
+    # one thread: it runs beside the loop's chain of jobs, on the cores the chain leaves idle
+    threads: 1
     resources:
         **gpu_job(mem_mb=8000, runtime=120, chunk_rows=config["attack"]["chunk_rows"]),
     params:

@@ -5,6 +5,7 @@ rule stimuli:
         artifact("stimuli"),
     log:
         log_file("stimuli"),
+    priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:

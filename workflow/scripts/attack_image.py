@@ -1,4 +1,4 @@
-"""Rule attack_image: attack one clean image (every site's surrogate, sampled units of every network)."""
+"""Rule attack_image: attack one clean image (every site's round-1 site models, sampled units of every network)."""
 
 from neuroattack import io
 from neuroattack.attacks import untargeted
@@ -16,8 +16,8 @@ result = untargeted.attack_image(
     stimuli,
     networks=read_named(snakemake.input, "weights_", "weights"),
     features=read_named(snakemake.input, "features_", "features"),
-    surrogate=io.read_dataset(snakemake.input.surrogate, "weights"),
-    models=io.read_dataset(snakemake.input.site_models, "site_models"),
+    surrogates=[io.read_dataset(path, "weights") for path in snakemake.input.surrogate],
+    site_models=[io.read_dataset(path, "site_models") for path in snakemake.input.site_models],
     settings=AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     eps_grid=attack["eps"],
     units_per_network=attack["units_per_network"],

@@ -18,7 +18,7 @@ from torch import nn
 from neuroattack.attacks.engine import pgd_attack, random_direction_baseline
 from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.brain.simulated import expected_responses
-from neuroattack.brain.sitemodels import surrogate_response
+from neuroattack.brain.sitemodels import ensemble_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.networks.features import features_layer, select_units
 from neuroattack.networks.models import network_from_dataset
@@ -93,8 +93,8 @@ def attack_image(
     stimuli: xr.Dataset,
     networks: Mapping[str, xr.Dataset],
     features: Mapping[str, xr.Dataset],
-    surrogate: xr.Dataset,
-    models: xr.Dataset,
+    surrogates: Sequence[xr.Dataset],
+    site_models: Sequence[xr.Dataset],
     settings: AttackSettings,
     eps_grid: list[float],
     units_per_network: int,
@@ -104,8 +104,10 @@ def attack_image(
     device: torch.device | None = None,
     progress: Progress | None = None,
 ) -> xr.Dataset:
-    """Attack one clean image: every site's surrogate, and sampled units of every network at
-    every layer `features` has (keyed by network, or depth view: its attrs name the network).
+    """Attack one clean image: every site's predicted response (round 1's: the surrogate's
+    site models, or with loop.ensemble the mean over the members, surrogate network k with
+    its site models site_models[k]), and sampled units of every network at every layer
+    `features` has (keyed by network, or depth view: its attrs name the network).
     The transfer options of `settings` shape the sites' (black-box) attacks only.
     `unit_seed` picks the units (the same for every image); `seed` the attack's starts;
     `baseline_seed` the random directions of the model-side baseline.
@@ -114,6 +116,7 @@ def attack_image(
     grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
     units = {name: select_units(features[name], units_per_network, unit_seed) for name in features}
     per_target = len(eps_grid) * len(DIRECTIONS) * settings.restarts
+    models = site_models[0]
     total = per_target * (models.sizes["site"] + sum(len(chosen) for chosen in units.values()))
     offset = [0]
 
@@ -122,7 +125,7 @@ def attack_image(
             progress(offset[0] + done, total)
 
     sites = attack_targets(
-        surrogate_response(surrogate, models),
+        ensemble_response(surrogates, site_models),
         image,
         np.arange(models.sizes["site"]),
         eps_grid,
@@ -148,6 +151,7 @@ def attack_image(
         ds = ds.merge(xr.concat(unit_blocks, dim="unit"))
     ds.attrs = {
         "stimulus_id": stimulus_id,
+        "ensemble": [str(m.attrs.get("surrogate_network", "")) for m in site_models],
         "forward_passes_per_row": int(sites["passes"][0]),
         "backward_passes_per_row": int(sites["passes"][1]),
         "rows_per_target": len(eps_grid) * len(DIRECTIONS),
