@@ -41,10 +41,11 @@ def cpu_job(mem_mb: int, runtime: int) -> Resources:
 # the attacks, each round's recordings) runs first, so the screening, the white box and the
 # figures fill the cores it leaves idle.
 CHAIN = 1
+FIRST = CHAIN + 3  # the stimulus set: seconds of work that every job after the trainings needs
 
 
 def training_priority(config: Mapping[str, Any], name: str) -> int:
-    """Trainings come before everything; the adversarial ones (several times longer) first."""
+    """Trainings come before the chain; the adversarial ones (several times longer) first."""
     return CHAIN + 1 + (1 if network_spec(config, name)["eps"] > 0 else 0)
 
 

@@ -6,6 +6,7 @@ from neuroattack.config import SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, la
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
     CHAIN,
+    FIRST,
     checkpoint_settings,
     cpu_job,
     gpu_job,

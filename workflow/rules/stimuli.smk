@@ -5,7 +5,7 @@ rule stimuli:
         artifact("stimuli"),
     log:
         log_file("stimuli"),
-    priority: CHAIN
+    priority: FIRST
     conda:
         "../../envs/compute.yaml"
     resources:
