@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -321,6 +322,53 @@ def attack_sites_again(
         "warm_started": int(previous is not None),
     }
     return ds
+
+
+def attack_round(
+    first_rounds: Sequence[xr.Dataset],
+    stimuli: xr.Dataset,
+    surrogates: Sequence[xr.Dataset],
+    models: Sequence[xr.Dataset],
+    settings: AttackSettings,
+    seeds: Sequence[tuple[int, int]],
+    previous: Sequence[xr.Dataset] | None = None,
+    device: torch.device | None = None,
+    workers: int = 1,
+    progress: Callable[[str], Callable[[float, int], None] | None] | None = None,
+) -> list[xr.Dataset]:
+    """A round's attack on every clean image (attack_sites_again per image; image i with
+    seeds[i] = (attack starts, model baseline) and, with `previous`, the earlier round's
+    attack file previous[i]). Images run `workers` at a time in threads of this process, each
+    on one torch thread on the CPU: the same numbers as one image at a time, in one start-up."""
+    if len(seeds) != len(first_rounds) or (previous is not None and len(previous) != len(first_rounds)):
+        raise ValueError(f"{len(first_rounds)} images but {len(seeds)} seed pairs; give one per image")
+
+    def one(position: int) -> xr.Dataset:
+        first = first_rounds[position]
+        return attack_sites_again(
+            first,
+            stimuli,
+            surrogates,
+            models,
+            settings,
+            seed=seeds[position][0],
+            baseline_seed=seeds[position][1],
+            previous=None if previous is None else previous[position],
+            device=device,
+            progress=None if progress is None else progress(str(first.attrs["stimulus_id"])),
+        )
+
+    workers = max(1, min(workers, len(first_rounds)))
+    if workers == 1:
+        return [one(position) for position in range(len(first_rounds))]
+    threads = torch.get_num_threads()
+    if device is None or device.type == "cpu":
+        torch.set_num_threads(1)  # each worker's ops run in its own thread
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, range(len(first_rounds))))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def warm_start_of(

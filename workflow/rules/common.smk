@@ -235,17 +235,17 @@ def round_attack_file(number, index):
 
 
 def round_attack_inputs(wildcards):
-    """What round `wildcards.round`'s attack on one image reads; with loop.warm_start, also
-    the earlier round's attack of the image, where each row starts."""
+    """What round `wildcards.round`'s attack reads: round 1's attack of every image (its
+    network units and eps grid), and with loop.warm_start the earlier round's, where each row starts."""
     number = int(wildcards.round)
     inputs = {
         "stimuli": artifact("stimuli"),
         "site_models": round_site_models(number),
         "surrogate": round_surrogates(number),
-        "first": artifact("attack", index=wildcards.index),
+        "first": round_attack_files(1),
     }
     if RUN.warm_start and number > 1:
-        inputs["previous"] = round_attack_file(number - 1, wildcards.index)
+        inputs["previous"] = round_attack_files(number - 1)
     return inputs
 
 

@@ -93,23 +93,28 @@ rule attack_round:
     input:
         unpack(round_attack_inputs),
     output:
-        artifact("round_attack"),
+        [artifact("round_attack", index=index) for index in RUN.attack_indices],
     log:
-        log_file("attack_round/round{round}/image{index}"),
+        log_file("attack_round/round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
     priority: CHAIN
     conda:
         "../../envs/compute.yaml"
-    threads: 1
+    # One job per round: its images run side by side in threads (one torch thread each on
+    # the CPU), which saves every image's start-up; Snakemake scales this down to --cores.
+    threads: len(RUN.attack_indices)
     resources:
         **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
-        seeds=lambda wildcards: {
-            "attack_starts": seed("attack_starts", int(wildcards.round), int(wildcards.index)),
-            "model_baseline": seed("model_baseline", int(wildcards.round), int(wildcards.index)),
-        },
+        seeds=lambda wildcards: [
+            {
+                "attack_starts": seed("attack_starts", int(wildcards.round), int(index)),
+                "model_baseline": seed("model_baseline", int(wildcards.round), int(index)),
+            }
+            for index in RUN.attack_indices
+        ],
     script:
         "../scripts/attack_round.py"
 
