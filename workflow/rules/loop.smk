@@ -41,12 +41,12 @@ rule refit_site_models:
     input:
         unpack(earlier_rounds),
         first=artifact("site_models"),
-        surrogate=lambda wildcards: round_member_weights(wildcards.round, SURROGATE_MEMBER),
-        features=surrogate_features(),
+        surrogate=lambda wildcards: [round_member_weights(wildcards.round, SURROGATE_MEMBER)],
+        features=[surrogate_features()],
         recordings=artifact("clean_recordings"),
         stimuli=artifact("stimuli"),
     output:
-        artifact("round_site_models"),
+        [artifact("round_site_models")],
     log:
         log_file("refit_site_models/round{round}"),
     wildcard_constraints:
@@ -63,30 +63,31 @@ rule refit_site_models:
         "../scripts/refit_site_models.py"
 
 
-rule ensemble_site_models:
-    input:
-        unpack(earlier_rounds),
-        first=artifact("site_models"),
-        surrogate=lambda wildcards: round_member_weights(wildcards.round, wildcards.network),
-        features=lambda wildcards: surrogate_network_features(wildcards.network),
-        recordings=artifact("clean_recordings"),
-        stimuli=artifact("stimuli"),
-    output:
-        artifact("round_member_site_models"),
-    log:
-        log_file("ensemble_site_models/round{round}/{network}"),
-    wildcard_constraints:
-        network=name_pattern(RUN.networks) or "(?!)",
-    priority: CHAIN
-    conda:
-        "../../envs/compute.yaml"
-    resources:
-        **cpu_job(mem_mb=8000, runtime=30),
-    params:
-        settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
-        seed=seed("site_model_folds"),
-    script:
-        "../scripts/refit_site_models.py"
+if RUN.ensemble:
+
+    # One job per round fits every member's readouts (the earlier rounds are read once).
+    rule ensemble_site_models:
+        input:
+            unpack(earlier_rounds),
+            first=artifact("site_models"),
+            surrogate=lambda wildcards: [round_member_weights(wildcards.round, name) for name in RUN.ensemble],
+            features=[surrogate_network_features(name) for name in RUN.ensemble],
+            recordings=artifact("clean_recordings"),
+            stimuli=artifact("stimuli"),
+        output:
+            [artifact("round_member_site_models", network=name) for name in RUN.ensemble],
+        log:
+            log_file("ensemble_site_models/round{round}"),
+        priority: CHAIN
+        conda:
+            "../../envs/compute.yaml"
+        resources:
+            **cpu_job(mem_mb=8000, runtime=30),
+        params:
+            settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
+            seed=seed("site_model_folds"),
+        script:
+            "../scripts/refit_site_models.py"
 
 
 rule attack_round:
