@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 CORES ?= 2
 REPORT ?= results/report.html
 
@@ -14,13 +15,19 @@ REPORT ?= results/report.html
 # uv installs the pinned set (about 5 GB with the CUDA libraries of torch) in a third of the time pip
 # takes; --compile-bytecode as pip does, else every job compiles torch again where
 # PYTHONDONTWRITEBYTECODE is set.
-$(STAMP): pyproject.toml envs/constraints.txt
+# `make run` and `make report` install what the workflow needs; the other targets add the
+# test, benchmark and lint tools.
+$(RUN_STAMP): pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c envs/constraints.txt uv
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c envs/constraints.txt -e .
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c envs/constraints.txt -e '.[test,bench,lint]'
 	touch $@
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
 
 # Self-contained HTML: every figure with its caption, the s~ table and the config.

@@ -126,20 +126,18 @@ def test_the_small_resnets_block_is_torchvisions_basicblock_in_weights_and_funct
 # --- training precision -------------------------------------------------------------------
 
 
-def test_the_training_search_runs_in_bf16_only_where_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_runs_in_bf16_only_where_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
-    assert not TrainingSettings(precision="float32").bf16_search(cpu) and TrainingSettings(
-        precision="bf16"
-    ).bf16_search(cpu)
+    assert not TrainingSettings(precision="float32").bf16(cpu) and TrainingSettings(precision="bf16").bf16(cpu)
     for native in (True, False):
         monkeypatch.setattr(training, "bf16_is_native", lambda device, native=native: native)
-        assert TrainingSettings(precision="auto").bf16_search(cpu) is native
+        assert TrainingSettings(precision="auto").bf16(cpu) is native
     assert TrainingSettings().precision == "float32"  # a config without the key trains as before
     with pytest.raises(ValueError, match=r"training\.precision is 'half'"):
         TrainingSettings(precision="half")
 
 
-def test_a_bf16_search_trains_float32_weights_on_its_own_adversarial_examples() -> None:
+def test_bf16_training_keeps_float32_weights_and_its_own_adversarial_examples() -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (48, 16, 16, 3), dtype=np.uint8)
     labels = rng.integers(0, 3, 48)
@@ -152,6 +150,7 @@ def test_a_bf16_search_trains_float32_weights_on_its_own_adversarial_examples() 
     }
     for network in trained.values():
         assert all(p.dtype == torch.float32 and bool(torch.isfinite(p).all()) for p in network.parameters())
+        assert all(b.dtype == torch.float32 for b in network.buffers() if b.is_floating_point())  # BatchNorm
     first = [p for p in trained["float32"].parameters()]
     second = [p for p in trained["bf16"].parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(first, second, strict=True))  # other examples, other weights

@@ -35,15 +35,18 @@ class TrainingSettings:
     weight_decay: float = 5e-4
     attack_steps: int = 3  # PGD steps per adversarial example (training)
     eval_attack_steps: int = 10
-    precision: str = "float32"  # of the training's PGD search: float32, bf16, or auto (bf16 where native)
+    precision: str = (
+        "float32"  # float32, bf16 (autocast: the PGD search and each step's passes), auto (bf16 where native)
+    )
 
     def __post_init__(self) -> None:
         if self.precision not in TRAINING_PRECISIONS:
             raise ValueError(f"training.precision is {self.precision!r}; use one of {', '.join(TRAINING_PRECISIONS)}")
 
-    def bf16_search(self, device: torch.device) -> bool:
-        """Whether the adversarial examples are searched under bf16 autocast on `device`
-        (the weight updates and the held-out accuracies are always float32)."""
+    def bf16(self, device: torch.device) -> bool:
+        """Whether training runs under bf16 autocast on `device`: the adversarial examples'
+        search and each step's forward and backward passes. The weights, the optimizer's
+        state, BatchNorm's statistics and the held-out accuracies stay float32."""
         return self.precision == "bf16" or (self.precision == "auto" and bf16_is_native(device))
 
 
@@ -101,7 +104,7 @@ def train_network(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.learning_rate, total_steps=settings.epochs * batches_per_epoch
     )
-    bf16 = settings.bf16_search(device)
+    bf16 = settings.bf16(device)
     for epoch in range(settings.epochs):
         order = torch.randperm(len(pixels), generator=shuffle).numpy()
         total_loss = 0.0
@@ -114,7 +117,9 @@ def train_network(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)
             network.train()
-            loss = functional.cross_entropy(network(images), target)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = network(images)
+            loss = functional.cross_entropy(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -125,11 +130,9 @@ def train_network(
     return network
 
 
-def search_precision(eps: float, settings: TrainingSettings, device: torch.device) -> str:
-    """The precision of the adversarial examples' search, as recorded with the weights."""
-    if eps == 0:
-        return "none"
-    return "bf16" if settings.bf16_search(device) else "float32"
+def autocast_precision(settings: TrainingSettings, device: torch.device) -> str:
+    """The precision training ran in (its autocast), as recorded with the weights."""
+    return "bf16" if settings.bf16(device) else "float32"
 
 
 def training_set(
@@ -177,7 +180,7 @@ def train_classifier(
             "clean_accuracy": clean,
             "robust_accuracy": robust,
             "robust_accuracy_eps": eval_eps,
-            "training_search_precision": search_precision(eps, settings, device or torch.device("cpu")),
+            "training_precision": autocast_precision(settings, device or torch.device("cpu")),
             "categories": categories,
         },
     )
