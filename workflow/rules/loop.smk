@@ -106,7 +106,8 @@ rule attack_round:
     # the CPU), which saves every image's start-up; Snakemake scales this down to --cores.
     threads: len(RUN.attack_indices)
     resources:
-        **gpu_job(mem_mb=8000, runtime=60, chunk_rows=config["attack"]["chunk_rows"]),
+        # paper scale on one H200: about 2 minutes an image
+        **gpu_job(mem_mb=8000, runtime=20 + 5 * len(RUN.attack_indices), chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
         seeds=lambda wildcards: [
