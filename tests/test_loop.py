@@ -217,7 +217,7 @@ def test_a_rounds_attack_on_every_image_in_threads_equals_one_image_at_a_time(me
     firsts = [first_round_of(image, [0.5, 2.0]) for image in ("img0", "img1")]
     seeds = [(7, 8), (9, 10)]
     threads_before = torch.get_num_threads()
-    together = loop.attack_round(firsts, one_image, weights, models, settings, seeds, workers=2)
+    together = list(loop.attack_round(firsts, one_image, weights, models, settings, seeds, workers=2))
     assert torch.get_num_threads() == threads_before  # the workers' one thread each is undone
     for first, (start, baseline), result in zip(firsts, seeds, together, strict=True):
         alone = loop.attack_sites_again(first, one_image, weights, models, settings, start, baseline)
@@ -226,7 +226,7 @@ def test_a_rounds_attack_on_every_image_in_threads_equals_one_image_at_a_time(me
             assert np.array_equal(result[name].values, alone[name].values), name
     assert not np.array_equal(together[0]["perturbed"].values, together[1]["perturbed"].values)
     with pytest.raises(ValueError, match="one per image"):
-        loop.attack_round(firsts, one_image, weights, models, settings, seeds[:1])
+        next(loop.attack_round(firsts, one_image, weights, models, settings, seeds[:1]))
 
 
 def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(members, one_image) -> None:  # type: ignore[no-untyped-def]

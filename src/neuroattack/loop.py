@@ -17,7 +17,7 @@ in `neuroattack.refit`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -335,11 +335,12 @@ def attack_round(
     device: torch.device | None = None,
     workers: int = 1,
     progress: Callable[[str], Callable[[float, int], None] | None] | None = None,
-) -> list[xr.Dataset]:
+) -> Iterator[xr.Dataset]:
     """A round's attack on every clean image (attack_sites_again per image; image i with
     seeds[i] = (attack starts, model baseline) and, with `previous`, the earlier round's
-    attack file previous[i]). Images run `workers` at a time in threads of this process, each
-    on one torch thread on the CPU: the same numbers as one image at a time, in one start-up."""
+    attack file previous[i]), yielded in image order as each is done. Images run `workers` at
+    a time in threads of this process, each on one torch thread on the CPU: the same numbers
+    as one image at a time, in one start-up."""
     if len(seeds) != len(first_rounds) or (previous is not None and len(previous) != len(first_rounds)):
         raise ValueError(f"{len(first_rounds)} images but {len(seeds)} seed pairs; give one per image")
 
@@ -360,13 +361,14 @@ def attack_round(
 
     workers = max(1, min(workers, len(first_rounds)))
     if workers == 1:
-        return [one(position) for position in range(len(first_rounds))]
+        yield from map(one, range(len(first_rounds)))
+        return
     threads = torch.get_num_threads()
     if device is None or device.type == "cpu":
         torch.set_num_threads(1)  # each worker's ops run in its own thread
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, range(len(first_rounds))))
+            yield from pool.map(one, range(len(first_rounds)))
     finally:
         torch.set_num_threads(threads)
 

@@ -7,7 +7,7 @@ from neuroattack.runtime import ProgressLog, configure, device, write_output
 log = configure(snakemake.log[0], snakemake.threads)
 number = snakemake.wildcards.round
 warm_start = "previous" in set(snakemake.input.keys())  # loop.warm_start: the earlier round's attacks
-results = loop.attack_round(
+results = loop.attack_round(  # each image as soon as it is done, so its file is written at once
     [io.read_dataset(path, "attack") for path in snakemake.input.first],
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
     [io.read_dataset(path, "weights") for path in snakemake.input.surrogate],
