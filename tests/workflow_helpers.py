@@ -28,7 +28,11 @@ def run_environment(*, slurm: bool = False) -> dict[str, str]:
     front = (
         [str(Path(sys.executable).parent)] if slurm else [str(NO_SLURM_CONTROLLER), str(Path(sys.executable).parent)]
     )
-    path = os.pathsep.join([*front, os.environ.get("PATH", "")])
+    # a stand-in scontrol inherited from the caller's PATH would hide the real controller's settings
+    inherited = [
+        entry for entry in os.environ.get("PATH", "").split(os.pathsep) if Path(entry).name != NO_SLURM_CONTROLLER.name
+    ]
+    path = os.pathsep.join([*front, *inherited])
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
 
 
