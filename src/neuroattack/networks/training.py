@@ -35,9 +35,7 @@ class TrainingSettings:
     weight_decay: float = 5e-4
     attack_steps: int = 3  # PGD steps per adversarial example (training)
     eval_attack_steps: int = 10
-    precision: str = (
-        "float32"  # float32, bf16 (autocast: the PGD search and each step's passes), auto (bf16 where native)
-    )
+    precision: str = "float32"  # one of TRAINING_PRECISIONS (see bf16)
 
     def __post_init__(self) -> None:
         if self.precision not in TRAINING_PRECISIONS:
@@ -112,12 +110,11 @@ def train_network(
             index = order[start : start + settings.batch_size]
             images = to_tensor(pixels[index]).to(device)
             target = torch.from_numpy(labels[index]).long().to(device)
-            if eps > 0:
-                network.eval()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)
-            network.train()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                if eps > 0:
+                    network.eval()
+                    images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)
+                network.train()
                 logits = network(images)
             loss = functional.cross_entropy(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
@@ -128,11 +125,6 @@ def train_network(
         log.info("epoch %d/%d: loss %.3f", epoch + 1, settings.epochs, total_loss / len(pixels))
     network.eval().requires_grad_(False)
     return network
-
-
-def autocast_precision(settings: TrainingSettings, device: torch.device) -> str:
-    """The precision training ran in (its autocast), as recorded with the weights."""
-    return "bf16" if settings.bf16(device) else "float32"
 
 
 def training_set(
@@ -180,7 +172,7 @@ def train_classifier(
             "clean_accuracy": clean,
             "robust_accuracy": robust,
             "robust_accuracy_eps": eval_eps,
-            "training_precision": autocast_precision(settings, device or torch.device("cpu")),
+            "training_precision": "bf16" if settings.bf16(device or torch.device("cpu")) else "float32",
             "categories": categories,
         },
     )
