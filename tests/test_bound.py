@@ -13,16 +13,18 @@ import yaml
 from test_attack import ReluUnits, attack, quantised_norm, random_images
 from test_loop import surrogate_member
 
-from neuroattack import loop, refit
 from neuroattack.analysis.specificity import perturbation_changes, specificity
 from neuroattack.attacks.engine import resize_and_pad
 from neuroattack.attacks.settings import AttackSettings
-from neuroattack.attacks.untargeted import attack_image
+from neuroattack.attacks.untargeted import attack_sites, attack_units
 from neuroattack.config import science
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.figures.specificity import by_round, figure8
-from neuroattack.networks.finetune import FinetuneSettings, finetune, held_out_groups, trainable_parameters
+from neuroattack.loop import refit
+from neuroattack.loop.finetune import FinetuneSettings, finetune, held_out_groups, trainable_parameters
+from neuroattack.loop.responses import EVERY_SITE_DIMS, noise_corrected_squared_change, round_responses
+from neuroattack.loop.stimulus_set import round_stimulus_set
 from neuroattack.networks.models import Architecture, build_network, network_from_dataset
 from neuroattack.networks.readouts import infer
 from neuroattack.plan import config_problems
@@ -69,8 +71,9 @@ def test_transfer_options_that_are_off_trigger_no_rerun() -> None:
     assert science({**section, "momentum": 0.9}) != science(section)
 
 
-def attack_inputs() -> dict[str, object]:
-    """attack_image's inputs: a stimulus set, one network with its features, a site model."""
+def attack_inputs() -> tuple[dict[str, object], dict[str, object]]:
+    """The inputs of the sites' attack and of the network units' attack on one image: a
+    stimulus set, one network with its features, a site model."""
     weights, models = surrogate_member(4, sites=2)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
@@ -81,28 +84,26 @@ def attack_inputs() -> dict[str, object]:
         coords={"stimulus_id": stimuli["stimulus_id"].values, "unit": np.arange(activation.shape[1])},
         attrs={"network": "net"},
     )
-    return {
-        "stimulus_id": "img1",
-        "stimuli": stimuli,
+    common = {"stimulus_id": "img1", "stimuli": stimuli, "eps_grid": [0.5, 2.0], "seed": 3, "baseline_seed": 2}
+    sites = {**common, "surrogates": [weights], "site_models": [models]}
+    units = {
+        **common,
         "networks": {"net": weights},
         "features": {"net": features},
-        "surrogates": [weights],
-        "site_models": [models],
-        "eps_grid": [0.5, 2.0],
         "units_per_network": 3,
-        "seed": 3,
         "unit_seed": 1,
-        "baseline_seed": 2,
     }
+    return sites, units
 
 
 def test_transfer_options_shape_the_sites_attacks_and_leave_network_units_bit_identical() -> None:
-    inputs = attack_inputs()
+    sites, units = attack_inputs()
     base = AttackSettings(steps=6, restarts=2, wide_ball_factor=1.0, stall_steps=2)
-    plain = attack_image(settings=base, **inputs)  # type: ignore[arg-type]
-    shaped = attack_image(settings=AttackSettings(**{**vars(base), **TRANSFER}), **inputs)  # type: ignore[arg-type]
+    shaping = AttackSettings(**{**vars(base), **TRANSFER})
+    plain, shaped = (attack_units(settings=settings, **units) for settings in (base, shaping))  # type: ignore[arg-type]
     for name in ("unit_change", "unit_delta_norm", "unit_random_change", "unit_clean"):
         assert np.array_equal(plain[name].values, shaped[name].values), name
+    plain, shaped = (attack_sites(settings=settings, **sites) for settings in (base, shaping))  # type: ignore[arg-type]
     assert not np.array_equal(plain["perturbed"].values, shaped["perturbed"].values)
 
 
@@ -201,7 +202,7 @@ def test_a_fine_tuned_surrogate_is_a_weights_file_of_the_same_network() -> None:
         coords={"eps": [1.0], "direction": ["increase", "decrease"], "neuroid_id": ("site", ["s0", "s1", "s2"])},
         attrs={"stimulus_id": "img0"},
     )
-    shown = loop.round_stimulus_set(stimuli, [attack], 1, seed=1, norm="l2")
+    shown = round_stimulus_set(stimuli, [attack], 1, seed=1, norm="l2")
     earlier = [(shown, recordings_of(shown["stimulus_id"].values.tolist()))]
     settings = FinetuneSettings(epochs=2, patience=2, held_out=0.25)
     tuned = refit.finetune_surrogate(models, weights, features, clean, stimuli, earlier, settings, seed=3)
@@ -228,7 +229,7 @@ def synthetic_responses(
     clean_mean = clean_trials.mean(0)[None, :, None, None, :]
     clean_variance = clean_trials.var(0, ddof=1)[None, :, None, None, :]
     mean, variance = trials.mean(0), trials.var(0, ddof=1)
-    squared = loop.noise_corrected_squared_change(mean, variance, repetitions, clean_mean, clean_variance, repetitions)
+    squared = noise_corrected_squared_change(mean, variance, repetitions, clean_mean, clean_variance, repetitions)
     own = np.einsum("tiedt->tied", mean - clean_mean)
     predicted = np.einsum("tiedt->tied", true_change) * np.array([1.0, 0.1])  # increase predicted larger
     dims = ("site", "image", "eps", "direction")
@@ -311,7 +312,7 @@ def test_a_rounds_responses_hold_every_sites_change_under_every_perturbation() -
         )
         for name in ("b", "d")
     ]
-    shown = loop.round_stimulus_set(stimuli, attacks, 1, seed=2, norm="l2")
+    shown = round_stimulus_set(stimuli, attacks, 1, seed=2, norm="l2")
     rate = np.full((shown.sizes["stimulus_id"], 3), 2.0)
     perturbed = shown["category"].values == "perturbed"
     target = np.array([int(s[1:]) if s else -1 for s in shown["target_neuroid_id"].values])
@@ -327,9 +328,9 @@ def test_a_rounds_responses_hold_every_sites_change_under_every_perturbation() -
         "IT",
         "t",
     )
-    responses = loop.round_responses(shown, recordings, attacks)
+    responses = round_responses(shown, recordings, attacks)
     change = responses["every_site_change"]
-    assert change.dims == loop.EVERY_SITE_DIMS
+    assert change.dims == EVERY_SITE_DIMS
     expected = (
         np.arange(3)[:, None, None, None, None]
         + 10 * np.arange(3)[None, None, None, None, :]

@@ -148,8 +148,8 @@ def test_an_unreadable_or_missing_intermediate_names_its_rule_and_command(tmp_pa
         r"with --forcerun .*\.nc",
     ):
         io.read_dataset(junk, "site_models")
-    with pytest.raises(FileNotFoundError, match=r"rule attack_image \(or attack_round\): .*--forcerun .*image0001\.nc"):
-        io.read_dataset(tmp_path / "image0001.nc", "attack")
+    with pytest.raises(FileNotFoundError, match=r"rule attack_round: .*--forcerun .*image0001\.nc"):
+        io.read_dataset(tmp_path / "image0001.nc", "site_attack")
     with pytest.raises(ValueError, match="unknown kind"):
         io.read_dataset(junk, "stimulus")  # type: ignore[arg-type]
 

@@ -9,14 +9,16 @@ import pytest
 import torch
 import xarray as xr
 
-from neuroattack import loop
 from neuroattack.attacks.settings import AttackSettings
-from neuroattack.attacks.untargeted import attack_image
+from neuroattack.attacks.untargeted import attack_round, attack_sites
 from neuroattack.brain.sitemodels import ensemble_response, surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS
+from neuroattack.loop.responses import noise_corrected_squared_change, random_baseline, round_responses
+from neuroattack.loop.rig import check_round_recordings
+from neuroattack.loop.stimulus_set import round_stimulus_set
 from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, to_tensor
 
@@ -37,7 +39,7 @@ def test_noise_corrected_squared_change_is_unbiased_where_the_naive_one_is_not()
     for _ in range(200):
         clean = poisson_session(clean_rates, 10, rng)
         perturbed = poisson_session(perturbed_rates, 10, rng)
-        corrected.append(float(np.mean(loop.noise_corrected_squared_change(*perturbed, *clean))))
+        corrected.append(float(np.mean(noise_corrected_squared_change(*perturbed, *clean))))
         naive.append(float(np.mean((perturbed[0] - clean[0]) ** 2)))
     standard_error = np.std(corrected) / math.sqrt(len(corrected))
     assert abs(np.mean(corrected) - truth) < 4 * standard_error, (np.mean(corrected), truth)
@@ -50,7 +52,7 @@ def test_random_baseline_is_the_root_of_the_mean_normalised_squared_change() -> 
     squared = xr.DataArray(np.full((3, 4, 2), 4.0), dims=("site", "image", "eps"), coords={"eps": [0.5, 1.0]})
     squared[0] = -4.0  # unbiased estimates may be negative; only the mean is rooted
     sigma = xr.DataArray([2.0, 1.0, 1.0], dims="site")
-    summary = loop.random_baseline(squared, sigma, bootstrap=20, seed=0)
+    summary = random_baseline(squared, sigma, bootstrap=20, seed=0)
     expected = math.sqrt((-1.0 + 4.0 + 4.0) / 3)
     np.testing.assert_allclose(summary["s_tilde"].values, expected, rtol=1e-6)
     assert bool((summary["ci_low"] <= summary["s_tilde"] + 1e-9).all())
@@ -84,7 +86,7 @@ def round_set() -> tuple[xr.Dataset, list[xr.Dataset], xr.Dataset]:
         rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8), [f"img{i}" for i in range(5)], list("aabbc")
     )
     attacks = [attack_of(f"img{i}", 8, 3, [0.5, 2.0], rng) for i in (1, 3)]
-    return stimuli, attacks, loop.round_stimulus_set(stimuli, attacks, 2, seed=5, norm="l2")
+    return stimuli, attacks, round_stimulus_set(stimuli, attacks, 2, seed=5, norm="l2")
 
 
 def test_a_round_shows_clean_perturbed_and_random_images_with_ids_of_its_own(round_set) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +101,7 @@ def test_a_round_shows_clean_perturbed_and_random_images_with_ids_of_its_own(rou
     norms = np.sqrt((((random["pixels"].values - clean) / LEVELS) ** 2).sum(axis=(1, 2, 3)))
     assert bool((norms <= random["eps"].values + 1e-6).all()) and bool((norms > 0.5 * random["eps"].values).all())
     assert random["clean_category"].values.tolist() == ["a", "a", "b", "b"]
-    again = loop.round_stimulus_set(stimuli, attacks, 3, seed=6, norm="l2")
+    again = round_stimulus_set(stimuli, attacks, 3, seed=6, norm="l2")
     assert not np.array_equal(again["pixels"].values[-4:], shown["pixels"].values[-4:])  # fresh random directions
 
 
@@ -117,14 +119,14 @@ def test_round_responses_match_recordings_to_attacks_and_random_images(round_set
         "IT",
         "test",
     )
-    responses = loop.round_responses(shown, recordings, attacks)
+    responses = round_responses(shown, recordings, attacks)
     assert responses["random_recorded_change"].dims == ("site", "image", "eps")
     np.testing.assert_allclose(responses["random_recorded_change"].values, 3.0)
     np.testing.assert_allclose(responses["random_squared_change"].values, 9.0)  # no trial variance
     np.testing.assert_allclose(responses["recorded_change"].values, 0.0)
     with pytest.raises(KeyError, match="random-direction images"):
         keep = np.flatnonzero(~np.isin(recordings["stimulus_id"].values, ids[-1:]))
-        loop.round_responses(shown, recordings.isel(presentation=keep), attacks)
+        round_responses(shown, recordings.isel(presentation=keep), attacks)
 
 
 # --- ways to tighten the bound: an ensemble surrogate, warm starts ----------------------
@@ -165,11 +167,6 @@ def test_an_ensemble_predicts_the_mean_of_its_members(members) -> None:  # type:
         ensemble_response([members[0][0], members[1][0]], [members[0][1], other_sites])
 
 
-def first_round_of(stimulus_id: str, eps: list[float]) -> xr.Dataset:
-    """Round 1's attack file as later rounds read it (no network units)."""
-    return xr.Dataset(coords={"eps": eps, "direction": list(DIRECTIONS)}, attrs={"stimulus_id": stimulus_id})
-
-
 @pytest.fixture
 def one_image() -> xr.Dataset:
     rng = np.random.default_rng(4)
@@ -179,7 +176,7 @@ def one_image() -> xr.Dataset:
 def test_a_round_attacks_the_ensembles_mean_response(members, one_image) -> None:  # type: ignore[no-untyped-def]
     weights, models = [w for w, _ in members], [m for _, m in members]
     settings = AttackSettings(steps=3, restarts=1, wide_ball_factor=1.0)
-    result = loop.attack_sites_again(first_round_of("img0", [0.5, 2.0]), one_image, weights, models, settings, 0, 1)
+    result = attack_sites("img0", one_image, weights, models, settings, [0.5, 2.0], 0, 1)
     image = to_tensor(one_image["pixels"].sel(stimulus_id=["img0"]).values)
     sites = torch.arange(3)
     clean = torch.stack([surrogate_response(w, m)(image.expand(3, -1, -1, -1), sites) for w, m in members])
@@ -197,47 +194,47 @@ def test_a_round_attacks_the_ensembles_mean_response(members, one_image) -> None
     assert result.attrs["ensemble"] == ["net1", "net2", "net3"] and result.attrs["warm_started"] == 0
 
 
-def test_round_one_attacks_the_ensemble_in_attack_image_as_a_later_round_would(members, one_image) -> None:  # type: ignore[no-untyped-def]
-    """With loop.ensemble, attack_image attacks round 1's sites on the members' mean: the same
-    numbers as a later round's attack (loop.attack_sites_again) with the same seeds."""
+def test_one_site_attack_serves_every_round_and_only_its_members_change_it(members, one_image) -> None:  # type: ignore[no-untyped-def]
+    """Round 1 and a later round with the same members, settings and seeds attack alike; a
+    round whose site models are another member's does not."""
     weights, models = [w for w, _ in members], [m for _, m in members]
     settings = AttackSettings(steps=3, restarts=1, wide_ball_factor=1.0)
-    first = attack_image("img0", one_image, {}, {}, weights, models, settings, [0.5, 2.0], 0, 5, 0, 6)
-    again = loop.attack_sites_again(first_round_of("img0", [0.5, 2.0]), one_image, weights, models, settings, 5, 6)
+    first = attack_sites("img0", one_image, weights, models, settings, [0.5, 2.0], 5, 6)
+    again = attack_sites("img0", one_image, weights, models, settings, [0.5, 2.0], 5, 6)
     for name in ("site_clean", "site_change", "site_delta_norm", "site_random_change", "perturbed"):
         assert np.array_equal(first[name].values, again[name].values), name
-    assert first.attrs["ensemble"] == ["net1", "net2", "net3"]
-    single = attack_image("img0", one_image, {}, {}, weights[:1], models[:1], settings, [0.5, 2.0], 0, 5, 0, 6)
+    single = attack_sites("img0", one_image, weights[:1], models[:1], settings, [0.5, 2.0], 5, 6)
     assert not np.array_equal(single["site_change"].values, first["site_change"].values)
+    assert "unit_change" not in first  # the network units are attack_units' alone
 
 
 def test_a_rounds_attack_on_every_image_in_threads_equals_one_image_at_a_time(members, one_image) -> None:  # type: ignore[no-untyped-def]
     weights, models = [w for w, _ in members], [m for _, m in members]
     settings = AttackSettings(steps=3, restarts=1, wide_ball_factor=1.0)
-    firsts = [first_round_of(image, [0.5, 2.0]) for image in ("img0", "img1")]
+    images = ["img0", "img1"]
     seeds = [(7, 8), (9, 10)]
     threads_before = torch.get_num_threads()
-    together = list(loop.attack_round(firsts, one_image, weights, models, settings, seeds, workers=2))
+    together = list(attack_round(images, one_image, weights, models, settings, [0.5, 2.0], seeds, workers=2))
     assert torch.get_num_threads() == threads_before  # the workers' one thread each is undone
-    for first, (start, baseline), result in zip(firsts, seeds, together, strict=True):
-        alone = loop.attack_sites_again(first, one_image, weights, models, settings, start, baseline)
-        assert result.attrs["stimulus_id"] == first.attrs["stimulus_id"]
+    for image, (start, baseline), result in zip(images, seeds, together, strict=True):
+        alone = attack_sites(image, one_image, weights, models, settings, [0.5, 2.0], start, baseline)
+        assert result.attrs["stimulus_id"] == image
         for name in ("site_change", "site_random_change", "perturbed"):
             assert np.array_equal(result[name].values, alone[name].values), name
     assert not np.array_equal(together[0]["perturbed"].values, together[1]["perturbed"].values)
     with pytest.raises(ValueError, match="one per image"):
-        next(loop.attack_round(firsts, one_image, weights, models, settings, seeds[:1]))
+        next(attack_round(images, one_image, weights, models, settings, [0.5, 2.0], seeds[:1]))
 
 
 def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(members, one_image) -> None:  # type: ignore[no-untyped-def]
     weights, models = [members[0][0]], [members[0][1]]
-    first = first_round_of("img0", [0.5, 2.0])
-    earlier = loop.attack_sites_again(
-        first, one_image, weights, models, AttackSettings(steps=20, restarts=1, wide_ball_factor=1.0), 0, 1
+    eps = [0.5, 2.0]
+    earlier = attack_sites(
+        "img0", one_image, weights, models, AttackSettings(steps=20, restarts=1, wide_ball_factor=1.0), eps, 0, 1
     )
     short = AttackSettings(steps=1, restarts=1, wide_ball_factor=1.0)
-    warm = loop.attack_sites_again(first, one_image, weights, models, short, 7, 8, previous=earlier)
-    cold = loop.attack_sites_again(first, one_image, weights, models, short, 7, 8)
+    warm = attack_sites("img0", one_image, weights, models, short, eps, 7, 8, previous=earlier)
+    cold = attack_sites("img0", one_image, weights, models, short, eps, 7, 8)
     sign = xr.DataArray(list(DIRECTION_SIGNS), dims="direction", coords={"direction": list(DIRECTIONS)})
     achieved = {
         name: (sign * ds["site_change"]).values for name, ds in [("earlier", earlier), ("warm", warm), ("cold", cold)]
@@ -246,9 +243,7 @@ def test_a_warm_started_round_never_falls_below_the_previous_rounds_change(membe
     assert achieved["warm"].mean() > achieved["cold"].mean()  # one step from scratch gets less
     assert warm.attrs["warm_started"] == 1
     with pytest.raises(ValueError, match="img1"):
-        loop.attack_sites_again(
-            first_round_of("img1", [0.5, 2.0]), one_image, weights, models, short, 7, 8, previous=earlier
-        )
+        attack_sites("img1", one_image, weights, models, short, eps, 7, 8, previous=earlier)
 
 
 def round_recording(stimulus_ids: list[str], sites: list[str]) -> xr.Dataset:
@@ -265,18 +260,16 @@ def test_a_rounds_table_must_cover_the_rounds_images_and_only_them_at_the_clean_
     modelled = ["s1", "s2"]  # s3 is recorded but not reliable enough to model
     table = "round2.csv"
     good = round_recording(["r2_rand0", "r2_clean0", "r2_pert0"], ["s2", "s1"])  # any order, s3 left out
-    assert loop.check_round_recordings(good, shown, clean, modelled, table) is good
+    assert check_round_recordings(good, shown, clean, modelled, table) is good
     every_site = round_recording(["r2_rand0", "r2_clean0", "r2_pert0"], ["s1", "s2", "s3"])
-    assert loop.check_round_recordings(every_site, shown, clean, modelled, table) is every_site
+    assert check_round_recordings(every_site, shown, clean, modelled, table) is every_site
     with pytest.raises(KeyError, match=r"round2\.csv: no recordings of 1 of the round's 3 images, e.g. \['r2_rand0'\]"):
-        loop.check_round_recordings(
-            round_recording(["r2_clean0", "r2_pert0"], ["s1", "s2"]), shown, clean, modelled, table
-        )
+        check_round_recordings(round_recording(["r2_clean0", "r2_pert0"], ["s1", "s2"]), shown, clean, modelled, table)
     another_round = round_recording(["r2_clean0", "r2_pert0", "r2_rand0", "r1_pert4"], ["s1", "s2"])
     with pytest.raises(KeyError, match=r"1 stimulus ids are not images of this round's stimulus set \(rig/round2/\)"):
-        loop.check_round_recordings(another_round, shown, clean, modelled, table)
+        check_round_recordings(another_round, shown, clean, modelled, table)
     other_sites = round_recording(["r2_clean0", "r2_pert0", "r2_rand0"], ["s1", "s9"])
     with pytest.raises(
         KeyError, match=r"1 of the 2 sites the loop attacks are missing, e.g. \['s2'\]; 1 sites are not in"
     ):
-        loop.check_round_recordings(other_sites, shown, clean, modelled, table)
+        check_round_recordings(other_sites, shown, clean, modelled, table)

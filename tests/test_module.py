@@ -18,7 +18,7 @@ def test_module_plans_the_whole_workflow_under_the_users_prefix(tmp_path: Path) 
     deploy(tmp_path)
     dry = run_in(tmp_path, "--dry-run", "--cores", "2")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "neuroattack_attack_image" in dry.stdout and "neuroattack_all" in dry.stdout
+    assert "neuroattack_attack_units" in dry.stdout and "neuroattack_all" in dry.stdout
     assert not (tmp_path / "results").exists()
 
 

@@ -127,7 +127,8 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "import_recordings": 1,
         "features": n_networks,
         "site_models": 1,
-        "attack_image": config["attack"]["images"],
+        "attack_units": config["attack"]["images"],
+        "attack_round": 1,  # round 1's; later rounds wait for the rig's recordings
         "round_stimuli": 1,  # round 1's images, for the rig: the loop waits for their recordings
         "export_rig_stimuli": 1,
         "category_preference": 1,
@@ -185,7 +186,7 @@ def test_converted_inputs_match_the_sources(mini_run: Path) -> None:
     assert Architecture.from_json(linf.attrs["architecture"]).name == "resnet18"
     assert linf.attrs["training_norm"] == "linf" and linf.attrs["training_eps"] == 4 / 255
     assert io.read_dataset(results / "features/resnet18_linf_eps4_255.nc").sizes["unit"] == 512
-    models = io.read_dataset(results / "site_models/site_models.nc")
+    models = io.read_dataset(results / "rounds/round1/site_models.nc")
     assert models.sizes["site"] == 2
 
 
@@ -300,7 +301,7 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     results = mini_run / "results" / "mini"
     shown = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
     assert set(shown["category_name"]) == {"clean", "perturbed", "random"}
-    sites = io.read_dataset(results / "site_models/site_models.nc")["neuroid_id"].values
+    sites = io.read_dataset(results / "rounds/round1/site_models.nc")["neuroid_id"].values
     first = rig_table(shown, sites, mini_run / "round1.csv")
     run = snakemake(mini_run, "--cores", "2", configfile=str(mini_config(served, mini_run, perturbed=[first])))
     assert run.returncode == 0, run.stderr[-5000:]
@@ -328,7 +329,8 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     config = mini_config(served, mini_run, perturbed=[first, second])
     dry = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(config))
     counts = job_counts(dry.stdout)
-    assert "attack_image" not in counts and counts["ingest_perturbed_recordings"] == 1
+    assert "attack_units" not in counts and counts["ingest_perturbed_recordings"] == 1
+    assert counts["attack_round"] == 1  # round 3's
     assert counts["export_rig_stimuli"] == 1 and counts["refit_site_models"] == 1
     assert "round 3 of the loop has no recordings yet" in dry.stderr
 
@@ -337,7 +339,7 @@ def test_a_labs_loop_killed_in_round_2s_attacks_resumes_to_an_uninterrupted_runs
     mini_run: Path, served: LoopbackServer, tmp_path: Path
 ) -> None:
     results = Path("results/mini")
-    sites = io.read_dataset(mini_run / results / "site_models/site_models.nc")["neuroid_id"].values
+    sites = io.read_dataset(mini_run / results / "rounds/round1/site_models.nc")["neuroid_id"].values
     first = rig_table(pd.read_csv(mini_run / results / "rig/round1/perturbed_stimuli.csv"), sites, tmp_path / "r1.csv")
     # Uninterrupted: round 1's table, then (once round 2's images are exported) round 2's too.
     whole = copy_of(mini_run, tmp_path / "whole")

@@ -222,7 +222,7 @@ def test_every_path_comes_from_the_artifact_registry() -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["attack_image", "attack_round", "brain_white_box", "figure1", "train_network", "features"]
+    "script", ["attack_units", "attack_round", "brain_white_box", "figure1", "train_network", "features"]
 )
 def test_attack_training_and_figure_jobs_load_neither_scikit_learn_nor_torchvision(script: str) -> None:
     # scikit-learn is for fitting, torchvision for ImageNet networks: the jobs that make most of

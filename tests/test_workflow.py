@@ -30,7 +30,8 @@ def test_dry_run_of_every_config(tmp_path: Path, configfile: str) -> None:
     counts = job_counts(run.stdout)
     config = yaml.safe_load((REPO / configfile).read_text())
     assert counts["figure1"] == 1 and counts["sensitivity"] == 1
-    assert counts["attack_image"] == config["attack"]["images"]
+    assert counts["attack_units"] == config["attack"]["images"]
+    assert counts.get("attack_round", 0) == config["loop"]["rounds"]
 
 
 def test_default_dry_run_job_counts(tmp_path: Path) -> None:
@@ -128,7 +129,7 @@ def test_end_to_end_outputs_are_sane(tiny_run: Path) -> None:
     recordings = io.read_dataset(tiny_run / "recordings/clean.nc")
     assert recordings["response"].dims == ("presentation", "site")
     assert float(recordings["response"].min()) >= 0
-    attack = io.read_dataset(tiny_run / "attacks/image0000.nc")
+    attack = io.read_dataset(tiny_run / "rounds/round1/attacks/image0000.nc")
     assert attack["perturbed"].dtype == np.uint8
     assert bool((attack["site_delta_norm"] <= attack["eps"] + 1e-6).all())
     for path in tiny_run.rglob("*.nc"):
@@ -212,12 +213,11 @@ def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Pat
     counts.pop("total")
     aggregates = {"refit_site_models", "brain_white_box", "sensitivity", "figure1", "figure6", "figure8", "all"}
     aggregates |= {"figure2", "figure4", "sensitivity_table"}
-    per_round = {"round_stimuli", "record_round", "round_responses", "round_sensitivity"}
+    per_round = {"attack_round", "round_stimuli", "record", "round_responses", "round_sensitivity"}
     rounds = config["loop"]["rounds"]
-    # Later rounds' site models are refitted on round 1's recordings, which the new image joins:
-    # every later round's attack (one job per round) is redone.
-    later = rounds - 1
-    expected = {"attack_image": 1, "attack_round": later, **{rule: 1 for rule in aggregates}}
+    # A round's attack is one job, which makes every image's file: each round's is redone (later
+    # rounds' site models are also refitted on round 1's recordings, which the new image joins).
+    expected = {"attack_units": 1, **{rule: 1 for rule in aggregates}}
     assert counts == {**expected, **{rule: rounds for rule in per_round}}, counts
 
 
@@ -435,18 +435,22 @@ def test_three_rounds_dry_run_job_counts(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr + run.stdout
     counts = job_counts(run.stdout)
     images = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["attack"]["images"]
-    assert counts["attack_image"] == images  # round 1 (with the network units)
-    assert counts["attack_round"] == 2  # rounds 2 and 3 (one job each): the sites again
+    assert counts["attack_units"] == images  # the network units, once
+    assert counts["attack_round"] == 3  # every round's sites, one job a round
     assert counts["refit_site_models"] == 2
-    for rule in ("round_stimuli", "record_round", "round_responses", "round_sensitivity"):
+    for rule in ("round_stimuli", "round_responses", "round_sensitivity"):
         assert counts[rule] == 3, (rule, counts)
+    assert counts["record"] == 4  # the clean stimulus set and every round's
     assert counts["site_models"] == counts["figure6"] == counts["figure1"] == 1
 
 
 def test_without_refitting_every_round_attacks_with_the_first_models(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"loop.rounds": 3, "loop.refit": "none"})
-    counts = job_counts(snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=config).stdout)
-    assert "refit_site_models" not in counts and counts["attack_round"] == 2
+    run = snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=config)
+    counts = job_counts(run.stdout)
+    assert "refit_site_models" not in counts and counts["attack_round"] == 3
+    jobs = re.findall(r"rule attack_round:\n\s+input: (.*)\n", run.stdout)
+    assert len(jobs) == 3 and all("results/tiny/rounds/round1/site_models.nc" in read.split(", ") for read in jobs)
 
 
 def test_an_ensemble_refits_every_members_site_models_and_attacks_every_round(tmp_path: Path) -> None:
@@ -454,16 +458,17 @@ def test_an_ensemble_refits_every_members_site_models_and_attacks_every_round(tm
     run = snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, change))
     assert run.returncode == 0, run.stderr + run.stdout
     counts = job_counts(run.stdout)
-    # round 1's attack_image jobs attack the network units and the sites on the members' mean
-    assert counts["attack_round"] == 2  # rounds 2 and 3, one job each
+    # every round, round 1 included, attacks the sites on the members' mean
+    assert counts["attack_round"] == 3  # one job a round
     assert counts["ensemble_site_models"] == 3 and "refit_site_models" not in counts  # one job per round
-    attack_job = re.search(r"rule attack_image:\n\s+input: (.*)\n", run.stdout)
-    assert attack_job is not None and "rounds/round1/ensemble/standard.nc" in attack_job.group(1)
+    jobs = re.findall(r"rule attack_round:\n\s+input: (.*)\n\s+output: (.*)\n", run.stdout)
+    first = [read for read, written in jobs if "/rounds/round1/" in written]
+    assert len(first) == 1 and "results/tiny/rounds/round1/ensemble/standard.nc" in first[0].split(", ")
     change["loop.refit"] = "none"  # every round: the members' models fitted on the clean recordings
     counts = job_counts(
         snakemake(tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, change)).stdout
     )
-    assert counts["ensemble_site_models"] == 1 and counts["attack_round"] == 2
+    assert counts["ensemble_site_models"] == 1 and counts["attack_round"] == 3
 
 
 def test_warm_starts_make_each_rounds_attack_read_the_previous_rounds(tmp_path: Path) -> None:
@@ -471,17 +476,20 @@ def test_warm_starts_make_each_rounds_attack_read_the_previous_rounds(tmp_path: 
     run = snakemake(tmp_path, "--dry-run", "--cores", "2", "--printshellcmds", "--verbose", configfile=config)
     assert run.returncode == 0, run.stderr + run.stdout
     counts = job_counts(run.stdout)
-    images = counts["attack_image"]
-    assert counts["attack_round"] == 2  # one job per later round, making every image's file
+    images = counts["attack_units"]
+    assert counts["attack_round"] == 3  # one job a round, making every image's file
     jobs = re.findall(r"rule attack_round:\n\s+input: (.*)\n\s+output: (.*)\n", run.stdout)
-    assert len(jobs) == 2
+    assert len(jobs) == 3
     for read, written in jobs:
         outputs = written.strip().split(", ")
         assert len(outputs) == images
         for output in outputs:
             number, index = re.search(r"rounds/round(\d)/attacks/image(\d+)\.nc$", output).groups()  # type: ignore[union-attr]
-            previous = f"rounds/round{int(number) - 1}/attacks/" if number != "2" else "attacks/"
-            assert f"results/tiny/{previous}image{index}.nc" in read.split(", "), (output, read)
+            earlier = [path for path in read.split(", ") if "/attacks/" in path]
+            if number == "1":
+                assert not earlier, read  # round 1 starts from scratch
+            else:
+                assert f"results/tiny/rounds/round{int(number) - 1}/attacks/image{index}.nc" in earlier, (output, read)
 
 
 def test_an_ensemble_member_outside_networks_is_a_config_error(tmp_path: Path) -> None:
@@ -505,7 +513,7 @@ def test_the_loop_end_to_end_gives_figure6_per_round(tiny_run: Path) -> None:
     assert bool(np.isfinite(plotted["s_tilde"]).all())
     white = plotted["s_tilde"].sel(population="white_box")
     assert bool((white.isel(round=0) == white.isel(round=1)).all())  # the same images: one ceiling
-    first = io.read_dataset(tiny_run / "site_models/site_models.nc")
+    first = io.read_dataset(tiny_run / "rounds/round1/site_models.nc")
     second = io.read_dataset(tiny_run / "rounds/round2/site_models.nc")
     assert first["neuroid_id"].values.tolist() == second["neuroid_id"].values.tolist()
     assert not np.allclose(first["weight"].values, second["weight"].values)  # refitted on round 1's recordings
@@ -525,16 +533,15 @@ def test_a_run_killed_mid_round_goes_on_without_redoing_finished_rounds(tiny_run
     results = workdir / "results/tiny"
     # What a kill during round 2's attacks leaves: round 1 and round 2's site models and first attack.
     unfinished = [results / f"rounds/round2/attacks/image{index:04d}.nc" for index in (1, 2)]
-    unfinished += [
-        results / f"rounds/round2/{name}.nc" for name in ("stimuli", "recordings", "responses", "sensitivity")
-    ]
+    unfinished += [results / f"rounds/round2/{name}.nc" for name in ("stimuli", "responses", "sensitivity")]
+    unfinished.append(results / "recordings/round2.nc")
     unfinished += [results / "sensitivity/sensitivity.nc", *results.glob("figures/figure[16].*")]
     for path in unfinished:
         path.unlink()
     dry = snakemake(workdir, "--dry-run", "--cores", "2")
     counts = job_counts(dry.stdout)
     counts.pop("total")
-    per_round = ("round_stimuli", "record_round", "round_responses", "round_sensitivity")
+    per_round = ("round_stimuli", "record", "round_responses", "round_sensitivity")
     assert counts == {
         "attack_round": 1,  # round 2's attack is one job: it makes every image's file again
         **{rule: 1 for rule in (*per_round, "sensitivity", "figure1", "figure6", "figure8", "all")},
@@ -552,7 +559,7 @@ def test_a_network_refit_changes_later_rounds_and_never_round_1(tiny_run: Path, 
     workdir = copy_of_run(tiny_run, tmp_path)
     results = workdir / "results/tiny"
     first_round = sorted(
-        [*results.glob("attacks/*.nc"), *results.glob("rounds/round1/*.nc"), results / "site_models/site_models.nc"]
+        [*results.glob("attacks/*.nc"), *results.glob("rounds/round1/**/*.nc"), results / "recordings/round1.nc"]
     )
     before = {path: path.read_bytes() for path in first_round}
     config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
@@ -560,8 +567,8 @@ def test_a_network_refit_changes_later_rounds_and_never_round_1(tiny_run: Path, 
     assert "Nothing to be done" in dry_run_with(workdir, tmp_path, config)
     config["loop"]["refit"] = "network"
     counts = job_counts(dry_run_with(workdir, tmp_path, config))
-    assert counts["finetune_surrogate"] == 1 and "attack_image" not in counts and "record_clean" not in counts
-    assert counts["round_stimuli"] == counts["record_round"] == 1  # round 2's only
+    assert counts["finetune_surrogate"] == 1 and "attack_units" not in counts
+    assert counts["attack_round"] == counts["round_stimuli"] == counts["record"] == 1  # round 2's only
     path = tmp_path / "network.yaml"
     path.write_text(yaml.safe_dump(config))
     run = snakemake(workdir, "--cores", "2", configfile=str(path))
@@ -575,7 +582,8 @@ def test_a_network_refit_changes_later_rounds_and_never_round_1(tiny_run: Path, 
     assert responses["every_site_true_change"].dims == ("site", "image", "eps", "direction", "recorded_site")
     figure8 = io.read_dataset(results / "figures/figure8.nc")
     assert figure8.sizes["round"] == 2 and "true_specificity" in figure8
-    # the transfer options remake every black-box attack, round 1's included, and nothing of the brain's
+    # the transfer options remake every black-box attack, round 1's included, and no white-box one
     config["attack"].update(input_diversity=0.5, momentum=0.9)
     counts = job_counts(dry_run_with(workdir, tmp_path, config))
-    assert counts["attack_image"] == config["attack"]["images"] and "brain_white_box" not in counts
+    assert counts["attack_round"] == config["loop"]["rounds"]
+    assert "brain_white_box" not in counts and "attack_units" not in counts

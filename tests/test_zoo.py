@@ -256,7 +256,7 @@ def test_users_networks_run_end_to_end_at_their_layers_and_by_depth(
     assert vit_features.attrs["layer"] == "blocks.1" and vit_features.sizes["unit"] == 17 * 192
     np.testing.assert_allclose(vit_features["activation"].values, hooked[0].flatten(1).numpy(), rtol=1e-4, atol=1e-4)
     # an attacked ViT unit's change grows with eps, and every perturbation stays in its ball
-    attacks = [io.read_dataset(path, "attack") for path in sorted((results / "attacks").glob("image*.nc"))]
+    attacks = [io.read_dataset(path, "unit_attack") for path in sorted((results / "attacks").glob("image*.nc"))]
     for attack in attacks:
         units = attack.isel(unit=np.flatnonzero(attack["network"].values == "vit_mine"))
         assert units.sizes["unit"] > 0
@@ -270,7 +270,7 @@ def test_users_networks_run_end_to_end_at_their_layers_and_by_depth(
     assert scores["layer_predictivity"].sel(candidate="robust_eps1").notnull().sum() == 3
     predictivity = scores["layer_predictivity"].sel(candidate="robust_eps1")
     assert float(predictivity.sel(layer=best)) == float(predictivity.max())
-    assert io.read_dataset(results / "site_models/site_models.nc").attrs["surrogate_layer"] == best
+    assert io.read_dataset(results / "rounds/round1/site_models.nc").attrs["surrogate_layer"] == best
     figure1 = io.read_dataset(results / "figures/figure1.nc")
     populations = figure1["population"].values.tolist()
     assert {"resnet18_mine", "labnet", "vit_mine"} <= set(populations)

@@ -4,6 +4,13 @@
 # reads the URLs from the config entry, so editing a mirror list never reruns a verified download.
 
 
+def download_checksum(wildcards):
+    """What identifies a downloaded file, and so the only download setting that reruns it:
+    its checksum ({algorithm: digest}; null = recorded at first download). URLs are not in it."""
+    algorithm, digest = remote_checksum(config_entry(config, DOWNLOADS[wildcards.file]))
+    return science({algorithm: digest})
+
+
 rule download:
     output:
         # update: kept (not deleted) when the job reruns, e.g. after a checksum is pinned; the
@@ -21,22 +28,3 @@ rule download:
         entry=lambda wildcards: DOWNLOADS[wildcards.file],
     script:
         "../scripts/download.py"
-
-
-rule convert_checkpoint:
-    input:
-        downloaded(config, "checkpoints/{network}.ckpt"),
-    output:
-        artifact("network"),
-    log:
-        log_file("convert_checkpoint/{network}"),
-    wildcard_constraints:
-        network=name_pattern(RUN.downloaded),
-    conda:
-        "../../envs/compute.yaml"
-    resources:
-        **cpu_job(mem_mb=8000, runtime=20),
-    params:
-        network=lambda wildcards: checkpoint_settings(config, wildcards.network),
-    script:
-        "../scripts/convert_checkpoint.py"

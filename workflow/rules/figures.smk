@@ -1,23 +1,42 @@
-# Figures 2 (examples) and 4 (coverage), and the s~ table of figure 1 for the report.
-# Like figure 1 they show the last recorded round of the loop. Every figure's png is marked for `snakemake --report` (category "Figures").
+# The paper's figures (neuroattack.figures), each a png (in the report, with its caption),
+# a pdf and the numbers it plots (figure_outputs). Figures 1, 2 and 4 show the last recorded
+# round of the loop.
 
 EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least sensitive
 
 
+def last_round_responses():
+    """The last recorded round's responses, where a round was recorded."""
+    return {"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}
+
+
+def coverage_brain_inputs(wildcards):
+    """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
+    return {**last_round_responses(), **({"white_box": artifact("white_box")} if RUN.simulated else {})}
+
+
+rule figure1:
+    input:
+        artifact("sensitivity"),
+    output:
+        **figure_outputs(1),
+    log:
+        log_file("figure1"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure1.py"
+
+
 rule figure2:
     input:
-        unpack(
-            lambda wildcards: (
-                {"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}
-            )
-        ),
+        unpack(lambda wildcards: last_round_responses()),
         stimuli=artifact("stimuli"),
-        recordings=artifact("clean_recordings"),
+        recordings=clean_recordings(),
         attacks=round_attack_files(RUN.figure1_round),
     output:
-        png=report(artifact("figure", number=2) + ".png", caption="../report/figure2.rst", category="Figures"),
-        pdf=artifact("figure", number=2) + ".pdf",
-        numbers=artifact("figure", number=2) + ".nc",
+        **figure_outputs(2),
     log:
         log_file("figure2"),
     localrule: True
@@ -29,16 +48,30 @@ rule figure2:
         "../scripts/figure2.py"
 
 
+rule figure3:
+    input:
+        artifact("preference"),
+    output:
+        **figure_outputs(3),
+    log:
+        log_file("figure3"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    params:
+        sites=config["preference"]["figure_sites"],
+    script:
+        "../scripts/figure3.py"
+
+
 rule figure4:
     input:
         unpack(coverage_brain_inputs),
-        recordings=artifact("clean_recordings"),
+        recordings=clean_recordings(),
         attacks=round_attack_files(RUN.figure1_round),
         sensitivity=artifact("sensitivity"),
     output:
-        png=report(artifact("figure", number=4) + ".png", caption="../report/figure4.rst", category="Figures"),
-        pdf=artifact("figure", number=4) + ".pdf",
-        numbers=artifact("figure", number=4) + ".nc",
+        **figure_outputs(4),
     log:
         log_file("figure4"),
     localrule: True
@@ -51,19 +84,66 @@ rule figure4:
         "../scripts/figure4.py"
 
 
-rule sensitivity_table:
+rule figure5:
     input:
-        artifact("sensitivity"),
+        artifact("screening"),
     output:
-        report(
-            artifact("sensitivity_table"),
-            caption="../report/sensitivity_table.rst",
-            category="Tables",
-        ),
+        **figure_outputs(5),
     log:
-        log_file("sensitivity_table"),
+        log_file("figure5"),
     localrule: True
     conda:
         "../../envs/figures.yaml"
     script:
-        "../scripts/sensitivity_table.py"
+        "../scripts/figure5.py"
+
+
+rule figure6:
+    input:
+        [artifact("round_sensitivity", round=number) for number in range(1, RUN.recorded_rounds + 1)],
+    output:
+        **figure_outputs(6),
+    log:
+        log_file("figure6"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure6.py"
+
+
+if RUN.depth_views:
+
+    rule figure7:
+        input:
+            artifact("sensitivity"),
+        output:
+            **figure_outputs(7),
+        log:
+            log_file("figure7"),
+        localrule: True
+        conda:
+            "../../envs/figures.yaml"
+        params:
+            layers=layers_by_depth(config),
+            own_layers={name: network_layer(config, name) for name in RUN.networks},
+        script:
+            "../scripts/figure7.py"
+
+
+rule figure8:
+    input:
+        responses=[artifact("round_responses", round=number) for number in range(1, RUN.recorded_rounds + 1)],
+        recordings=clean_recordings(),
+    output:
+        **figure_outputs(8),
+    log:
+        log_file("figure8"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    params:
+        bootstrap=config["sensitivity"]["bootstrap"],
+        seed=seed("bootstrap"),
+    script:
+        "../scripts/figure8.py"

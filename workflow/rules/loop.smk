@@ -1,28 +1,103 @@
-# The closed loop over recording rounds (figure 6): round r's site models are refitted on
-# the clean recordings and every earlier round's; they attack the same clean images again;
-# the round's perturbed and random-direction images are recorded (in silico by the brain,
-# in the lab from recordings.perturbed). Round 1's attacks are attack_image's (attacks/),
-# on site_models/, unless loop.ensemble names networks: then every round's site models are
-# one file per member (ensemble/<network>.nc, each network's readout of the same sites) and
-# every round attacks the members' mean response. With loop.refit: network, each
-# member (the surrogate, or every ensemble network) is first fine-tuned for the round
-# (rounds/round<r>/networks/<member>.nc) and its readouts are refitted on its new features.
+# The closed loop over recording rounds (figure 6), every round alike: round r's site models,
+# fitted on the clean recordings and every earlier round's (round 1's: on the clean recordings
+# alone, site_models.smk), attack the same clean images (attack_round); the round's stimulus
+# set (its perturbed and random-direction images) is recorded (in silico by the brain, in the
+# lab through the rig); its responses and s~ follow. With loop.ensemble every round's site
+# models are one file per member (ensemble/<network>.nc, each network's readout of the same
+# sites) and every round attacks the members' mean response. With loop.refit: network, each
+# member is first fine-tuned for the round (rounds/round<r>/networks/<member>.nc) and its
+# readouts are refitted on its new features.
+
+LATER_ROUND = r"[2-9]|[1-9]\d+"
+
+
+def loop_members():
+    """The networks whose site models attack every round: the ensemble's, or the surrogate
+    (named `surrogate` in the loop's files, as it may be chosen only by the screening)."""
+    return list(RUN.ensemble) or [SURROGATE_MEMBER]
+
+
+def member_weights(name):
+    return surrogate_weights() if name == SURROGATE_MEMBER else artifact("network", network=name)
+
+
+def member_features(name):
+    return surrogate_features() if name == SURROGATE_MEMBER else surrogate_network_features(name)
+
+
+def round_member_weights(number, name):
+    """The weights of loop member `name` in round `number`: with loop.refit: network, from
+    round 2 on, the network fine-tuned on everything recorded before the round."""
+    if RUN.refit == "network" and int(number) > 1:
+        return artifact("round_network", round=number, network=name)
+    return member_weights(name)
+
+
+def round_site_models(number):
+    """The site models that attack round `number`, one file per loop member (with
+    loop.refit: none, round 1's in every round)."""
+    fitted = 1 if RUN.refit == "none" else int(number)
+    if RUN.ensemble:
+        return [artifact("round_member_site_models", round=fitted, network=name) for name in RUN.ensemble]
+    return [artifact("round_site_models", round=fitted)]
+
+
+def round_attack_inputs(wildcards):
+    """What round `wildcards.round`'s attack reads: its site models and their networks and,
+    with loop.warm_start, the earlier round's attacks, where each row starts."""
+    number = int(wildcards.round)
+    inputs = {
+        "stimuli": artifact("stimuli"),
+        "site_models": round_site_models(number),
+        "surrogate": [round_member_weights(number, name) for name in loop_members()],
+    }
+    if RUN.warm_start and number > 1:
+        inputs["previous"] = round_attack_files(number - 1)
+    return inputs
+
+
+def earlier_rounds(wildcards):
+    """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on."""
+    files = {}
+    for number in range(1, int(wildcards.round)):
+        files[f"shown_{number}"] = artifact("round_stimuli", round=number)
+        files[f"recordings_{number}"] = round_recordings(number)
+    return files
+
+
+def refit_inputs(wildcards):
+    """What every refit of round `wildcards.round` reads besides the members' networks."""
+    return {
+        **earlier_rounds(wildcards),
+        "first": artifact("round_site_models", round=1),
+        "recordings": clean_recordings(),
+        "stimuli": artifact("stimuli"),
+    }
+
+
+def session_stimuli(wildcards):
+    """The stimulus set a recording session shows: the clean one, or a round's."""
+    if wildcards.session == "clean":
+        return artifact("stimuli")
+    return artifact("round_stimuli", round=wildcards.session.removeprefix("round"))
+
+
+def session_number(session):
+    """A session's place in the recording-noise seed stream: 0 for the clean one, r for round r."""
+    return 0 if session == "clean" else int(session.removeprefix("round"))
 
 
 rule finetune_surrogate:
     input:
-        unpack(earlier_rounds),
-        first=artifact("site_models"),
+        unpack(refit_inputs),
         weights=lambda wildcards: member_weights(wildcards.network),
         features=lambda wildcards: member_features(wildcards.network),
-        recordings=artifact("clean_recordings"),
-        stimuli=artifact("stimuli"),
     output:
         artifact("round_network"),
     log:
         log_file("finetune_surrogate/round{round}/{network}"),
     wildcard_constraints:
-        round=r"[2-9]|[1-9]\d+",
+        round=LATER_ROUND,
         network=name_pattern(loop_members()),
     priority: CHAIN
     conda:
@@ -37,47 +112,43 @@ rule finetune_surrogate:
         "../scripts/finetune_surrogate.py"
 
 
-rule refit_site_models:
-    input:
-        unpack(earlier_rounds),
-        first=artifact("site_models"),
-        surrogate=lambda wildcards: [round_member_weights(wildcards.round, SURROGATE_MEMBER)],
-        features=[surrogate_features()],
-        recordings=artifact("clean_recordings"),
-        stimuli=artifact("stimuli"),
-    output:
-        [artifact("round_site_models")],
-    log:
-        log_file("refit_site_models/round{round}"),
-    wildcard_constraints:
-        round=r"[2-9]|[1-9]\d+",
-    priority: CHAIN
-    conda:
-        "../../envs/compute.yaml"
-    resources:
-        **cpu_job(mem_mb=8000, runtime=30),
-    params:
-        settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
-        seed=seed("site_model_folds"),
-    script:
-        "../scripts/refit_site_models.py"
-
-
 if RUN.ensemble:
 
-    # One job per round fits every member's readouts (the earlier rounds are read once).
+    # One job per round fits every member's readouts (the earlier rounds are read once); round
+    # 1's are fitted on the clean recordings alone, for round 1's sites.
     rule ensemble_site_models:
         input:
-            unpack(earlier_rounds),
-            first=artifact("site_models"),
+            unpack(refit_inputs),
             surrogate=lambda wildcards: [round_member_weights(wildcards.round, name) for name in RUN.ensemble],
             features=[surrogate_network_features(name) for name in RUN.ensemble],
-            recordings=artifact("clean_recordings"),
-            stimuli=artifact("stimuli"),
         output:
             [artifact("round_member_site_models", network=name) for name in RUN.ensemble],
         log:
             log_file("ensemble_site_models/round{round}"),
+        priority: CHAIN
+        conda:
+            "../../envs/compute.yaml"
+        resources:
+            **cpu_job(mem_mb=8000, runtime=30),
+        params:
+            settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
+            seed=seed("site_model_folds"),
+        script:
+            "../scripts/refit_site_models.py"
+
+else:
+
+    rule refit_site_models:
+        input:
+            unpack(refit_inputs),
+            surrogate=lambda wildcards: [round_member_weights(wildcards.round, SURROGATE_MEMBER)],
+            features=[surrogate_features()],
+        output:
+            [artifact("round_site_models")],
+        log:
+            log_file("refit_site_models/round{round}"),
+        wildcard_constraints:
+            round=LATER_ROUND,
         priority: CHAIN
         conda:
             "../../envs/compute.yaml"
@@ -97,8 +168,6 @@ rule attack_round:
         [artifact("round_attack", index=index) for index in RUN.attack_indices],
     log:
         log_file("attack_round/round{round}"),
-    wildcard_constraints:
-        round=r"[2-9]|[1-9]\d+",
     priority: CHAIN
     conda:
         "../../envs/compute.yaml"
@@ -110,13 +179,17 @@ rule attack_round:
         **gpu_job(mem_mb=8000, runtime=20 + 5 * len(RUN.attack_indices), chunk_rows=config["attack"]["chunk_rows"]),
     params:
         attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
-        seeds=lambda wildcards: [
-            {
-                "attack_starts": seed("attack_starts", int(wildcards.round), int(index)),
-                "model_baseline": seed("model_baseline", int(wildcards.round), int(index)),
-            }
-            for index in RUN.attack_indices
-        ],
+        images=len(RUN.attack_indices),
+        seeds=lambda wildcards: {
+            "attacked_images": seed("attacked_images"),
+            "per_image": [
+                {
+                    "attack_starts": seed("attack_starts", int(wildcards.round), int(index)),
+                    "model_baseline": seed("model_baseline", int(wildcards.round), int(index)),
+                }
+                for index in RUN.attack_indices
+            ],
+        },
     script:
         "../scripts/attack_round.py"
 
@@ -141,12 +214,71 @@ rule round_stimuli:
         "../scripts/round_stimuli.py"
 
 
+if RUN.simulated:
+
+    # One rule records any session, the clean stimulus set's or a round's, from the brain.
+    rule record:
+        input:
+            brain=artifact("brain"),
+            shown=session_stimuli,
+        output:
+            artifact("recordings"),
+        log:
+            log_file("record/{session}"),
+        wildcard_constraints:
+            session=r"clean|round[1-9]\d*",
+        priority: CHAIN
+        conda:
+            "../../envs/compute.yaml"
+        resources:
+            **cpu_job(mem_mb=8000, runtime=30),
+        params:
+            repetitions=config["brain"]["repetitions"],
+            seed=lambda wildcards: seed("recording_noise", session_number(wildcards.session)),
+        script:
+            "../scripts/record.py"
+
+else:
+
+    # With a lab's rig: each round's stimulus set goes out, its recordings come back.
+    rule export_rig_stimuli:
+        input:
+            artifact("round_stimuli"),
+        output:
+            multiext(artifact("round_rig_stimuli"), ".csv", ".zip"),
+        log:
+            log_file("export_rig_stimuli/round{round}"),
+        localrule: True
+        conda:
+            "../../envs/compute.yaml"
+        script:
+            "../scripts/export_rig_stimuli.py"
+
+    rule ingest_perturbed_recordings:
+        input:
+            table=lambda wildcards: RUN.perturbed_tables[int(wildcards.round) - 1],
+            shown=artifact("round_stimuli"),
+            clean=clean_recordings(),
+            site_models=artifact("round_site_models", round=1),
+        output:
+            round_recordings(),
+        log:
+            log_file("ingest_perturbed_recordings/round{round}"),
+        priority: CHAIN
+        conda:
+            "../../envs/compute.yaml"
+        resources:
+            **cpu_job(mem_mb=8000, runtime=30),
+        script:
+            "../scripts/ingest_perturbed_recordings.py"
+
+
 rule round_responses:
     input:
         unpack(
             lambda wildcards: {
                 "shown": artifact("round_stimuli"),
-                "recordings": artifact("round_recordings"),
+                "recordings": round_recordings(),
                 "attacks": round_attack_files(wildcards.round),
                 **({"brain": artifact("brain")} if RUN.simulated else {}),
             }
@@ -170,7 +302,7 @@ rule round_sensitivity:
             lambda wildcards: {
                 "attacks": round_attack_files(wildcards.round),
                 "responses": artifact("round_responses", round=wildcards.round),
-                "recordings": artifact("clean_recordings"),
+                "recordings": clean_recordings(),
                 **({"white_box": artifact("white_box")} if RUN.simulated else {}),
             }
         ),
@@ -187,39 +319,3 @@ rule round_sensitivity:
         seed=seed("bootstrap"),
     script:
         "../scripts/round_sensitivity.py"
-
-
-rule figure6:
-    input:
-        round_sensitivity_files(),
-    output:
-        png=report(artifact("figure", number=6) + ".png", caption="../report/figure6.rst", category="Figures"),
-        pdf=artifact("figure", number=6) + ".pdf",
-        numbers=artifact("figure", number=6) + ".nc",
-    log:
-        log_file("figure6"),
-    localrule: True
-    conda:
-        "../../envs/figures.yaml"
-    script:
-        "../scripts/figure6.py"
-
-
-rule figure8:
-    input:
-        responses=[artifact("round_responses", round=number) for number in range(1, RUN.recorded_rounds + 1)],
-        recordings=artifact("clean_recordings"),
-    output:
-        png=report(artifact("figure", number=8) + ".png", caption="../report/figure8.rst", category="Figures"),
-        pdf=artifact("figure", number=8) + ".pdf",
-        numbers=artifact("figure", number=8) + ".nc",
-    log:
-        log_file("figure8"),
-    localrule: True
-    conda:
-        "../../envs/figures.yaml"
-    params:
-        bootstrap=config["sensitivity"]["bootstrap"],
-        seed=seed("bootstrap"),
-    script:
-        "../scripts/figure8.py"

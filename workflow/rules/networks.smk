@@ -1,3 +1,23 @@
+# The networks: trained by the workflow, converted from a downloaded checkpoint, or imported
+# from the user's zoo entry or code (neuroattack.networks); and each one's features at its layer.
+
+
+def training_inputs(wildcards):
+    data = config.get("training_data", {})
+    return {"folder": data["path"]} if data.get("source") == "folder" else {}
+
+
+def user_model_inputs(wildcards):
+    """A user's network's weights file, where its entry names one."""
+    local = weights_file(wildcards.network, config["networks"][wildcards.network])
+    return {} if local is None else {"weights": downloaded(config, local)}
+
+
+def viewed_network_weights(wildcards):
+    """The weights a features file is made from: its network's (a depth view's network's)."""
+    return artifact("network", network=split_view(wildcards.network)[0])
+
+
 rule train_network:
     input:
         unpack(training_inputs),
@@ -48,3 +68,43 @@ rule import_network:
         seed=seed("network_init"),
     script:
         "../scripts/import_network.py"
+
+
+rule convert_checkpoint:
+    input:
+        downloaded(config, "checkpoints/{network}.ckpt"),
+    output:
+        artifact("network"),
+    log:
+        log_file("convert_checkpoint/{network}"),
+    wildcard_constraints:
+        network=name_pattern(RUN.downloaded),
+    conda:
+        "../../envs/compute.yaml"
+    resources:
+        **cpu_job(mem_mb=8000, runtime=20),
+    params:
+        network=lambda wildcards: checkpoint_settings(config, wildcards.network),
+    script:
+        "../scripts/convert_checkpoint.py"
+
+
+rule features:
+    input:
+        weights=viewed_network_weights,
+        stimuli=artifact("stimuli"),
+    output:
+        artifact("features"),
+    log:
+        log_file("features/{network}"),
+    wildcard_constraints:
+        network=name_pattern(RUN.networks + RUN.views),
+    priority: CHAIN
+    conda:
+        "../../envs/compute.yaml"
+    resources:
+        **gpu_job(mem_mb=8000, runtime=30),
+    params:
+        layer=lambda wildcards: network_layer(config, wildcards.network),
+    script:
+        "../scripts/features.py"

@@ -1,12 +1,23 @@
-# Recordings from outside the workflow: a Brain-Score assembly or a lab's own table,
-# converted into the project's recordings format; and the loop with a lab's rig.
+# Recordings from outside the workflow: a Brain-Score assembly or a lab's own table, converted
+# into the project's recordings format (neuroattack.data). A lab's later rounds come back
+# from its rig through the loop (loop.smk, ingest_perturbed_recordings).
+
+
+def recordings_inputs(wildcards):
+    """The recordings to import, and the stimulus set their stimulus ids are checked against."""
+    recordings = config["recordings"]
+    if recordings["source"] == "brainscore":
+        source = {"assembly": downloaded(config, download_name(recordings["assembly"], "brainscore"))}
+    else:
+        source = {"table": recordings["path"]}
+    return {**source, "stimuli": artifact("stimuli")}
 
 
 rule import_recordings:
     input:
         unpack(recordings_inputs),
     output:
-        artifact("clean_recordings"),
+        clean_recordings(),
     log:
         log_file("import_recordings"),
     conda:
@@ -17,36 +28,3 @@ rule import_recordings:
         settings=recordings_settings(config),
     script:
         "../scripts/import_recordings.py"
-
-
-rule export_rig_stimuli:
-    input:
-        artifact("round_stimuli"),
-    output:
-        multiext(artifact("round_rig_stimuli"), ".csv", ".zip"),
-    log:
-        log_file("export_rig_stimuli/round{round}"),
-    localrule: True
-    conda:
-        "../../envs/compute.yaml"
-    script:
-        "../scripts/export_rig_stimuli.py"
-
-
-rule ingest_perturbed_recordings:
-    input:
-        table=lambda wildcards: RUN.perturbed_tables[int(wildcards.round) - 1],
-        shown=artifact("round_stimuli"),
-        clean=artifact("clean_recordings"),
-        site_models=artifact("site_models"),
-    output:
-        artifact("round_recordings"),
-    log:
-        log_file("ingest_perturbed_recordings/round{round}"),
-    priority: CHAIN
-    conda:
-        "../../envs/compute.yaml"
-    resources:
-        **cpu_job(mem_mb=8000, runtime=30),
-    script:
-        "../scripts/ingest_perturbed_recordings.py"

@@ -96,19 +96,3 @@ if not RUN.simulated:
             "../../envs/compute.yaml"
         script:
             "../scripts/export_screening_stimuli.py"
-
-
-rule figure5:
-    input:
-        rules.screening.output[0],
-    output:
-        png=report(artifact("figure", number=5) + ".png", caption="../report/figure5.rst", category="Figures"),
-        pdf=artifact("figure", number=5) + ".pdf",
-        numbers=artifact("figure", number=5) + ".nc",
-    log:
-        log_file("figure5"),
-    localrule: True
-    conda:
-        "../../envs/figures.yaml"
-    script:
-        "../scripts/figure5.py"

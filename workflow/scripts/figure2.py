@@ -8,7 +8,7 @@ log = configure(snakemake.log[0], snakemake.threads)
 named = set(snakemake.input.keys())  # input is also a list: `in` on it would test paths
 examples = coverage.examples(
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
-    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
+    [io.read_dataset(path, "site_attack") for path in snakemake.input.attacks],
     io.read_dataset(snakemake.input.responses, "responses") if "responses" in named else None,
     io.read_dataset(snakemake.input.recordings, "recordings"),
     snakemake.params.sites,

@@ -1,7 +1,8 @@
 """Rule finetune_surrogate: one surrogate network fine-tuned on everything recorded before a round."""
 
-from neuroattack import io, refit
-from neuroattack.networks.finetune import FinetuneSettings
+from neuroattack import io
+from neuroattack.loop import refit
+from neuroattack.loop.finetune import FinetuneSettings
 from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

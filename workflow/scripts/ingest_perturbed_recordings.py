@@ -2,7 +2,7 @@
 
 from neuroattack import io
 from neuroattack.data.recording_sources import table_to_recordings
-from neuroattack.loop import check_round_recordings
+from neuroattack.loop.rig import check_round_recordings
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

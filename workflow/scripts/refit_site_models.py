@@ -3,7 +3,8 @@ network (the surrogate, or every ensemble member), refitted on every recording b
 
 import numpy as np
 
-from neuroattack import io, refit
+from neuroattack import io
+from neuroattack.loop import refit
 from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

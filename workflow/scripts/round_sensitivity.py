@@ -1,12 +1,13 @@
 """Rule round_sensitivity: one round's s~(eps): black box, recorded random baseline, surrogate, white box."""
 
-from neuroattack import io, loop
+from neuroattack import io
+from neuroattack.loop import responses
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 named = set(snakemake.input.keys())
-result = loop.round_sensitivity(
-    attacks=[io.read_dataset(path, "attack") for path in snakemake.input.attacks],
+result = responses.round_sensitivity(
+    attacks=[io.read_dataset(path, "site_attack") for path in snakemake.input.attacks],
     responses=io.read_dataset(snakemake.input.responses, "responses"),
     recordings=io.read_dataset(snakemake.input.recordings, "recordings"),
     white_box_changes=io.read_dataset(snakemake.input.white_box, "white_box") if "white_box" in named else None,

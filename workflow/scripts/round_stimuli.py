@@ -1,12 +1,13 @@
 """Rule round_stimuli: the images one round shows (clean, perturbed, random directions)."""
 
-from neuroattack import io, loop
+from neuroattack import io
+from neuroattack.loop.stimulus_set import round_stimulus_set
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
-shown = loop.round_stimulus_set(
+shown = round_stimulus_set(
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
-    [io.read_dataset(path, "attack") for path in snakemake.input.attacks],
+    [io.read_dataset(path, "site_attack") for path in snakemake.input.attacks],
     int(snakemake.wildcards.round),
     snakemake.params.seed,
     snakemake.params.norm,

@@ -110,8 +110,17 @@ def _check_same_units(attacks: Sequence[xr.Dataset]) -> None:
         if not np.array_equal(attack["unit_index"].values, reference):
             raise ValueError(
                 f"attack files disagree on the attacked units ({attack.attrs['stimulus_id']}); remake them all: "
-                "run your snakemake command again with --forcerun attack_image"
+                "run your snakemake command again with --forcerun attack_units"
             )
+
+
+def _check_same_images(site_attacks: Sequence[xr.Dataset], unit_attacks: Sequence[xr.Dataset]) -> None:
+    sites, units = ([str(a.attrs["stimulus_id"]) for a in files] for files in (site_attacks, unit_attacks))
+    if sites != units:
+        raise ValueError(
+            f"the sites' attacks are of the images {sites[:3]}..., the network units' of {units[:3]}...; "
+            "remake both from the same config: run your snakemake command again with --forcerun attack_units"
+        )
 
 
 def site_sigma(recordings: xr.Dataset, neuroid_id: np.ndarray) -> xr.DataArray:
@@ -169,6 +178,7 @@ def summarize_populations(changes: xr.DataArray, bootstrap: int, seed: int) -> x
 
 def estimate_populations(
     attacks: Sequence[xr.Dataset],
+    unit_attacks: Sequence[xr.Dataset],
     responses: xr.Dataset | None,
     recordings: xr.Dataset,
     features: Mapping[str, xr.Dataset],
@@ -179,8 +189,9 @@ def estimate_populations(
 ) -> xr.Dataset:
     """Figure 1: s~(eps) with bootstrap CIs for every population, and each one's random-pair level.
 
-    Populations: those of `site_changes` (the brain, the surrogate, random directions on it),
-    then every network of `features` and random directions on each."""
+    Populations: those of `site_changes` of the round's `attacks` (the brain, the surrogate,
+    random directions on it), then every network of `features` and random directions on each,
+    from the network units' attacks of the same images (`unit_attacks`)."""
     sites = site_changes(attacks, responses, recordings, white_box_changes)
     order = [BRAIN_BLACK_BOX, SURROGATE, random_directions("surrogate"), BRAIN_WHITE_BOX]
     sites = sites.sel(population=[name for name in order if name in sites["population"].values])
@@ -191,9 +202,13 @@ def estimate_populations(
             clean_means.values, random_pairs, seed
         )
     }
-    _check_same_units(attacks)
+    _check_same_images(attacks, unit_attacks)
+    _check_same_units(unit_attacks)
     unit_change = xr.concat(
-        [a[["unit_change", "unit_random_change"]] for a in attacks], dim="image", coords="minimal", compat="override"
+        [a[["unit_change", "unit_random_change"]] for a in unit_attacks],
+        dim="image",
+        coords="minimal",
+        compat="override",
     )
     for name, feats in features.items():
         part = unit_change.isel(unit=np.flatnonzero(unit_change["network"].values == name))

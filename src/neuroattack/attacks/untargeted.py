@@ -1,14 +1,17 @@
-"""Untargeted attacks on one clean image: every site's surrogate and sampled units of
-every network, at every eps, in both directions, with the random-direction baseline;
-and, for validation in silico, the simulated brain's sites attacked directly.
+"""Untargeted attacks on one clean image, at every eps, in both directions, with the
+random-direction baseline: a round's attack on every site's predicted response
+(`attack_sites`, the same function in every round of the loop), the white-box attack on
+sampled units of every network (`attack_units`), and, for validation in silico, the
+simulated brain's sites attacked directly (`white_box_changes`).
 
-One attack file per clean image (a natural GPU batch); everything downstream reads
-the achieved changes from these files.
+One attack file per clean image and round (a natural GPU batch), and one per clean image for
+the network units; everything downstream reads the achieved changes from these files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -88,15 +91,126 @@ def result_block(kind: str, results: Mapping[str, np.ndarray], coords: Mapping[s
     )
 
 
-def attack_image(
+def attack_sites(
+    stimulus_id: str,
+    stimuli: xr.Dataset,
+    surrogates: Sequence[xr.Dataset],
+    site_models: Sequence[xr.Dataset],
+    settings: AttackSettings,
+    eps_grid: Sequence[float],
+    seed: int,
+    baseline_seed: int,
+    previous: xr.Dataset | None = None,
+    device: torch.device | None = None,
+    progress: Progress | None = None,
+) -> xr.Dataset:
+    """One round's attack on one clean image, the same in every round: every site's predicted
+    response, the mean over the ensemble members (surrogate network k with its site models
+    site_models[k]; one member: the single surrogate), at every eps in both directions, with
+    the random-direction baseline on it (`baseline_seed`). The transfer options of `settings`
+    shape these (black-box) attacks. With `previous` (the earlier round's attack file of the
+    image), each row's first restart starts from that round's best perturbation of the row."""
+    image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
+    neuroid_id = site_models[0]["neuroid_id"].values
+    warm_start = None if previous is None else warm_start_of(previous, stimulus_id, neuroid_id, eps_grid, image)
+    sites = attack_targets(
+        ensemble_response(surrogates, site_models),
+        image,
+        np.arange(site_models[0].sizes["site"]),
+        eps_grid,
+        settings,
+        seed,
+        progress,
+        warm_start=warm_start,
+        baseline_seed=baseline_seed,
+    )
+    coords = {"eps": list(eps_grid), "direction": list(DIRECTIONS), "neuroid_id": ("site", neuroid_id)}
+    ds = result_block("site", sites, coords)
+    ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
+    ds.attrs = {
+        "stimulus_id": stimulus_id,
+        "attack_seed": seed,
+        "ensemble": [str(m.attrs.get("surrogate_network", "")) for m in site_models],
+        "warm_started": int(previous is not None),
+        **_attack_attrs(sites, len(eps_grid), settings, image.device),
+    }
+    return ds
+
+
+def attack_round(
+    stimulus_ids: Sequence[str],
+    stimuli: xr.Dataset,
+    surrogates: Sequence[xr.Dataset],
+    site_models: Sequence[xr.Dataset],
+    settings: AttackSettings,
+    eps_grid: Sequence[float],
+    seeds: Sequence[tuple[int, int]],
+    previous: Sequence[xr.Dataset] | None = None,
+    device: torch.device | None = None,
+    workers: int = 1,
+    progress: Callable[[str], Progress | None] | None = None,
+) -> Iterator[xr.Dataset]:
+    """A round's attack on every clean image (`attack_sites` per image; image i with
+    seeds[i] = (attack starts, model baseline) and, with `previous`, the earlier round's
+    attack file previous[i]), yielded in image order as each is done. Images run `workers` at
+    a time in threads of this process, each on one torch thread on the CPU: the same numbers
+    as one image at a time, in one start-up."""
+    if len(seeds) != len(stimulus_ids) or (previous is not None and len(previous) != len(stimulus_ids)):
+        raise ValueError(f"{len(stimulus_ids)} images but {len(seeds)} seed pairs; give one per image")
+
+    def one(position: int) -> xr.Dataset:
+        stimulus_id = stimulus_ids[position]
+        return attack_sites(
+            stimulus_id,
+            stimuli,
+            surrogates,
+            site_models,
+            settings,
+            eps_grid,
+            seed=seeds[position][0],
+            baseline_seed=seeds[position][1],
+            previous=None if previous is None else previous[position],
+            device=device,
+            progress=None if progress is None else progress(stimulus_id),
+        )
+
+    workers = max(1, min(workers, len(stimulus_ids)))
+    if workers == 1:
+        yield from map(one, range(len(stimulus_ids)))
+        return
+    threads = torch.get_num_threads()
+    if device is None or device.type == "cpu":
+        torch.set_num_threads(1)  # each worker's ops run in its own thread
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(one, range(len(stimulus_ids)))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def warm_start_of(
+    previous: xr.Dataset, stimulus_id: str, neuroid_id: np.ndarray, eps_grid: Sequence[float], image: torch.Tensor
+) -> torch.Tensor:
+    """An earlier round's best perturbation of every (site, eps, direction) row of one clean
+    `image` (1, C, H, W), in attack_targets' row order, in [0, 1] pixel units."""
+    if str(previous.attrs["stimulus_id"]) != stimulus_id:
+        raise ValueError(
+            f"the warm start comes from an attack on {previous.attrs['stimulus_id']}, not on {stimulus_id}"
+        )
+    for name, expected in (("neuroid_id", neuroid_id), ("eps", eps_grid), ("direction", DIRECTIONS)):
+        if previous[name].values.tolist() != np.asarray(expected).tolist():
+            raise ValueError(f"the earlier round's attack has other {name} values than this round's; rerun it")
+    shown = previous["perturbed"].transpose("site", "eps", "direction", "y", "x", "channel").values
+    return to_tensor(shown.reshape(-1, *shown.shape[3:])).to(image.device) - image
+
+
+def attack_units(
     stimulus_id: str,
     stimuli: xr.Dataset,
     networks: Mapping[str, xr.Dataset],
     features: Mapping[str, xr.Dataset],
-    surrogates: Sequence[xr.Dataset],
-    site_models: Sequence[xr.Dataset],
     settings: AttackSettings,
-    eps_grid: list[float],
+    eps_grid: Sequence[float],
     units_per_network: int,
     seed: int,
     unit_seed: int,
@@ -104,40 +218,23 @@ def attack_image(
     device: torch.device | None = None,
     progress: Progress | None = None,
 ) -> xr.Dataset:
-    """Attack one clean image: every site's predicted response (round 1's: the surrogate's
-    site models, or with loop.ensemble the mean over the members, surrogate network k with
-    its site models site_models[k]), and sampled units of every network at every layer
+    """The white-box attack on one clean image of sampled units of every network at every layer
     `features` has (keyed by network, or depth view: its attrs name the network).
-    The transfer options of `settings` shape the sites' (black-box) attacks only.
     `unit_seed` picks the units (the same for every image); `seed` the attack's starts;
     `baseline_seed` the random directions of the model-side baseline.
     `progress(done, total)` hears how many row-restarts of the whole image are done."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
-    grid_coords = {"eps": eps_grid, "direction": list(DIRECTIONS)}
+    grid_coords = {"eps": list(eps_grid), "direction": list(DIRECTIONS)}
     units = {name: select_units(features[name], units_per_network, unit_seed) for name in features}
     per_target = len(eps_grid) * len(DIRECTIONS) * settings.restarts
-    models = site_models[0]
-    total = per_target * (models.sizes["site"] + sum(len(chosen) for chosen in units.values()))
+    total = per_target * sum(len(chosen) for chosen in units.values())
     offset = [0]
 
     def tracked(done: float, _: int) -> None:
         if progress is not None:
             progress(offset[0] + done, total)
 
-    sites = attack_targets(
-        ensemble_response(surrogates, site_models),
-        image,
-        np.arange(models.sizes["site"]),
-        eps_grid,
-        settings,
-        seed,
-        tracked,
-        baseline_seed=baseline_seed,
-    )
-    offset[0] += per_target * models.sizes["site"]
-    ds = result_block("site", sites, {**grid_coords, "neuroid_id": ("site", models["neuroid_id"].values)})
-    ds["perturbed"] = (("site", "eps", "direction", "y", "x", "channel"), sites["perturbed"])
-    unit_blocks = []
+    blocks, results = [], {}
     for name, chosen in units.items():  # every network, then every depth view (attack.layers)
         weights = networks[str(features[name].attrs.get("network", name))]
         response = UnitResponse(network_from_dataset(weights, name, features_layer(features[name])))
@@ -146,19 +243,24 @@ def attack_image(
         )
         offset[0] += per_target * len(chosen)
         coords = {**grid_coords, "network": ("unit", [name] * len(chosen)), "unit_index": ("unit", chosen)}
-        unit_blocks.append(result_block("unit", results, coords))
-    if unit_blocks:
-        ds = ds.merge(xr.concat(unit_blocks, dim="unit"))
-    ds.attrs = {
-        "stimulus_id": stimulus_id,
-        "ensemble": [str(m.attrs.get("surrogate_network", "")) for m in site_models],
-        "forward_passes_per_row": int(sites["passes"][0]),
-        "backward_passes_per_row": int(sites["passes"][1]),
-        "rows_per_target": len(eps_grid) * len(DIRECTIONS),
-        **{f"attack_{k}": v for k, v in vars(settings).items()},
-        "attack_search_precision": settings.search_precision(image.device),
-    }
+        blocks.append(result_block("unit", results, coords))
+    ds = xr.concat(blocks, dim="unit") if blocks else xr.Dataset(coords=grid_coords)
+    ds.attrs = {"stimulus_id": stimulus_id, **_attack_attrs(results, len(eps_grid), settings.white_box(), image.device)}
     return ds
+
+
+def _attack_attrs(
+    results: Mapping[str, np.ndarray], eps_count: int, settings: AttackSettings, device: torch.device
+) -> dict[str, object]:
+    """What an attack file records of how it was made: passes per row, rows per target, settings."""
+    passes = results.get("passes", np.zeros(2, dtype=int))
+    return {
+        "forward_passes_per_row": int(passes[0]),
+        "backward_passes_per_row": int(passes[1]),
+        "rows_per_target": eps_count * len(DIRECTIONS),
+        **{f"attack_{k}": v for k, v in vars(settings).items()},
+        "attack_search_precision": settings.search_precision(device),
+    }
 
 
 def white_box_changes(

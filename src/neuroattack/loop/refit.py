@@ -3,7 +3,7 @@
 Round r learns from the clean recordings plus every earlier round's recordings of its
 perturbed and random-direction images. `loop.refit: readout` refits each site's linear
 readout of the surrogate's (fixed) features on them; `loop.refit: network` first fine-tunes the
-surrogate network itself on them (`networks.finetune`), one weights file per round and network,
+surrogate network itself on them (`loop.finetune`), one weights file per round and network,
 and then refits the readouts on the fine-tuned features. Round 1 is never refitted.
 """
 
@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from neuroattack.brain.sitemodels import fit_to_recordings
 from neuroattack.data.recordings import aligned_sites, mean_response
+from neuroattack.loop.finetune import FinetuneSettings, finetune, held_out_groups
 from neuroattack.networks.features import features_layer
-from neuroattack.networks.finetune import FinetuneSettings, finetune, held_out_groups
 from neuroattack.networks.layers import at_layer
 from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import infer

@@ -1,0 +1,48 @@
+# s~(eps) with its interval for the brain and every network (neuroattack.analysis.sensitivity),
+# from the last recorded round's attacks and responses and the network units' attacks; and its
+# table for the report.
+
+
+rule sensitivity:
+    input:
+        unpack(
+            lambda wildcards: {
+                "attacks": round_attack_files(RUN.figure1_round),
+                "unit_attacks": [artifact("unit_attack", index=index) for index in RUN.attack_indices],
+                "recordings": clean_recordings(),
+                **({"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}),
+                **({"white_box": artifact("white_box")} if RUN.simulated else {}),
+                **{f"features_{name}": path for name, path in unit_features().items()},
+            }
+        ),
+    output:
+        artifact("sensitivity"),
+    log:
+        log_file("sensitivity"),
+    conda:
+        "../../envs/compute.yaml"
+    resources:
+        **cpu_job(mem_mb=8000, runtime=30),
+    params:
+        settings=science(config["sensitivity"]),
+        seed=seed("bootstrap"),
+    script:
+        "../scripts/sensitivity.py"
+
+
+rule sensitivity_table:
+    input:
+        artifact("sensitivity"),
+    output:
+        report(
+            artifact("sensitivity_table"),
+            caption="../report/sensitivity_table.rst",
+            category="Tables",
+        ),
+    log:
+        log_file("sensitivity_table"),
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/sensitivity_table.py"
