@@ -31,7 +31,8 @@ def test_dry_run_of_every_config(tmp_path: Path, configfile: str) -> None:
     config = yaml.safe_load((REPO / configfile).read_text())
     assert counts["figure1"] == 1 and counts["sensitivity"] == 1
     assert counts["attack_units"] == config["attack"]["images"]
-    assert counts.get("attack_round", 0) == config["loop"]["rounds"]
+    # in silico every round; with a lab's rig the rounds recorded so far and the next one
+    assert 1 <= counts["attack_round"] <= config["loop"]["rounds"]
 
 
 def test_default_dry_run_job_counts(tmp_path: Path) -> None:
