@@ -45,11 +45,14 @@ TARGET = {
     "extra": "",
 }
 # One environment per kind of job: the packages its rules' scripts import (directly or through
-# neuroattack's modules; neuroattack.runtime imports torch, so every kind has it), and why.
+# neuroattack's modules), and why. Only the computing stages use torch: neuroattack.runtime
+# imports it inside the functions that need it, and the download and figure jobs never load
+# it (tests/test_figures.py checks the figure scripts' imports), so their environments hold no
+# torch, no CUDA wheels, and none of torchvision or scikit-learn.
 KINDS: dict[str, tuple[str, list[str]]] = {
     "download": (
         "rule download: fetches public inputs (neuroattack.download, neuroattack.runtime)",
-        ["torch", "numpy", "pandas", "xarray", "tqdm"],
+        ["numpy", "pandas", "xarray", "tqdm"],
     ),
     "compute": (
         "the computing stages: stimuli, training, features, site models, attacks, brain, loop, screening",
@@ -69,20 +72,8 @@ KINDS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "figures": (
-        "figures 1-6 and the s~ table of the report",
-        [
-            "torch",
-            "torchvision",
-            "numpy",
-            "scipy",
-            "pandas",
-            "xarray",
-            "netCDF4",
-            "scikit-learn",
-            "matplotlib",
-            "seaborn",
-            "tqdm",
-        ],
+        "figures 1-8 and the s~ table of the report (neuroattack.figures, neuroattack.analysis, neuroattack.io)",
+        ["numpy", "scipy", "pandas", "xarray", "netCDF4", "matplotlib", "seaborn", "tqdm"],
     ),
 }
 # What conda's python and pip bring along (not pinned in constraints.txt, which `make` installs with pip).

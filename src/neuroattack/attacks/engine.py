@@ -1,15 +1,17 @@
 """The attack engine: projected gradient ascent on one unit's response, under an
-L2 budget in [0, 1] pixel space, with the paper's schedule.
+L2 or L-infinity budget in [0, 1] pixel space (`AttackSettings.norm`; the balls in
+geometry.py), with the paper's schedule.
 
 Every (target, image, eps, direction, restart) combination is a *row*. All rows
 run in one batched loop (chunked only to bound memory) with per-row eps and step
-size. Each step proposes best + step * normalised gradient, projected onto the
-ball and clamped to the image box; a row accepts the proposal if it raised the
-objective and otherwise shrinks its step by `step_decay` (so each row's iterate
-is the best point it has seen). The first phase runs inside a ball of radius
-`wide_ball_factor * eps`, the second inside eps. The final image is quantised to
-8 bits, rounding each pixel to the nearer level or to the level the gradient favours
-(whichever row-wise raises the objective more), never above eps. Restarts may be pruned by
+size. Each step proposes best + step * the norm's ascent direction (the normalised
+gradient under L2, its sign under L-infinity), projected onto the ball and clamped to
+the image box; a row accepts the proposal if it raised the objective and otherwise
+shrinks its step by `step_decay` (so each row's iterate is the best point it has seen).
+The first phase runs inside a ball of radius `wide_ball_factor * eps`, the second inside
+eps. The final image is quantised to 8 bits, rounding each pixel to the nearer level or
+to the level the gradient favours (whichever row-wise raises the objective more), never
+above eps. Restarts may be pruned by
 successive halving (`prune_every`, `prune_keep`): every few steps each row keeps its
 best restarts, so the paper's many restarts cost a fraction of their evaluations. Gradients are taken with
 respect to the input only, and nothing in the step loop synchronises with the host.

@@ -213,7 +213,7 @@ class AttackResult:
 
     clean: Tensor  # f(x)
     change: Tensor  # f(x + delta) - f(x), after quantisation
-    delta_norm: Tensor  # ||delta||_2 after quantisation
+    delta_norm: Tensor  # ||delta|| in the attack's norm (L2 or L-infinity) after quantisation
     perturbed: Tensor  # uint8 (rows, C, H, W): the image that is shown
     objective: Tensor  # best direction * change seen before quantisation
     forward_passes: int  # per row, all restarts included

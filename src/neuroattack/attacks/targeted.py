@@ -32,7 +32,7 @@ from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor
 
 Direction = Literal["increase", "decrease"]
 DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")
-SIGN: dict[str, float] = dict(zip(DIRECTIONS, DIRECTION_SIGNS, strict=True))  # as in attack.DIRECTIONS
+SIGN: dict[str, float] = dict(zip(DIRECTIONS, DIRECTION_SIGNS, strict=True))  # as in config.DIRECTIONS
 REFERENCES = ("predicted", "recorded")
 
 
