@@ -2,7 +2,7 @@
 
 Three criteria per candidate (its penultimate layer):
 - `cka`: linear CKA between the features and the trial-averaged site responses on the
-  clean stimuli (debiased by default, `screening.cka`), with a bootstrap interval over stimuli;
+  clean stimuli (debiased by default, `screening.cka`), with a jackknife interval over stimuli;
 - `predictivity`: Brain-Score's convention for MajajHong2015 IT (PLS regression, 10 splits
   of 90/10 stratified by category, Pearson r per site on the held-out stimuli, median over
   sites, mean over splits); ceiling = split-half reliability (median over sites,
@@ -18,6 +18,7 @@ candidate's site models and on the brain, relative to what the target's own atta
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,14 +85,54 @@ def _unbiased_hsic(k: np.ndarray, l_: np.ndarray) -> float:
     return float(np.sum(k * l_) + k_sums.sum() * l_sums.sum() / ((n - 1) * (n - 2)) - 2 * (k_sums @ l_sums) / (n - 2))
 
 
-def bootstrap_cka(
-    x: np.ndarray, y: np.ndarray, draws: int, seed: int, form: str = "debiased"
-) -> tuple[float, float, float]:
-    """CKA and its bootstrap interval over stimuli (rows resampled with replacement)."""
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(len(x), size=(draws, len(x)))
-    samples = np.array([linear_cka(x[drawn], y[drawn], form) for drawn in rows])
-    return (linear_cka(x, y, form), *interval(samples))
+def cka_interval(x: np.ndarray, y: np.ndarray, form: str = "debiased") -> tuple[float, float, float]:
+    """CKA and its jackknife interval over stimuli: the estimate +- z * the delete-one jackknife
+    standard error (z for `CONFIDENCE`).
+
+    Not a bootstrap: a stimulus drawn twice would pair with its own copy, whose Gram entry is its
+    squared norm off the diagonal, which the debiased form's correction assumes absent (on
+    unrelated data the bootstrap values sit far above the estimate). Every jackknife sample holds
+    n - 1 distinct stimuli, so it is the same estimator on a smaller sample; CKA is a smooth
+    function of (U- or V-) statistics, for which the jackknife variance is consistent (Arvesen 1969).
+    The n deletions are computed from the full Gram matrices, O(n^2) in all."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    value = linear_cka(x, y, form)
+    if form == "debiased" and len(x) < 5:
+        raise ValueError(
+            f"the debiased CKA's jackknife needs at least 5 stimuli, got {len(x)}; use screening.cka: biased"
+        )
+    k, l_ = x @ x.T, y @ y.T
+    deleted = _leave_one_out_hsic(k, l_, form)
+    scale = np.sqrt(_leave_one_out_hsic(k, k, form) * _leave_one_out_hsic(l_, l_, form))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        samples = np.where(scale > 0, deleted / scale, np.nan)
+    n = len(x)
+    error = float(np.sqrt((n - 1) / n * np.sum(np.square(samples - samples.mean()))))
+    half_width = statistics.NormalDist().inv_cdf(0.5 + CONFIDENCE / 2) * error
+    return value, value - half_width, value + half_width
+
+
+def _leave_one_out_hsic(k: np.ndarray, l_: np.ndarray, form: str) -> np.ndarray:
+    """Per stimulus i, the HSIC (up to a factor common to every HSIC of the same sample size,
+    which cancels in CKA) of the Gram matrices with row and column i deleted: the sums the
+    estimator needs, less stimulus i's share."""
+    if form == "debiased":
+        k, l_ = _zero_diagonal(k), _zero_diagonal(l_)
+    m = len(k) - 1  # stimuli left
+    k_sums, l_sums = k.sum(axis=0), l_.sum(axis=0)
+    own_k, own_l = np.diag(k), np.diag(l_)
+    products = np.sum(k * l_) - 2 * np.sum(k * l_, axis=0) + own_k * own_l  # sum of k_jq l_jq over j, q != i
+    totals_k, totals_l = k_sums.sum() - 2 * k_sums + own_k, l_sums.sum() - 2 * l_sums + own_l
+    # sum over j != i of (k_sums_j - k_ij)(l_sums_j - l_ij)
+    sums_products = (
+        k_sums @ l_sums - k @ l_sums - l_ @ k_sums + np.sum(k * l_, axis=0) - (k_sums - own_k) * (l_sums - own_l)
+    )
+    if form == "debiased":
+        unbiased: np.ndarray = products + totals_k * totals_l / ((m - 1) * (m - 2)) - 2 * sums_products / (m - 2)
+        return unbiased
+    plug_in: np.ndarray = products - 2 * sums_products / m + totals_k * totals_l / m**2
+    return plug_in
 
 
 # --- predictivity in Brain-Score's convention ---------------------------------------------
@@ -278,7 +319,7 @@ def screen(
     own_layer: dict[str, dict[str, float]] = {}
     for candidate in candidates:
         features_kept = candidate.features[complete]
-        cka, cka_low, cka_high = bootstrap_cka(features_kept, responses, draws, seed, cka_form)
+        cka, cka_low, cka_high = cka_interval(features_kept, responses, cka_form)
         correlations, components = split_correlations(features_kept, responses, categories, settings, seed)
         entry = {
             "cka": cka,
