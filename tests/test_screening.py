@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
+import torch
 import xarray as xr
 import yaml
 from sklearn.cross_decomposition import PLSRegression
@@ -18,7 +19,8 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import figures, io
-from neuroattack.analysis import screening, transfer
+from neuroattack.analysis import cka, criteria, predictivity, screening, transfer
+from neuroattack.analysis.criteria import Score
 
 
 def synthetic(seed: int = 0, stimuli: int = 80, units: int = 40, sites: int = 9) -> tuple[np.ndarray, ...]:
@@ -32,9 +34,9 @@ def synthetic(seed: int = 0, stimuli: int = 80, units: int = 40, sites: int = 9)
 
 def test_predictivity_matches_a_direct_scikit_learn_computation() -> None:
     features, responses, categories = synthetic()
-    settings = screening.PredictivitySettings(components=25, splits=10, test_fraction=0.1)
-    correlations, components = screening.split_correlations(features, responses, categories, settings, seed=3)
-    score = screening.predictivity(correlations, np.array([0.8]), draws=10, seed=0)
+    settings = predictivity.PredictivitySettings(components=25, splits=10, test_fraction=0.1)
+    correlations, components = predictivity.split_correlations(features, responses, categories, settings, seed=3)
+    score = predictivity.predictivity(correlations, np.array([0.8]), draws=10, seed=0)
     # Brain-Score's recipe, written out: 10 stratified 90/10 splits, PLS(25, scale=False),
     # Pearson r per site on the held-out stimuli, median over sites, mean over splits.
     splitter = StratifiedShuffleSplit(n_splits=10, train_size=0.9, random_state=3)
@@ -54,10 +56,10 @@ def test_predictivity_matches_a_direct_scikit_learn_computation() -> None:
 
 def test_pls_components_are_capped_at_what_the_data_allow() -> None:
     features, responses, categories = synthetic(units=6)
-    settings = screening.PredictivitySettings(components=25, splits=3, test_fraction=0.1)
-    _, components = screening.split_correlations(features, responses, categories, settings, seed=0)
+    settings = predictivity.PredictivitySettings(components=25, splits=3, test_fraction=0.1)
+    _, components = predictivity.split_correlations(features, responses, categories, settings, seed=0)
     assert components == 6
-    assert screening.usable_components(25, train_rows=12, features=100) == 11
+    assert predictivity.usable_components(25, train_rows=12, features=100) == 11
 
 
 def test_ceiling_is_the_spearman_brown_corrected_median_split_half_correlation() -> None:
@@ -65,7 +67,7 @@ def test_ceiling_is_the_spearman_brown_corrected_median_split_half_correlation()
     stimuli, trials, noise = 1000, 20, 1.0
     signal = rng.standard_normal((stimuli, 1, 5))
     repetitions = signal + noise * rng.standard_normal((stimuli, trials, 5))
-    ceilings = screening.ceiling_per_split(repetitions, splits=10, seed=0)
+    ceilings = predictivity.ceiling_per_split(repetitions, splits=10, seed=0)
     assert ceilings.shape == (10,)
     # theory for these data: a half's mean (10 trials) has noise variance noise^2 / 10, so the
     # halves of site j correlate as v_j / (v_j + noise^2 / 10), v_j its signal's variance over
@@ -85,13 +87,67 @@ def test_cka_is_one_for_identical_and_invariant_to_scaling_and_rotation(form: st
     x = rng.standard_normal((50, 12))
     y = x @ rng.standard_normal((12, 7)) + 0.5 * rng.standard_normal((50, 7))
     rotation, _ = np.linalg.qr(rng.standard_normal((12, 12)))
-    base = screening.linear_cka(x, y, form)
-    assert screening.linear_cka(x, x, form) == pytest.approx(1.0, abs=1e-12)
-    assert screening.linear_cka(3.7 * x, y, form) == pytest.approx(base, abs=1e-12)
-    assert screening.linear_cka(x @ rotation, 0.2 * y, form) == pytest.approx(base, abs=1e-12)
-    assert screening.linear_cka(x, rng.standard_normal((50, 7)), form) < base < 1.0
-    value, low, high = screening.bootstrap_cka(x, y, draws=200, seed=0, form=form)
+    base = cka.linear_cka(x, y, form)
+    assert cka.linear_cka(x, x, form) == pytest.approx(1.0, abs=1e-12)
+    assert cka.linear_cka(3.7 * x, y, form) == pytest.approx(base, abs=1e-12)
+    assert cka.linear_cka(x @ rotation, 0.2 * y, form) == pytest.approx(base, abs=1e-12)
+    assert cka.linear_cka(x, rng.standard_normal((50, 7)), form) < base < 1.0
+    value, low, high = cka.cka_interval(x, y, form=form)
     assert value == base and low < value < high
+
+
+@pytest.mark.parametrize("form", ["debiased", "biased"])
+def test_each_jackknife_sample_is_the_cka_of_the_stimuli_left(form: str) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((12, 5))
+    y = x @ rng.standard_normal((5, 3)) + rng.standard_normal((12, 3))
+    k, l_ = x @ x.T, y @ y.T
+    deleted = cka._leave_one_out_hsic(k, l_, form) / np.sqrt(
+        cka._leave_one_out_hsic(k, k, form) * cka._leave_one_out_hsic(l_, l_, form)
+    )
+    direct = [cka.linear_cka(np.delete(x, i, axis=0), np.delete(y, i, axis=0), form) for i in range(12)]
+    np.testing.assert_allclose(deleted, direct, rtol=1e-10)
+
+
+def related_population(
+    rng: np.random.Generator, strength: float, units: int = 10, sites: int = 5
+) -> tuple[np.ndarray, float]:
+    """Responses y = x A + unit noise of features x ~ N(0, I): the weights A and the population
+    CKA, ||Cov(x, y)||_F^2 / (||Cov(x)||_F ||Cov(y)||_F) = ||A||_F^2 / (sqrt(units) ||A'A + I||_F)."""
+    weights = strength * rng.standard_normal((units, sites))
+    population = np.linalg.norm(weights) ** 2 / (np.sqrt(units) * np.linalg.norm(weights.T @ weights + np.eye(sites)))
+    return weights, float(population)
+
+
+def test_the_cka_interval_holds_its_estimate_on_unrelated_and_related_data() -> None:
+    rng = np.random.default_rng(9)
+    unrelated = rng.standard_normal((40, 2000)), rng.standard_normal((40, 300))
+    weights, _ = related_population(rng, strength=0.5, units=300, sites=30)
+    features = rng.standard_normal((40, 300))
+    related = features, features @ weights + rng.standard_normal((40, 30))
+    for x, y in (unrelated, related):
+        for form in ("debiased", "biased"):
+            value, low, high = cka.cka_interval(x, y, form)
+            assert low < value < high, (form, value, low, high)
+    assert cka.cka_interval(*unrelated)[2] < 0.3  # a resampling that pairs copies: about [0.90, 0.95]
+
+
+@pytest.mark.parametrize(("strength", "lowest", "highest"), [(0.2, 0.91, 0.99), (0.0, 0.91, 1.0)])
+def test_the_cka_interval_covers_the_population_value_about_95_percent_of_the_time(
+    strength: float, lowest: float, highest: float
+) -> None:
+    """400 samples of 40 stimuli: a correct 95% interval covers the population CKA in 380 +- 9
+    of them. The jackknife is known to be conservative where the HSIC is degenerate (unrelated
+    data: 99.5% here), so only the lower bound is tight there. A bootstrap that pairs a
+    stimulus with its own copy covers it in about 62% (related) and 7% (unrelated) of the samples."""
+    rng = np.random.default_rng(10)
+    weights, population = related_population(rng, strength)
+    covered = []
+    for _ in range(400):
+        x = rng.standard_normal((40, weights.shape[0]))
+        _, low, high = cka.cka_interval(x, x @ weights + rng.standard_normal((40, weights.shape[1])))
+        covered.append(low <= population <= high)
+    assert lowest <= np.mean(covered) <= highest, np.mean(covered)
 
 
 def u_statistic_hsic(k: np.ndarray, l_: np.ndarray) -> float:
@@ -109,14 +165,14 @@ def test_the_debiased_cka_is_the_unbiased_hsic_estimator_and_unlike_the_biased_o
     x, y = rng.standard_normal((8, 5)), rng.standard_normal((8, 3))
     k, l_ = x @ x.T, y @ y.T
     direct = u_statistic_hsic(k, l_) / np.sqrt(u_statistic_hsic(k, k) * u_statistic_hsic(l_, l_))
-    assert screening.linear_cka(x, y) == pytest.approx(direct, rel=1e-10)
+    assert cka.linear_cka(x, y) == pytest.approx(direct, rel=1e-10)
     # unrelated representations with many more units than stimuli: the biased form drifts
     # far above 0, the debiased one stays near it
     wide, narrow = rng.standard_normal((40, 2000)), rng.standard_normal((40, 20))
-    assert screening.linear_cka(wide, narrow, "biased") > 0.5
-    assert abs(screening.linear_cka(wide, narrow)) < 0.1
+    assert cka.linear_cka(wide, narrow, "biased") > 0.5
+    assert abs(cka.linear_cka(wide, narrow)) < 0.1
     with pytest.raises(ValueError, match=r"screening\.cka 'unbiased': use one of debiased, biased"):
-        screening.linear_cka(x, y, "unbiased")
+        cka.linear_cka(x, y, "unbiased")
 
 
 def scores(**criteria: list[float]) -> xr.Dataset:
@@ -138,12 +194,12 @@ def test_auto_picks_the_best_candidate_under_the_criterion() -> None:
 def test_the_network_that_made_the_responses_wins_on_cka_and_predictivity() -> None:
     source, responses, categories = synthetic(seed=4, units=30)
     unrelated = np.random.default_rng(5).standard_normal(source.shape)
-    settings = screening.PredictivitySettings(components=10, splits=5, test_fraction=0.1)
+    settings = predictivity.PredictivitySettings(components=10, splits=5, test_fraction=0.1)
     table: dict[str, list[float]] = {"cka": [], "predictivity": []}
     for features in (unrelated, source):
-        table["cka"].append(screening.linear_cka(features, responses))
-        correlations, _ = screening.split_correlations(features, responses, categories, settings, seed=0)
-        table["predictivity"].append(screening.predictivity(correlations, np.array([1.0]), 10, 0)["predictivity"])
+        table["cka"].append(cka.linear_cka(features, responses))
+        correlations, _ = predictivity.split_correlations(features, responses, categories, settings, seed=0)
+        table["predictivity"].append(predictivity.predictivity(correlations, np.array([1.0]), 10, 0)["predictivity"])
     named = xr.Dataset({k: ("candidate", v) for k, v in table.items()}, coords={"candidate": ["unrelated", "source"]})
     assert screening.choose(named, "cka") == "source"
     assert screening.choose(named, "predictivity") == "source"
@@ -151,13 +207,16 @@ def test_the_network_that_made_the_responses_wins_on_cka_and_predictivity() -> N
 
 def test_the_layer_that_made_the_responses_is_the_best_layer_and_its_features_are_chosen() -> None:
     source, responses, categories = synthetic(seed=4, units=30)
-    settings = screening.PredictivitySettings(components=10, splits=5, test_fraction=0.1)
+    settings = predictivity.PredictivitySettings(components=10, splits=5, test_fraction=0.1)
     rng = np.random.default_rng(6)
     layers = {"stages.0": rng.standard_normal(source.shape), "stages.1": source, "penultimate": source[:, :3]}
-    per_layer = {"net": {}, "other": {"penultimate": {"predictivity": 0.2}}}
+    per_layer: dict[str, dict[str, Score]] = {"net": {}, "other": {"penultimate": Score(0.2, 0.1, 0.3)}}
     for layer, features in layers.items():
-        correlations, _ = screening.split_correlations(features, responses, categories, settings, seed=0)
-        per_layer["net"][layer] = screening.predictivity(correlations, np.array([1.0]), 10, 0)
+        correlations, _ = predictivity.split_correlations(features, responses, categories, settings, seed=0)
+        measured = predictivity.predictivity(correlations, np.array([1.0]), 10, 0)
+        per_layer["net"][layer] = Score(
+            measured["predictivity"], measured["predictivity_low"], measured["predictivity_high"]
+        )
     scores = screening.layer_scores(per_layer, ["other", "net"])
     assert scores["layer"].values.tolist() == ["stages.0", "stages.1", "penultimate"]  # the scored one's order
     assert scores["best_layer"].values.tolist() == ["penultimate", "stages.1"]
@@ -208,16 +267,16 @@ def test_predictivity_and_ceiling_agree_with_brainscores_own_metric() -> None:
     """brainscore-vision cannot be installed beside the pinned set (it needs numpy < 2): its numbers
     were computed by brainscore_reference/make_predictivity_reference.py in a separate environment."""
     reference = xr.open_dataset(REFERENCE, engine="netcdf4").load()
-    settings = screening.PredictivitySettings(components=25, splits=10, test_fraction=0.1)
-    correlations, components = screening.split_correlations(
+    settings = predictivity.PredictivitySettings(components=25, splits=10, test_fraction=0.1)
+    correlations, components = predictivity.split_correlations(
         reference["features"].values,
         reference["repetitions"].values.mean(axis=1),
         reference["category"].values,
         settings,
         seed=reference.attrs["random_state"],
     )
-    ceilings = screening.ceiling_per_split(reference["repetitions"].values, 10, seed=reference.attrs["random_state"])
-    score = screening.predictivity(correlations, ceilings, draws=10, seed=0)
+    ceilings = predictivity.ceiling_per_split(reference["repetitions"].values, 10, seed=reference.attrs["random_state"])
+    score = predictivity.predictivity(correlations, ceilings, draws=10, seed=0)
     assert components == 25
     assert abs(score["predictivity_r"] - float(reference["brainscore_r"])) < 1e-6
     assert abs(score["ceiling"] - float(reference["brainscore_ceiling"])) < 1e-6
@@ -287,8 +346,8 @@ def test_the_tiny_run_screens_every_network_and_draws_figure5(tiny_run: Path) ->
     assert np.allclose(plotted["cka"].values, table["cka"].values)
     assert "layer_predictivity" not in table  # scored by layer only under surrogate.layer: auto
     # per-layer scores add a fifth panel: the scored network's layers only
-    per_layer = {name: {"penultimate": {"predictivity": 0.5}} for name in candidates}
-    per_layer[candidates[-1]] = {"stem": {"predictivity": 0.2}, "penultimate": {"predictivity": 0.6}}
+    per_layer = {name: {"penultimate": Score(0.5, 0.4, 0.6)} for name in candidates}
+    per_layer[candidates[-1]] = {"stem": Score(0.2, 0.1, 0.3), "penultimate": Score(0.6, 0.5, 0.7)}
     figure, _ = figures.figure5(table.merge(screening.layer_scores(per_layer, candidates)))
     assert len(figure.axes) == 5 + 1  # four panels, the heatmap's colour bar, predictivity by layer
     assert [label.get_text() for label in figure.axes[4].get_xticklabels()] == ["stem", "penultimate"]
@@ -385,3 +444,72 @@ def test_the_layer_perturbations_are_exported_as_a_stimulus_set_for_the_rig(tmp_
     assert shown["network"].values.tolist()[2:] == ["net1", "net1", "net2", "net2"]
     write_stimulus_set(shown, tmp_path / "set.csv", tmp_path / "set.zip")
     assert (tmp_path / "set.csv").read_text().count(",perturbed,") == 4
+
+
+def test_every_criterion_the_config_names_is_in_the_registry_and_scores_with_one_signature() -> None:
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert list(criteria.CRITERIA) == schema["properties"]["screening"]["properties"]["criterion"]["enum"]
+    features, responses, categories = synthetic(seed=11)
+    settings = criteria.CriterionSettings(
+        bootstrap=50, seed=0, predictivity=predictivity.PredictivitySettings(components=10, splits=3, test_fraction=0.1)
+    )
+    changes = np.random.default_rng(12).standard_normal(20) + 1.0
+    evidence = criteria.Evidence(responses, categories, np.array([0.9]), {("net", "stages.1"): changes}, settings)
+    at_layer = criteria.Representation("net", "stages.1", features)
+    for name, criterion in criteria.CRITERIA.items():
+        score = criterion(at_layer, evidence)
+        assert score.low <= score.value <= score.high, name
+    assert criteria.CRITERIA["cka"](at_layer, evidence).value == cka.linear_cka(features, responses)
+    assert criteria.CRITERIA["transfer"](at_layer, evidence).value == pytest.approx(np.sqrt(changes.mean()))
+    elsewhere = criteria.Representation("net", "stem", features)  # no perturbations of this layer were shown
+    assert np.isnan(criteria.CRITERIA["transfer"](elsewhere, evidence).value)
+    ceiled = criteria.CRITERIA["predictivity"](at_layer, evidence)
+    assert ceiled.value == pytest.approx(ceiled.related["predictivity_r"] ** 2 / 0.9)
+
+
+def test_the_best_layer_is_the_highest_score_and_nan_never_wins() -> None:
+    nan = float("nan")
+    assert screening.best_layer({"a": Score(0.2, 0, 1), "b": Score(0.5, 0, 1), "c": Score(0.5, 0, 1)}) == "b"
+    assert screening.best_layer({"a": Score(nan, nan, nan), "b": Score(-0.1, -1, 1)}) == "b"
+
+
+def test_the_screening_scores_every_candidate_by_every_criterion_on_a_small_simulated_brain() -> None:
+    from neuroattack.attacks.settings import AttackSettings
+    from neuroattack.brain.simulated import build_brain, record
+    from neuroattack.data.stimuli import make_stimuli
+    from neuroattack.networks.features import extract_features
+    from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
+
+    def weights(seed: int, eps: float) -> xr.Dataset:
+        torch.manual_seed(seed)
+        arch = Architecture(widths=(4, 8), blocks=(1, 1), num_classes=3)
+        return weights_to_dataset(build_network(arch).eval(), arch, {"training_eps": eps})
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
+    ids = [f"s{i:03d}" for i in range(40)]
+    stimuli = make_stimuli(pixels, ids, np.repeat(["a", "b", "c", "d"], 10))
+    brain = build_brain(weights(9, 0.5), pixels, 5, 3.0, 0.5, 2.0, -0.5, seed=7)
+    networks = {"standard": weights(1, 0.0), "robust": weights(3, 1.0)}
+    inputs = screening.ScreeningInputs(
+        stimuli,
+        record(brain, pixels, ids, repetitions=6, seed=1),
+        networks,
+        {name: extract_features(w, stimuli, name) for name, w in networks.items()},
+        brain,
+        {"robust@stem": extract_features(networks["robust"], stimuli, "robust", layer="stem")},
+    )
+    config = {"pls_components": 25, "splits": 3, "test_fraction": 0.2, "bootstrap": 20, "images": 2, "eps": 0.5}
+    surrogate = {"alphas": [1.0, 100.0], "folds": 3, "reliability_splits": 4}
+    settings = screening.ScreeningSettings.from_config(config, surrogate, seed=0, repetitions=6, recording_seed=5)
+    result = screening.screen(inputs, settings, AttackSettings(steps=2, restarts=1, wide_ball_factor=1.0))
+    for criterion in screening.CRITERIA:
+        values = result[criterion].values
+        assert np.isfinite(values).all(), criterion
+        assert (result[f"{criterion}_low"].values <= values).all() and (values <= result[f"{criterion}_high"]).all()
+        assert result.attrs[f"pick_by_{criterion}"] == screening.choose(result, criterion)
+    assert result["layer"].values.tolist() == ["stem", "penultimate"]
+    assert np.isnan(result["layer_predictivity"].sel(candidate="standard", layer="stem"))
+    own = result["layer_predictivity"].sel(candidate="robust", layer="penultimate")
+    assert own == result["predictivity"].sel(candidate="robust")
+    assert result["transfer_change"].dims == ("attacker", "target") and result.sizes["target"] == 3
+    assert result.attrs["pls_components"] == 8 and result.attrs["brain_training_eps"] == 0.5
