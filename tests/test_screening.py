@@ -362,7 +362,7 @@ def test_auto_surrogate_fits_the_site_models_on_the_chosen_network(tiny_run: Pat
     config["screening"]["criterion"] = "cka"
     path = tmp_path / "auto.yaml"
     path.write_text(yaml.safe_dump(config))
-    target = "results/tiny/site_models/site_models.nc"
+    target = "results/tiny/rounds/round1/site_models.nc"
     run = snakemake(workdir, "--cores", "2", target, configfile=str(path))
     assert run.returncode == 0, run.stderr[-4000:]
     jobs = run.stdout + run.stderr

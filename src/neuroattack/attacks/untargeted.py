@@ -197,9 +197,17 @@ def warm_start_of(
         raise ValueError(
             f"the warm start comes from an attack on {previous.attrs['stimulus_id']}, not on {stimulus_id}"
         )
-    for name, expected in (("neuroid_id", neuroid_id), ("eps", eps_grid), ("direction", DIRECTIONS)):
-        if previous[name].values.tolist() != np.asarray(expected).tolist():
-            raise ValueError(f"the earlier round's attack has other {name} values than this round's; rerun it")
+    same = {
+        "neuroid_id": previous["neuroid_id"].values.tolist() == np.asarray(neuroid_id).tolist(),
+        # eps as the file stores it (float32): compared at that precision
+        "eps": np.array_equal(previous["eps"].values, np.asarray(eps_grid, dtype=previous["eps"].dtype)),
+        "direction": previous["direction"].values.tolist() == list(DIRECTIONS),
+    }
+    different = [name for name, equal in same.items() if not equal]
+    if different:
+        raise ValueError(
+            f"the earlier round's attack has other {', '.join(different)} values than this round's; rerun it"
+        )
     shown = previous["perturbed"].transpose("site", "eps", "direction", "y", "x", "channel").values
     return to_tensor(shown.reshape(-1, *shown.shape[3:])).to(image.device) - image
 
