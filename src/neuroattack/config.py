@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # The counting window of recordings when the config names none (recordings.time_window_ms).
 TIME_WINDOW_MS: tuple[int, int] = (70, 170)
@@ -48,7 +48,8 @@ PENULTIMATE = "penultimate"  # a network's default layer (`networks.<name>.layer
 VIEW_SEPARATOR = "@"  # a network seen at another layer (`attack.layers`): "<network>@<layer>"
 # The two objectives of every attack (attack and preference `direction`): raise or lower the
 # response, and the sign of the response change each seeks.
-DIRECTIONS = ("increase", "decrease")
+Direction = Literal["increase", "decrease"]
+DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")
 DIRECTION_SIGNS = (1.0, -1.0)
 
 
