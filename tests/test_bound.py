@@ -22,8 +22,9 @@ from neuroattack.config import science
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.figures.specificity import by_round, figure8
+from neuroattack.networks.build import build_network, network_from_dataset
 from neuroattack.networks.finetune import FinetuneSettings, finetune, held_out_groups, trainable_parameters
-from neuroattack.networks.models import Architecture, build_network, network_from_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import infer
 from neuroattack.plan import config_problems
 

@@ -25,8 +25,8 @@ from workflow_helpers import on_ci
 
 from neuroattack import io
 from neuroattack.data.recording_sources import table_to_recordings
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.checkpoints import weights_from_checkpoint
-from neuroattack.networks.models import network_from_dataset
 
 T = TypeVar("T")
 

@@ -17,7 +17,8 @@ from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS
-from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
+from neuroattack.networks.build import build_network, weights_to_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import LinearSiteResponse, to_tensor
 
 

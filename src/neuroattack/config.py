@@ -42,6 +42,9 @@ TRANSFER_KEYS = ("input_diversity", "momentum")
 # that the checkpoint holds, and the norm of its adversarial training (eps in pixels in [0, 1]).
 CHECKPOINT_ARCHITECTURES = ("resnet18", "resnet50", "wide_resnet50_2")
 DEFAULT_CHECKPOINT_ARCHITECTURE = "resnet50"
+# The keys of a `networks` entry that name a user's model (`networks.zoo` builds it): a torchvision
+# or timm model, or a user's factory function.
+MODEL_KINDS = ("torchvision", "timm", "factory")
 NORMS = ("l2", "linf")
 DEFAULT_NORM = "l2"
 PENULTIMATE = "penultimate"  # a network's default layer (`networks.<name>.layer`): its classifier's input
@@ -133,6 +136,11 @@ def surrogate_networks(config: Mapping[str, Any]) -> list[str]:
     named = config["surrogate"]["network"]
     candidates = list(config["networks"]) if named == "auto" else [named]
     return list(dict.fromkeys([*candidates, *(config["loop"].get("ensemble") or [])]))
+
+
+def model_kind(spec: Mapping[str, Any]) -> str | None:
+    """Which kind of user's model (MODEL_KINDS) a `networks` entry names, if any."""
+    return next((kind for kind in MODEL_KINDS if kind in spec), None)
 
 
 def own_layer(config: Mapping[str, Any], name: str) -> str:

@@ -24,6 +24,7 @@ from neuroattack.config import (
     depth_view,
     known_stimuli,
     layer_candidates,
+    model_kind,
     validate_config,
     with_schema_types,
 )
@@ -63,7 +64,7 @@ class Run:
 
     networks: tuple[str, ...]
     trained: tuple[str, ...]  # trained by the workflow (a seed)
-    imported: tuple[str, ...]  # a user's model: torchvision, timm or a factory (zoo.ZOO_KINDS)
+    imported: tuple[str, ...]  # a user's model: torchvision, timm or a factory (config.MODEL_KINDS)
     simulated: bool  # the in-silico brain records (else a lab's recordings)
     rounds: int
     refit: str
@@ -229,15 +230,6 @@ def download_name(remote: Mapping[str, Any], folder: str) -> str:
     """Local name of a download, in `folder`: the entry's `name`, else its first URL's last path
     segment. Which mirror answers, and the mirrors after the first, never change it."""
     return f"{folder}/{remote_file_name(remote)}"
-
-
-# The keys of a `networks` entry that name a user's model (networks.zoo.ZOO_KINDS).
-MODEL_KINDS = ("torchvision", "timm", "factory")
-
-
-def model_kind(spec: Mapping[str, Any]) -> str | None:
-    """Which kind of user's model a `networks` entry names, if any."""
-    return next((kind for kind in MODEL_KINDS if kind in spec), None)
 
 
 def weights_file(name: str, spec: Mapping[str, Any]) -> str | None:

@@ -28,8 +28,8 @@ from neuroattack.brain.sitemodels import surrogate_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import repetition_tensor
 from neuroattack.data.stimuli import make_stimuli
+from neuroattack.networks.build import FeatureNetwork
 from neuroattack.networks.frozen import frozen_for_attack
-from neuroattack.networks.models import FeatureNetwork
 from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor
 
 log = logging.getLogger(__name__)
