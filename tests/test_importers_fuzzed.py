@@ -426,7 +426,7 @@ values = st.one_of(
 @given(path=st.sampled_from(CONFIG_PATHS), value=values, action=st.sampled_from(["set", "delete", "add unknown"]))
 def test_a_config_is_taken_or_refused_naming_the_key(path: tuple[str, ...], value: object, action: str) -> None:
     from neuroattack.config import ConfigError
-    from neuroattack.plan import checked_config
+    from neuroattack.config_checks import checked_config
 
     config = copy.deepcopy(TINY)
     parent = config
