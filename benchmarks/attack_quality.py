@@ -55,8 +55,8 @@ from neuroattack import io
 from neuroattack.attacks.engine import pgd_attack
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.data.stimuli import embedded_stimuli
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.features import extract_features, select_units
-from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import UnitResponse, to_tensor
 
 APGD, PGDL2, APGD_NEXT_SEED = "APGD-L2", "torchattacks PGDL2", "APGD-L2 (seed + 1)"

@@ -44,14 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from neuroattack.attacks.engine import pgd_attack
 from neuroattack.attacks.settings import PRECISIONS, AttackSettings
 from neuroattack.geometry import LEVELS, quantize
+from neuroattack.networks.build import build_network, count_flops
 from neuroattack.networks.frozen import frozen_for_attack
-from neuroattack.networks.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Architecture,
-    build_network,
-    count_flops,
-)
+from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture
 from neuroattack.networks.readouts import UnitResponse
 
 try:

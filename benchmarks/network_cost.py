@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_targets
-from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture, build_network
+from neuroattack.networks.build import build_network
+from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture
 from neuroattack.networks.readouts import UnitResponse
 from neuroattack.networks.zoo import ZooNetwork
 

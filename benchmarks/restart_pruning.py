@@ -34,8 +34,8 @@ from neuroattack import io
 from neuroattack.attacks.engine import pgd_attack
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.data.stimuli import embedded_stimuli
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.features import extract_features, select_units
-from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import UnitResponse, to_tensor
 
 CURVE = (1, 2, 3, 5, 10, 20, 30, 50, 75, 100)  # plain restart counts shown

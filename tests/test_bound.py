@@ -18,6 +18,7 @@ from neuroattack.attacks.engine import resize_and_pad
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_sites, attack_units
 from neuroattack.config import science
+from neuroattack.config_checks import config_problems
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.figures.specificity import by_round, figure8
@@ -25,9 +26,9 @@ from neuroattack.loop import refit
 from neuroattack.loop.finetune import FinetuneSettings, finetune, held_out_groups, trainable_parameters
 from neuroattack.loop.responses import EVERY_SITE_DIMS, noise_corrected_squared_change, round_responses
 from neuroattack.loop.stimulus_set import round_stimulus_set
-from neuroattack.networks.models import Architecture, build_network, network_from_dataset
+from neuroattack.networks.build import build_network, network_from_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import infer
-from neuroattack.plan import config_problems
 
 TRANSFER = {"input_diversity": 0.5, "momentum": 0.9}
 

@@ -25,8 +25,8 @@ from workflow_helpers import on_ci
 
 from neuroattack import io
 from neuroattack.data.recording_sources import table_to_recordings
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.checkpoints import weights_from_checkpoint
-from neuroattack.networks.models import network_from_dataset
 
 T = TypeVar("T")
 
@@ -426,7 +426,7 @@ values = st.one_of(
 @given(path=st.sampled_from(CONFIG_PATHS), value=values, action=st.sampled_from(["set", "delete", "add unknown"]))
 def test_a_config_is_taken_or_refused_naming_the_key(path: tuple[str, ...], value: object, action: str) -> None:
     from neuroattack.config import ConfigError
-    from neuroattack.plan import checked_config
+    from neuroattack.config_checks import checked_config
 
     config = copy.deepcopy(TINY)
     parent = config

@@ -10,9 +10,10 @@ import xarray as xr
 
 from neuroattack.config import PENULTIMATE
 from neuroattack.jobs import network_layer, user_model_settings
+from neuroattack.networks.build import build_network, network_from_dataset, weights_to_dataset
 from neuroattack.networks.features import extract_features, features_layer
 from neuroattack.networks.layers import AtLayer, at_layer, layer_names
-from neuroattack.networks.models import Architecture, build_network, network_from_dataset, weights_to_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import UnitResponse
 
 SMALL = Architecture(widths=(4, 8), blocks=(1, 1))

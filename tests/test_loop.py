@@ -19,7 +19,8 @@ from neuroattack.geometry import LEVELS
 from neuroattack.loop.responses import noise_corrected_squared_change, random_baseline, round_responses
 from neuroattack.loop.rig import check_round_recordings
 from neuroattack.loop.stimulus_set import round_stimulus_set
-from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
+from neuroattack.networks.build import build_network, weights_to_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import LinearSiteResponse, to_tensor
 
 

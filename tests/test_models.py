@@ -11,14 +11,9 @@ from torch import nn
 
 from neuroattack import io
 from neuroattack.networks import training
+from neuroattack.networks.build import build_network, count_flops, network_from_dataset, weights_to_dataset
 from neuroattack.networks.frozen import frozen_for_attack
-from neuroattack.networks.models import (
-    Architecture,
-    build_network,
-    count_flops,
-    network_from_dataset,
-    weights_to_dataset,
-)
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import to_tensor
 from neuroattack.networks.training import TrainingSettings, pgd_l2_classification, train_network
 

@@ -23,7 +23,8 @@ from loopback_server import LoopbackServer
 from workflow_helpers import REPO, assert_same_results, job_counts, snakemake, snakemake_command
 
 from neuroattack import io
-from neuroattack.networks.models import Architecture, TorchvisionResNet, network_from_dataset
+from neuroattack.networks.build import network_from_dataset
+from neuroattack.networks.models import Architecture, TorchvisionResNet
 
 pytestmark = pytest.mark.slow
 N_IMAGES = 16

@@ -1,12 +1,16 @@
-"""What the workflow knows before any job runs (neuroattack.plan): the config's cross-checks,
-the loop's rounds, and a DAG that builds without torch, scikit-learn or xarray."""
+"""What the workflow knows before any job runs: the config's cross-checks, the run's plan, its
+seeds, downloads and recorded rounds; a DAG that builds without torch, scikit-learn or xarray,
+and a library whose modules import each other without a cycle."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import graphlib
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import pytest
 import yaml
 from workflow_helpers import REPO, SNAKEMAKE, run_environment
 
-from neuroattack import artifacts, plan
+from neuroattack import artifacts, config_checks, downloaded_files, plan, recorded_rounds, seeds
 from neuroattack.config import KnownStimuli, known_stimuli, layers_by_depth, split_view
 from neuroattack.jobs import network_layer
 
@@ -37,7 +41,7 @@ def real_recordings(config: dict[str, Any], perturbed: list[str]) -> dict[str, A
 def test_the_shipped_configs_have_no_problem() -> None:
     for name in ("config.yaml", "tiny.yaml", "paper.yaml"):
         config = yaml.safe_load((REPO / "config" / name).read_text())
-        assert plan.config_problems(config, known_stimuli(config["stimuli"])) == [], name
+        assert config_checks.config_problems(config, known_stimuli(config["stimuli"])) == [], name
 
 
 def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
@@ -47,7 +51,7 @@ def test_every_cross_check_names_its_key_and_what_to_do(tmp_path: Path) -> None:
     config["screening"]["images"] = config["attack"]["images"] + 1
     config["preference"]["categories"] = 2
     del config["training"]
-    problems = plan.config_problems(config, KnownStimuli(2, 2, "two photographs"))
+    problems = config_checks.config_problems(config, KnownStimuli(2, 2, "two photographs"))
     expected = [
         r"^loop\.ensemble = \['standard', 'standard', 'nowhere'\] names networks more than once or outside",
         r"^surrogate\.network = 'alexnet' is not one of networks \(.*\); name a network of the config",
@@ -80,7 +84,7 @@ def test_attack_layers_add_one_depth_view_per_network_and_layer_in_depth_order()
     assert network_layer(config, "standard") == "stages.1" and network_layer(config, "robust_eps1") == "penultimate"
     config["attack"]["layers"] = {"robust_eps1": ["stem"], "alexnet": ["features.3"]}
     assert plan.run_plan(config).depth_views == ("robust_eps1@stem",)
-    problems = plan.config_problems(config, known_stimuli(config["stimuli"]))
+    problems = config_checks.config_problems(config, known_stimuli(config["stimuli"]))
     assert len(problems) == 1 and problems[0].startswith("attack.layers names ['alexnet'], which are not networks")
     del config["attack"]["layers"]
     assert plan.run_plan(config).depth_views == () and layers_by_depth(config) == {}
@@ -100,7 +104,7 @@ def test_an_auto_layer_scores_every_network_that_may_attack_at_the_listed_layers
     run = plan.run_plan(config)
     assert run.layer_views == ("standard@stem",) and run.views == ("standard@stem", "robust_eps1@stem")
     config["surrogate"]["layers"] = {"robust_eps1": ["penultimate"]}
-    problems = plan.config_problems(config, known_stimuli(config["stimuli"]))
+    problems = config_checks.config_problems(config, known_stimuli(config["stimuli"]))
     assert problems == [
         "surrogate.layer is auto but surrogate.layers names no layer besides the surrogate's own; list the "
         "candidate layers in surrogate.layers (e.g. [stages.1, stages.2]), or leave surrogate.layer out"
@@ -111,7 +115,7 @@ def test_a_simulated_brain_needs_the_embedded_stimuli_and_no_time_window() -> No
     config = tiny()
     config["stimuli"] = {"source": "folder", "path": "images", "resolution": 16}
     config["recordings"]["time_window_ms"] = [70, 170]
-    assert plan.config_problems(config) == [
+    assert config_checks.config_problems(config) == [
         "recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)",
         "recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none",
     ]
@@ -122,7 +126,7 @@ def test_real_recordings_name_every_round_table_that_is_missing_or_too_many(tmp_
     recorded.write_text("stimulus_id,neuroid_id,repetition,response\n")
     missing = tmp_path / "round2.csv"
     config = real_recordings(tiny(), [str(recorded), str(missing), str(recorded)])
-    assert plan.config_problems(config) == [
+    assert config_checks.config_problems(config) == [
         f"recordings.perturbed lists 3 tables but loop.rounds = {config['loop']['rounds']}; "
         "give one table per round, or raise loop.rounds",
         f"recordings.perturbed entry 2 names {missing}, which does not exist; "
@@ -131,30 +135,30 @@ def test_real_recordings_name_every_round_table_that_is_missing_or_too_many(tmp_
     config["surrogate"]["network"] = "auto"
     config["screening"]["criterion"] = "transfer"
     config["recordings"]["perturbed"] = str(recorded)  # one path: round 1's table
-    assert [problem.split(" ")[0] for problem in plan.config_problems(config)] == ["screening.criterion"]
+    assert [problem.split(" ")[0] for problem in config_checks.config_problems(config)] == ["screening.criterion"]
 
 
 def test_every_download_has_one_local_name_from_its_entry() -> None:
     config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    files = plan.downloads(config)
+    files = downloaded_files.downloads(config)
     checkpoints = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
     assert len(files) == 3 + len(checkpoints)  # the stimulus CSV and ZIP, the assembly, every checkpoint
     assert files["brainscore/stimulus_hvm-public.csv"] == ["stimuli", "csv"]
     assert files[f"checkpoints/{checkpoints[0]}.ckpt"] == ["networks", checkpoints[0], "checkpoint"]
     config["recordings"]["assembly"]["name"] = "stimulus_hvm-public.csv"
-    assert plan.config_problems(config) == [
+    assert config_checks.config_problems(config) == [
         "recordings.assembly and stimuli.csv would both be downloaded to brainscore/stimulus_hvm-public.csv; "
         "give one of them a different 'name'"
     ]
 
 
 def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
-    assert plan.first_unrecorded_round([], 3) == 1
-    assert plan.first_unrecorded_round(["a.csv", "b.csv"], 3) == 3
-    assert plan.first_unrecorded_round(["a.csv", "b.csv", "c.csv"], 3) is None
-    assert plan.perturbed_tables({"perturbed": "a.csv"}) == ["a.csv"]
-    assert plan.perturbed_tables({"perturbed": None}) == []
-    message = plan.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
+    assert recorded_rounds.first_unrecorded_round([], 3) == 1
+    assert recorded_rounds.first_unrecorded_round(["a.csv", "b.csv"], 3) == 3
+    assert recorded_rounds.first_unrecorded_round(["a.csv", "b.csv", "c.csv"], 3) is None
+    assert recorded_rounds.perturbed_tables({"perturbed": "a.csv"}) == ["a.csv"]
+    assert recorded_rounds.perturbed_tables({"perturbed": None}) == []
+    message = recorded_rounds.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
     assert "results/rig/round2/perturbed_stimuli.csv" in message and "recordings.perturbed" in message
     assert "entry 2" in message and "columns x, y" in message
 
@@ -162,17 +166,17 @@ def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
 @pytest.mark.parametrize("config_file", ["config/config.yaml", "config/paper.yaml", "config/tiny.yaml"])
 def test_every_seed_stream_of_a_run_has_a_seed_of_its_own(config_file: str) -> None:
     config = yaml.safe_load((REPO / config_file).read_text())
-    seeds = plan.run_seeds(config)
-    assert len(seeds) >= len(plan.SEED_STREAMS) + 2 * config["attack"]["images"]
-    shared = {value: [name for name, other in seeds.items() if other == value] for value in seeds.values()}
-    assert len(set(seeds.values())) == len(seeds), {v: n for v, n in shared.items() if len(n) > 1}
-    assert all(0 <= value < 2**32 for value in seeds.values())  # scikit-learn's random_state range
+    drawn = seeds.run_seeds(config)
+    assert len(drawn) >= len(seeds.SEED_STREAMS) + 2 * config["attack"]["images"]
+    shared = {value: [name for name, other in drawn.items() if other == value] for value in drawn.values()}
+    assert len(set(drawn.values())) == len(drawn), {v: n for v, n in shared.items() if len(n) > 1}
+    assert all(0 <= value < 2**32 for value in drawn.values())  # scikit-learn's random_state range
 
 
 def test_the_rules_draw_from_named_streams_only_and_every_stream_is_drawn() -> None:
     text = "\n".join(path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))
     used = set(re.findall(r'\bseed\("(\w+)"', text))
-    assert used == set(plan.SEED_STREAMS)
+    assert used == set(seeds.SEED_STREAMS)
     # no seed derived by arithmetic in a rule, a rule script or the library (`seed + 1`)
     sources = [*(REPO / "workflow").rglob("*.smk"), *(REPO / "workflow" / "scripts").glob("*.py")]
     sources += list((REPO / "src" / "neuroattack").rglob("*.py"))
@@ -181,11 +185,11 @@ def test_the_rules_draw_from_named_streams_only_and_every_stream_is_drawn() -> N
 
 
 def test_a_stream_seed_depends_on_master_stream_and_keys_only() -> None:
-    assert plan.stream_seed(0, "attack_starts", 1, 2) == plan.stream_seed(0, "attack_starts", 1, 2)
-    assert plan.stream_seed(0, "attack_starts", 1, 2) != plan.stream_seed(0, "attack_starts", 2, 1)
-    assert plan.stream_seed(0, "units") != plan.stream_seed(1, "units")
+    assert seeds.stream_seed(0, "attack_starts", 1, 2) == seeds.stream_seed(0, "attack_starts", 1, 2)
+    assert seeds.stream_seed(0, "attack_starts", 1, 2) != seeds.stream_seed(0, "attack_starts", 2, 1)
+    assert seeds.stream_seed(0, "units") != seeds.stream_seed(1, "units")
     with pytest.raises(KeyError, match="no seed stream 'unit'"):
-        plan.stream_seed(0, "unit")
+        seeds.stream_seed(0, "unit")
 
 
 def imported_modules(importtime_stderr: str) -> set[str]:
@@ -236,3 +240,106 @@ def test_attack_training_and_figure_jobs_load_neither_scikit_learn_nor_torchvisi
     modules = imported_modules(run.stderr)
     assert "neuroattack" in modules
     assert not modules & {"sklearn", "torchvision"}, sorted(modules & {"sklearn", "torchvision"})
+
+
+# --- the library's structure --------------------------------------------------------------
+
+LIBRARY = REPO / "src" / "neuroattack"
+# What the Snakefile and its rules import (every job parses them again): the standard library only.
+RUN_STATE_MODULES = (
+    "neuroattack.artifacts",
+    "neuroattack.config",
+    "neuroattack.config_checks",
+    "neuroattack.downloaded_files",
+    "neuroattack.jobs",
+    "neuroattack.plan",
+    "neuroattack.recorded_rounds",
+    "neuroattack.remote",
+    "neuroattack.seeds",
+)
+
+
+def library_modules() -> dict[str, ast.Module]:
+    """Every module of the library by dotted name, parsed."""
+    modules = {}
+    for path in sorted(LIBRARY.rglob("*.py")):
+        parts = path.relative_to(LIBRARY.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = ast.parse(path.read_text(), str(path))
+    return modules
+
+
+def imported_names(tree: ast.Module) -> set[str]:
+    """Every module an import anywhere in `tree` names (at the top, in a function, under
+    TYPE_CHECKING alike), and each `from x import y` as both x and x.y."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module, "the library imports by absolute names only"
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+def import_graph(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
+    """{module: the library's modules it imports}; `from package import module` counts as the
+    module only (the package's __init__ is not what it uses)."""
+    graph = {}
+    for name, tree in modules.items():
+        named = imported_names(tree) & set(modules)
+        graph[name] = {module for module in named if not any(other.startswith(f"{module}.") for other in named)}
+    return graph
+
+
+def test_no_modules_of_the_library_import_each_other_even_through_others() -> None:
+    graph = import_graph(library_modules())
+    assert "neuroattack.networks.build" in graph["neuroattack.networks.features"]  # the graph is read right
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
+
+
+def test_the_run_state_modules_import_the_standard_library_only() -> None:
+    modules = library_modules()
+    graph = import_graph(modules)
+    reached, stack = set(), list(RUN_STATE_MODULES)
+    while stack:
+        module = stack.pop()
+        if module not in reached:
+            reached.add(module)
+            stack.extend(graph[module])
+    assert reached <= {"neuroattack", *RUN_STATE_MODULES}, sorted(reached - set(RUN_STATE_MODULES))
+    outside = {name.split(".")[0] for module in reached for name in imported_names(modules[module])}
+    outside -= {"neuroattack", "jsonschema", *sys.stdlib_module_names}  # config validates with jsonschema
+    assert outside == set(), sorted(outside)
+
+
+def constant_collections(tree: ast.Module) -> Iterator[tuple[str, object]]:
+    """(name, value) of every module-level constant (an upper-case name) bound to a literal
+    tuple, list or set of two or more items."""
+    for node in tree.body:
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if value is not None else []
+        for target in targets:
+            if (
+                isinstance(target, ast.Name)
+                and target.id.isupper()
+                and isinstance(value, ast.Tuple | ast.List | ast.Set)
+            ):
+                try:
+                    literal = ast.literal_eval(value)
+                except ValueError:  # names other constants: not a definition of its own
+                    continue
+                if len(literal) > 1:
+                    yield target.id, literal
+
+
+def test_every_collection_of_constants_is_defined_once() -> None:
+    # the torch side imports the standard-library side's names (config.NORMS, config.DIRECTIONS, ...)
+    defined: dict[str, list[str]] = {}
+    for module, tree in library_modules().items():
+        for name, value in constant_collections(tree):
+            defined.setdefault(repr(sorted(map(repr, value))), []).append(f"{module}.{name}")
+    assert [names for names in defined.values() if len(names) > 1] == []

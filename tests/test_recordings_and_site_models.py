@@ -14,7 +14,8 @@ from neuroattack.attacks.targeted import natural_references
 from neuroattack.brain import simulated as brain
 from neuroattack.brain.sitemodels import Reduction, as_affine, fit_site_models, fit_to_recordings, readout_pipeline
 from neuroattack.data.recordings import make_recordings, mean_response, split_half_reliability
-from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
+from neuroattack.networks.build import build_network, weights_to_dataset
+from neuroattack.networks.models import Architecture
 
 
 def noisy_recordings(signal: np.ndarray, noise: float, repetitions: int, seed: int):  # type: ignore[no-untyped-def]

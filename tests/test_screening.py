@@ -477,8 +477,9 @@ def test_the_screening_scores_every_candidate_by_every_criterion_on_a_small_simu
     from neuroattack.attacks.settings import AttackSettings
     from neuroattack.brain.simulated import build_brain, record
     from neuroattack.data.stimuli import make_stimuli
+    from neuroattack.networks.build import build_network, weights_to_dataset
     from neuroattack.networks.features import extract_features
-    from neuroattack.networks.models import Architecture, build_network, weights_to_dataset
+    from neuroattack.networks.models import Architecture
 
     def weights(seed: int, eps: float) -> xr.Dataset:
         torch.manual_seed(seed)

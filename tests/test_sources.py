@@ -27,6 +27,7 @@ from fixtures_brainscore import (
 )
 from PIL import Image
 
+from neuroattack.config import CHECKPOINT_ARCHITECTURES
 from neuroattack.data import recording_sources
 from neuroattack.data import stimuli as stimulus_sets
 from neuroattack.data.recording_sources import (
@@ -43,13 +44,14 @@ from neuroattack.data.stimuli import (
     make_stimuli,
 )
 from neuroattack.io import read_dataset, write_dataset
+from neuroattack.networks.build import build_network, network_from_dataset
 from neuroattack.networks.checkpoints import (
     CheckpointMismatchError,
     robust_architecture,
     robust_checkpoint_to_weights,
     weights_from_checkpoint,
 )
-from neuroattack.networks.models import TORCHVISION_RESNETS, Architecture, build_network, network_from_dataset
+from neuroattack.networks.models import Architecture
 
 # ---------------------------------------------------------------------- make_stimuli
 
@@ -580,7 +582,7 @@ def test_resnet18_checkpoint_read_as_the_default_resnet50_names_the_fix(
     assert "set networks.r18.architecture to resnet18" in message
 
 
-@pytest.mark.parametrize("name", sorted(TORCHVISION_RESNETS))
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_ARCHITECTURES))
 def test_every_checkpoint_architecture_is_torchvisions(name: str) -> None:
     """The converter builds exactly torchvision's network for each name (same tensors and shapes)."""
     with torch.device("meta"):

@@ -16,9 +16,11 @@ from torch.nn import functional
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import io
+from neuroattack.config import MODEL_KINDS, model_kind
+from neuroattack.networks.build import build_network, network_from_dataset, weights_to_dataset
 from neuroattack.networks.frozen import frozen_for_attack
 from neuroattack.networks.layers import at_layer
-from neuroattack.networks.models import Architecture, build_network, network_from_dataset, weights_to_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import UnitResponse
 from neuroattack.networks.zoo import WeightsMismatchError, ZooNetwork, load_weights
 
@@ -291,11 +293,9 @@ def test_the_example_of_own_networks_adds_two_imported_networks_to_the_tiny_conf
     assert counts["features"] == 4
 
 
-def test_the_config_and_the_library_name_the_same_kinds_of_model() -> None:
-    from neuroattack import plan
-    from neuroattack.networks import zoo as library
-
-    assert plan.MODEL_KINDS == library.ZOO_KINDS
+def test_the_schema_takes_every_kind_of_model_the_library_builds() -> None:
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     entry = schema["properties"]["networks"]["additionalProperties"]
-    assert set(library.ZOO_KINDS) <= set(entry["properties"])
+    assert set(MODEL_KINDS) <= set(entry["properties"])
+    assert [model_kind({kind: "model", "eps": 0.0}) for kind in MODEL_KINDS] == list(MODEL_KINDS)
+    assert model_kind({"seed": 0, "eps": 0.0}) is None

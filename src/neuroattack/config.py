@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # The counting window of recordings when the config names none (recordings.time_window_ms).
 TIME_WINDOW_MS: tuple[int, int] = (70, 170)
@@ -42,13 +42,17 @@ TRANSFER_KEYS = ("input_diversity", "momentum")
 # that the checkpoint holds, and the norm of its adversarial training (eps in pixels in [0, 1]).
 CHECKPOINT_ARCHITECTURES = ("resnet18", "resnet50", "wide_resnet50_2")
 DEFAULT_CHECKPOINT_ARCHITECTURE = "resnet50"
+# The keys of a `networks` entry that name a user's model (`networks.zoo` builds it): a torchvision
+# or timm model, or a user's factory function.
+MODEL_KINDS = ("torchvision", "timm", "factory")
 NORMS = ("l2", "linf")
 DEFAULT_NORM = "l2"
 PENULTIMATE = "penultimate"  # a network's default layer (`networks.<name>.layer`): its classifier's input
 VIEW_SEPARATOR = "@"  # a network seen at another layer (`attack.layers`): "<network>@<layer>"
 # The two objectives of every attack (attack and preference `direction`): raise or lower the
 # response, and the sign of the response change each seeks.
-DIRECTIONS = ("increase", "decrease")
+Direction = Literal["increase", "decrease"]
+DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")
 DIRECTION_SIGNS = (1.0, -1.0)
 
 
@@ -132,6 +136,11 @@ def surrogate_networks(config: Mapping[str, Any]) -> list[str]:
     named = config["surrogate"]["network"]
     candidates = list(config["networks"]) if named == "auto" else [named]
     return list(dict.fromkeys([*candidates, *(config["loop"].get("ensemble") or [])]))
+
+
+def model_kind(spec: Mapping[str, Any]) -> str | None:
+    """Which kind of user's model (MODEL_KINDS) a `networks` entry names, if any."""
+    return next((kind for kind in MODEL_KINDS if kind in spec), None)
 
 
 def own_layer(config: Mapping[str, Any], name: str) -> str:

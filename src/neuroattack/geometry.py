@@ -8,14 +8,16 @@ batched by row; radii are per row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from neuroattack.config import NORMS
+
 LEVELS = 255.0  # 8-bit images
 PROJECTION_SLACK = 1e-6  # keeps float32 round-off from pushing a norm past eps
-NORMS = ("l2", "linf")
 
 
 def per_row(values: Tensor, like: Tensor) -> Tensor:
@@ -54,71 +56,123 @@ def random_in_ball(shape: torch.Size, radius: Tensor, generator: torch.Generator
     return normalized(direction) * per_row(scale, direction)
 
 
-@dataclass(frozen=True)
-class Norm:
-    """One budget geometry; `L2` and `LINF` below are the two there are."""
+class Norm(ABC):
+    """One budget geometry: `L2` and `LINF` below are the two there are (config.NORMS names them)."""
 
-    name: str
+    name: ClassVar[str]
 
+    @abstractmethod
     def measure(self, delta: Tensor) -> Tensor:
         """Per-row norm of a perturbation."""
-        if self.name == "l2":
-            return flat_norm(delta)
-        return delta.flatten(1).abs().amax(dim=1)
 
+    @abstractmethod
     def project(self, delta: Tensor, radius: Tensor) -> Tensor:
         """The nearest point of the ball of per-row `radius`."""
-        if self.name == "l2":
-            return project_l2(delta, radius)
-        bound = per_row(radius * (1 - PROJECTION_SLACK), delta)
-        return torch.maximum(torch.minimum(delta, bound), -bound)
 
+    @abstractmethod
     def ascent(self, gradient: Tensor) -> Tensor:
-        """The unit-norm direction of steepest ascent: g / ||g||_2 (L2) or sign(g) (L-infinity)."""
-        return normalized(gradient) if self.name == "l2" else torch.sign(gradient)
+        """The unit-norm direction of steepest ascent."""
 
+    @abstractmethod
     def random_start(self, shape: torch.Size, generator: torch.Generator) -> Tensor:
         """Points uniform inside the unit ball (rows, ...)."""
-        if self.name == "l2":
-            return random_in_ball(shape, torch.ones(shape[0], device=generator.device), generator)
-        return 2 * torch.rand(shape, generator=generator, device=generator.device) - 1
 
     def random_direction(self, shape: torch.Size, generator: torch.Generator) -> Tensor:
         """Directions of unit norm, uniform over the sphere (L2) or over the box's corners (L-infinity)."""
         direction = torch.randn(shape, generator=generator, device=generator.device)
         return self.ascent(direction)
 
+    @abstractmethod
     def quantize(self, images: Tensor, delta: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """The 8-bit image shown for `images + delta` whose quantised perturbation still has
         norm <= eps. `images` must lie on the 8-bit grid. Returns (levels, quantised delta)."""
-        if self.name == "l2":
-            return quantize(images, delta, eps)
-        clean_levels = torch.round(images * LEVELS)
-        steps = per_row(torch.floor(eps * LEVELS + 1e-4), delta)  # whole 8-bit steps within eps
-        change = torch.round((images + delta).clamp(0, 1) * LEVELS) - clean_levels
-        levels = clean_levels + torch.maximum(torch.minimum(change, steps), -steps)
-        return levels, (levels - clean_levels) / LEVELS
 
+    @abstractmethod
     def quantize_along(self, images: Tensor, delta: Tensor, eps: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
         """Like `quantize`, but each pixel of `images + delta` is rounded up or down to the
         8-bit level its `gradient` favours (steepest ascent of the objective's linear
         approximation), then, where that leaves the ball, the roundings that buy the least
         ascent per unit of norm are turned back toward the clean image. Returns (levels,
         quantised delta) with norm <= eps."""
-        clean_levels = torch.round(images * LEVELS)
-        target = (images + delta).clamp(0, 1) * LEVELS - clean_levels
-        up, down = torch.ceil(target - 1e-4), torch.floor(target + 1e-4)
-        favoured = torch.where(gradient > 0, up, torch.where(gradient < 0, down, torch.round(target)))
-        if self.name == "linf":
-            steps = per_row(torch.floor(eps * LEVELS + 1e-4), delta)
-            change = torch.maximum(torch.minimum(favoured, steps), -steps)
-        else:
-            change = _fit_l2(favoured, torch.where(favoured == up, down, up), gradient, eps * LEVELS)
-            # float round-off at a level's edge could leave a row a hair outside: nearest rounding there
-            outside = per_row(flat_norm(change) > eps * LEVELS, change)
-            change = torch.where(outside, self.quantize(images, delta, eps)[0] - clean_levels, change)
+
+
+class L2Norm(Norm):
+    """The L2 ball."""
+
+    name = "l2"
+
+    def measure(self, delta: Tensor) -> Tensor:
+        return flat_norm(delta)
+
+    def project(self, delta: Tensor, radius: Tensor) -> Tensor:
+        return project_l2(delta, radius)
+
+    def ascent(self, gradient: Tensor) -> Tensor:
+        """g / ||g||_2."""
+        return normalized(gradient)
+
+    def random_start(self, shape: torch.Size, generator: torch.Generator) -> Tensor:
+        return random_in_ball(shape, torch.ones(shape[0], device=generator.device), generator)
+
+    def quantize(self, images: Tensor, delta: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        return quantize(images, delta, eps)
+
+    def quantize_along(self, images: Tensor, delta: Tensor, eps: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        clean_levels, favoured, other = _favoured_rounding(images, delta, gradient)
+        change = _fit_l2(favoured, other, gradient, eps * LEVELS)
+        # float round-off at a level's edge could leave a row a hair outside: nearest rounding there
+        outside = per_row(flat_norm(change) > eps * LEVELS, change)
+        change = torch.where(outside, self.quantize(images, delta, eps)[0] - clean_levels, change)
         levels = clean_levels + change
         return levels, change / LEVELS
+
+
+class LinfNorm(Norm):
+    """The L-infinity ball (a box around the image)."""
+
+    name = "linf"
+
+    def measure(self, delta: Tensor) -> Tensor:
+        return delta.flatten(1).abs().amax(dim=1)
+
+    def project(self, delta: Tensor, radius: Tensor) -> Tensor:
+        bound = per_row(radius * (1 - PROJECTION_SLACK), delta)
+        return torch.maximum(torch.minimum(delta, bound), -bound)
+
+    def ascent(self, gradient: Tensor) -> Tensor:
+        """sign(g)."""
+        return torch.sign(gradient)
+
+    def random_start(self, shape: torch.Size, generator: torch.Generator) -> Tensor:
+        return 2 * torch.rand(shape, generator=generator, device=generator.device) - 1
+
+    def quantize(self, images: Tensor, delta: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        clean_levels = torch.round(images * LEVELS)
+        change = torch.round((images + delta).clamp(0, 1) * LEVELS) - clean_levels
+        levels = clean_levels + _within_steps(change, eps)
+        return levels, (levels - clean_levels) / LEVELS
+
+    def quantize_along(self, images: Tensor, delta: Tensor, eps: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        clean_levels, favoured, _ = _favoured_rounding(images, delta, gradient)
+        change = _within_steps(favoured, eps)
+        levels = clean_levels + change
+        return levels, change / LEVELS
+
+
+def _within_steps(change: Tensor, eps: Tensor) -> Tensor:
+    """Integer level changes (rows, ...) clipped to the whole 8-bit steps within per-row `eps`."""
+    steps = per_row(torch.floor(eps * LEVELS + 1e-4), change)
+    return torch.maximum(torch.minimum(change, steps), -steps)
+
+
+def _favoured_rounding(images: Tensor, delta: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(clean levels, the level change of `images + delta` rounded the way `gradient` favours,
+    the change rounded the other way) of every pixel."""
+    clean_levels = torch.round(images * LEVELS)
+    target = (images + delta).clamp(0, 1) * LEVELS - clean_levels
+    up, down = torch.ceil(target - 1e-4), torch.floor(target + 1e-4)
+    favoured = torch.where(gradient > 0, up, torch.where(gradient < 0, down, torch.round(target)))
+    return clean_levels, favoured, torch.where(favoured == up, down, up)
 
 
 def _fit_l2(favoured: Tensor, other: Tensor, gradient: Tensor, radius: Tensor) -> Tensor:
@@ -140,15 +194,16 @@ def _fit_l2(favoured: Tensor, other: Tensor, gradient: Tensor, radius: Tensor) -
     return torch.where(switch, alternative, flat).view_as(favoured)
 
 
-L2 = Norm("l2")
-LINF = Norm("linf")
+L2 = L2Norm()
+LINF = LinfNorm()
 
 
 def norm_named(name: str) -> Norm:
-    """`l2` or `linf`."""
-    if name not in NORMS:
-        raise ValueError(f"norm {name!r}: use one of {', '.join(NORMS)}")
-    return L2 if name == "l2" else LINF
+    """The norm config.NORMS names `name` (`l2` or `linf`)."""
+    for norm in (L2, LINF):
+        if norm.name == name:
+            return norm
+    raise ValueError(f"norm {name!r}: use one of {', '.join(NORMS)}")
 
 
 def quantize(images: Tensor, delta: Tensor, eps: Tensor, iterations: int = 16) -> tuple[Tensor, Tensor]:

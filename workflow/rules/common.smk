@@ -1,7 +1,7 @@
 # The run's state, paths and the input functions shared by several stages; each stage's own
 # input functions live in its rule file. It imports the standard-library modules of
-# neuroattack only (plan, artifacts, jobs, config, remote), since every job parses the
-# Snakefile again: no torch here.
+# neuroattack only (plan, seeds, downloaded_files, artifacts, jobs, config, remote), since every
+# job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
 from neuroattack.config import SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
 from neuroattack.remote import remote_checksum
@@ -17,15 +17,9 @@ from neuroattack.jobs import (
     training_priority,
     user_model_settings,
 )
-from neuroattack.plan import (
-    config_seed,
-    download_name,
-    downloaded,
-    downloads,
-    name_pattern,
-    run_plan,
-    weights_file,
-)
+from neuroattack.downloaded_files import download_name, downloaded, downloads, weights_file
+from neuroattack.plan import name_pattern, run_plan
+from neuroattack.seeds import config_seed
 
 RUN = run_plan(config)
 DOWNLOADS = downloads(config)
@@ -37,7 +31,7 @@ wildcard_constraints:
 
 
 def seed(stream, *keys):
-    """The seed of one named stream of random draws (neuroattack.plan.SEED_STREAMS)."""
+    """The seed of one named stream of random draws (neuroattack.seeds.SEED_STREAMS)."""
     return config_seed(config, stream, *keys)
 
 

@@ -1,7 +1,7 @@
 """Rule import_network: a user's model (torchvision, timm or a factory), with its weights file
 if it has one -> netCDF weights."""
 
-from neuroattack.networks.zoo import user_model_weights
+from neuroattack.networks.build import user_model_weights
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

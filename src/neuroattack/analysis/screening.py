@@ -41,8 +41,8 @@ from neuroattack.analysis.transfer import Candidate, TransferSettings, transfer_
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.brain.sitemodels import fit_to_recordings
 from neuroattack.data.recordings import aligned_sites, mean_response, repetition_tensor
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.features import features_layer
-from neuroattack.networks.models import network_from_dataset
 
 log = logging.getLogger(__name__)
 

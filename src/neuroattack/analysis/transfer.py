@@ -27,7 +27,7 @@ from neuroattack.brain.session import brain_session
 from neuroattack.brain.sitemodels import surrogate_response
 from neuroattack.config import DIRECTION_SIGNS
 from neuroattack.data.stimuli import make_stimuli
-from neuroattack.networks.models import FeatureNetwork
+from neuroattack.networks.build import FeatureNetwork
 from neuroattack.networks.readouts import LinearSiteResponse, infer
 
 BRAIN = "brain"  # the transfer matrix's column of recorded responses

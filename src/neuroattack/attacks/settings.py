@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuroattack.geometry import NORMS
+from neuroattack.config import NORMS
 from neuroattack.runtime import bf16_is_native
 
 # response(images (rows, C, H, W) in [0, 1], target (rows,)) -> (rows,)
@@ -34,7 +34,7 @@ class AttackSettings:
     final_step: float = 0.1  # geometric: the last step, as a fraction of the phase's radius
     stall_steps: int = 0  # geometric: steps without progress after which a row jumps to a fresh start (0 = never)
     step_decay: float = 0.9  # paper: step multiplier after a step without progress
-    norm: str = "l2"  # one of geometry.NORMS
+    norm: str = "l2"  # one of config.NORMS
     chunk_rows: int = 128  # rows per batch: bounds memory; results do not depend on it (tests/test_attack.py)
     precision: str = "float32"  # one of PRECISIONS: bf16 autocast in which search phases
     prune_every: int = 0  # successive halving: gradient steps between prunings of restarts (0 = never)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Literal
 
 import numpy as np
 import torch
@@ -26,13 +25,11 @@ from torch import nn
 
 from neuroattack.attacks.engine import pgd_attack
 from neuroattack.attacks.settings import AttackSettings, attack_grid
-from neuroattack.config import DIRECTION_SIGNS
+from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS, Direction
 from neuroattack.data.recordings import Labels, aligned_sites
 from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor
 
-Direction = Literal["increase", "decrease"]
-DIRECTIONS: tuple[Direction, ...] = ("increase", "decrease")
-SIGN: dict[str, float] = dict(zip(DIRECTIONS, DIRECTION_SIGNS, strict=True))  # as in config.DIRECTIONS
+SIGN: dict[str, float] = dict(zip(DIRECTIONS, DIRECTION_SIGNS, strict=True))
 REFERENCES = ("predicted", "recorded")
 
 

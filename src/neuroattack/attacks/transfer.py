@@ -16,8 +16,8 @@ from neuroattack.attacks.engine import pgd_attack
 from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.attacks.untargeted import attack_targets, white_box_changes
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.networks.build import FeatureNetwork
 from neuroattack.networks.frozen import frozen_for_attack
-from neuroattack.networks.models import FeatureNetwork
 from neuroattack.networks.readouts import LinearSiteResponse, infer, to_tensor
 
 log = logging.getLogger(__name__)

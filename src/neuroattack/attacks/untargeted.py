@@ -23,8 +23,8 @@ from neuroattack.attacks.settings import AttackSettings, attack_grid
 from neuroattack.brain.simulated import expected_responses
 from neuroattack.brain.sitemodels import ensemble_response
 from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.features import features_layer, select_units
-from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import UnitResponse, infer, to_tensor
 
 

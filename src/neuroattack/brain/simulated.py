@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from neuroattack.data.recordings import make_recordings
-from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, infer
 
 READOUT_VARIABLES = ["readout_weight", "readout_bias"]

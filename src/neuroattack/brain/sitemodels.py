@@ -28,8 +28,8 @@ from neuroattack.data.recordings import (
     split_half_reliability,
     usable_sites,
 )
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.features import features_layer
-from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, MeanResponse
 
 log = logging.getLogger(__name__)

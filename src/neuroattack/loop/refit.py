@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from neuroattack.brain.sitemodels import fit_to_recordings
 from neuroattack.data.recordings import aligned_sites, mean_response
 from neuroattack.loop.finetune import FinetuneSettings, finetune, held_out_groups
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.features import features_layer
 from neuroattack.networks.layers import at_layer
-from neuroattack.networks.models import network_from_dataset
 from neuroattack.networks.readouts import infer
 
 FINETUNED_ROUNDS = "finetuned_on_rounds"  # attr of a fine-tuned weights file: how many rounds it learnt from

@@ -20,13 +20,8 @@ from neuroattack.config import (
     DEFAULT_NORM,
     NORMS,
 )
-from neuroattack.networks.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Architecture,
-    build_network,
-    weights_to_dataset,
-)
+from neuroattack.networks.build import build_network, weights_to_dataset
+from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture
 
 
 def robust_architecture(name: str) -> Architecture:
@@ -197,7 +192,7 @@ def robust_checkpoint_to_weights(
     setting: str = "the architecture",
 ) -> xr.Dataset:
     """A robustness-library checkpoint (pickled, loaded with weights_only=True)
-    as a weights dataset for `models.network_from_dataset`.
+    as a weights dataset for `build.network_from_dataset`.
 
     The attacker's copy is dropped, the `module.model.` prefix stripped, and the
     checkpoint's normaliser (new_mean/new_std) becomes the architecture's

@@ -7,7 +7,7 @@ import torch
 import xarray as xr
 
 from neuroattack.config import PENULTIMATE, split_view
-from neuroattack.networks.models import network_from_dataset
+from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.readouts import infer
 
 ALIVE_SPREAD = 1e-6  # a unit whose std over the stimuli is below this never varies

@@ -1,7 +1,7 @@
-"""Networks: small ResNets (residual blocks laid out as torchvision's BasicBlock, so that
-jobs on them never import torchvision), torchvision's ImageNet ResNets at paper scale
-(ResNet-18, ResNet-50, Wide ResNet-50-2), and their weights stored as netCDF (one
-variable per tensor).
+"""What the library's own networks are: small ResNets (residual blocks laid out as
+torchvision's BasicBlock, so that jobs on them never import torchvision) and torchvision's
+ImageNet ResNets at paper scale (ResNet-18, ResNet-50, Wide ResNet-50-2), each described by
+an `Architecture`. `networks.build` makes them (and a user's models, `networks.zoo`).
 
 Every network takes pixels in [0, 1] and normalises inside, so attacks and
 perturbation norms live in pixel space. `features(x)` is the penultimate layer.
@@ -12,33 +12,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
-import numpy as np
 import torch
-import xarray as xr
 from torch import Tensor, nn
 
-from neuroattack.config import PENULTIMATE
-
-if TYPE_CHECKING:
-    from neuroattack.networks.layers import AtLayer
-    from neuroattack.networks.zoo import ZooNetwork
+from neuroattack.config import CHECKPOINT_ARCHITECTURES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# torchvision's ImageNet ResNets by name (the names of `Architecture.name`); torchvision
-# is imported only to build one.
-TORCHVISION_RESNETS = ("resnet18", "resnet50", "wide_resnet50_2")
-ARCHITECTURE_NAMES = ("small_resnet", *TORCHVISION_RESNETS)
+# The names of `Architecture.name` besides a user's model's kind (config.MODEL_KINDS): the small
+# ResNet and torchvision's ImageNet ResNets (torchvision is imported only to build one).
+ARCHITECTURE_NAMES = ("small_resnet", *CHECKPOINT_ARCHITECTURES)
 
 
 @dataclass(frozen=True)
 class Architecture:
     """What it takes to rebuild a network from its weights file."""
 
-    name: str = "small_resnet"  # one of ARCHITECTURE_NAMES
+    name: str = "small_resnet"  # one of ARCHITECTURE_NAMES or config.MODEL_KINDS
     widths: tuple[int, ...] = (16, 32, 64)
     blocks: tuple[int, ...] = (1, 1, 1)
     num_classes: int = 10
@@ -140,8 +133,10 @@ class TorchvisionResNet(nn.Module):
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        if arch.name not in TORCHVISION_RESNETS:
-            raise ValueError(f"{arch.name!r} is not a torchvision ResNet: use one of {', '.join(TORCHVISION_RESNETS)}")
+        if arch.name not in CHECKPOINT_ARCHITECTURES:
+            raise ValueError(
+                f"{arch.name!r} is not a torchvision ResNet: use one of {', '.join(CHECKPOINT_ARCHITECTURES)}"
+            )
         from torchvision.models import get_model
 
         self.normalize = Normalize(arch.mean, arch.std)
@@ -157,86 +152,3 @@ class TorchvisionResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         logits: Tensor = self.model.fc(self.features(x))
         return logits
-
-
-# Every network neuroattack attacks: x in [0, 1] -> features(x) (n, feature_dim), forward(x) -> logits.
-FeatureNetwork: TypeAlias = "SmallResNet | TorchvisionResNet | ZooNetwork | AtLayer"
-
-
-def build_network(arch: Architecture) -> FeatureNetwork:
-    """The network `arch` describes, with its constructor's initial weights. Besides the small
-    ResNets and the checkpoints' ImageNet ResNets, a user's model (`arch.name` one of
-    zoo.ZOO_KINDS: a torchvision or timm model, or a factory function)."""
-    if arch.name == "small_resnet":
-        return SmallResNet(arch)
-    if arch.name in TORCHVISION_RESNETS:
-        return TorchvisionResNet(arch)
-    from neuroattack.networks import zoo  # imports torchvision or timm only to build such a model
-
-    if arch.name in zoo.ZOO_KINDS:
-        return zoo.ZooNetwork(arch)
-    raise ValueError(
-        f"unknown architecture {arch.name!r}: use one of {', '.join((*ARCHITECTURE_NAMES, *zoo.ZOO_KINDS))}"
-    )
-
-
-def weights_to_dataset(network: nn.Module, arch: Architecture, attrs: dict[str, Any]) -> xr.Dataset:
-    """One variable per state_dict tensor (normaliser buffers excluded: they are in arch)."""
-    data_vars = {}
-    for name, tensor in network.state_dict().items():
-        if name.startswith("normalize."):
-            continue
-        array = tensor.detach().cpu().numpy()
-        dims = [f"{name}_dim{i}" for i in range(array.ndim)]
-        data_vars[name] = xr.Variable(dims, array)
-    ds = xr.Dataset(data_vars)
-    ds.attrs = {"architecture": arch.to_json(), **attrs}
-    return ds
-
-
-def network_from_dataset(ds: xr.Dataset, path: str = "<weights>", layer: str | None = None) -> FeatureNetwork:
-    """Rebuild a network (eval mode, no weight gradients) from its weights dataset, seen at
-    `layer` (a module name; None or `penultimate`: its own features)."""
-    if "architecture" not in ds.attrs:
-        raise KeyError(f"{path}: no 'architecture' attribute; not a neuroattack weights file")
-    network = build_network(Architecture.from_json(ds.attrs["architecture"]))
-    reference = network.state_dict()
-    state = {}
-    for name, expected in reference.items():
-        if name.startswith("normalize."):
-            state[name] = expected
-            continue
-        if name not in ds.variables:
-            raise KeyError(f"{path}: weights file lacks tensor {name!r}")
-        value = np.asarray(ds[name].values)
-        state[name] = torch.from_numpy(value.astype(expected.numpy().dtype, copy=False))
-    network.load_state_dict(state, strict=True)
-    network.eval().requires_grad_(False)
-    if layer is None or layer == PENULTIMATE:
-        return network
-    from neuroattack.networks.layers import AtLayer  # it imports this module
-
-    try:
-        return AtLayer(network, layer)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
-
-
-def count_flops(network: FeatureNetwork, resolution: int) -> int:
-    """Multiply-adds x 2 of one forward pass of `features` on one image (convs + linear)."""
-    total = 0
-
-    def conv_hook(module: nn.Module, _inputs: Any, output: Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-            total += 2 * kernel * output[0].numel()
-
-    handles = [m.register_forward_hook(conv_hook) for m in network.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            network.features(torch.zeros(1, 3, resolution, resolution))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total

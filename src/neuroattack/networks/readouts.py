@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from neuroattack.networks.build import FeatureNetwork
 from neuroattack.networks.frozen import frozen_for_attack
-from neuroattack.networks.models import FeatureNetwork
 
 
 class UnitResponse(nn.Module):

@@ -16,7 +16,8 @@ from torch.nn import functional
 
 from neuroattack.data.stimuli import CATEGORIES, crops, image_folder_to_stimuli
 from neuroattack.geometry import clamp_to_box, normalized, project_l2, random_in_ball
-from neuroattack.networks.models import Architecture, FeatureNetwork, build_network, weights_to_dataset
+from neuroattack.networks.build import FeatureNetwork, build_network, weights_to_dataset
+from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import image_batches, to_tensor
 from neuroattack.runtime import bf16_is_native
 

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional
 
+from neuroattack.config import MODEL_KINDS
 from neuroattack.networks.layers import layer_input
-from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture, Normalize, weights_to_dataset
+from neuroattack.networks.models import Architecture, Normalize
 
-ZOO_KINDS = ("torchvision", "timm", "factory")  # the config's keys (plan.MODEL_KINDS; a test keeps them equal)
 DEFAULT_RESOLUTION = 224  # an ImageNet model's
 
 
@@ -56,7 +55,7 @@ def build_module(kind: str, model: str, kwargs: Mapping[str, Any], search_path: 
         return created
     if kind == "factory":
         return _factory_module(model, kwargs, search_path)
-    raise ValueError(f"unknown kind of network {kind!r}: use one of {', '.join(ZOO_KINDS)}")
+    raise ValueError(f"unknown kind of network {kind!r}: use one of {', '.join(MODEL_KINDS)}")
 
 
 def _factory_module(target: str, kwargs: Mapping[str, Any], search_path: str | None) -> nn.Module:
@@ -164,40 +163,3 @@ class ZooNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         logits: Tensor = self.model(self.prepared(x))
         return logits
-
-
-def user_model_weights(
-    name: str, settings: Mapping[str, Any], weights_path: str | os.PathLike[str] | None, seed: int
-) -> xr.Dataset:
-    """The workflow's weights file of `networks.<name>`, a user's model: `settings` is the entry
-    (eps, the kind's key, kwargs, input, path; its `layer` is applied where features are
-    made); the weights come from `weights_path`, or, without one, from the constructor seeded
-    with `seed`."""
-    kind = next((k for k in ZOO_KINDS if k in settings), None)
-    if kind is None:
-        raise ValueError(f"networks.{name}: name the model with one of the keys {', '.join(ZOO_KINDS)}")
-    given = settings.get("input", {})
-    arch = Architecture(
-        name=kind,
-        num_classes=0,
-        mean=tuple(float(v) for v in given.get("mean", IMAGENET_MEAN)),
-        std=tuple(float(v) for v in given.get("std", IMAGENET_STD)),
-        extra={
-            "model": settings[kind],
-            "kwargs": dict(settings.get("kwargs", {})),
-            "resolution": int(given.get("resolution", DEFAULT_RESOLUTION)),
-            "path": settings.get("path"),
-        },
-    )
-    torch.manual_seed(seed)
-    try:
-        network = ZooNetwork(arch)
-    except (ValueError, TypeError, ImportError) as error:
-        raise type(error)(f"networks.{name}: {error}") from error
-    if weights_path is not None:
-        load_weights(network.model, weights_path)
-    attrs = {
-        "training_eps": float(settings["eps"]),
-        "source_weights": Path(weights_path).name if weights_path is not None else "the constructor's, seeded",
-    }
-    return weights_to_dataset(network.eval(), arch, attrs)

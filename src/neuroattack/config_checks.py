@@ -1,0 +1,160 @@
+"""The config's checks at start: the schema, then the cross-checks the schema cannot make
+(keys that depend on each other, paths that must exist, numbers the stimulus set bounds),
+each problem one sentence that names its key and what to do.
+
+Standard library only (and jsonschema): the Snakefile checks the config with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from neuroattack.config import (
+    TRANSFER_KEYS,
+    ConfigError,
+    KnownStimuli,
+    known_stimuli,
+    layer_candidates,
+    validate_config,
+    with_schema_types,
+)
+from neuroattack.downloaded_files import download_name, download_problems, downloaded
+from neuroattack.recorded_rounds import missing_table_error, perturbed_tables
+
+
+def checked_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with numbers as the schema types them (so that `1` and `1.0` give the same
+    params: no rerun), once it passes the schema and the cross-checks; else ConfigError with
+    one line per problem (the key, its value, what is allowed)."""
+    validate_config(config, schema)
+    typed: dict[str, Any] = with_schema_types(config, schema)
+    stimuli = typed["stimuli"]
+    csv = downloaded(typed, download_name(stimuli["csv"], "brainscore")) if stimuli["source"] == "brainscore" else None
+    problems = config_problems(typed, known_stimuli(stimuli, csv))
+    if problems:
+        raise ConfigError("\n".join(f"config: {problem}" for problem in problems))
+    return typed
+
+
+UNKNOWN_STIMULI = KnownStimuli(None, None, "")
+
+
+def config_problems(config: Mapping[str, Any], stimuli: KnownStimuli = UNKNOWN_STIMULI) -> list[str]:
+    """Every problem of a schema-valid `config` that the schema cannot see (keys that depend on
+    each other, paths that must exist, numbers the stimulus set bounds), one sentence each
+    naming the key and what to do; empty when there is none. `stimuli`: the stimulus set's size
+    and categories where known before any job runs (`config.known_stimuli`)."""
+    return [
+        *_network_problems(config),
+        *_source_problems(config),
+        *_image_count_problems(config, stimuli),
+        *_round_problems(config),
+        *download_problems(config),
+        *_attack_problems(config),
+    ]
+
+
+def _attack_problems(config: Mapping[str, Any]) -> list[str]:
+    attack = config["attack"]
+    transfer = [key for key in TRANSFER_KEYS if attack.get(key, 0)]
+    if transfer and attack.get("schedule", "geometric") == "paper":
+        named = " and ".join(f"attack.{key}" for key in transfer)
+        return [f"{named} need attack.schedule: geometric; set them to 0 or change the schedule"]
+    return []
+
+
+def _network_problems(config: Mapping[str, Any]) -> list[str]:
+    networks = list(config["networks"])
+    ensemble = list(config["loop"].get("ensemble") or [])
+    trained = [name for name, spec in config["networks"].items() if "seed" in spec]
+    problems = []
+    if set(ensemble) - set(networks) or len(set(ensemble)) != len(ensemble):
+        problems.append(
+            f"loop.ensemble = {ensemble} names networks more than once or outside networks ({', '.join(networks)}); "
+            "list each ensemble member once, by its name under networks (or leave it empty for the single surrogate)"
+        )
+    surrogate = config["surrogate"]["network"]
+    if surrogate != "auto" and surrogate not in networks:
+        problems.append(
+            f"surrogate.network = {surrogate!r} is not one of networks ({', '.join(networks)}); "
+            "name a network of the config, or auto (chosen by screening.criterion)"
+        )
+    for section in ("attack", "surrogate"):
+        layers = config[section].get("layers") or []
+        unknown = sorted(set(layers) - set(networks)) if isinstance(layers, Mapping) else []
+        if unknown:
+            problems.append(
+                f"{section}.layers names {unknown}, which are not networks ({', '.join(networks)}); key the lists "
+                "by network name, or give one list for every network"
+            )
+    if config["surrogate"].get("layer") == "auto" and not any(layer_candidates(config).values()):
+        problems.append(
+            "surrogate.layer is auto but surrogate.layers names no layer besides the surrogate's own; list the "
+            "candidate layers in surrogate.layers (e.g. [stages.1, stages.2]), or leave surrogate.layer out"
+        )
+    for needed in ("architecture", "training", "training_data"):
+        if trained and needed not in config:
+            problems.append(f"key {needed!r} is required because networks {trained} are trained (they have a seed)")
+    return problems
+
+
+def _source_problems(config: Mapping[str, Any]) -> list[str]:
+    if config["recordings"]["source"] != "simulated":
+        return []
+    problems = [
+        f"key {needed!r} is required because recordings.source is 'simulated'"
+        for needed in ("brain", "architecture", "training", "training_data")
+        if needed not in config
+    ]
+    if config["stimuli"]["source"] != "embedded":
+        problems.append(
+            "recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)"
+        )
+    if "time_window_ms" in config["recordings"]:
+        problems.append("recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none")
+    return problems
+
+
+def _image_count_problems(config: Mapping[str, Any], stimuli: KnownStimuli) -> list[str]:
+    attacked, screened = config["attack"]["images"], config["screening"]["images"]
+    problems = []
+    if stimuli.count is not None and attacked > stimuli.count:
+        problems.append(
+            f"attack.images = {attacked}, but the stimulus set has only {stimuli.count} images ({stimuli.origin}); "
+            f"lower attack.images to at most {stimuli.count}"
+        )
+    targeted = config["preference"]["categories"]
+    if stimuli.categories is not None and targeted >= stimuli.categories:
+        problems.append(
+            f"preference.categories = {targeted}, but the stimulus set has {stimuli.categories} categories "
+            f"({stimuli.origin}); use 1 to {stimuli.categories - 1} (one category stays out as the preferred one)"
+        )
+    if screened > attacked:
+        problems.append(
+            f"screening.images = {screened} is more than attack.images = {attacked}; lower it to at most {attacked}"
+        )
+    simulated = config["recordings"]["source"] == "simulated"
+    if config["surrogate"]["network"] == "auto" and config["screening"]["criterion"] == "transfer" and not simulated:
+        problems.append(
+            "screening.criterion = transfer needs the brain's responses to perturbed images, which real recordings "
+            "give only after a rig session; choose by predictivity or cka, or name the surrogate in surrogate.network"
+        )
+    return problems
+
+
+def _round_problems(config: Mapping[str, Any]) -> list[str]:
+    if config["recordings"]["source"] == "simulated":
+        return []
+    tables, rounds = perturbed_tables(config["recordings"]), config["loop"]["rounds"]
+    problems = []
+    if len(tables) > rounds:
+        problems.append(
+            f"recordings.perturbed lists {len(tables)} tables but loop.rounds = {rounds}; "
+            "give one table per round, or raise loop.rounds"
+        )
+    problems += [
+        missing_table_error(number, table) for number, table in enumerate(tables, start=1) if not Path(table).is_file()
+    ]
+    return problems
