@@ -13,6 +13,7 @@ import yaml
 from test_attack import ReluUnits, attack, quantised_norm, random_images
 from test_loop import surrogate_member
 
+from neuroattack.analysis.sensitivity import by_round, noise_corrected_squared_change
 from neuroattack.analysis.specificity import perturbation_changes, specificity
 from neuroattack.attacks.engine import resize_and_pad
 from neuroattack.attacks.settings import AttackSettings
@@ -21,10 +22,10 @@ from neuroattack.config import science
 from neuroattack.config_checks import config_problems
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
-from neuroattack.figures.specificity import by_round, figure8
+from neuroattack.figures.specificity import figure8
 from neuroattack.loop import refit
 from neuroattack.loop.finetune import FinetuneSettings, finetune, held_out_groups, trainable_parameters
-from neuroattack.loop.responses import EVERY_SITE_DIMS, noise_corrected_squared_change, round_responses
+from neuroattack.loop.responses import EVERY_SITE_DIMS, round_responses
 from neuroattack.loop.stimulus_set import round_stimulus_set
 from neuroattack.networks.build import build_network, network_from_dataset
 from neuroattack.networks.models import Architecture

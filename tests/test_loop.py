@@ -9,6 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
+from neuroattack.analysis.sensitivity import noise_corrected_squared_change
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_round, attack_sites
 from neuroattack.brain.sitemodels import ensemble_response, surrogate_response
@@ -16,7 +17,7 @@ from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS
-from neuroattack.loop.responses import noise_corrected_squared_change, random_baseline, round_responses
+from neuroattack.loop.responses import random_baseline, round_responses
 from neuroattack.loop.rig import check_round_recordings
 from neuroattack.loop.stimulus_set import round_stimulus_set
 from neuroattack.networks.build import build_network, weights_to_dataset

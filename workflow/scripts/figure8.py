@@ -1,9 +1,8 @@
 """Rule figure8: off-target specificity of the loop's perturbations, by eps and round."""
 
 from neuroattack import figures, io
-from neuroattack.analysis.sensitivity import site_sigma
+from neuroattack.analysis.sensitivity import by_round, site_sigma
 from neuroattack.analysis.specificity import specificity
-from neuroattack.figures.specificity import by_round
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)

@@ -123,6 +123,27 @@ def _check_same_images(site_attacks: Sequence[xr.Dataset], unit_attacks: Sequenc
         )
 
 
+def noise_corrected_squared_change(
+    perturbed_mean: np.ndarray,
+    perturbed_variance: np.ndarray,
+    perturbed_count: np.ndarray,
+    clean_mean: np.ndarray,
+    clean_variance: np.ndarray,
+    clean_count: np.ndarray,
+) -> np.ndarray:
+    """An unbiased estimate of the squared change of the expected response, (r(x+d) - r(x))^2,
+    from trial means and unbiased trial variances of independent trials:
+    (mean_p - mean_c)^2 - var_p / n_p - var_c / n_c. The naive (mean_p - mean_c)^2 exceeds it
+    by the noise variance of the difference in expectation. Negative values are kept (clipping
+    them would bias the mean)."""
+    difference = np.asarray(perturbed_mean, dtype=np.float64) - np.asarray(clean_mean, dtype=np.float64)
+    noise = np.asarray(perturbed_variance, dtype=np.float64) / perturbed_count + np.asarray(
+        clean_variance, dtype=np.float64
+    ) / np.asarray(clean_count, dtype=np.float64)
+    squared: np.ndarray = difference**2 - noise
+    return squared
+
+
 def site_sigma(recordings: xr.Dataset, neuroid_id: np.ndarray) -> xr.DataArray:
     """sigma_i: the spread (ddof 1) of each site's trial-mean responses over the clean stimuli."""
     clean_means = aligned_sites(mean_response(recordings), neuroid_id)

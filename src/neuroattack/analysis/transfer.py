@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from neuroattack.analysis.sensitivity import interval, site_sigma
+from neuroattack.analysis.sensitivity import interval, noise_corrected_squared_change, site_sigma
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.transfer import brain_own_change, layer_perturbations, site_model_attack
 from neuroattack.attacks.untargeted import attacked_stimuli
@@ -46,17 +46,16 @@ class TransferSettings:
 
 def noise_corrected_change(clean: np.ndarray, perturbed: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Per image, the mean over sites of the squared response change in units of the site's
-    s.d., without the noise's bias: the repetitions (image, repetition, site) of each image are
-    split in two halves and the halves' changes multiplied (their noise is independent)."""
-    count = min(clean.shape[1], perturbed.shape[1])
-    first, second = slice(0, count // 2), slice(count // 2, count)
+    s.d., without the noise's bias: `noise_corrected_squared_change` of the trial means and
+    variances of the repetitions (image, repetition, site) of each image."""
 
-    def change(part: slice) -> np.ndarray:
-        difference: np.ndarray = np.nanmean(perturbed[:, part], axis=1) - np.nanmean(clean[:, part], axis=1)
-        return difference
+    def trial_statistics(trials: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        valid = np.isfinite(trials)
+        return np.nanmean(trials, axis=1), np.nanvar(trials, axis=1, ddof=1), valid.sum(axis=1)
 
-    product: np.ndarray = np.nanmean(change(first) * change(second) / np.square(sigma), axis=1)
-    return product
+    squared = noise_corrected_squared_change(*trial_statistics(perturbed), *trial_statistics(clean))
+    per_image: np.ndarray = np.nanmean(squared / np.square(sigma), axis=1)
+    return per_image
 
 
 def population_change(per_image: np.ndarray, draws: int, seed: int) -> tuple[float, float, float]:

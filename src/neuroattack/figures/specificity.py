@@ -3,8 +3,6 @@ and how far it moved the other sites, by eps and round (`analysis.specificity`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import matplotlib.pyplot as plt
 import seaborn as sns
 import xarray as xr
@@ -15,12 +13,6 @@ SERIES = {  # variable: (label, colour index)
     "target_change": ("aimed-at site (black box)", 0),
     "offtarget_change": ("other sites (r.m.s.)", 1),
 }
-
-
-def by_round(specificities: Sequence[xr.Dataset]) -> xr.Dataset:
-    """Per-round specificity summaries stacked along `round`."""
-    rounds = [int(s.attrs["round"]) for s in specificities]
-    return xr.concat([s.drop_attrs() for s in specificities], dim="round").assign_coords(round=rounds)
 
 
 def _with_interval(ax: Axes, numbers: xr.Dataset, name: str, label: str, colour: object) -> None:

@@ -21,6 +21,7 @@ from neuroattack.analysis.sensitivity import (
     BRAIN_BLACK_BOX,
     BRAIN_WHITE_BOX,
     SURROGATE,
+    noise_corrected_squared_change,
     random_directions,
     site_changes,
     site_sigma,
@@ -96,27 +97,6 @@ def trial_statistics(recordings: xr.Dataset, stimulus_ids: Sequence[str], neuroi
         raise KeyError(f"the round's recordings lack sites the site models were fitted for: {missing[:5]}")
     stats = stats.isel(site=[positions[str(n)] for n in neuroid_id])
     return stats.sel(stimulus_id=list(stimulus_ids)).transpose("stimulus_id", "site")
-
-
-def noise_corrected_squared_change(
-    perturbed_mean: np.ndarray,
-    perturbed_variance: np.ndarray,
-    perturbed_count: np.ndarray,
-    clean_mean: np.ndarray,
-    clean_variance: np.ndarray,
-    clean_count: np.ndarray,
-) -> np.ndarray:
-    """An unbiased estimate of the squared change of the expected response, (r(x+d) - r(x))^2,
-    from trial means and unbiased trial variances of independent trials:
-    (mean_p - mean_c)^2 - var_p / n_p - var_c / n_c. The naive (mean_p - mean_c)^2 exceeds it
-    by the noise variance of the difference in expectation. Negative values are kept (clipping
-    them would bias the mean)."""
-    difference = np.asarray(perturbed_mean, dtype=np.float64) - np.asarray(clean_mean, dtype=np.float64)
-    noise = np.asarray(perturbed_variance, dtype=np.float64) / perturbed_count + np.asarray(
-        clean_variance, dtype=np.float64
-    ) / np.asarray(clean_count, dtype=np.float64)
-    squared: np.ndarray = difference**2 - noise
-    return squared
 
 
 def round_responses(

@@ -40,7 +40,8 @@ def _load_checkpoint(path: Path) -> Mapping[str, Any]:
         raise FileNotFoundError(f"{path}: no such checkpoint; run the download rule first")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as error:
+    # a truncated zip archive makes torch's reader fail with a bare OSError (errno 22)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, OSError) as error:
         raise ValueError(
             f"{path}: cannot be read with torch.load(weights_only=True) ({error}). Only tensors and plain "
             "containers are accepted, so no code in a pickle ever runs; if you trust the file, re-save its "
