@@ -9,7 +9,7 @@ the weights):
 - features: seconds per image of the network's features on a batch of images;
 - attack: seconds per (image, unit) of the untargeted attack of sampled units of one
   clean image at a config's attack settings (every eps, both directions, its restarts),
-  the unit-attack of rule `attack_image`.
+  the unit-attack of rule `attack_units`.
 
 Times are medians over `--repeats`. A paper-scale attack (config/paper.yaml) runs the
 same rows 100 restarts deep; `--config config/paper.yaml` measures it (GPU: seconds per
@@ -141,7 +141,7 @@ def measure(
     with torch.no_grad():
         width = int(network.features(images[:1]).shape[1])
         features = median_seconds(device, lambda: network.features(images), args.repeats) / batch
-    response = UnitResponse(network)  # the attack's frozen copy, as rule attack_image builds it
+    response = UnitResponse(network)  # the attack's frozen copy, as rule attack_units builds it
     units = np.arange(args.units)
     image = images[:1]
     per_unit = median_seconds(

@@ -207,12 +207,12 @@ def test_a_fine_tuned_surrogate_is_a_weights_file_of_the_same_network() -> None:
     shown = round_stimulus_set(stimuli, [attack], 1, seed=1, norm="l2")
     earlier = [(shown, recordings_of(shown["stimulus_id"].values.tolist()))]
     settings = FinetuneSettings(epochs=2, patience=2, held_out=0.25)
-    tuned = refit.finetune_surrogate(models, weights, features, clean, stimuli, earlier, settings, seed=3)
+    tuned = refit.finetune_member(models, weights, features, clean, stimuli, earlier, settings, seed=3)
     assert set(tuned.data_vars) == set(weights.data_vars) and tuned.attrs[refit.FINETUNED_ROUNDS] == 1
     network_from_dataset(tuned)  # loads as the same architecture
     assert tuned.attrs["finetune_images"] == 12 + shown.sizes["stimulus_id"] - 1  # clean, perturbed, random
     with pytest.raises(ValueError, match="round 1 is never fine-tuned"):
-        refit.finetune_surrogate(models, weights, features, clean, stimuli, [], settings, seed=3)
+        refit.finetune_member(models, weights, features, clean, stimuli, [], settings, seed=3)
 
 
 # --- off-target specificity ---------------------------------------------------------------

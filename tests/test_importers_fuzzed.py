@@ -389,7 +389,7 @@ def test_a_checkpoint_is_converted_whole_or_refused_naming_the_file(
         )
         if weights is None:
             return
-        io.require(weights, "weights", path)
+        io.require(weights, "network", path)
         network = network_from_dataset(weights, str(path))
         expected = {k.removeprefix("module.model."): v for k, v in state.items() if k.startswith("module.model.")}
         for name, tensor in network.model.state_dict().items():

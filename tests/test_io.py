@@ -161,8 +161,8 @@ def test_every_kind_of_intermediate_names_rules_of_the_workflow() -> None:
         assert kind.variables or kind.attrs, name
         assert set(kind.rules) <= defined, (name, set(kind.rules) - defined)
     assert (
-        io.INTERMEDIATES["weights"].made_by
-        == "rule train_network (or convert_checkpoint, import_network, chosen_surrogate, finetune_surrogate)"
+        io.INTERMEDIATES["network"].made_by
+        == "rule train_network (or convert_checkpoint, import_network, chosen_surrogate, finetune_member)"
     )
 
 

@@ -146,7 +146,7 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
     }
     assert job_counts(run.stdout) == {**expected, "total": sum(expected.values())}
     assert run.stderr.count("round 1 of the loop has no recordings yet") == 1
-    assert "results/paper/rig/round1/perturbed_stimuli.csv" in run.stderr
+    assert "results/paper/rig/round1/stimuli.csv" in run.stderr
 
 
 def test_downloads_are_verified_and_unknown_checksums_recorded(mini_run: Path, served: LoopbackServer) -> None:
@@ -199,11 +199,11 @@ def test_outputs_without_rig_recordings(mini_run: Path) -> None:
     assert "black_box" not in populations
     assert bool(np.isfinite(sensitivity["s_tilde"]).all())
     assert (results / "figures/figure1.png").stat().st_size > 10_000
-    table = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
+    table = pd.read_csv(results / "rig/round1/stimuli.csv")
     # clean images + images x sites x eps x directions + one random direction per image and eps
     expected = {"clean": 2, "perturbed": 2 * 2 * 2 * 2, "random": 2 * 2}
     assert table["category_name"].value_counts().to_dict() == expected
-    with zipfile.ZipFile(results / "rig/round1/perturbed_stimuli.zip") as archive:
+    with zipfile.ZipFile(results / "rig/round1/stimuli.zip") as archive:
         assert sorted(archive.namelist()) == sorted(table["filename"])
 
 
@@ -300,7 +300,7 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
 ) -> None:
     mini_run = copy_of(mini_run, tmp_path)
     results = mini_run / "results" / "mini"
-    shown = pd.read_csv(results / "rig/round1/perturbed_stimuli.csv")
+    shown = pd.read_csv(results / "rig/round1/stimuli.csv")
     assert set(shown["category_name"]) == {"clean", "perturbed", "random"}
     sites = io.read_dataset(results / "rounds/round1/site_models.nc")["neuroid_id"].values
     first = rig_table(shown, sites, mini_run / "round1.csv")
@@ -314,10 +314,10 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     assert io.read_dataset(results / "figures/figure6.nc")["round"].values.tolist() == [1]
     # Round 2: refitted on round 1's recordings, attacked, exported; the run says what to record.
     assert io.read_dataset(results / "rounds/round2/site_models.nc").attrs["rounds_fitted_on"] == 1
-    assert (results / "rig/round2/perturbed_stimuli.zip").exists()
+    assert (results / "rig/round2/stimuli.zip").exists()
     message = run.stderr.replace("\n", " ")
     assert message.count("round 2 of the loop has no recordings yet") == 1  # said once, as the run ends
-    assert "results/mini/rig/round2/perturbed_stimuli.csv" in message and "entry 2" in message
+    assert "results/mini/rig/round2/stimuli.csv" in message and "entry 2" in message
     assert "recordings.perturbed" in message and "stimulus_id, neuroid_id, repetition, response" in message
     # A table named but not there stops the run at start, naming it.
     missing = mini_config(served, mini_run, perturbed=[first, str(mini_run / "absent.csv")])
@@ -326,7 +326,7 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     said = refused.stdout + refused.stderr
     assert "recordings.perturbed entry 2 names" in said and "absent.csv" in said
     # Round 2's recordings added: the loop goes on to round 3 without redoing round 1.
-    second = rig_table(pd.read_csv(results / "rig/round2/perturbed_stimuli.csv"), sites, mini_run / "round2.csv")
+    second = rig_table(pd.read_csv(results / "rig/round2/stimuli.csv"), sites, mini_run / "round2.csv")
     config = mini_config(served, mini_run, perturbed=[first, second])
     dry = snakemake(mini_run, "--dry-run", "--cores", "2", configfile=str(config))
     counts = job_counts(dry.stdout)
@@ -341,12 +341,12 @@ def test_a_labs_loop_killed_in_round_2s_attacks_resumes_to_an_uninterrupted_runs
 ) -> None:
     results = Path("results/mini")
     sites = io.read_dataset(mini_run / results / "rounds/round1/site_models.nc")["neuroid_id"].values
-    first = rig_table(pd.read_csv(mini_run / results / "rig/round1/perturbed_stimuli.csv"), sites, tmp_path / "r1.csv")
+    first = rig_table(pd.read_csv(mini_run / results / "rig/round1/stimuli.csv"), sites, tmp_path / "r1.csv")
     # Uninterrupted: round 1's table, then (once round 2's images are exported) round 2's too.
     whole = copy_of(mini_run, tmp_path / "whole")
     run = snakemake(whole, "--cores", "2", configfile=str(mini_config(served, whole, perturbed=[first])))
     assert run.returncode == 0, run.stderr[-5000:]
-    second = rig_table(pd.read_csv(whole / results / "rig/round2/perturbed_stimuli.csv"), sites, tmp_path / "r2.csv")
+    second = rig_table(pd.read_csv(whole / results / "rig/round2/stimuli.csv"), sites, tmp_path / "r2.csv")
     run = snakemake(whole, "--cores", "2", configfile=str(mini_config(served, whole, perturbed=[first, second])))
     assert run.returncode == 0, run.stderr[-5000:]
     # Killed: both tables given at once; kill -9 as soon as the first of round 2's attacks is written.

@@ -158,8 +158,8 @@ def test_the_first_unrecorded_round_and_what_the_lab_is_told() -> None:
     assert recorded_rounds.first_unrecorded_round(["a.csv", "b.csv", "c.csv"], 3) is None
     assert recorded_rounds.perturbed_tables({"perturbed": "a.csv"}) == ["a.csv"]
     assert recorded_rounds.perturbed_tables({"perturbed": None}) == []
-    message = recorded_rounds.missing_round_message(2, "results/rig/round2/perturbed_stimuli.csv", "columns x, y")
-    assert "results/rig/round2/perturbed_stimuli.csv" in message and "recordings.perturbed" in message
+    message = recorded_rounds.missing_round_message(2, "results/rig/round2/stimuli.csv", "columns x, y")
+    assert "results/rig/round2/stimuli.csv" in message and "recordings.perturbed" in message
     assert "entry 2" in message and "columns x, y" in message
 
 

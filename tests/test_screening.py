@@ -339,7 +339,7 @@ def test_the_tiny_run_screens_every_network_and_draws_figure5(tiny_run: Path) ->
         assert (values <= table[f"{criterion}_high"].values + 1e-6).all(), criterion
     networks = table["transfer_relative"].sel(target=table["attacker"].values).values
     assert np.allclose(np.diag(networks), 1.0)
-    assert np.isfinite(table["transfer_relative"].sel(target=transfer.BRAIN).values).all()
+    assert np.isfinite(table["transfer_relative"].sel(target=transfer.BRAIN_TARGET).values).all()
     assert table.attrs["brain_training_eps"] == config["brain"]["network"]["eps"]
     assert (tiny_run / "figures/figure5.png").stat().st_size > 10_000
     plotted = io.read_dataset(tiny_run / "figures/figure5.nc")

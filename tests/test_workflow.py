@@ -568,14 +568,14 @@ def test_a_network_refit_changes_later_rounds_and_never_round_1(tiny_run: Path, 
     assert "Nothing to be done" in dry_run_with(workdir, tmp_path, config)
     config["loop"]["refit"] = "network"
     counts = job_counts(dry_run_with(workdir, tmp_path, config))
-    assert counts["finetune_surrogate"] == 1 and "attack_units" not in counts
+    assert counts["finetune_member"] == 1 and "attack_units" not in counts
     assert counts["attack_round"] == counts["round_stimuli"] == counts["record"] == 1  # round 2's only
     path = tmp_path / "network.yaml"
     path.write_text(yaml.safe_dump(config))
     run = snakemake(workdir, "--cores", "2", configfile=str(path))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert all(path.read_bytes() == before[path] for path in first_round)
-    tuned = io.read_dataset(results / "rounds/round2/networks/surrogate.nc", "weights")
+    tuned = io.read_dataset(results / "rounds/round2/networks/surrogate.nc", "network")
     errors = tuned.attrs["finetune_held_out_error"]
     assert tuned.attrs["finetuned_on_rounds"] == 1 and min(errors) <= errors[0]
     assert io.read_dataset(results / "rounds/round2/site_models.nc", "site_models").attrs["rounds_fitted_on"] == 1

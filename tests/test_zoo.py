@@ -241,14 +241,14 @@ def test_users_networks_run_end_to_end_at_their_layers_and_by_depth(
     assert run.returncode == 0, run.stderr[-5000:]
     assert any(request.path == "/vit_mine.pt" for request in loopback_server.requests)
     results = workdir / "results/tiny"
-    imported = io.read_dataset(results / "networks/resnet18_mine.nc", "weights")
+    imported = io.read_dataset(results / "networks/resnet18_mine.nc", "network")
     assert imported.attrs["source_weights"] == "resnet18_mine.safetensors"
     features = io.read_dataset(results / "features/resnet18_mine.nc")
     assert features.attrs["layer"] == "layer3" and features.sizes["unit"] == 256 * 2 * 2
     assert io.read_dataset(results / "features/labnet.nc").sizes["unit"] == 6
     assert io.read_dataset(results / "features/standard@stages.0.nc").attrs["layer"] == "stages.0"
     # the ViT's features are its own block's output, as a forward hook on the model sees it
-    vit = network_from_dataset(io.read_dataset(results / "networks/vit_mine.nc", "weights"))
+    vit = network_from_dataset(io.read_dataset(results / "networks/vit_mine.nc", "network"))
     stimuli = io.read_dataset(results / "stimuli/stimuli.nc", "stimuli")
     hooked: list[torch.Tensor] = []
     vit.model.blocks[1].register_forward_hook(lambda _m, _i, output: hooked.append(output))

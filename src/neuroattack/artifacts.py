@@ -20,11 +20,11 @@ PATHS: Final[Mapping[str, str]] = MappingProxyType(
         "stimuli": "stimuli/stimuli.nc",
         "network": "networks/{network}.nc",
         "features": "features/{network}.nc",
-        "surrogate_weights": "surrogate/weights.nc",
+        "surrogate_network": "surrogate/network.nc",
         "surrogate_features": "surrogate/features.nc",
         "best_layer_features": "surrogate/best_layer/{network}.nc",
         "brain": "brain/brain.nc",
-        "recordings": "recordings/{session}.nc",
+        "recordings": "recordings/{stimulus_set}.nc",
         "unit_attack": "attacks/image{index}.nc",
         "white_box": "validation/brain_white_box.nc",
         "sensitivity": "sensitivity/sensitivity.nc",
@@ -41,7 +41,7 @@ PATHS: Final[Mapping[str, str]] = MappingProxyType(
         "figure": "figures/figure{number}",
         "sensitivity_table": "report/sensitivity_table.html",
         "screening_rig_stimuli": "rig/screening_stimuli",
-        "round_rig_stimuli": "rig/round{round}/perturbed_stimuli",
+        "round_rig_stimuli": "rig/round{round}/stimuli",
         "log": "logs/{name}.log",
     }
 )
@@ -82,7 +82,7 @@ class Intermediate:
 
 Kind = Literal[
     "stimuli",
-    "weights",
+    "network",
     "brain",
     "features",
     "recordings",
@@ -103,9 +103,9 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
         "stimuli": Intermediate(
             ("stimuli",), ("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")
         ),
-        "weights": Intermediate(
-            ("train_network", "convert_checkpoint", "import_network", "chosen_surrogate", "finetune_surrogate"),
-            ("network", "surrogate_weights", "round_network"),
+        "network": Intermediate(
+            ("train_network", "convert_checkpoint", "import_network", "chosen_surrogate", "finetune_member"),
+            ("network", "surrogate_network", "round_network"),
             attrs=("architecture",),
         ),
         "brain": Intermediate(

@@ -9,7 +9,7 @@ rule attack_units:
         unpack(
             lambda wildcards: {
                 "stimuli": artifact("stimuli"),
-                **{f"weights_{name}": path for name, path in network_weights().items()},
+                **{f"network_{name}": path for name, path in network_files().items()},
                 **{f"features_{name}": path for name, path in unit_features().items()},
             }
         ),
@@ -67,7 +67,7 @@ rule category_preference:
     input:
         stimuli=artifact("stimuli"),
         site_models=artifact("round_site_models", round=1),
-        surrogate=surrogate_weights(),
+        surrogate=surrogate_network(),
         recordings=clean_recordings(),
     output:
         artifact("preference"),

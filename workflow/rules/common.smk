@@ -46,18 +46,18 @@ def log_file(name):
 
 def clean_recordings():
     """The recordings of the clean stimulus set (recorded in silico, else imported)."""
-    return artifact("recordings", session="clean")
+    return artifact("recordings", stimulus_set="clean")
 
 
 def round_recordings(number="{round}"):
     """The recordings of round `number`'s stimulus set (recorded in silico, else ingested from the rig)."""
-    return artifact("recordings", session=f"round{number}")
+    return artifact("recordings", stimulus_set=f"round{number}")
 
 
 # --- networks and their features --------------------------------------------------------
 
 
-def network_weights(names=None):
+def network_files(names=None):
     return {name: artifact("network", network=name) for name in (RUN.networks if names is None else names)}
 
 
@@ -70,21 +70,21 @@ def unit_features():
     return network_features(RUN.networks + RUN.depth_views)
 
 
-def surrogate_weights():
+def surrogate_network():
     """The surrogate's weights: the named network's, or (surrogate.network: auto) a copy of the chosen one's."""
     if RUN.auto_surrogate:
-        return artifact("surrogate_weights")
+        return artifact("surrogate_network")
     return artifact("network", network=config["surrogate"]["network"])
 
 
 def surrogate_features():
-    """The surrogate's features, as surrogate_weights, at its best layer under surrogate.layer: auto."""
+    """The surrogate's features, as surrogate_network, at its best layer under surrogate.layer: auto."""
     if RUN.auto_surrogate:
         return artifact("surrogate_features")
-    return surrogate_network_features(config["surrogate"]["network"])
+    return features_as_member(config["surrogate"]["network"])
 
 
-def surrogate_network_features(name):
+def features_as_member(name):
     """A network's features as a surrogate (or ensemble member) sees them: at its best layer
     under surrogate.layer: auto (chosen by the screening), else at its own."""
     return artifact("best_layer_features" if RUN.auto_layer else "features", network=name)
@@ -94,7 +94,7 @@ def screening_inputs(wildcards):
     inputs = {
         "stimuli": artifact("stimuli"),
         "recordings": clean_recordings(),
-        **{f"weights_{name}": path for name, path in network_weights().items()},
+        **{f"network_{name}": path for name, path in network_files().items()},
         **{f"features_{name}": path for name, path in network_features().items()},
         **{f"layer_features_{view}": path for view, path in network_features(RUN.layer_views).items()},
     }

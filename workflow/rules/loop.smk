@@ -17,20 +17,20 @@ def loop_members():
     return list(RUN.ensemble) or [SURROGATE_MEMBER]
 
 
-def member_weights(name):
-    return surrogate_weights() if name == SURROGATE_MEMBER else artifact("network", network=name)
+def member_network(name):
+    return surrogate_network() if name == SURROGATE_MEMBER else artifact("network", network=name)
 
 
 def member_features(name):
-    return surrogate_features() if name == SURROGATE_MEMBER else surrogate_network_features(name)
+    return surrogate_features() if name == SURROGATE_MEMBER else features_as_member(name)
 
 
-def round_member_weights(number, name):
+def round_member_network(number, name):
     """The weights of loop member `name` in round `number`: with loop.refit: network, from
     round 2 on, the network fine-tuned on everything recorded before the round."""
     if RUN.refit == "network" and int(number) > 1:
         return artifact("round_network", round=number, network=name)
-    return member_weights(name)
+    return member_network(name)
 
 
 def round_site_models(number):
@@ -49,7 +49,7 @@ def round_attack_inputs(wildcards):
     inputs = {
         "stimuli": artifact("stimuli"),
         "site_models": round_site_models(number),
-        "surrogate": [round_member_weights(number, name) for name in loop_members()],
+        "members": [round_member_network(number, name) for name in loop_members()],
     }
     if RUN.warm_start and number > 1:
         inputs["previous"] = round_attack_files(number - 1)
@@ -60,7 +60,7 @@ def earlier_rounds(wildcards):
     """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on."""
     files = {}
     for number in range(1, int(wildcards.round)):
-        files[f"shown_{number}"] = artifact("round_stimuli", round=number)
+        files[f"round_stimuli_{number}"] = artifact("round_stimuli", round=number)
         files[f"recordings_{number}"] = round_recordings(number)
     return files
 
@@ -75,27 +75,27 @@ def refit_inputs(wildcards):
     }
 
 
-def session_stimuli(wildcards):
-    """The stimulus set a recording session shows: the clean one, or a round's."""
-    if wildcards.session == "clean":
+def recorded_stimuli(wildcards):
+    """The stimulus set a recording shows: the clean one, or a round's."""
+    if wildcards.stimulus_set == "clean":
         return artifact("stimuli")
-    return artifact("round_stimuli", round=wildcards.session.removeprefix("round"))
+    return artifact("round_stimuli", round=wildcards.stimulus_set.removeprefix("round"))
 
 
-def session_number(session):
-    """A session's place in the recording-noise seed stream: 0 for the clean one, r for round r."""
-    return 0 if session == "clean" else int(session.removeprefix("round"))
+def recording_number(stimulus_set):
+    """A recording's place in the recording-noise seed stream: 0 for the clean stimulus set, r for round r's."""
+    return 0 if stimulus_set == "clean" else int(stimulus_set.removeprefix("round"))
 
 
-rule finetune_surrogate:
+rule finetune_member:
     input:
         unpack(refit_inputs),
-        weights=lambda wildcards: member_weights(wildcards.network),
+        network=lambda wildcards: member_network(wildcards.network),
         features=lambda wildcards: member_features(wildcards.network),
     output:
         artifact("round_network"),
     log:
-        log_file("finetune_surrogate/round{round}/{network}"),
+        log_file("finetune_member/round{round}/{network}"),
     wildcard_constraints:
         round=LATER_ROUND,
         network=name_pattern(loop_members()),
@@ -109,7 +109,7 @@ rule finetune_surrogate:
         settings=science(config["loop"].get("finetune", {})),
         seed=lambda wildcards: seed("finetune", int(wildcards.round)),
     script:
-        "../scripts/finetune_surrogate.py"
+        "../scripts/finetune_member.py"
 
 
 if RUN.ensemble:
@@ -119,8 +119,8 @@ if RUN.ensemble:
     rule ensemble_site_models:
         input:
             unpack(refit_inputs),
-            surrogate=lambda wildcards: [round_member_weights(wildcards.round, name) for name in RUN.ensemble],
-            features=[surrogate_network_features(name) for name in RUN.ensemble],
+            members=lambda wildcards: [round_member_network(wildcards.round, name) for name in RUN.ensemble],
+            features=[features_as_member(name) for name in RUN.ensemble],
         output:
             [artifact("round_member_site_models", network=name) for name in RUN.ensemble],
         log:
@@ -141,7 +141,7 @@ else:
     rule refit_site_models:
         input:
             unpack(refit_inputs),
-            surrogate=lambda wildcards: [round_member_weights(wildcards.round, SURROGATE_MEMBER)],
+            members=lambda wildcards: [round_member_network(wildcards.round, SURROGATE_MEMBER)],
             features=[surrogate_features()],
         output:
             [artifact("round_site_models")],
@@ -216,17 +216,17 @@ rule round_stimuli:
 
 if RUN.simulated:
 
-    # One rule records any session, the clean stimulus set's or a round's, from the brain.
+    # One rule records any stimulus set, the clean one or a round's, from the brain.
     rule record:
         input:
             brain=artifact("brain"),
-            shown=session_stimuli,
+            stimuli=recorded_stimuli,
         output:
             artifact("recordings"),
         log:
-            log_file("record/{session}"),
+            log_file("record/{stimulus_set}"),
         wildcard_constraints:
-            session=r"clean|round[1-9]\d*",
+            stimulus_set=r"clean|round[1-9]\d*",
         priority: CHAIN
         conda:
             "../../envs/compute.yaml"
@@ -234,7 +234,7 @@ if RUN.simulated:
             **cpu_job(mem_mb=8000, runtime=30),
         params:
             repetitions=config["brain"]["repetitions"],
-            seed=lambda wildcards: seed("recording_noise", session_number(wildcards.session)),
+            seed=lambda wildcards: seed("recording_noise", recording_number(wildcards.stimulus_set)),
         script:
             "../scripts/record.py"
 
@@ -257,7 +257,7 @@ else:
     rule ingest_perturbed_recordings:
         input:
             table=lambda wildcards: RUN.perturbed_tables[int(wildcards.round) - 1],
-            shown=artifact("round_stimuli"),
+            round_stimuli=artifact("round_stimuli"),
             clean=clean_recordings(),
             site_models=artifact("round_site_models", round=1),
         output:
@@ -277,7 +277,7 @@ rule round_responses:
     input:
         unpack(
             lambda wildcards: {
-                "shown": artifact("round_stimuli"),
+                "round_stimuli": artifact("round_stimuli"),
                 "recordings": round_recordings(),
                 "attacks": round_attack_files(wildcards.round),
                 **({"brain": artifact("brain")} if RUN.simulated else {}),

@@ -13,7 +13,7 @@ def user_model_inputs(wildcards):
     return {} if local is None else {"weights": downloaded(config, local)}
 
 
-def viewed_network_weights(wildcards):
+def viewed_network(wildcards):
     """The weights a features file is made from: its network's (a depth view's network's)."""
     return artifact("network", network=split_view(wildcards.network)[0])
 
@@ -91,7 +91,7 @@ rule convert_checkpoint:
 
 rule features:
     input:
-        weights=viewed_network_weights,
+        network=viewed_network,
         stimuli=artifact("stimuli"),
     output:
         artifact("features"),

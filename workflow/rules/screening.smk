@@ -35,12 +35,12 @@ if RUN.auto_surrogate:
             unpack(
                 lambda wildcards: {
                     "screening": rules.screening.output[0],
-                    **{f"weights_{name}": path for name, path in network_weights().items()},
-                    **{f"features_{name}": surrogate_network_features(name) for name in RUN.networks},
+                    **{f"network_{name}": path for name, path in network_files().items()},
+                    **{f"features_{name}": features_as_member(name) for name in RUN.networks},
                 }
             ),
         output:
-            weights=artifact("surrogate_weights"),
+            weights=artifact("surrogate_network"),
             features=artifact("surrogate_features"),
         log:
             log_file("chosen_surrogate"),

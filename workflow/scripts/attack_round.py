@@ -13,7 +13,7 @@ warm_start = "previous" in set(snakemake.input.keys())  # loop.warm_start: the e
 results = attack_round(  # each image as soon as it is done, so its file is written at once
     attacked_stimuli(stimuli, snakemake.params.images, seeds["attacked_images"]),
     stimuli,
-    [io.read_dataset(path, "weights") for path in snakemake.input.surrogate],
+    [io.read_dataset(path, "network") for path in snakemake.input.members],
     [io.read_dataset(path, "site_models") for path in snakemake.input.site_models],
     AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     attack["eps"],

@@ -14,7 +14,7 @@ stimulus_id = untargeted.attacked_stimuli(stimuli, index + 1, seeds["attacked_im
 result = untargeted.attack_units(
     stimulus_id,
     stimuli,
-    networks=read_named(snakemake.input, "weights_", "weights"),
+    networks=read_named(snakemake.input, "network_", "network"),
     features=read_named(snakemake.input, "features_", "features"),
     settings=AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
     eps_grid=attack["eps"],

@@ -7,7 +7,7 @@ from neuroattack.runtime import configure, write_output
 log = configure(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.brain
 simulated = build_brain(
-    io.read_dataset(snakemake.input.network, "weights"),
+    io.read_dataset(snakemake.input.network, "network"),
     io.read_dataset(snakemake.input.stimuli, "stimuli")["pixels"].values,
     n_sites=settings["sites"],
     mean_count=settings["mean_count"],

@@ -12,7 +12,7 @@ log = configure(snakemake.log[0], snakemake.threads)
 preference = snakemake.params.preference
 models = io.read_dataset(snakemake.input.site_models, "site_models")
 result = targeted.category_preference_experiment(
-    surrogate_response(io.read_dataset(snakemake.input.surrogate, "weights"), models, snakemake.input.surrogate),
+    surrogate_response(io.read_dataset(snakemake.input.surrogate, "network"), models, snakemake.input.surrogate),
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
     mean_response(io.read_dataset(snakemake.input.recordings, "recordings")),
     models["neuroid_id"].values.tolist(),

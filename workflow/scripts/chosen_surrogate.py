@@ -9,7 +9,7 @@ log = configure(snakemake.log[0], snakemake.threads)
 criterion = snakemake.params.criterion
 chosen = screening.choose(io.read_dataset(snakemake.input.screening, "screening"), criterion)
 log.info("surrogate.network: auto chose %s by %s", chosen, criterion)
-for kind, prefix in (("weights", "weights_"), ("features", "features_")):
+for kind, prefix in (("network", "network_"), ("features", "features_")):
     chosen_data = io.read_dataset(snakemake.input[f"{prefix}{chosen}"], kind)
     chosen_data.attrs["surrogate_chosen_by"] = criterion
     write_output(

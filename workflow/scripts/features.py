@@ -6,7 +6,7 @@ from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 features = extract_features(
-    io.read_dataset(snakemake.input.weights, "weights"),
+    io.read_dataset(snakemake.input.network, "network"),
     io.read_dataset(snakemake.input.stimuli, "stimuli"),
     snakemake.wildcards.network,
     device(),

@@ -8,7 +8,7 @@ from neuroattack.runtime import configure, write_output
 log = configure(snakemake.log[0], snakemake.threads)
 recordings = check_round_recordings(
     table_to_recordings(snakemake.input.table),
-    io.read_dataset(snakemake.input.shown, "round_stimuli"),
+    io.read_dataset(snakemake.input.round_stimuli, "round_stimuli"),
     io.read_dataset(snakemake.input.clean, "recordings"),
     io.read_dataset(snakemake.input.site_models, "site_models")["neuroid_id"].values.astype(str).tolist(),
     snakemake.input.table,

@@ -1,20 +1,18 @@
-"""Rule record: show one session's stimulus set (the clean one, or a round's) to the simulated brain."""
+"""Rule record: show one stimulus set (the clean one, or a round's) to the simulated brain."""
 
 from neuroattack import io
 from neuroattack.brain import simulated
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
-session = snakemake.wildcards.session
-shown = io.read_dataset(snakemake.input.shown, "stimuli")
+stimulus_set = snakemake.wildcards.stimulus_set
+stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 recordings = simulated.record(
     io.read_dataset(snakemake.input.brain, "brain"),
-    shown["pixels"].values,
-    shown["stimulus_id"].values.tolist(),
+    stimuli["pixels"].values,
+    stimuli["stimulus_id"].values.tolist(),
     snakemake.params.repetitions,
     snakemake.params.seed,
 )
-log.info(
-    "recorded %d presentations from %d sites (%s)", recordings.sizes["presentation"], recordings.sizes["site"], session
-)
-write_output(recordings, snakemake.output[0], f"recordings of the {session} stimulus set", snakemake)
+log.info("recorded %d presentations of the %s stimulus set", recordings.sizes["presentation"], stimulus_set)
+write_output(recordings, snakemake.output[0], f"recordings of the {stimulus_set} stimulus set", snakemake)

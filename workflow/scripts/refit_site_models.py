@@ -15,16 +15,16 @@ clean_recordings = io.read_dataset(snakemake.input.recordings, "recordings")
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 earlier = [
     (
-        io.read_dataset(snakemake.input[f"shown_{number}"], "round_stimuli"),
+        io.read_dataset(snakemake.input[f"round_stimuli_{number}"], "round_stimuli"),
         io.read_dataset(snakemake.input[f"recordings_{number}"], "recordings"),
     )
     for number in rounds
 ]
-members = zip(snakemake.input.surrogate, snakemake.input.features, snakemake.output, strict=True)
+members = zip(snakemake.input.members, snakemake.input.features, snakemake.output, strict=True)
 for surrogate, features, output in members:
     models = refit.refit_site_models(
         first_models=first_models,
-        surrogate=io.read_dataset(surrogate, "weights"),
+        surrogate=io.read_dataset(surrogate, "network"),
         features=io.read_dataset(features, "features"),
         clean_recordings=clean_recordings,
         stimuli=stimuli,

@@ -6,7 +6,7 @@ from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 responses = round_responses(
-    io.read_dataset(snakemake.input.shown, "round_stimuli"),
+    io.read_dataset(snakemake.input.round_stimuli, "round_stimuli"),
     io.read_dataset(snakemake.input.recordings, "recordings"),
     [io.read_dataset(path, "site_attack") for path in snakemake.input.attacks],
     brain=io.read_dataset(snakemake.input.brain, "brain") if "brain" in set(snakemake.input.keys()) else None,

@@ -12,7 +12,7 @@ result = screening.screen(
     screening.ScreeningInputs(
         io.read_dataset(inputs.stimuli, "stimuli"),
         io.read_dataset(inputs.recordings, "recordings"),
-        networks=read_named(inputs, "weights_", "weights"),
+        networks=read_named(inputs, "network_", "network"),
         features=read_named(inputs, "features_", "features"),
         brain=io.read_dataset(inputs.brain, "brain") if inputs.get("brain") else None,
         layer_features=read_named(inputs, "layer_features_", "features"),

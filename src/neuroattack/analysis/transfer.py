@@ -30,7 +30,7 @@ from neuroattack.data.stimuli import make_stimuli
 from neuroattack.networks.build import FeatureNetwork
 from neuroattack.networks.readouts import LinearSiteResponse, infer
 
-BRAIN = "brain"  # the transfer matrix's column of recorded responses
+BRAIN_TARGET = "brain"  # the transfer matrix's column of recorded responses
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def matrix_dataset(
             "transfer_relative": (("attacker", "target"), matrix / own[None, :]),
             "layer_perturbed": (("candidate", "image", "y", "x", "channel"), layer),
         },
-        coords={"attacker": list(names), "target": [*names, BRAIN], "image": list(image_ids)},
+        coords={"attacker": list(names), "target": [*names, BRAIN_TARGET], "image": list(image_ids)},
     )
 
 

@@ -12,8 +12,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX as BRAIN
-from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, SURROGATE
+from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE
 from neuroattack.figures.sensitivity import FIGURE1_LABELS, draw_reference_levels
 
 # --- figure 4: coverage ----------------------------------------------------------------
@@ -23,7 +22,7 @@ def main_estimate(coverage: xr.Dataset) -> str:
     """The brain's estimate figure 4 draws: the black box where perturbed images were
     recorded, else the surrogate's prediction."""
     estimates = coverage["population"].values.tolist()
-    return BRAIN if BRAIN in estimates else SURROGATE
+    return BRAIN_BLACK_BOX if BRAIN_BLACK_BOX in estimates else SURROGATE
 
 
 def figure4(coverage: xr.Dataset) -> tuple[Figure, xr.Dataset]:

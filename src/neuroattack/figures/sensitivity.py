@@ -13,13 +13,18 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX as BRAIN
-from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, RANDOM_PREFIX, SURROGATE, random_directions
+from neuroattack.analysis.sensitivity import (
+    BRAIN_BLACK_BOX,
+    BRAIN_WHITE_BOX,
+    RANDOM_PREFIX,
+    SURROGATE,
+    random_directions,
+)
 from neuroattack.config import split_view
 
 # What a legend calls each population key (networks keep their config names).
 POPULATION_LABELS = {
-    BRAIN: "brain (black box)",
+    BRAIN_BLACK_BOX: "brain (black box)",
     BRAIN_WHITE_BOX: "brain (white box)",
     SURROGATE: "surrogate (predicted)",
     "brain": "brain, recorded",
@@ -35,7 +40,7 @@ def population_label(population: str) -> str:
 
 def network_populations(sensitivity: xr.Dataset) -> list[str]:
     """The networks' own populations, in the order of the sensitivity file."""
-    named = {BRAIN, BRAIN_WHITE_BOX, SURROGATE}
+    named = {BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE}
     populations = [str(p) for p in sensitivity["population"].values]
     baselines = {random_directions(p) for p in populations} | {random_directions("surrogate")}
     return [p for p in populations if p not in named and p not in baselines and split_view(p)[1] is None]
@@ -47,18 +52,18 @@ def figure1_populations(sensitivity: xr.Dataset) -> list[str]:
     (baselines are left to other figures). Without recordings of perturbed images the
     surrogate's prediction stands in for the brain."""
     present = set(sensitivity["population"].values.tolist())
-    brain = [BRAIN, SURROGATE, BRAIN_WHITE_BOX] if BRAIN in present else [SURROGATE]
+    brain = [BRAIN_BLACK_BOX, SURROGATE, BRAIN_WHITE_BOX] if BRAIN_BLACK_BOX in present else [SURROGATE]
     return [p for p in [*brain, *network_populations(sensitivity)] if p in present]
 
 
 # How the brain's populations are drawn and named in figure 1; networks get the rest.
 FIGURE1_LABELS = {
-    BRAIN: "brain, black box (a lower bound)",
+    BRAIN_BLACK_BOX: "brain, black box (a lower bound)",
     SURROGATE: "surrogate's prediction (upper reference)",
     BRAIN_WHITE_BOX: "brain, white box (truth, in silico)",
 }
 FIGURE1_STYLES: dict[str, dict[str, Any]] = {
-    BRAIN: {"color": "black", "marker": "^", "linestyle": "-", "linewidth": 2.0},
+    BRAIN_BLACK_BOX: {"color": "black", "marker": "^", "linestyle": "-", "linewidth": 2.0},
     SURROGATE: {"color": "#7f7f7f", "marker": "v", "linestyle": ":", "linewidth": 1.5},
     BRAIN_WHITE_BOX: {"color": "#cc79a7", "marker": "o", "linestyle": "--", "linewidth": 1.5, "mfc": "white"},
 }
@@ -91,7 +96,7 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     populations = figure1_populations(sensitivity)
     shown = sensitivity.sel(population=populations)
     styles = figure1_style(populations)
-    brain_is_surrogate = BRAIN not in populations
+    brain_is_surrogate = BRAIN_BLACK_BOX not in populations
     sns.set_theme(style="ticks", context="paper")
     fig, ax = plt.subplots(figsize=(7.4, 4.2))
     eps = shown["eps"].values
@@ -101,8 +106,10 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
         ax.fill_between(eps, row["ci_low"], row["ci_high"], color=style["color"], alpha=0.15, linewidth=0)
         ax.plot(eps, row["s_tilde"], markersize=6, label=figure1_label(name, brain_is_surrogate), **style)
     if not brain_is_surrogate:
-        _mark_lower_bound(ax, shown.sel(population=BRAIN))
-    pair_level = float(sensitivity["random_pair_level"].sel(population=SURROGATE if brain_is_surrogate else BRAIN))
+        _mark_lower_bound(ax, shown.sel(population=BRAIN_BLACK_BOX))
+    pair_level = float(
+        sensitivity["random_pair_level"].sel(population=SURROGATE if brain_is_surrogate else BRAIN_BLACK_BOX)
+    )
     draw_reference_levels(ax, pair_level)
     ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
     ax.set_xscale("log")
@@ -176,7 +183,7 @@ def sensitivity_table(sensitivity: xr.Dataset) -> str:
     """Figure 1's s~(eps) as an HTML page: one row per population (figure 1's labels), one
     column per eps, each cell the estimate and its 95% interval."""
     populations = figure1_populations(sensitivity)
-    brain_is_surrogate = BRAIN not in populations
+    brain_is_surrogate = BRAIN_BLACK_BOX not in populations
     shown = sensitivity.sel(population=populations)
     cells = {
         f"eps = {float(eps):g}": [

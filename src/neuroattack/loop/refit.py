@@ -51,8 +51,8 @@ def recorded_before(
     parts_recordings = [_select_sites(clean_recordings, neuroids)]
     clean_image = [stimuli["stimulus_id"].values.astype(str)]
     earlier_ids = []
-    for shown, recorded in earlier:
-        new = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values != "clean"))
+    for round_stimuli, recorded in earlier:
+        new = round_stimuli.isel(stimulus_id=np.flatnonzero(round_stimuli["category"].values != "clean"))
         parts_stimuli.append(_pixels_and_category(new, new["clean_category"].values))
         clean_image.append(new["clean_stimulus_id"].values.astype(str))
         earlier_ids.append(new["stimulus_id"].values)
@@ -80,7 +80,7 @@ def refit_site_models(
     """Round r's site models: each site's linear readout of the surrogate's features (at the
     layer of `features`) refitted on everything recorded before round r. The sites are round
     1's (`first_models`), in its order. `surrogate` may be a fine-tuned network of the round
-    (`finetune_surrogate`): then every image's features are its own, the clean images' too."""
+    (`finetune_member`): then every image's features are its own, the clean images' too."""
     neuroids = first_models["neuroid_id"].values.astype(str).tolist()
     network = network_from_dataset(surrogate, "surrogate", features_layer(features)).to(device or torch.device("cpu"))
     recorded = recorded_before(stimuli, clean_recordings, earlier, neuroids)
@@ -112,7 +112,7 @@ def refit_site_models(
     return models
 
 
-def finetune_surrogate(
+def finetune_member(
     first_models: xr.Dataset,
     weights: xr.Dataset,
     features: xr.Dataset,

@@ -33,20 +33,22 @@ from neuroattack.data.recordings import aligned_sites, mean_response
 RECORDED_RANDOM = random_directions("brain")  # the recorded random-direction baseline
 
 
-def responses_to_attacks(shown: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset]) -> xr.Dataset:
+def responses_to_attacks(
+    round_stimuli: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset]
+) -> xr.Dataset:
     """Predicted and recorded responses, (site, image, eps, direction), from recordings of
     the images of `perturbed_index` (each perturbed image counts for its target site)."""
     averaged = mean_response(recordings)
-    missing = sorted(set(shown["stimulus_id"].values.tolist()) - set(averaged["stimulus_id"].values.tolist()))
+    missing = sorted(set(round_stimuli["stimulus_id"].values.tolist()) - set(averaged["stimulus_id"].values.tolist()))
     if missing:
         raise KeyError(
-            f"recordings lack {len(missing)} of the shown images, e.g. {missing[:3]}; record every image of the set"
+            f"recordings lack {len(missing)} of the round's images, e.g. {missing[:3]}; record every image of the set"
         )
     clean_ids = [str(a.attrs["stimulus_id"]) for a in attacks]
     neuroids = attacks[0]["neuroid_id"].values
     averaged = aligned_sites(averaged, neuroids)  # (stimulus_id, site)
     clean = averaged.sel(stimulus_id=clean_ids).values  # (image, site)
-    perturbed_rows = shown.isel(stimulus_id=slice(len(clean_ids), None))
+    perturbed_rows = round_stimuli.isel(stimulus_id=slice(len(clean_ids), None))
     recorded = averaged.sel(stimulus_id=perturbed_rows["stimulus_id"].values).values  # (row, site)
     eps_grid, directions = attacks[0]["eps"].values, attacks[0]["direction"].values
 
@@ -100,16 +102,16 @@ def trial_statistics(recordings: xr.Dataset, stimulus_ids: Sequence[str], neuroi
 
 
 def round_responses(
-    shown: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset], brain: xr.Dataset | None = None
+    round_stimuli: xr.Dataset, recordings: xr.Dataset, attacks: Sequence[xr.Dataset], brain: xr.Dataset | None = None
 ) -> xr.Dataset:
     """A round's recordings matched back to its attacks (rig.responses_to_attacks), plus the
     random-direction baseline: `random_recorded_change` and its unbiased squared change
     `random_squared_change` (site, image, eps); and every site's change under every
     perturbation (`every_site_changes`: off-target specificity), with a simulated `brain`'s
     noise-free truth beside it."""
-    attacked = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values != "random"))
+    attacked = round_stimuli.isel(stimulus_id=np.flatnonzero(round_stimuli["category"].values != "random"))
     responses = responses_to_attacks(attacked, recordings, attacks)
-    random = shown.isel(stimulus_id=np.flatnonzero(shown["category"].values == "random"))
+    random = round_stimuli.isel(stimulus_id=np.flatnonzero(round_stimuli["category"].values == "random"))
     clean_ids = responses["image"].values.tolist()
     eps_grid = responses["eps"].values
     recorded_ids = set(recordings["stimulus_id"].values.tolist())
@@ -146,7 +148,7 @@ def round_responses(
         ),
     )
     responses = responses.merge(every_site_changes(attacked, recordings, responses, brain))
-    responses.attrs["round"] = int(shown.attrs["round"])
+    responses.attrs["round"] = int(round_stimuli.attrs["round"])
     return responses
 
 

@@ -16,16 +16,16 @@ import xarray as xr
 
 def check_round_recordings(
     recordings: xr.Dataset,
-    shown: xr.Dataset,
+    round_stimuli: xr.Dataset,
     clean: xr.Dataset,
     modelled_sites: Sequence[str],
     table: str | os.PathLike[str],
 ) -> xr.Dataset:
     """A rig's recordings of one round (`table`), checked against the round's stimulus set
-    (`shown`: every image recorded, none from elsewhere) and the sites: every site the loop
+    (`round_stimuli`: every image recorded, none from elsewhere) and the sites: every site the loop
     models and attacks (`modelled_sites`) recorded, and no site the clean recordings lack."""
-    folder = f"rig/round{shown.attrs['round']}/"
-    images = shown["stimulus_id"].values.astype(str).tolist()
+    folder = f"rig/round{round_stimuli.attrs['round']}/"
+    images = round_stimuli["stimulus_id"].values.astype(str).tolist()
     recorded = pd.unique(recordings["stimulus_id"].values.astype(str)).tolist()
     missing, extra = sorted(set(images) - set(recorded)), sorted(set(recorded) - set(images))
     if missing:

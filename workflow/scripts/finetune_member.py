@@ -1,4 +1,4 @@
-"""Rule finetune_surrogate: one surrogate network fine-tuned on everything recorded before a round."""
+"""Rule finetune_member: one surrogate network fine-tuned on everything recorded before a round."""
 
 from neuroattack import io
 from neuroattack.loop import refit
@@ -7,15 +7,15 @@ from neuroattack.runtime import configure, device, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
 rounds = range(1, int(snakemake.wildcards.round))
-tuned = refit.finetune_surrogate(
+tuned = refit.finetune_member(
     first_models=io.read_dataset(snakemake.input.first, "site_models"),
-    weights=io.read_dataset(snakemake.input.weights, "weights"),
+    weights=io.read_dataset(snakemake.input.network, "network"),
     features=io.read_dataset(snakemake.input.features, "features"),
     clean_recordings=io.read_dataset(snakemake.input.recordings, "recordings"),
     stimuli=io.read_dataset(snakemake.input.stimuli, "stimuli"),
     earlier=[
         (
-            io.read_dataset(snakemake.input[f"shown_{number}"], "round_stimuli"),
+            io.read_dataset(snakemake.input[f"round_stimuli_{number}"], "round_stimuli"),
             io.read_dataset(snakemake.input[f"recordings_{number}"], "recordings"),
         )
         for number in rounds
