@@ -301,6 +301,30 @@ def test_no_modules_of_the_library_import_each_other_even_through_others() -> No
         pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
 
 
+# The library's rooms, each importing only from the rooms before it (and the top-level plumbing),
+# as README.md's layout section lists them.
+ROOMS = ("data", "networks", "brain", "attacks", "analysis", "loop", "figures")
+PUBLIC_API = ("neuroattack", "neuroattack.api")  # the façade over every room
+
+
+def room_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) >= 2 and parts[1] in ROOMS else None
+
+
+def test_every_room_imports_only_from_the_rooms_before_it() -> None:
+    upward = []
+    for module, imported in import_graph(library_modules()).items():
+        room = room_of(module)
+        for other in imported:
+            other_room = room_of(other)
+            if room is None and other_room is not None and module not in PUBLIC_API:
+                upward.append(f"{module} (plumbing) -> {other}")
+            elif room and other_room and ROOMS.index(other_room) > ROOMS.index(room):
+                upward.append(f"{module} -> {other}")
+    assert not upward, "imports up the rooms' order (README.md, 'Layout'): " + "; ".join(sorted(upward))
+
+
 def test_the_run_state_modules_import_the_standard_library_only() -> None:
     modules = library_modules()
     graph = import_graph(modules)
