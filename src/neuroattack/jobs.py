@@ -24,9 +24,16 @@ def gpu_job(mem_mb: int, runtime: int, chunk_rows: int | None = None) -> Resourc
     """Resources of an attacking job, which uses a GPU when one is there (else the CPU). One GPU,
     CPUs to feed it, memory (MB) and runtime (minutes) that grow with each retry, and the rows
     per batch (`chunk_rows`, which sets speed and memory only: a resource, so that changing it,
-    in the config or with a profile's set-resources, never reruns a finished job)."""
+    in the config or with a profile's set-resources, never reruns a finished job; halved on
+    each retry)."""
     resources: Resources = {"gpu": 1, "cpus_per_gpu": 2, **cpu_job(mem_mb, runtime)}
-    return resources if chunk_rows is None else {**resources, "chunk_rows": chunk_rows}
+    return resources if chunk_rows is None else {**resources, "chunk_rows": halved_on_retry(chunk_rows)}
+
+
+def halved_on_retry(chunk_rows: int) -> Callable[[Any, int], int]:
+    """Rows per batch of an attempt: halved on each retry, so that a job that ran out of (GPU)
+    memory runs again in smaller batches (the same numbers: batches change no result)."""
+    return lambda wildcards, attempt: max(1, chunk_rows // 2 ** (attempt - 1))
 
 
 def cpu_job(mem_mb: int, runtime: int) -> Resources:

@@ -34,6 +34,7 @@ class Run:
     auto_surrogate: bool
     perturbed_tables: tuple[str, ...]  # a lab's recordings of each round's images
     attack_indices: tuple[str, ...]
+    attack_parts: tuple[tuple[str, ...], ...]  # a round's attack jobs, each a group of images (loop.images_per_job)
     depth_views: tuple[str, ...] = ()  # networks seen at attack.layers: "<network>@<layer>"
     layer_views: tuple[str, ...] = ()  # surrogate.layer: auto: the candidate layers of surrogate networks
     auto_layer: bool = False
@@ -64,9 +65,16 @@ class Run:
         return max(self.recorded_rounds, 1)
 
 
+def image_groups(indices: tuple[str, ...], per_job: int | None) -> tuple[tuple[str, ...], ...]:
+    """The attacked images in consecutive groups of `per_job` (None: one group of all)."""
+    size = len(indices) if per_job is None else per_job
+    return tuple(indices[start : start + size] for start in range(0, len(indices), max(size, 1)))
+
+
 def run_plan(config: Mapping[str, Any]) -> Run:
     networks = config["networks"]
     simulated = config["recordings"]["source"] == "simulated"
+    indices = tuple(f"{index:04d}" for index in range(config["attack"]["images"]))
     loop = config["loop"]
     return Run(
         networks=tuple(networks),
@@ -79,7 +87,8 @@ def run_plan(config: Mapping[str, Any]) -> Run:
         warm_start=bool(loop.get("warm_start", False)),
         auto_surrogate=config["surrogate"]["network"] == "auto",
         perturbed_tables=() if simulated else tuple(perturbed_tables(config["recordings"])),
-        attack_indices=tuple(f"{index:04d}" for index in range(config["attack"]["images"])),
+        attack_indices=indices,
+        attack_parts=image_groups(indices, config["loop"].get("images_per_job")),
         depth_views=views_of(depth_layers(config)),
         layer_views=views_of(layer_candidates(config)),
         auto_layer=config["surrogate"].get("layer") == "auto",

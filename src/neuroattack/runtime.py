@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -15,7 +19,8 @@ import xarray as xr
 from tqdm import tqdm
 
 from neuroattack.artifacts import Kind
-from neuroattack.io import read_dataset, write_dataset
+from neuroattack.io import ENGINE, read_dataset, write_dataset
+from neuroattack.remote import file_digest
 
 if TYPE_CHECKING:
     import torch
@@ -114,6 +119,57 @@ class Job(Protocol):
 def write_output(dataset: xr.Dataset, path: str | os.PathLike[str], title: str, job: Job) -> None:
     """Write a job's output with its provenance: the rule, its inputs' checksums, the config's hash."""
     write_dataset(dataset, path, title, f"rule {job.rule}", job.input, job.config)
+
+
+# A long job's finished parts (a round's images) are kept beside its outputs, where Snakemake
+# never deletes them: a job killed (preempted, out of memory) loses only the part it was on.
+FINISHED = "finished"
+RESUME_KEY = "resume_key"
+
+
+def resume_key(inputs: Iterable[str | os.PathLike[str]], settings: object) -> str:
+    """What determines a part's result: the contents of the job's inputs and the part's own
+    settings (JSON-serialisable). A finished part is reused only under the same key."""
+    contents = {str(path): file_digest(path, "sha256") for path in inputs if Path(path).is_file()}
+    text = json.dumps({"inputs": contents, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def finished_path(output: str | os.PathLike[str]) -> Path:
+    """Where the finished copy of `output` is kept: a `finished/` folder beside it."""
+    target = Path(output)
+    return target.parent / FINISHED / target.name
+
+
+def reuse_finished(output: str | os.PathLike[str], key: str) -> bool:
+    """Put the finished copy of `output` in place (a hard link: the same bytes and time)
+    when one made under `key` exists; False (nothing done) otherwise."""
+    kept = finished_path(output)
+    if not kept.is_file():
+        return False
+    try:
+        with xr.open_dataset(kept, engine=ENGINE) as opened:
+            if opened.attrs.get(RESUME_KEY) != key:
+                return False
+    except (OSError, ValueError, RuntimeError):  # a damaged copy is simply redone
+        return False
+    _place(kept, Path(output))
+    return True
+
+
+def write_finished(dataset: xr.Dataset, output: str | os.PathLike[str], title: str, job: Job, key: str) -> None:
+    """Write one finished part of a job: kept under `finished/` with its key, then put at `output`."""
+    kept = finished_path(output)
+    write_output(dataset.assign_attrs({RESUME_KEY: key}), kept, title, job)
+    _place(kept, Path(output))
+
+
+def _place(kept: Path, output: Path) -> None:
+    output.unlink(missing_ok=True)
+    try:
+        os.link(kept, output)
+    except OSError:  # a file system without hard links
+        shutil.copy2(kept, output)
 
 
 class ProgressLog:

@@ -42,20 +42,6 @@ def round_site_models(number):
     return [artifact("round_site_models", round=fitted)]
 
 
-def round_attack_inputs(wildcards):
-    """What round `wildcards.round`'s attack reads: its site models and their networks and,
-    with loop.warm_start, the earlier round's attacks, where each row starts."""
-    number = int(wildcards.round)
-    inputs = {
-        "stimuli": artifact("stimuli"),
-        "site_models": round_site_models(number),
-        "members": [round_member_network(number, name) for name in loop_members()],
-    }
-    if RUN.warm_start and number > 1:
-        inputs["previous"] = round_attack_files(number - 1)
-    return inputs
-
-
 def earlier_rounds(wildcards):
     """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on."""
     files = {}
@@ -161,37 +147,72 @@ else:
             "../scripts/refit_site_models.py"
 
 
-rule attack_round:
-    input:
-        unpack(round_attack_inputs),
-    output:
-        [artifact("round_attack", index=index) for index in RUN.attack_indices],
-    log:
-        log_file("attack_round/round{round}"),
-    priority: CHAIN
-    conda:
-        "../../envs/compute.yaml"
-    # One job per round: its images run side by side in threads (one torch thread each on
-    # the CPU), which saves every image's start-up; Snakemake scales this down to --cores.
-    threads: len(RUN.attack_indices)
-    resources:
-        # paper scale on one H200: about 2 minutes an image
-        **gpu_job(mem_mb=8000, runtime=20 + 5 * len(RUN.attack_indices), chunk_rows=config["attack"]["chunk_rows"]),
-    params:
-        attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
-        images=len(RUN.attack_indices),
-        seeds=lambda wildcards: {
-            "attacked_images": seed("attacked_images"),
-            "per_image": [
-                {
-                    "attack_starts": seed("attack_starts", int(wildcards.round), int(index)),
-                    "model_baseline": seed("model_baseline", int(wildcards.round), int(index)),
-                }
-                for index in RUN.attack_indices
-            ],
-        },
-    script:
-        "../scripts/attack_round.py"
+def attack_round_name(part):
+    """One job a round makes every image's file; with loop.images_per_job, one rule per group of images."""
+    return "attack_round" if len(RUN.attack_parts) == 1 else f"attack_round_part{part + 1}"
+
+
+def round_attack_inputs(indices):
+    """What a round's attack on the images `indices` reads: the round's site models and their
+    networks and, with loop.warm_start, the earlier round's attacks of those images."""
+
+    def inputs(wildcards):
+        number = int(wildcards.round)
+        files = {
+            "stimuli": artifact("stimuli"),
+            "site_models": round_site_models(number),
+            "members": [round_member_network(number, name) for name in loop_members()],
+        }
+        if RUN.warm_start and number > 1:
+            files["previous"] = [artifact("round_attack", round=number - 1, index=index) for index in indices]
+        return files
+
+    return inputs
+
+
+def image_seeds(number, indices):
+    """The seeds of each image's attack in round `number`: its starts and its model-side baseline."""
+    return [
+        {
+            "attack_starts": seed("attack_starts", int(number), int(index)),
+            "model_baseline": seed("model_baseline", int(number), int(index)),
+        }
+        for index in indices
+    ]
+
+
+# Each job writes every image's file as soon as it is done and keeps a copy under finished/,
+# which a rerun of the job reuses: a killed job (preempted, out of memory) loses only the image
+# it was on. A job out of memory is retried (profile `retries`) with half the rows per batch.
+for part, indices in enumerate(RUN.attack_parts):
+
+    rule:
+        name:
+            attack_round_name(part)
+        input:
+            unpack(round_attack_inputs(indices)),
+        output:
+            [artifact("round_attack", index=index) for index in indices],
+        log:
+            log_file(f"attack_round/round{{round}}" + ("" if len(RUN.attack_parts) == 1 else f"_part{part + 1}")),
+        priority: CHAIN
+        conda:
+            "../../envs/compute.yaml"
+        # its images run side by side in threads (one torch thread each on the CPU), which saves
+        # every image's start-up; Snakemake scales this down to --cores
+        threads: len(indices)
+        resources:
+            # paper scale on one H200: about 2 minutes an image
+            **gpu_job(mem_mb=8000, runtime=20 + 5 * len(indices), chunk_rows=config["attack"]["chunk_rows"]),
+        params:
+            attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
+            images=[int(index) for index in indices],
+            seeds=lambda wildcards, indices=indices: {
+                "attacked_images": seed("attacked_images"),
+                "per_image": image_seeds(wildcards.round, indices),
+            },
+        script:
+            "../scripts/attack_round.py"
 
 
 rule round_stimuli:

@@ -1,27 +1,40 @@
-"""Rule attack_round: a round's attack on every clean image with that round's site models."""
+"""Rules attack_round(_part<k>): a round's attack on its clean images with that round's site models.
+
+Every image's file is written as soon as it is done, with a copy under finished/ that a rerun
+of the job reuses when nothing it depends on changed: a killed job loses one image at most."""
 
 from neuroattack import io
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_round, attacked_stimuli
-from neuroattack.runtime import ProgressLog, configure, device, write_output
+from neuroattack.runtime import ProgressLog, configure, device, resume_key, reuse_finished, write_finished
 
 log = configure(snakemake.log[0], snakemake.threads)
 number = snakemake.wildcards.round
-attack, seeds = snakemake.params.attack, snakemake.params.seeds
+attack, seeds, images = snakemake.params.attack, snakemake.params.seeds, snakemake.params.images
+chunk_rows = snakemake.resources.chunk_rows
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
+stimulus_ids = attacked_stimuli(stimuli, max(images) + 1, seeds["attacked_images"])
+# an image's key: every input's contents, the attack's settings and the image's own seeds
+per_image = zip(images, seeds["per_image"], strict=True)
+keys = [resume_key(snakemake.input, [attack, image, pair]) for image, pair in per_image]
+todo = [i for i, key in enumerate(keys) if not reuse_finished(snakemake.output[i], key)]
+if len(todo) < len(images):
+    log.info("round %s: %d of %d images finished before, reused", number, len(images) - len(todo), len(images))
 warm_start = "previous" in set(snakemake.input.keys())  # loop.warm_start: the earlier round's attacks
-results = attack_round(  # each image as soon as it is done, so its file is written at once
-    attacked_stimuli(stimuli, snakemake.params.images, seeds["attacked_images"]),
+log.info("round %s: attacking %d images, %d rows per batch", number, len(todo), chunk_rows)
+results = attack_round(  # each image as soon as it is done
+    [stimulus_ids[images[i]] for i in todo],
     stimuli,
     [io.read_dataset(path, "network") for path in snakemake.input.members],
     [io.read_dataset(path, "site_models") for path in snakemake.input.site_models],
-    AttackSettings.from_config(attack, chunk_rows=snakemake.resources.chunk_rows),
+    AttackSettings.from_config(attack, chunk_rows=chunk_rows),
     attack["eps"],
-    seeds=[(pair["attack_starts"], pair["model_baseline"]) for pair in seeds["per_image"]],
-    previous=[io.read_dataset(path, "site_attack") for path in snakemake.input.previous] if warm_start else None,
+    seeds=[(seeds["per_image"][i]["attack_starts"], seeds["per_image"][i]["model_baseline"]) for i in todo],
+    previous=[io.read_dataset(snakemake.input.previous[i], "site_attack") for i in todo] if warm_start else None,
     device=device(),
     workers=snakemake.threads,
     progress=lambda stimulus_id: ProgressLog(f"round {number} attack on {stimulus_id} (row-restarts)"),
 )
-for result, path in zip(results, snakemake.output, strict=True):
-    write_output(result, path, f"round {number} attacks on {result.attrs['stimulus_id']}", snakemake)
+for i, result in zip(todo, results, strict=True):
+    title = f"round {number} attacks on {result.attrs['stimulus_id']}"
+    write_finished(result, snakemake.output[i], title, snakemake, keys[i])
