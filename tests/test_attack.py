@@ -761,9 +761,9 @@ def pgdl2_step(model: nn.Module, images: Tensor, alpha: float) -> Tensor:
     return images + alpha * grad / norms.view(-1, 1, 1, 1)
 
 
-def test_pgdl2_loss_steps_along_the_objectives_gradient() -> None:
-    """The two-logit model with label 1: PGDL2's step on its cross-entropy is the normalised
-    gradient step of the objective s * (f(x) - f(x0)) (torchattacks itself not needed)."""
+def test_torchattacks_pgdl2_steps_along_the_objectives_gradient() -> None:
+    """The two-logit model with label 1: PGDL2's step on its cross-entropy (`pgdl2_step`, which
+    needs no torchattacks) is the normalised gradient step of the objective s * (f(x) - f(x0))."""
     network, model, images, target, sign = bound_pgdl2_model()
     alpha = 0.05  # small enough that no row leaves the box or the ball
     stepped = pgdl2_step(model, images, alpha)
