@@ -21,10 +21,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The user's folder after a run of config/tiny.yaml through the workflow used as a module
-    (tests/test_module.py); a second run from scratch, independent of `tiny_run`."""
-    folder = tmp_path_factory.mktemp("module")
-    deploy(folder)
+    """The user's folder, deployed with snakedeploy, after a run of config/tiny.yaml through the
+    workflow used as a module (tests/test_module.py); a second run from scratch, independent
+    of `tiny_run`."""
+    folder = deploy(tmp_path_factory.mktemp("module"))
     start = time.monotonic()
     run = run_in(folder, "--cores", "2")
     print(f"module run of the tiny config: {time.monotonic() - start:.0f} s")

@@ -737,23 +737,50 @@ def test_bad_stall_steps_names_the_key() -> None:
         AttackSettings(stall_steps=-1)
 
 
-def test_torchattacks_pgdl2_steps_along_the_objectives_gradient() -> None:
-    """The benchmarks' adaptation of PGDL2 (a two-logit model, label 1): one step from the
-    clean image is the normalised gradient step of the objective s * (f(x) - f(x0))."""
-    torchattacks = pytest.importorskip("torchattacks", reason="the 'bench' extra (make test installs it)")
+def bound_pgdl2_model() -> tuple[nn.Module, nn.Module, Tensor, Tensor, Tensor]:
+    """The benchmarks' adaptation of PGDL2 on 8 rows inside the box (no pixel clamped): the
+    network, the two-logit model bound to its units and signs, the images, units and signs."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from attack_throughput import SignedUnitChange
 
     network = trained_relu_units()
-    images, target = 0.25 + 0.5 * random_images(8, seed=9), torch.arange(8)  # inside the box: no pixel clamped
+    images, target = 0.25 + 0.5 * random_images(8, seed=9), torch.arange(8)
     sign = torch.tensor([1.0, -1.0]).repeat(4)
     model = SignedUnitChange(network).eval()
     model.bind(target, sign, network(images, target))
+    return network, model, images, target, sign
+
+
+def pgdl2_step(model: nn.Module, images: Tensor, alpha: float) -> Tensor:
+    """One step of torchattacks 3.5.1's PGDL2 from the clean image (attacks/pgdl2.py, no random
+    start, label 1): the cross-entropy's gradient normalised per row, times alpha."""
+    adv = images.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(adv), torch.ones(len(images), dtype=torch.long))
+    (grad,) = torch.autograd.grad(loss, adv)
+    norms = grad.flatten(1).norm(dim=1) + 1e-10
+    return images + alpha * grad / norms.view(-1, 1, 1, 1)
+
+
+def test_torchattacks_pgdl2_steps_along_the_objectives_gradient() -> None:
+    """The two-logit model with label 1: PGDL2's step on its cross-entropy (`pgdl2_step`, which
+    needs no torchattacks) is the normalised gradient step of the objective s * (f(x) - f(x0))."""
+    network, model, images, target, sign = bound_pgdl2_model()
     alpha = 0.05  # small enough that no row leaves the box or the ball
-    stepped = torchattacks.PGDL2(model, eps=1.0, alpha=alpha, steps=1, random_start=False)(images, torch.ones(8).long())
+    stepped = pgdl2_step(model, images, alpha)
     delta = torch.zeros_like(images).requires_grad_(True)
     (sign * network(images + delta, target)).sum().backward()
     expected = alpha * normalized(delta.grad)
     cosine = nn.functional.cosine_similarity((stepped - images).flatten(1), expected.flatten(1))
     assert bool((cosine > 0.9999).all()), cosine
     assert torch.allclose(flat_norm(stepped - images), torch.full((8,), alpha), rtol=1e-4)
+
+
+def test_torchattacks_pgdl2_takes_that_step() -> None:
+    """torchattacks' own PGDL2 takes the step `pgdl2_step` reproduces (the bench extra: only
+    `make bench` installs torchattacks, whose requests pin the tested set cannot hold)."""
+    torchattacks = pytest.importorskip("torchattacks", reason="the 'bench' extra (only make bench installs it)")
+    _, model, images, _, _ = bound_pgdl2_model()
+    alpha = 0.05
+    attack = torchattacks.PGDL2(model, eps=1.0, alpha=alpha, steps=1, random_start=False)
+    stepped = attack(images, torch.ones(8).long())
+    assert torch.allclose(stepped, pgdl2_step(model, images, alpha), atol=1e-6)

@@ -1,25 +1,34 @@
-"""The workflow used inside another workflow, as a user deploys it: an empty folder with a
-config/config.yaml of its own and a workflow/Snakefile whose `module` directive points at this
-repository's workflow/Snakefile (what `snakedeploy deploy-workflow` writes, with a local path in
-place of github(...): snakedeploy is not installed here, its requests>=2.32 conflicts with the
-bench extra's torchattacks pin). The tiny config runs end to end from there."""
+"""The workflow used inside another workflow, deployed as the Snakemake workflow catalog tells
+users: `snakedeploy deploy-workflow` from a git clone of this repository into an empty folder
+writes workflow/Snakefile (a `module` directive using every rule) and copies config/; the user
+puts the tiny config in config/config.yaml. One line is rewritten: snakedeploy gives a local
+source's module a path that Snakemake cannot find (tests/workflow_helpers.py, point_module_at).
+The tiny config plans, and runs end to end, from the deployed folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from workflow_helpers import deploy, run_in
+from workflow_helpers import MODULE, REPO, deploy, job_counts, run_in
 
 from neuroattack import io
 
 
-def test_module_plans_the_whole_workflow_under_the_users_prefix(tmp_path: Path) -> None:
-    deploy(tmp_path)
-    dry = run_in(tmp_path, "--dry-run", "--cores", "2")
+def test_snakedeploy_writes_the_module_and_the_config_and_the_tiny_config_plans(tmp_path: Path) -> None:
+    folder = deploy(tmp_path)
+    snakefile = (folder / "workflow/Snakefile").read_text()
+    assert 'configfile: "config/config.yaml"' in snakefile
+    assert f"module {MODULE}:" in snakefile and f"use rule * from {MODULE}" in snakefile
+    assert f'"{tmp_path / MODULE / "workflow/Snakefile"}"' in snakefile
+    copied = sorted(p.relative_to(folder / "config") for p in (folder / "config").rglob("*") if p.is_file())
+    assert copied == sorted(p.relative_to(REPO / "config") for p in (REPO / "config").rglob("*") if p.is_file())
+    assert (folder / "config/config.yaml").read_text() == (REPO / "config/tiny.yaml").read_text()
+    dry = run_in(folder, "--dry-run", "--cores", "2")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "neuroattack_attack_units" in dry.stdout and "neuroattack_all" in dry.stdout
-    assert not (tmp_path / "results").exists()
+    counts = job_counts(dry.stdout)
+    assert counts["all"] == 1 and counts["attack_units"] >= 1, counts
+    assert not (folder / "results").exists()
 
 
 @pytest.mark.slow

@@ -100,27 +100,55 @@ def setup_script_reason(setup: subprocess.CompletedProcess[str], default: str) -
 
 # --- the workflow used as a module, as a user deploys it (tests/test_module.py) ---------
 
-USER_SNAKEFILE = """\
-configfile: "config/config.yaml"
+SNAKEDEPLOY = Path(sys.executable).parent / "snakedeploy"
+MODULE = "neuroattack"  # snakedeploy names the module after the repository
 
 
-module neuroattack:
-    snakefile:
-        "{snakefile}"
-    config:
-        config
+def clone_repository(into: Path) -> Path:
+    """A git clone of this repository in `into`/neuroattack: its committed tree, as a user's
+    deployment gets it (uncommitted changes stay out; a shallow CI checkout clones too)."""
+    clone = into / MODULE
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, capture_output=True, text=True)
+    return clone
 
 
-use rule * from neuroattack as neuroattack_*
-"""
+def snakedeploy(clone: Path, folder: Path) -> subprocess.CompletedProcess[str]:
+    """`snakedeploy deploy-workflow <repository> <folder> --commit <its HEAD>`, as the catalog tells
+    users (who name a release with --tag; a local source checks out nothing, so the clone's HEAD)."""
+    if not SNAKEDEPLOY.exists():
+        skip_or_fail_on_ci(
+            "deploying the workflow", f"snakedeploy is not installed in {SNAKEDEPLOY.parent} (the test extra)"
+        )
+    # snakedeploy takes any source whose text holds "github" or "gitlab" for a remote one
+    assert "github" not in str(clone) and "gitlab" not in str(clone), clone
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    command = [str(SNAKEDEPLOY), "deploy-workflow", str(clone), str(folder), "--commit", head.stdout.strip()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=run_environment(), check=False)
 
 
-def deploy(folder: Path) -> None:
-    """The user's workflow in `folder`: their config (a copy of the tiny one) and Snakefile."""
-    (folder / "config").mkdir(parents=True)
-    shutil.copy(REPO / "config/tiny.yaml", folder / "config/config.yaml")
-    (folder / "workflow").mkdir()
-    (folder / "workflow/Snakefile").write_text(USER_SNAKEFILE.format(snakefile=REPO / "workflow/Snakefile"))
+def point_module_at(clone: Path, folder: Path) -> None:
+    """Give the module directive the clone's Snakefile. For a local source snakedeploy (0.17)
+    writes the path inside the repository, "workflow/Snakefile", without the repository's
+    location, and Snakemake reads a module's relative path against the including Snakefile's
+    folder (folder/workflow/workflow/Snakefile, which does not exist). From github(...) or a
+    URL no rewrite is needed; this one line is all that is changed."""
+    snakefile = folder / "workflow/Snakefile"
+    text = snakefile.read_text()
+    written = '"workflow/Snakefile"'
+    assert text.count(written) == 1, text
+    snakefile.write_text(text.replace(written, f'"{clone / "workflow/Snakefile"}"'))
+
+
+def deploy(into: Path) -> Path:
+    """The user's workflow, deployed with snakedeploy from a clone of this repository, in
+    `into`/deployed; the user's configuration is the tiny config (their config/config.yaml).
+    Returns the deployed folder."""
+    clone, folder = clone_repository(into), into / "deployed"
+    deployed = snakedeploy(clone, folder)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    point_module_at(clone, folder)
+    shutil.copy(folder / "config/tiny.yaml", folder / "config/config.yaml")
+    return folder
 
 
 def run_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
