@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if torchattacks is None:
-        sys.exit("torchattacks is not installed: pip install 'torchattacks>=3.5' (the 'bench' extra)")
+        sys.exit("torchattacks is not installed: run `make bench` (the 'bench' extra, with the pinned requests)")
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = Path(args.results) / "networks"

@@ -313,7 +313,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if torchattacks is None:
-        sys.exit("torchattacks is not installed: pip install 'torchattacks>=3.5' (the 'bench' extra)")
+        sys.exit("torchattacks is not installed: run `make bench` (the 'bench' extra, with the pinned requests)")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device visible to torch")
     if args.threads:
