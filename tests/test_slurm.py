@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_helpers import REPO, assert_same_results, setup_script_reason, skip_or_fail_on_ci, snakemake
 
 SETUP = REPO / "tests" / "slurm" / "setup_slurm.sh"
@@ -34,7 +35,12 @@ def slurm_cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The tiny config with every round's attack split over one job per image."""
     workdir = tmp_path_factory.mktemp("slurm")
+    config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    config["loop"]["images_per_job"] = 1
+    configfile = workdir / "split.yaml"
+    configfile.write_text(yaml.safe_dump(config))
     run = snakemake(
         workdir,
         "--executor",
@@ -45,6 +51,7 @@ def slurm_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> 
         str(REPO / "tests" / "slurm" / "profile"),
         "--workflow-profile",
         "none",
+        configfile=str(configfile),
         timeout=2400,
     )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
@@ -69,6 +76,14 @@ def test_grouped_attack_jobs_shared_one_allocation(slurm_run: tuple[Path, str]) 
         assert f"image{index:04d}.nc" in text
 
 
+def test_every_rounds_attack_ran_as_one_slurm_job_per_image(slurm_run: tuple[Path, str]) -> None:
+    workdir, _ = slurm_run
+    logs = (workdir / ".snakemake" / "slurm_logs").glob("rule_attack_round_part*/**/*.log")
+    parts = {path.relative_to(workdir / ".snakemake" / "slurm_logs").parts[0] for path in logs}
+    assert parts == {f"rule_attack_round_part{k}" for k in (1, 2, 3)}, parts
+
+
 def test_slurm_outputs_equal_a_local_run(slurm_run: tuple[Path, str], tiny_run: Path) -> None:
+    """The same files, split three ways on SLURM and in one job a round locally."""
     workdir, _ = slurm_run
     assert_same_results(tiny_run, workdir / "results" / "tiny")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import xarray as xr
 import yaml
@@ -588,3 +589,106 @@ def test_a_network_refit_changes_later_rounds_and_never_round_1(tiny_run: Path, 
     counts = job_counts(dry_run_with(workdir, tmp_path, config))
     assert counts["attack_round"] == config["loop"]["rounds"]
     assert "brain_white_box" not in counts and "attack_units" not in counts
+
+
+# --- a round's attack across jobs, killed, out of memory -----------------------------------
+
+
+def test_images_per_job_splits_every_rounds_attack_into_groups_of_images(tmp_path: Path) -> None:
+    run = snakemake(
+        tmp_path, "--dry-run", "--cores", "2", configfile=write_config(tmp_path, {"loop.images_per_job": 2})
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    counts = job_counts(run.stdout)
+    rounds = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["loop"]["rounds"]
+    assert "attack_round" not in counts and counts["attack_round_part1"] == counts["attack_round_part2"] == rounds
+    jobs = re.findall(r"rule (attack_round_part\d):\n\s+input: .*\n\s+output: (.*)\n", run.stdout)
+    images = {rule: {re.search(r"image(\d+)", out)[1] for out in outputs.split(", ")} for rule, outputs in jobs}  # type: ignore[index]
+    assert images == {"attack_round_part1": {"0000", "0001"}, "attack_round_part2": {"0002"}}
+
+
+ROUND2_ATTACKS = [f"results/tiny/rounds/round2/attacks/image{index:04d}.nc" for index in range(3)]
+
+
+def round2_attack_from_scratch(tiny_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the tiny run without round 2's attack (nor its finished images): the command
+    names those files (ROUND2_ATTACKS), since the files made from them are all still there."""
+    workdir = copy_of_run(tiny_run, tmp_path)
+    attacks = workdir / "results/tiny/rounds/round2/attacks"
+    shutil.rmtree(attacks)
+    return workdir, attacks
+
+
+def attack_round_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if "attack_round.py" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_a_killed_rounds_attack_loses_only_the_image_it_was_on(tiny_run: Path, tmp_path: Path) -> None:
+    workdir, attacks = round2_attack_from_scratch(tiny_run, tmp_path)
+    first = attacks / "finished/image0000.nc"
+    # one image at a time, in small batches (which change no result), so the kill lands between images
+    command, env = snakemake_command(
+        workdir,
+        "--cores",
+        "1",
+        "--set-threads",
+        "attack_round=1",
+        "--set-resources",
+        "attack_round:chunk_rows=2",
+        *ROUND2_ATTACKS,
+    )
+    running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not first.exists() and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for process in attack_round_processes():
+        process.kill()  # kill -9 the job, as a preemption or the OOM killer would
+    assert running.wait(timeout=300) != 0
+    finished = sorted(p.name for p in (attacks / "finished").glob("*.nc"))
+    assert "image0000.nc" in finished and len(finished) < 3, finished  # killed after the first image
+    assert not (attacks / "image0000.nc").exists()  # Snakemake removed the failed job's outputs
+    before = (first.stat().st_mtime_ns, first.read_bytes())
+    again = snakemake(workdir, "--cores", "2", *ROUND2_ATTACKS)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (first.stat().st_mtime_ns, first.read_bytes()) == before  # reused, not recomputed
+    log = (workdir / "results/tiny/logs/attack_round/round2.log").read_text()
+    assert f"{len(finished)} of 3 images finished before, reused" in log
+    assert_same_results(tiny_run, workdir / "results/tiny")
+
+
+OUT_OF_MEMORY_ONCE = """
+import os, sys
+marker = os.environ["NEUROATTACK_TEST_OOM_MARKER"]
+if "attack_round.py" in " ".join(sys.argv) and not os.path.exists(marker):
+    open(marker, "w").close()
+    import torch
+    from neuroattack.attacks import untargeted
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by the test)")
+
+    untargeted.attack_targets = out_of_memory
+"""
+
+
+@pytest.mark.slow
+def test_a_rounds_attack_out_of_memory_is_retried_with_half_its_rows(tiny_run: Path, tmp_path: Path) -> None:
+    workdir, _ = round2_attack_from_scratch(tiny_run, tmp_path)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OUT_OF_MEMORY_ONCE)
+    marker = tmp_path / "ran_out_of_memory"
+    command, env = snakemake_command(workdir, "--cores", "2", "--retries", "1", *ROUND2_ATTACKS)
+    env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]),
+        "NEUROATTACK_TEST_OOM_MARKER": str(marker),
+    }
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert marker.exists()  # the first attempt ran out of memory
+    chunk_rows = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["attack"]["chunk_rows"]
+    log = (workdir / "results/tiny/logs/attack_round/round2.log").read_text()
+    assert f"attacking 3 images, {chunk_rows // 2} rows per batch" in log  # the retry's
+    assert_same_results(tiny_run, workdir / "results/tiny")
