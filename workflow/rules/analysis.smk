@@ -34,15 +34,25 @@ rule sensitivity_table:
     input:
         artifact("sensitivity"),
     output:
-        report(
+        table=report(
             artifact("sensitivity_table"),
             caption="../report/sensitivity_table.rst",
             category="Tables",
         ),
+        # The landing page's first lines (report/workflow.rst includes it); beside the table.
+        headline=os.path.join(os.path.dirname(artifact("sensitivity_table")), "headline.html"),
     log:
         log_file("sensitivity_table"),
     localrule: True
     conda:
         "../../envs/figures.yaml"
+    params:
+        facts={
+            "layers": {name: network_layer(config, name) for name in config["networks"]},
+            "norm": config["attack"]["norm"],
+            "simulated": RUN.simulated,
+            "rounds": RUN.recorded_rounds,
+            "figure1_round": RUN.figure1_round,
+        },
     script:
         "../scripts/sensitivity_table.py"
