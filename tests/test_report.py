@@ -70,7 +70,8 @@ def declared_figure_rules(workdir: Path) -> set[str]:
     for rules in (REPO / "workflow" / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule )", rules.read_text(), flags=re.MULTILINE):
             name = re.match(r"rule (\w+):", block)
-            if name and 'category="Figures"' in block:
+            # A figure's png goes to the report through figure_outputs (common.smk), or a rule marks it.
+            if name and ("figure_outputs(" in block or 'category="Figures"' in block):
                 declared.add(name.group(1))
     return declared & active
 
