@@ -39,8 +39,9 @@ rule sensitivity_table:
             caption="../report/sensitivity_table.rst",
             category="Tables",
         ),
-        # The landing page's first lines (report/workflow.rst includes it); beside the table.
-        headline=os.path.join(os.path.dirname(artifact("sensitivity_table")), "headline.html"),
+        # The report's landing page opens on it (report/workflow.rst): the table's registered path
+        # with `_headline` added, read by nothing but the report.
+        headline="{}_headline{}".format(*os.path.splitext(artifact("sensitivity_table"))),
     log:
         log_file("sensitivity_table"),
     localrule: True
