@@ -1,10 +1,16 @@
-"""Rule sensitivity_table: figure 1's s~(eps) with 95% intervals as an HTML table for the report."""
+"""Rule sensitivity_table: figure 1's s~(eps) with 95% intervals as an HTML table for the
+report, and the report's headline (what was run, the table, where the brain lies among the
+networks) as the HTML fragment its landing page opens on."""
 
 from pathlib import Path
 
 from neuroattack import figures, io
+from neuroattack.figures.headline import RunFacts, headline
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-table = figures.sensitivity_table(io.read_dataset(snakemake.input[0], "sensitivity"))
-Path(snakemake.output[0]).write_text(table, encoding="utf-8")
+sensitivity = io.read_dataset(snakemake.input[0], "sensitivity")
+Path(snakemake.output.table).write_text(figures.sensitivity_table(sensitivity), encoding="utf-8")
+facts = RunFacts(**snakemake.params.facts)
+Path(snakemake.output.headline).write_text(headline(sensitivity, facts), encoding="utf-8")
+log.info("headline for %d networks at %d eps", len(facts.layers), sensitivity.sizes["eps"])
