@@ -630,12 +630,12 @@ def test_a_killed_rounds_attack_loses_only_the_image_it_was_on(tiny_run: Path, t
     # one image at a time, in small batches (which change no result), so the kill lands between images
     command, env = snakemake_command(
         workdir,
-        "--cores",
-        "1",
         "--set-threads",
         "attack_round=1",
         "--set-resources",
         "attack_round:chunk_rows=2",
+        "--cores",  # after the options that take lists, which would take the targets too
+        "1",
         *ROUND2_ATTACKS,
     )
     running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

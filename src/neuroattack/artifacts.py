@@ -40,6 +40,7 @@ PATHS: Final[Mapping[str, str]] = MappingProxyType(
         # not netCDF: pictures, tables and stimulus sets for people and rigs (no suffix: several)
         "figure": "figures/figure{number}",
         "sensitivity_table": "report/sensitivity_table.html",
+        "headline": "report/headline.html",
         "screening_rig_stimuli": "rig/screening_stimuli",
         "round_rig_stimuli": "rig/round{round}/stimuli",
         "log": "logs/{name}.log",

@@ -39,9 +39,8 @@ rule sensitivity_table:
             caption="../report/sensitivity_table.rst",
             category="Tables",
         ),
-        # The report's landing page opens on it (report/workflow.rst): the table's registered path
-        # with `_headline` added, read by nothing but the report.
-        headline="{}_headline{}".format(*os.path.splitext(artifact("sensitivity_table"))),
+        # what the report's landing page opens on (report/workflow.rst)
+        headline=artifact("headline"),
     log:
         log_file("sensitivity_table"),
     localrule: True
