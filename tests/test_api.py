@@ -72,9 +72,13 @@ def test_importing_the_package_loads_no_torch() -> None:
 
 @pytest.fixture(scope="module")
 def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_both_paths(tmp_path_factory.mktemp("api"), torch.device("cpu"))
+
+
+def run_both_paths(folder: Path, device: torch.device) -> dict[str, Any]:
     """A user's factory network through the workflow's rules' library calls (import_network,
-    features, attack_units per image, sensitivity), and the same model object through the API."""
-    folder = tmp_path_factory.mktemp("api")
+    features, attack_units per image, sensitivity) on `device`, and the same model object
+    through the API there."""
     (folder / "tiny_lab_net.py").write_text(TINY_NET)
     tiny = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
     shipped = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -85,7 +89,7 @@ def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     stimuli = make_stimuli(rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8), [f"s{i}" for i in range(9)], "a" * 9)
 
     weights = user_model_weights("mine", entry, None, config_seed(config, "network_init"))
-    features = extract_features(weights, stimuli, "mine", layer=LAYER)
+    features = extract_features(weights, stimuli, "mine", device, layer=LAYER)
     settings = neuroattack.AttackSettings.from_config(attack)
     attacked = attacked_stimuli(stimuli, attack["images"], config_seed(config, "attacked_images"))
     unit_attacks = [
@@ -100,6 +104,7 @@ def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             seed=config_seed(config, "attack_starts", 1, index),
             unit_seed=config_seed(config, "units"),
             baseline_seed=config_seed(config, "model_baseline", 1, index),
+            device=device,
         )
         for index, stimulus_id in enumerate(attacked)
     ]
@@ -127,7 +132,7 @@ def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         seed=config["seed"],
         name="mine",
         resolution=12,
-        device="cpu",
+        device=device,
         progress=False,
     )
     return {"run": run, "unit_attacks": unit_attacks, "result": result, "folder": folder}
@@ -157,6 +162,17 @@ def site_inputs(attacked: list[str], eps: list[float], rng: np.random.Generator)
 
 
 def test_the_api_gives_the_workflows_numbers(both_paths: dict[str, Any]) -> None:
+    assert_same_numbers(both_paths)
+
+
+def test_the_api_gives_the_workflows_numbers_on_cuda(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        print("SKIP the comparison on CUDA: no CUDA device here (the CPU comparison ran)")
+        pytest.skip("no CUDA device")
+    assert_same_numbers(run_both_paths(tmp_path, torch.device("cuda")))
+
+
+def assert_same_numbers(both_paths: dict[str, Any]) -> None:
     run, result, unit_attacks = both_paths["run"], both_paths["result"], both_paths["unit_attacks"]
     populations = ["mine", "random:mine"]
     fields = ["s_tilde", "ci_low", "ci_high", "random_pair_level", "n_units", "n_images"]
