@@ -92,7 +92,11 @@ def figure1_label(population: str, brain_is_surrogate: bool) -> str:
 def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     """s~(eps) of the brain and every network, with 95% CIs and both reference levels, on
     a linear axis (the black-box estimate can be below zero where the brain's change is
-    lost in its noise). The black-box estimate is marked as the lower bound it is."""
+    lost in its noise). The black-box estimate is marked as the lower bound it is.
+
+    Populations from several sources may share it (their eps grids joined: each is drawn at
+    its own eps, where its s~ is not NaN); without a brain's population, the random-pair
+    level is the first network's."""
     populations = figure1_populations(sensitivity)
     shown = sensitivity.sel(population=populations)
     styles = figure1_style(populations)
@@ -101,14 +105,16 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     fig, ax = plt.subplots(figsize=(7.4, 4.2))
     eps = shown["eps"].values
     for name in populations:
-        row = shown.sel(population=name)
+        row = shown.sel(population=name).dropna("eps", subset=["s_tilde"])
+        drawn = row["eps"].values
         style = styles[name]
-        ax.fill_between(eps, row["ci_low"], row["ci_high"], color=style["color"], alpha=0.15, linewidth=0)
-        ax.plot(eps, row["s_tilde"], markersize=6, label=figure1_label(name, brain_is_surrogate), **style)
+        ax.fill_between(drawn, row["ci_low"], row["ci_high"], color=style["color"], alpha=0.15, linewidth=0)
+        ax.plot(drawn, row["s_tilde"], markersize=6, label=figure1_label(name, brain_is_surrogate), **style)
     if not brain_is_surrogate:
         _mark_lower_bound(ax, shown.sel(population=BRAIN_BLACK_BOX))
+    brain = SURROGATE if brain_is_surrogate else BRAIN_BLACK_BOX
     pair_level = float(
-        sensitivity["random_pair_level"].sel(population=SURROGATE if brain_is_surrogate else BRAIN_BLACK_BOX)
+        sensitivity["random_pair_level"].sel(population=brain if brain in populations else populations[0])
     )
     draw_reference_levels(ax, pair_level)
     ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
