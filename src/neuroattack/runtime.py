@@ -142,8 +142,8 @@ def finished_path(output: str | os.PathLike[str]) -> Path:
 
 
 def reuse_finished(output: str | os.PathLike[str], key: str) -> bool:
-    """Put the finished copy of `output` in place (a hard link: the same bytes and time)
-    when one made under `key` exists; False (nothing done) otherwise."""
+    """Put a copy of the finished `output` in place when one made under `key` exists; False
+    (nothing done) otherwise."""
     kept = finished_path(output)
     if not kept.is_file():
         return False
@@ -165,11 +165,10 @@ def write_finished(dataset: xr.Dataset, output: str | os.PathLike[str], title: s
 
 
 def _place(kept: Path, output: Path) -> None:
+    # a copy, not a hard link: Snakemake touches a job's outputs when it ends, and the kept file
+    # keeps its own time
     output.unlink(missing_ok=True)
-    try:
-        os.link(kept, output)
-    except OSError:  # a file system without hard links
-        shutil.copy2(kept, output)
+    shutil.copy2(kept, output)
 
 
 class ProgressLog:
