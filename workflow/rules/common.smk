@@ -125,3 +125,30 @@ def figure_outputs(number):
         "pdf": path + ".pdf",
         "numbers": path + ".nc",
     }
+
+
+# --- rule all ---------------------------------------------------------------------------
+
+
+def figure_files(number):
+    """Figure `number`'s files as plain paths (its png's report mark belongs to its own rule)."""
+    return [str(path) for path in figure_outputs(number).values()]
+
+
+def final_outputs():
+    """Rule all's inputs: figures 1-5, the report's s~ table, with rounds recorded figures 6 and 8,
+    with attack.layers figure 7; in silico the brain's white box, else the screening's and the
+    next round's rig stimulus sets."""
+    outputs = [figure_files(number) for number in (1, 2, 3, 4, 5)]
+    outputs.append(artifact("sensitivity_table"))
+    if RUN.simulated:
+        outputs.append(artifact("white_box"))
+    else:
+        outputs.append(multiext(artifact("screening_rig_stimuli"), ".csv", ".zip"))
+    if RUN.recorded_rounds:
+        outputs += [figure_files(6), figure_files(8)]
+    if RUN.depth_views:
+        outputs.append(figure_files(7))
+    if RUN.next_round is not None:
+        outputs.append(rig_stimuli(RUN.next_round))
+    return outputs
