@@ -29,9 +29,8 @@ from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import Progress, attack_targets, attacked_stimuli
 from neuroattack.config import DIRECTIONS, PENULTIMATE
 from neuroattack.figures.sensitivity import figure1
-from neuroattack.networks.build import FeatureNetwork
+from neuroattack.networks.build import FeatureNetwork, seen_at
 from neuroattack.networks.features import ALIVE_SPREAD, select_units
-from neuroattack.networks.layers import AtLayer
 from neuroattack.networks.models import IMAGENET_MEAN, IMAGENET_STD, Architecture
 from neuroattack.networks.readouts import UnitResponse, infer, to_tensor
 from neuroattack.networks.zoo import DEFAULT_RESOLUTION, ZooNetwork
@@ -178,13 +177,7 @@ def attacked_network(
             "resolution": resolution,
         },
     )
-    network = ZooNetwork(arch).eval().requires_grad_(False)
-    if layer is None or layer == PENULTIMATE:
-        return network
-    try:
-        return AtLayer(network, layer)
-    except ValueError as error:
-        raise ValueError(f"layer: {error}") from error
+    return seen_at(ZooNetwork(arch).eval().requires_grad_(False), layer, "layer")
 
 
 def _pixels(images: Images) -> np.ndarray:

@@ -76,13 +76,18 @@ def network_from_dataset(ds: xr.Dataset, path: str = "<weights>", layer: str | N
         value = np.asarray(ds[name].values)
         state[name] = torch.from_numpy(value.astype(expected.numpy().dtype, copy=False))
     network.load_state_dict(state, strict=True)
-    network.eval().requires_grad_(False)
+    return seen_at(network.eval().requires_grad_(False), layer, path)
+
+
+def seen_at(network: FeatureNetwork, layer: str | None, where: str) -> FeatureNetwork:
+    """`network` seen at `layer` (a module name; None or `penultimate`: its own features); a
+    layer it lacks is refused naming `where` (a file, an argument)."""
     if layer is None or layer == PENULTIMATE:
         return network
     try:
         return AtLayer(network, layer)
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+        raise ValueError(f"{where}: {error}") from error
 
 
 def count_flops(network: FeatureNetwork, resolution: int) -> int:
