@@ -94,20 +94,27 @@ def timed(device: torch.device, job: Callable[[], Tensor]) -> tuple[float, Tenso
     return time.perf_counter() - start, result
 
 
-def peak_matmul_flops(device: torch.device, seconds: float = 3.0) -> tuple[float, str]:
-    """Best FLOP/s of a large square matmul: float32 on CPU, bf16 on CUDA."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def peak_matmul_flops(device: torch.device, dtype: torch.dtype, seconds: float = 3.0) -> float:
+    """Best FLOP/s of a large square matmul in `dtype` on `device`."""
     size = 8192 if device.type == "cuda" else 2048
     generator = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
-    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    a = torch.randn(size, size, device=device, generator=generator).to(dtype)
+    b = torch.randn(size, size, device=device, generator=generator).to(dtype)
     torch.matmul(a, b)
     best, spent = 0.0, 0.0
     while spent < seconds:
         elapsed, _ = timed(device, lambda: torch.matmul(a, b))
         best = max(best, 2 * size**3 / elapsed)
         spent += elapsed
-    return best, f"{size}x{size} {str(dtype).removeprefix('torch.')} matmul"
+    return best
+
+
+def search_peak(settings: AttackSettings, device: torch.device, peaks: dict[bool, float]) -> float:
+    """The matmul rate a search could reach in the precisions it runs in: the peaks ({bf16: FLOP/s})
+    of its segments' precisions, weighted by their gradient steps (time at peak adds up)."""
+    segments = settings.segments(device)
+    steps = sum(segment.steps for segment in segments)
+    return steps / sum(segment.steps / peaks[segment.bf16] for segment in segments)
 
 
 # ---------------------------------------------------------------- the job
@@ -283,12 +290,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--also-chunk-rows", type=int, nargs="*", default=[], help="extra rows of ours with these chunk sizes"
     )
     parser.add_argument("--alpha-factor", type=float, default=2.5, help="PGDL2 step size alpha = factor * eps / steps")
-    parser.add_argument(
-        "--flop-factor",
-        type=float,
-        default=3.0,
-        help="FLOPs of one forward+backward in forwards (3 counts weight gradients; 2 is the input-only floor)",
-    )
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="ours' precision (as in the config)")
     parser.add_argument(
         "--also-precision",
@@ -347,14 +348,20 @@ def main(argv: list[str] | None = None) -> None:
     rows = job.target.numel()
     image_steps = rows * args.restarts * steps_per_restart
 
-    peak, peak_how = peak_matmul_flops(device)
+    # the matmul rate of each precision a search runs in, measured in this run
+    precisions = {settings.precision, *args.also_precision}
+    uses_bf16 = any(any(replace(settings, precision=p).bf16_phases(device)) for p in precisions)
+    peaks = {False: peak_matmul_flops(device, torch.float32)}
+    if uses_bf16:
+        peaks[True] = peak_matmul_flops(device, torch.bfloat16)
+    peak_how = ", ".join(f"{'bf16' if bf16 else 'float32'} {rate / 1e9:.1f}" for bf16, rate in peaks.items())
     print(
         f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, "
         f"torchattacks {torchattacks.__version__}"
     )
     print(
         f"network {args.arch} at {args.resolution}px: {flops / 1e6:.1f} MFLOP per forward; "
-        f"peak {peak / 1e9:.1f} GFLOP/s ({peak_how})"
+        f"matmul peaks (GFLOP/s, {'8192' if device.type == 'cuda' else '2048'}-square): {peak_how}"
     )
     print(
         f"job: {args.images} images x {len(args.eps)} eps x 2 directions x {args.units} units = {rows} rows; "
@@ -387,6 +394,10 @@ def main(argv: list[str] | None = None) -> None:
             response, job, replace(settings, precision=precision), seed
         )
     everything = engines
+    # each row's own search precision (torchattacks runs in float32)
+    engine_settings = {"ours": settings}
+    engine_settings.update({f"ours, chunk_rows={chunk}": settings for chunk in args.also_chunk_rows})
+    engine_settings.update({f"ours, {p}": replace(settings, precision=p) for p in args.also_precision})
 
     # warm-up: one small job per engine (allocator, kernels, autotuning)
     warm = build_job(images[:1], units[:1], args.eps[:1])
@@ -431,7 +442,10 @@ def main(argv: list[str] | None = None) -> None:
         rate = image_steps / wall
         forward = statistics.median(p[0] for p in passes[name]) / image_steps
         backward = statistics.median(p[1] for p in passes[name]) / image_steps
-        flop_rate = rate * args.flop_factor * flops
+        # what a step really does: its measured forward and input-gradient backward passes, each
+        # about one forward's FLOPs (no weight gradients)
+        flop_rate = rate * (forward + backward) * flops
+        peak = search_peak(engine_settings[name], device, peaks) if name in engine_settings else peaks[False]
         mean_change = statistics.median(float(achieved(job, c).mean()) for c in changes[name])
         print(
             f"{name:<24} {rate:11.1f} {reference / wall:7.2f}x {image_steps / min(seconds[name]):8.1f} "
