@@ -129,7 +129,11 @@ def test_paper_dry_run_lists_the_expected_jobs(tmp_path: Path) -> None:
         "features": n_networks,
         "site_models": 1,
         "attack_units": config["attack"]["images"],
-        "attack_round": 1,  # round 1's; later rounds wait for the rig's recordings
+        # round 1's attack, in jobs of loop.images_per_job images; later rounds wait for the rig
+        **{
+            f"attack_round_part{k + 1}": 1
+            for k in range(-(-config["attack"]["images"] // config["loop"]["images_per_job"]))
+        },
         "round_stimuli": 1,  # round 1's images, for the rig: the loop waits for their recordings
         "export_rig_stimuli": 1,
         "category_preference": 1,

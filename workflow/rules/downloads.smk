@@ -4,13 +4,6 @@
 # reads the URLs from the config entry, so editing a mirror list never reruns a verified download.
 
 
-def download_checksum(wildcards):
-    """What identifies a downloaded file, and so the only download setting that reruns it:
-    its checksum ({algorithm: digest}; null = recorded at first download). URLs are not in it."""
-    algorithm, digest = remote_checksum(config_entry(config, DOWNLOADS[wildcards.file]))
-    return science({algorithm: digest})
-
-
 rule download:
     output:
         # update: kept (not deleted) when the job reruns, e.g. after a checksum is pinned; the

@@ -5,16 +5,6 @@
 EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least sensitive
 
 
-def last_round_responses():
-    """The last recorded round's responses, where a round was recorded."""
-    return {"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}
-
-
-def coverage_brain_inputs(wildcards):
-    """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
-    return {**last_round_responses(), **({"white_box": artifact("white_box")} if RUN.simulated else {})}
-
-
 rule figure1:
     input:
         artifact("sensitivity"),

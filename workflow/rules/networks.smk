@@ -2,22 +2,6 @@
 # from the user's zoo entry or code (neuroattack.networks); and each one's features at its layer.
 
 
-def training_inputs(wildcards):
-    data = config.get("training_data", {})
-    return {"folder": data["path"]} if data.get("source") == "folder" else {}
-
-
-def user_model_inputs(wildcards):
-    """A user's network's weights file, where its entry names one."""
-    local = weights_file(wildcards.network, config["networks"][wildcards.network])
-    return {} if local is None else {"weights": downloaded(config, local)}
-
-
-def viewed_network(wildcards):
-    """The weights a features file is made from: its network's (a depth view's network's)."""
-    return artifact("network", network=split_view(wildcards.network)[0])
-
-
 rule train_network:
     input:
         unpack(training_inputs),

@@ -3,16 +3,6 @@
 # from its rig through the loop (loop.smk, ingest_perturbed_recordings).
 
 
-def recordings_inputs(wildcards):
-    """The recordings to import, and the stimulus set their stimulus ids are checked against."""
-    recordings = config["recordings"]
-    if recordings["source"] == "brainscore":
-        source = {"assembly": downloaded(config, download_name(recordings["assembly"], "brainscore"))}
-    else:
-        source = {"table": recordings["path"]}
-    return {**source, "stimuli": artifact("stimuli")}
-
-
 rule import_recordings:
     input:
         unpack(recordings_inputs),

@@ -2,18 +2,6 @@
 # the user's images (neuroattack.data.stimuli).
 
 
-def stimuli_inputs(wildcards):
-    stimuli = config["stimuli"]
-    if stimuli["source"] == "brainscore":
-        return {
-            "csv": downloaded(config, download_name(stimuli["csv"], "brainscore")),
-            "zip": downloaded(config, download_name(stimuli["zip"], "brainscore")),
-        }
-    if stimuli["source"] == "folder":
-        return {"folder": stimuli["path"]}
-    return {}
-
-
 rule stimuli:
     input:
         unpack(stimuli_inputs),
