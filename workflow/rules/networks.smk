@@ -8,8 +8,8 @@ def training_inputs(wildcards):
 
 
 def user_model_inputs(wildcards):
-    """A user's network's weights file, where its entry names one."""
-    local = weights_file(wildcards.network, config["networks"][wildcards.network])
+    """A user's network's weights file (the brain's too), where its entry names one."""
+    local = weights_file(config, wildcards.network)
     return {} if local is None else {"weights": downloaded(config, local)}
 
 
@@ -26,7 +26,7 @@ rule train_network:
     log:
         log_file("train_network/{network}"),
     wildcard_constraints:
-        network=name_pattern(RUN.trained + (("brain",) if RUN.simulated else ())),
+        network=name_pattern(RUN.trained),  # the brain's network too, where it has a seed
     priority: lambda wildcards: training_priority(config, wildcards.network)
     conda:
         "../../envs/compute.yaml"
