@@ -148,28 +148,41 @@ FACTORY = (
 VIT = {"img_size": 16, "patch_size": 4, "depth": 2, "num_classes": 10}  # 16 patches + the class token
 
 
+def resnet18_entry(folder: Path, **extra: object) -> dict[str, object]:
+    """A `networks` entry of a torchvision ResNet-18 (10 classes, input 32 px) with its weights
+    (seeded) as a safetensors file in `folder`, over file://; `extra` adds keys (a `layer`)."""
+    torch.manual_seed(5)
+    weights = folder / "resnet18_mine.safetensors"
+    state = build_network(zoo("torchvision", "resnet18", kwargs={"num_classes": 10})).model.state_dict()
+    save_file({name: tensor.contiguous() for name, tensor in state.items()}, weights)
+    return {
+        "eps": 0.0,
+        "torchvision": "resnet18",
+        "kwargs": {"num_classes": 10},
+        "weights": {"url": weights.as_uri(), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()},
+        "input": {"resolution": 32},
+        **extra,
+    }
+
+
+def factory_entry(folder: Path, **extra: object) -> dict[str, object]:
+    """A `networks` entry of a factory of the user's own (FACTORY, width 6) without weights, its
+    module written to `folder`/code; `extra` adds keys."""
+    (folder / "code").mkdir(exist_ok=True)
+    (folder / "code" / "my_lab_nets.py").write_text(FACTORY)
+    return {"eps": 0.0, "factory": "my_lab_nets:tiny", "kwargs": {"width": 6}, "path": str(folder / "code"), **extra}
+
+
 def users_networks_config(tmp_path: Path, server: LoopbackServer) -> str:
     """The tiny config with three networks of a user's: a torchvision ResNet-18 at layer3 with
     its weights as safetensors over file://, a timm ViT at its last block with a torch
     state_dict over HTTP (the loopback `server`), and a factory of the user's own without
     weights; attack.layers adds a shallower layer of three networks (sensitivity by depth)."""
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "my_lab_nets.py").write_text(FACTORY)
-    torch.manual_seed(5)
-    weights = tmp_path / "resnet18_mine.safetensors"
-    state = build_network(zoo("torchvision", "resnet18", kwargs={"num_classes": 10})).model.state_dict()
-    save_file({name: tensor.contiguous() for name, tensor in state.items()}, weights)
+    resnet18 = resnet18_entry(tmp_path, layer="layer3")  # seeds torch first: the ViT's weights follow
     vit_weights = server.root / "vit_mine.pt"
     torch.save(build_network(zoo("timm", "vit_tiny_patch16_224", kwargs=VIT)).model.state_dict(), vit_weights)
     networks = {
-        "resnet18_mine": {
-            "eps": 0.0,
-            "torchvision": "resnet18",
-            "kwargs": {"num_classes": 10},
-            "weights": {"url": weights.as_uri(), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()},
-            "input": {"resolution": 32},
-            "layer": "layer3",
-        },
+        "resnet18_mine": resnet18,
         "vit_mine": {
             "eps": 0.0,
             "timm": "vit_tiny_patch16_224",
@@ -181,7 +194,7 @@ def users_networks_config(tmp_path: Path, server: LoopbackServer) -> str:
             "input": {"resolution": 16, "mean": [0.5] * 3, "std": [0.5] * 3},
             "layer": "blocks.1",
         },
-        "labnet": {"eps": 0.0, "factory": "my_lab_nets:tiny", "kwargs": {"width": 6}, "path": str(tmp_path / "code")},
+        "labnet": factory_entry(tmp_path),
     }
     config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
     config["networks"].update(networks)

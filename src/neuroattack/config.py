@@ -47,6 +47,7 @@ DEFAULT_CHECKPOINT_ARCHITECTURE = "resnet50"
 MODEL_KINDS = ("torchvision", "timm", "factory")
 NORMS = ("l2", "linf")
 DEFAULT_NORM = "l2"
+BRAIN = "brain"  # the simulated brain's network among the run's networks (its files, its jobs' wildcard)
 PENULTIMATE = "penultimate"  # a network's default layer (`networks.<name>.layer`): its classifier's input
 VIEW_SEPARATOR = "@"  # a network seen at another layer (`attack.layers`): "<network>@<layer>"
 # The two objectives of every attack (attack and preference `direction`): raise or lower the
@@ -80,7 +81,7 @@ def with_schema_types(value: Any, schema: Mapping[str, Any], root: Mapping[str, 
     if isinstance(value, int) and "number" in _types(schema) and "integer" not in _types(schema):
         return float(value)
     if isinstance(value, Mapping):
-        properties = schema.get("properties", {})
+        properties = _all_properties(schema, root)
         extra = schema.get("additionalProperties")
         result = {}
         for key, item in value.items():
@@ -91,6 +92,17 @@ def with_schema_types(value: Any, schema: Mapping[str, Any], root: Mapping[str, 
         items = schema.get("items", {})
         return [with_schema_types(item, items, root) for item in value]
     return value
+
+
+def _all_properties(schema: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties a mapping may have: the schema's own, then those of its conditional branches
+    (then, else), where an entry takes one of several shapes (as `brain.network` does)."""
+    properties = dict(schema.get("properties", {}))
+    for branch in ("then", "else"):
+        if branch in schema:
+            for key, child in _resolve(schema[branch], root).get("properties", {}).items():
+                properties.setdefault(key, child)
+    return properties
 
 
 def canonical(value: Any) -> Any:
@@ -143,9 +155,30 @@ def model_kind(spec: Mapping[str, Any]) -> str | None:
     return next((kind for kind in MODEL_KINDS if kind in spec), None)
 
 
+def network_entry(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The config entry of network `name`: `networks.<name>`, or the brain's, `brain.network` (BRAIN)."""
+    entry: Mapping[str, Any] = config["brain"]["network"] if name == BRAIN else config["networks"][name]
+    return entry
+
+
+def entry_keys(name: str) -> list[str]:
+    """The config keys of network `name`'s entry (a network's name may hold dots: a list, not a dotted key)."""
+    return ["brain", "network"] if name == BRAIN else ["networks", name]
+
+
+def built_networks(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Every network the run builds, by name, with its entry: the `networks` section's and, where
+    the simulated brain records, the brain's (BRAIN), last."""
+    built = dict(config["networks"])
+    if config["recordings"]["source"] == "simulated":
+        built[BRAIN] = config["brain"]["network"]
+    return built
+
+
 def own_layer(config: Mapping[str, Any], name: str) -> str:
-    """The layer network `name` is seen at (`networks.<name>.layer`; default the penultimate)."""
-    return str(config["networks"][name].get("layer", PENULTIMATE))
+    """The layer network `name` is seen at (`networks.<name>.layer`, or the brain's
+    `brain.network.layer`; default the penultimate)."""
+    return str(network_entry(config, name).get("layer", PENULTIMATE))
 
 
 def _added_layers(config: Mapping[str, Any], given: Any, names: Iterable[str]) -> dict[str, list[str]]:

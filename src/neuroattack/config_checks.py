@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from neuroattack.config import (
+    BRAIN,
+    PENULTIMATE,
     TRANSFER_KEYS,
     ConfigError,
     KnownStimuli,
     known_stimuli,
     layer_candidates,
+    own_layer,
     validate_config,
     with_schema_types,
 )
@@ -103,11 +106,16 @@ def _network_problems(config: Mapping[str, Any]) -> list[str]:
 def _source_problems(config: Mapping[str, Any]) -> list[str]:
     if config["recordings"]["source"] != "simulated":
         return []
+    if "brain" not in config:
+        return ["key 'brain' is required because recordings.source is 'simulated'"]
+    trained = "seed" in config["brain"]["network"]  # else imported or converted: no training
     problems = [
-        f"key {needed!r} is required because recordings.source is 'simulated'"
-        for needed in ("brain", "architecture", "training", "training_data")
-        if needed not in config
+        f"key {needed!r} is required because recordings.source is 'simulated' and brain.network is trained "
+        "(it has a seed)"
+        for needed in ("training", "training_data")
+        if trained and needed not in config
     ]
+    problems += _brain_layer_problems(config)
     if config["stimuli"]["source"] != "embedded":
         problems.append(
             "recordings.source 'simulated' needs stimuli.source 'embedded' (the brain is calibrated on them)"
@@ -115,6 +123,37 @@ def _source_problems(config: Mapping[str, Any]) -> list[str]:
     if "time_window_ms" in config["recordings"]:
         problems.append("recordings.time_window_ms selects a time bin of real recordings; the simulated brain has none")
     return problems
+
+
+# The top-level modules of the workflow's small ResNets (networks.models.SmallResNet).
+SMALL_RESNET_MODULES = ("normalize", "stem", "stages", "pool", "fc")
+
+
+def _brain_layer_problems(config: Mapping[str, Any]) -> list[str]:
+    """A layer the brain's small ResNet cannot have (its widths and blocks tell its stages and
+    blocks); another model's layers are known once it is built (build_brain lists them)."""
+    entry, layer = config["brain"]["network"], own_layer(config, BRAIN)
+    if "seed" not in entry or layer == PENULTIMATE:
+        return []
+    problem = small_resnet_layer_problem(layer, entry["widths"], entry["blocks"])
+    return [] if problem is None else [f"brain.network.layer = {layer!r}: {problem}"]
+
+
+def small_resnet_layer_problem(layer: str, widths: list[int], blocks: list[int]) -> str | None:
+    """Why a small ResNet of `widths` and `blocks` has no module `layer` (checked down to its
+    blocks), in words with what to name instead; None where it may have it."""
+    top, *rest = layer.split(".")
+    if top not in SMALL_RESNET_MODULES:
+        return f"a small ResNet has no such module; name one under {', '.join(SMALL_RESNET_MODULES)}, or penultimate"
+    if top != "stages" or not rest:
+        return None
+    if not rest[0].isdigit() or int(rest[0]) >= len(widths):
+        return f"brain.network.widths gives {len(widths)} stage(s): name stages.0 to stages.{len(widths) - 1}"
+    stage = int(rest[0])
+    if len(rest) > 1 and (not rest[1].isdigit() or int(rest[1]) >= blocks[stage]):
+        last = f"stages.{stage}.{blocks[stage] - 1}"
+        return f"brain.network.blocks gives stage {stage} {blocks[stage]} block(s): name stages.{stage}.0 to {last}"
+    return None
 
 
 def _image_count_problems(config: Mapping[str, Any], stimuli: KnownStimuli) -> list[str]:

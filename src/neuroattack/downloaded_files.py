@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neuroattack.config import config_entry
+from neuroattack.config import built_networks, config_entry, entry_keys, network_entry
 from neuroattack.remote import remote_file_name
 
 
@@ -25,8 +25,10 @@ def download_name(remote: Mapping[str, Any], folder: str) -> str:
     return f"{folder}/{remote_file_name(remote)}"
 
 
-def weights_file(name: str, spec: Mapping[str, Any]) -> str | None:
-    """Local name of a user's network's weights file (its suffix tells the format), if it has one."""
+def weights_file(config: Mapping[str, Any], name: str) -> str | None:
+    """Local name of the weights file of network `name`, a user's (the brain's too), if it has one
+    (its suffix tells the format)."""
+    spec = network_entry(config, name)
     if "weights" not in spec:
         return None
     suffix = Path(remote_file_name(spec["weights"])).suffix
@@ -42,10 +44,11 @@ def download_entries(config: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     if config["recordings"]["source"] == "brainscore":
         keys.append(("brainscore", ["recordings", "assembly"]))
     entries = [(download_name(config_entry(config, where), folder), where) for folder, where in keys]
-    checkpoints = [name for name, spec in config["networks"].items() if "checkpoint" in spec]
-    entries += [(f"checkpoints/{name}.ckpt", ["networks", name, "checkpoint"]) for name in checkpoints]
-    weights = [(weights_file(name, spec), name) for name, spec in config["networks"].items()]
-    return entries + [(local, ["networks", name, "weights"]) for local, name in weights if local is not None]
+    networks = built_networks(config)  # the brain's network among them
+    checkpoints = [name for name, spec in networks.items() if "checkpoint" in spec]
+    entries += [(f"checkpoints/{name}.ckpt", [*entry_keys(name), "checkpoint"]) for name in checkpoints]
+    weights = [(weights_file(config, name), name) for name in networks]
+    return entries + [(local, [*entry_keys(name), "weights"]) for local, name in weights if local is not None]
 
 
 def downloads(config: Mapping[str, Any]) -> dict[str, list[str]]:

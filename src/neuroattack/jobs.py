@@ -9,9 +9,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from neuroattack.config import (
+    BRAIN,
     DEFAULT_CHECKPOINT_ARCHITECTURE,
     DEFAULT_NORM,
+    PENULTIMATE,
     TIME_WINDOW_MS,
+    network_entry,
     own_layer,
     science,
     split_view,
@@ -57,21 +60,28 @@ def training_priority(config: Mapping[str, Any], name: str) -> int:
 
 
 def network_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """Training settings of a trained network of the config, or (`brain`) of the brain's network."""
-    if name == "brain":
-        spec = config["brain"]["network"]
-        return science({"eps": spec["eps"], "seed": spec["seed"], "widths": spec["widths"], "blocks": spec["blocks"]})
-    spec = config["networks"][name]
-    architecture = config["architecture"]
+    """Training settings of a trained network of the config, or (BRAIN) of the brain's network,
+    which names its own widths and blocks (the others share `architecture`)."""
+    spec = network_entry(config, name)
+    architecture = spec if name == BRAIN else config["architecture"]
     return science(
         {"eps": spec["eps"], "seed": spec["seed"], "widths": architecture["widths"], "blocks": architecture["blocks"]}
     )
 
 
+def brain_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule build_brain's settings: the brain section without what other rules handle, plus the
+    layer its sites read out where it is not the default (so writing the default out, or the
+    key's arrival, reruns no brain)."""
+    settings = science(config["brain"], drop=["network", "repetitions", "seed"])
+    layer = own_layer(config, BRAIN)
+    return settings if layer == PENULTIMATE else science({**settings, "layer": layer})
+
+
 def checkpoint_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """What the conversion of a downloaded network depends on: its training eps and norm and its
     architecture, defaults filled in (so writing a default out triggers nothing)."""
-    spec = config["networks"][name]
+    spec = network_entry(config, name)
     return science(
         {
             "eps": spec["eps"],
@@ -94,7 +104,7 @@ def user_model_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """What the import of a user's network depends on: its entry without the weights' mirrors
     (the checksum, which identifies the file, stays) and without its layer (applied where
     features are made), so editing either reruns no import."""
-    spec = dict(config["networks"][name])
+    spec = dict(network_entry(config, name))
     spec.pop("layer", None)
     weights = spec.pop("weights", None)
     if weights is not None and "sha256" in weights:

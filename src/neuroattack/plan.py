@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from neuroattack.config import depth_layers, depth_view, layer_candidates, model_kind
+from neuroattack.config import built_networks, depth_layers, depth_view, layer_candidates, model_kind
 from neuroattack.recorded_rounds import first_unrecorded_round, perturbed_tables
 
 
@@ -24,8 +24,10 @@ class Run:
     its attacked images and the loop's rounds."""
 
     networks: tuple[str, ...]
+    # How each network the run builds is made, the simulated brain's (config.BRAIN) included:
     trained: tuple[str, ...]  # trained by the workflow (a seed)
     imported: tuple[str, ...]  # a user's model: torchvision, timm or a factory (config.MODEL_KINDS)
+    downloaded: tuple[str, ...]  # converted from a robustness-library checkpoint
     simulated: bool  # the in-silico brain records (else a lab's recordings)
     rounds: int
     refit: str
@@ -43,11 +45,6 @@ class Run:
     def views(self) -> tuple[str, ...]:
         """Every depth view and candidate layer's view (each has a features file), once."""
         return tuple(dict.fromkeys(self.depth_views + self.layer_views))
-
-    @property
-    def downloaded(self) -> tuple[str, ...]:
-        """The networks converted from a robustness-library checkpoint."""
-        return tuple(name for name in self.networks if name not in self.trained + self.imported)
 
     @property
     def recorded_rounds(self) -> int:
@@ -73,13 +70,15 @@ def image_groups(indices: tuple[str, ...], per_job: int | None) -> tuple[tuple[s
 
 def run_plan(config: Mapping[str, Any]) -> Run:
     networks = config["networks"]
+    built = built_networks(config)
     simulated = config["recordings"]["source"] == "simulated"
     indices = tuple(f"{index:04d}" for index in range(config["attack"]["images"]))
     loop = config["loop"]
     return Run(
         networks=tuple(networks),
-        trained=tuple(name for name, spec in networks.items() if "seed" in spec),
-        imported=tuple(name for name, spec in networks.items() if model_kind(spec) is not None),
+        trained=tuple(name for name, spec in built.items() if "seed" in spec),
+        imported=tuple(name for name, spec in built.items() if model_kind(spec) is not None),
+        downloaded=tuple(name for name, spec in built.items() if "checkpoint" in spec),
         simulated=simulated,
         rounds=int(loop["rounds"]),
         refit=str(loop["refit"]),

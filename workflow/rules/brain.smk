@@ -1,6 +1,9 @@
 # The in-silico monkey (neuroattack.brain.simulated): a held-out network read out to sites. Only
 # the loop's `record` rule observes it; brain_white_box (attacks.smk) reads its weights for
-# validation only.
+# validation only. Its network is made as any network of the config is (networks.smk: trained,
+# imported or converted), under the name `brain`.
+
+from neuroattack.jobs import brain_settings
 
 
 rule build_brain:
@@ -17,7 +20,7 @@ rule build_brain:
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
-        brain=science(config["brain"], drop=["network", "repetitions", "seed"]),
+        brain=brain_settings(config),
         seed=seed("brain_readout"),
     script:
         "../scripts/build_brain.py"

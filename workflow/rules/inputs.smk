@@ -36,8 +36,8 @@ def training_inputs(wildcards):
 
 
 def user_model_inputs(wildcards):
-    """A user's network's weights file, where its entry names one."""
-    local = weights_file(wildcards.network, config["networks"][wildcards.network])
+    """A user's network's weights file (the brain's too), where its entry names one."""
+    local = weights_file(config, wildcards.network)
     return {} if local is None else {"weights": downloaded(config, local)}
 
 

@@ -10,7 +10,7 @@ rule train_network:
     log:
         log_file("train_network/{network}"),
     wildcard_constraints:
-        network=name_pattern(RUN.trained + (("brain",) if RUN.simulated else ())),
+        network=name_pattern(RUN.trained),  # the brain's network too, where it has a seed
     priority: lambda wildcards: training_priority(config, wildcards.network)
     conda:
         "../../envs/compute.yaml"

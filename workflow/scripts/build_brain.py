@@ -1,7 +1,9 @@
-"""Rule build_brain: the held-out network plus a fixed random readout to m sites."""
+"""Rule build_brain: the held-out network plus a fixed random readout to m sites (of its
+features at brain.network.layer)."""
 
 from neuroattack import io
 from neuroattack.brain.simulated import build_brain
+from neuroattack.config import PENULTIMATE
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
@@ -15,5 +17,6 @@ simulated = build_brain(
     beta=settings["softplus_beta"],
     drive_offset=settings["drive_offset"],
     seed=snakemake.params.seed,
+    layer=settings.get("layer", PENULTIMATE),  # in the settings only where it is not the default
 )
 write_output(simulated, snakemake.output[0], "simulated IT population", snakemake)

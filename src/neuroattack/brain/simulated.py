@@ -1,8 +1,10 @@
 """The in-silico monkey: a simulated IT population the workflow may only record from.
 
-A held-out network (its own seed, width and training eps) feeds a fixed random
-readout to m sites; each site's expected spike count is a softplus-rectified drive
-scaled to realistic counts; recordings are Poisson counts over repetitions.
+A held-out network (any network the config can name: a small ResNet of its own seed, width
+and training eps, a torchvision or timm model, a factory's, a robustness checkpoint), seen at
+one of its layers (default: the penultimate), feeds a fixed random readout to m sites; each
+site's expected spike count is a softplus-rectified drive scaled to realistic counts;
+recordings are Poisson counts over repetitions.
 
 `record` is the only way the workflow observes the brain. `expected_responses`
 reads the brain's parameters directly and exists for white-box validation only.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from neuroattack.config import PENULTIMATE
 from neuroattack.data.recordings import make_recordings
 from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, infer
@@ -29,11 +32,12 @@ def build_brain(
     beta: float,
     drive_offset: float,
     seed: int,
+    layer: str = PENULTIMATE,
 ) -> xr.Dataset:
-    """Fix a random readout, calibrated so that drives are standardised over the
-    calibration images (then shifted by `drive_offset`) and the mean count is `mean_count`.
-    `network_weights` is the held-out network's weights file."""
-    network = network_from_dataset(network_weights, "brain network")
+    """Fix a random readout of the held-out network's features at `layer`, calibrated so that
+    drives are standardised over the calibration images (then shifted by `drive_offset`) and
+    the mean count is `mean_count`. `network_weights` is the held-out network's weights file."""
+    network = network_from_dataset(network_weights, "brain.network", layer)
     rng = np.random.default_rng(seed)
     features = infer(network.features, calibration_pixels).astype(np.float64)
     raw = rng.standard_normal((n_sites, features.shape[1])) / np.sqrt(features.shape[1])
@@ -48,13 +52,21 @@ def build_brain(
     ds["readout_bias"] = ("site", bias.astype(np.float32))
     ds = ds.assign_coords(neuroid_id=("site", [f"site{i:03d}" for i in range(n_sites)]))
     ds.attrs.update(
-        {"gain": float(gain), "baseline_count": float(baseline_count), "beta": float(beta), "role": "simulated brain"}
+        {
+            "gain": float(gain),
+            "baseline_count": float(baseline_count),
+            "beta": float(beta),
+            "layer": layer,
+            "role": "simulated brain",
+        }
     )
     return ds
 
 
 def _site_model(brain: xr.Dataset) -> LinearSiteResponse:
-    network = network_from_dataset(brain.drop_vars(READOUT_VARIABLES), "brain")
+    # a brain built before it could read out at another layer has no `layer`: the penultimate
+    layer = str(brain.attrs.get("layer", PENULTIMATE))
+    network = network_from_dataset(brain.drop_vars(READOUT_VARIABLES), "brain", layer)
     rectify = {
         "gain": float(brain.attrs["gain"]),
         "baseline": float(brain.attrs["baseline_count"]),
