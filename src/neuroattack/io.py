@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -110,6 +111,18 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     return encoding
 
 
+def input_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of an input file, read once per process while the file stays the same (a job
+    that writes many outputs, such as a round's attack, records its inputs' checksums in each)."""
+    stat = os.stat(path)
+    return _sha256_of(os.fspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
+    return file_digest(path, "sha256")
+
+
 def provenance(
     title: str,
     source: str,
@@ -119,7 +132,7 @@ def provenance(
     """Global attributes: CF conventions plus what made the file and from what."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     input_list = [str(p) for p in inputs]
-    checksums = {p: file_digest(p, "sha256") for p in input_list if Path(p).is_file()}
+    checksums = {p: input_sha256(p) for p in input_list if Path(p).is_file()}
     return {
         "Conventions": "CF-1.11",
         "title": title,

@@ -19,8 +19,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from neuroattack.artifacts import Kind
-from neuroattack.io import ENGINE, read_dataset, write_dataset
-from neuroattack.remote import file_digest
+from neuroattack.io import ENGINE, input_sha256, read_dataset, write_dataset
 
 if TYPE_CHECKING:
     import torch
@@ -127,11 +126,15 @@ FINISHED = "finished"
 RESUME_KEY = "resume_key"
 
 
-def resume_key(inputs: Iterable[str | os.PathLike[str]], settings: object) -> str:
-    """What determines a part's result: the contents of the job's inputs and the part's own
-    settings (JSON-serialisable). A finished part is reused only under the same key."""
-    contents = {str(path): file_digest(path, "sha256") for path in inputs if Path(path).is_file()}
-    text = json.dumps({"inputs": contents, "settings": settings}, sort_keys=True, default=str)
+def input_digests(inputs: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """The sha256 of each of a job's input files (read once per job: networks can be large)."""
+    return {str(path): input_sha256(path) for path in inputs if Path(path).is_file()}
+
+
+def resume_key(digests: Mapping[str, str], settings: object) -> str:
+    """What determines a part's result: the contents of the job's inputs (`input_digests`) and
+    the part's own settings (JSON-serialisable). A finished part is reused only under the same key."""
+    text = json.dumps({"inputs": dict(digests), "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -6,7 +6,15 @@ of the job reuses when nothing it depends on changed: a killed job loses one ima
 from neuroattack import io
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_round, attacked_stimuli
-from neuroattack.runtime import ProgressLog, configure, device, resume_key, reuse_finished, write_finished
+from neuroattack.runtime import (
+    ProgressLog,
+    configure,
+    device,
+    input_digests,
+    resume_key,
+    reuse_finished,
+    write_finished,
+)
 
 log = configure(snakemake.log[0], snakemake.threads)
 number = snakemake.wildcards.round
@@ -15,8 +23,8 @@ chunk_rows = snakemake.resources.chunk_rows
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
 stimulus_ids = attacked_stimuli(stimuli, max(images) + 1, seeds["attacked_images"])
 # an image's key: every input's contents, the attack's settings and the image's own seeds
-per_image = zip(images, seeds["per_image"], strict=True)
-keys = [resume_key(snakemake.input, [attack, image, pair]) for image, pair in per_image]
+digests = input_digests(snakemake.input)
+keys = [resume_key(digests, [attack, image, pair]) for image, pair in zip(images, seeds["per_image"], strict=True)]
 todo = [i for i, key in enumerate(keys) if not reuse_finished(snakemake.output[i], key)]
 if len(todo) < len(images):
     log.info("round %s: %d of %d images finished before, reused", number, len(images) - len(todo), len(images))
