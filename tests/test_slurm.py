@@ -40,7 +40,7 @@ def slurm_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> 
     config = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
     config["loop"]["images_per_job"] = 1
     configfile = workdir / "split.yaml"
-    configfile.write_text(yaml.safe_dump(config))
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))  # the networks in the config's order
     run = snakemake(
         workdir,
         "--executor",

@@ -47,12 +47,15 @@ rule sensitivity_table:
     conda:
         "../../envs/figures.yaml"
     params:
-        facts={
-            "layers": {name: network_layer(config, name) for name in config["networks"]},
-            "norm": config["attack"]["norm"],
-            "simulated": RUN.simulated,
-            "rounds": RUN.recorded_rounds,
-            "figure1_round": RUN.figure1_round,
-        },
+        # canonical (science): the networks' order in the config reruns nothing
+        facts=science(
+            {
+                "layers": {name: network_layer(config, name) for name in config["networks"]},
+                "norm": config["attack"]["norm"],
+                "simulated": RUN.simulated,
+                "rounds": RUN.recorded_rounds,
+                "figure1_round": RUN.figure1_round,
+            }
+        ),
     script:
         "../scripts/sensitivity_table.py"

@@ -40,7 +40,7 @@ if RUN.auto_surrogate:
                 }
             ),
         output:
-            weights=artifact("surrogate_network"),
+            network=artifact("surrogate_network"),
             features=artifact("surrogate_features"),
         log:
             log_file("chosen_surrogate"),

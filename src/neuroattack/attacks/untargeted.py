@@ -153,8 +153,8 @@ def attack_round(
     """A round's attack on every clean image (`attack_sites` per image; image i with
     seeds[i] = (attack starts, model baseline) and, with `previous`, the earlier round's
     attack file previous[i]), yielded in image order as each is done. Images run `workers` at
-    a time in threads of this process, each on one torch thread on the CPU: the same numbers
-    as one image at a time, in one start-up."""
+    a time in threads of this process, each on one torch thread on the CPU (also when one image
+    is left): the same numbers whatever the job's threads or images, in one start-up."""
     if len(seeds) != len(stimulus_ids) or (previous is not None and len(previous) != len(stimulus_ids)):
         raise ValueError(f"{len(stimulus_ids)} images but {len(seeds)} seed pairs; give one per image")
 
@@ -175,15 +175,17 @@ def attack_round(
         )
 
     workers = max(1, min(workers, len(stimulus_ids)))
-    if workers == 1:
-        yield from map(one, range(len(stimulus_ids)))
-        return
     threads = torch.get_num_threads()
     if device is None or device.type == "cpu":
-        torch.set_num_threads(1)  # each worker's ops run in its own thread
+        # one torch thread per image, however many images the job has left: a CPU kernel's
+        # result can depend on how many threads split its sums
+        torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            yield from pool.map(one, range(len(stimulus_ids)))
+        if workers == 1:
+            yield from map(one, range(len(stimulus_ids)))
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                yield from pool.map(one, range(len(stimulus_ids)))
     finally:
         torch.set_num_threads(threads)
 
