@@ -232,7 +232,12 @@ def test_attack_training_and_figure_jobs_load_neither_scikit_learn_nor_torchvisi
     # scikit-learn is for fitting, torchvision for ImageNet networks: the jobs that make most of
     # a run (attacks, training, figures) start without them
     source = (REPO / "workflow" / "scripts" / f"{script}.py").read_text()
-    imports = "\n".join(line for line in source.splitlines() if line.startswith(("from ", "import ")))
+    tree = ast.parse(source)
+    imports = "\n".join(
+        ast.get_source_segment(source, node) or ""
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    )
     run = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", imports], capture_output=True, text=True, check=False
     )
