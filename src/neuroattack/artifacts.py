@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal
 
-# Artifact name -> path under the results folder; {braces} are the rules' wildcards.
+# Artifact name -> path under the results folder; {braces} are the rules' wildcards. {subject} is
+# what a recording records: "" for the brain, "subjects/<network>/" for a network measured through
+# the brain's own black-box pipeline as if it were the brain (config `like_for_like`).
 PATHS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "stimuli": "stimuli/stimuli.nc",
@@ -23,20 +25,21 @@ PATHS: Final[Mapping[str, str]] = MappingProxyType(
         "surrogate_network": "surrogate/network.nc",
         "surrogate_features": "surrogate/features.nc",
         "best_layer_features": "surrogate/best_layer/{network}.nc",
-        "brain": "brain/brain.nc",
-        "recordings": "recordings/{stimulus_set}.nc",
+        "brain": "{subject}brain/brain.nc",
+        "recordings": "{subject}recordings/{stimulus_set}.nc",
         "unit_attack": "attacks/image{index}.nc",
-        "white_box": "validation/brain_white_box.nc",
+        "white_box": "{subject}validation/brain_white_box.nc",
         "sensitivity": "sensitivity/sensitivity.nc",
+        "transfer": "sensitivity/transfer.nc",
         "preference": "preference/category_preference.nc",
         "screening": "screening/screening.nc",
-        "round_network": "rounds/round{round}/networks/{network}.nc",
-        "round_site_models": "rounds/round{round}/site_models.nc",
-        "round_member_site_models": "rounds/round{round}/ensemble/{network}.nc",
-        "round_attack": "rounds/round{round}/attacks/image{index}.nc",
-        "round_stimuli": "rounds/round{round}/stimuli.nc",
-        "round_responses": "rounds/round{round}/responses.nc",
-        "round_sensitivity": "rounds/round{round}/sensitivity.nc",
+        "round_network": "{subject}rounds/round{round}/networks/{network}.nc",
+        "round_site_models": "{subject}rounds/round{round}/site_models.nc",
+        "round_member_site_models": "{subject}rounds/round{round}/ensemble/{network}.nc",
+        "round_attack": "{subject}rounds/round{round}/attacks/image{index}.nc",
+        "round_stimuli": "{subject}rounds/round{round}/stimuli.nc",
+        "round_responses": "{subject}rounds/round{round}/responses.nc",
+        "round_sensitivity": "{subject}rounds/round{round}/sensitivity.nc",
         # not netCDF: pictures, tables and stimulus sets for people and rigs (no suffix: several)
         "figure": "figures/figure{number}",
         "sensitivity_table": "report/sensitivity_table.html",
@@ -93,6 +96,7 @@ Kind = Literal[
     "responses",
     "white_box",
     "sensitivity",
+    "transfer",
     "preference",
     "screening",
     "round_stimuli",
@@ -163,6 +167,12 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
             ("sensitivity",),
             ("s_tilde", "ci_low", "ci_high", "random_pair_level"),
             ("population", "eps"),
+        ),
+        "transfer": Intermediate(
+            ("transfer_ratios",),
+            ("transfer",),
+            ("ratio", "ratio_low", "ratio_high", "black_box", "white_box"),
+            ("subject", "round", "eps"),
         ),
         "preference": Intermediate(
             ("category_preference",),

@@ -24,6 +24,7 @@ from neuroattack.config import (
     with_schema_types,
 )
 from neuroattack.downloaded_files import download_name, download_problems, downloaded
+from neuroattack.plan import like_for_like_networks
 from neuroattack.recorded_rounds import missing_table_error, perturbed_tables
 
 
@@ -56,7 +57,42 @@ def config_problems(config: Mapping[str, Any], stimuli: KnownStimuli = UNKNOWN_S
         *_round_problems(config),
         *download_problems(config),
         *_attack_problems(config),
+        *_like_for_like_problems(config),
     ]
+
+
+def _like_for_like_problems(config: Mapping[str, Any]) -> list[str]:
+    """A network measured as the brain needs the simulated brain's noise model and at least one
+    loop network other than itself to fit its site models from."""
+    chosen = like_for_like_networks(config)
+    if not chosen:
+        return []
+    networks = list(config["networks"])
+    unknown = [name for name in chosen if name not in networks]
+    if unknown:
+        return [
+            f"like_for_like.networks names {unknown}, which are not networks ({', '.join(networks)}); "
+            "list networks of the config by name, or write all"
+        ]
+    if config["recordings"]["source"] != "simulated":
+        return [
+            "like_for_like.networks needs recordings.source 'simulated' for now (with real recordings the "
+            "networks' noise would have to match the recordings' reliability); set like_for_like.networks: []"
+        ]
+    if config["loop"].get("ensemble"):
+        return []
+    surrogate = config["surrogate"]["network"]
+    if surrogate == "auto":
+        return [
+            "like_for_like.networks with surrogate.network: auto needs loop.ensemble (the chosen surrogate may be "
+            "the measured network itself); list the loop's networks in loop.ensemble or name surrogate.network"
+        ]
+    if surrogate in chosen:
+        return [
+            f"like_for_like.networks lists the surrogate {surrogate!r}, which would attack itself; list loop.ensemble "
+            f"(each measured network is left out of its own) or drop {surrogate!r} from like_for_like.networks"
+        ]
+    return []
 
 
 def _attack_problems(config: Mapping[str, Any]) -> list[str]:

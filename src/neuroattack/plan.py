@@ -40,6 +40,7 @@ class Run:
     depth_views: tuple[str, ...] = ()  # networks seen at attack.layers: "<network>@<layer>"
     layer_views: tuple[str, ...] = ()  # surrogate.layer: auto: the candidate layers of surrogate networks
     auto_layer: bool = False
+    subjects: tuple[str, ...] = ()  # networks measured as if each were the brain (like_for_like.networks)
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -91,7 +92,34 @@ def run_plan(config: Mapping[str, Any]) -> Run:
         depth_views=views_of(depth_layers(config)),
         layer_views=views_of(layer_candidates(config)),
         auto_layer=config["surrogate"].get("layer") == "auto",
+        subjects=like_for_like_networks(config),
     )
+
+
+SUBJECTS_FOLDER = "subjects"
+
+
+def like_for_like_networks(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The networks measured through the brain's black-box pipeline (`like_for_like.networks`:
+    a list, or `all` for every network of the `networks` section)."""
+    chosen = config.get("like_for_like", {}).get("networks") or []
+    return tuple(config["networks"]) if chosen == "all" else tuple(chosen)
+
+
+def subject_folder(network: str | None) -> str:
+    """The {subject} wildcard's value: "" for the brain, "subjects/<network>/" for a network
+    measured as if it were the brain."""
+    return "" if network is None else f"{SUBJECTS_FOLDER}/{network}/"
+
+
+def subject_network(folder: str) -> str | None:
+    """The network a {subject} wildcard's value measures (None: the brain)."""
+    return folder.removeprefix(f"{SUBJECTS_FOLDER}/").removesuffix("/") or None
+
+
+def subject_pattern(networks: Iterable[str]) -> str:
+    """The {subject} wildcard's constraint: the brain's "" or one of `networks`' folders."""
+    return f"(?:{SUBJECTS_FOLDER}/(?:{name_pattern(networks)})/)?"
 
 
 def views_of(layers: Mapping[str, Sequence[str]]) -> tuple[str, ...]:

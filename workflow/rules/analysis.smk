@@ -7,11 +7,12 @@ rule sensitivity:
     input:
         unpack(
             lambda wildcards: {
-                "attacks": round_attack_files(RUN.figure1_round),
+                "attacks": round_attack_files(RUN.figure1_round, subject=BRAIN_SUBJECT),
                 "unit_attacks": [artifact("unit_attack", index=index) for index in RUN.attack_indices],
-                "recordings": clean_recordings(),
-                **({"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}),
-                **({"white_box": artifact("white_box")} if RUN.simulated else {}),
+                "recordings": clean_recordings(subject=BRAIN_SUBJECT),
+                **({"responses": brain_file("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}),
+                **({"white_box": brain_file("white_box")} if RUN.simulated else {}),
+                **measured_as_brain(RUN.figure1_round),
                 **{f"features_{name}": path for name, path in unit_features().items()},
             }
         ),
@@ -28,6 +29,27 @@ rule sensitivity:
         seed=seed("bootstrap"),
     script:
         "../scripts/sensitivity.py"
+
+
+if RUN.simulated:
+
+    # How much of each subject's white-box truth its black box recovers, round by round: the
+    # brain's and every network's measured as the brain (like_for_like).
+    rule transfer_ratios:
+        input:
+            unpack(transfer_ratio_inputs),
+        output:
+            artifact("transfer"),
+        log:
+            log_file("transfer_ratios"),
+        conda:
+            "../../envs/compute.yaml"
+        resources:
+            **cpu_job(mem_mb=4000, runtime=10),
+        params:
+            subjects=[BRAIN, *RUN.subjects],
+        script:
+            "../scripts/transfer_ratios.py"
 
 
 rule sensitivity_table:

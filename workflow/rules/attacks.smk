@@ -46,7 +46,7 @@ if RUN.simulated:
         output:
             artifact("white_box"),
         log:
-            log_file("brain_white_box"),
+            log_file("{subject}brain_white_box"),
         conda:
             "../../envs/compute.yaml"
         # one thread: it runs beside the loop's chain of jobs, on the cores the chain leaves idle
@@ -66,9 +66,9 @@ if RUN.simulated:
 rule category_preference:
     input:
         stimuli=artifact("stimuli"),
-        site_models=artifact("round_site_models", round=1),
+        site_models=brain_file("round_site_models", round=1),
         surrogate=surrogate_network(),
-        recordings=clean_recordings(),
+        recordings=clean_recordings(subject=BRAIN_SUBJECT),
     output:
         artifact("preference"),
     log:

@@ -8,19 +8,19 @@ from neuroattack.jobs import brain_settings
 
 rule build_brain:
     input:
-        network=artifact("network", network="brain"),
+        network=brain_network,
         stimuli=artifact("stimuli"),
     output:
         artifact("brain"),
     log:
-        log_file("build_brain"),
+        log_file("{subject}build_brain"),
     priority: CHAIN
     conda:
         "../../envs/compute.yaml"
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
-        brain=brain_settings(config),
+        brain=lambda wildcards: brain_settings(config, measured_network(wildcards) or BRAIN),
         seed=seed("brain_readout"),
     script:
         "../scripts/build_brain.py"

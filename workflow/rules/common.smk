@@ -3,7 +3,7 @@
 # neuroattack only (plan, seeds, downloaded_files, artifacts, jobs, config, remote), since every
 # job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
-from neuroattack.config import SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
+from neuroattack.config import BRAIN, SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
     CHAIN,
@@ -18,7 +18,7 @@ from neuroattack.jobs import (
     user_model_settings,
 )
 from neuroattack.downloaded_files import download_name, downloaded, downloads, weights_file
-from neuroattack.plan import name_pattern, run_plan
+from neuroattack.plan import name_pattern, run_plan, subject_folder, subject_network, subject_pattern
 from neuroattack.seeds import config_seed
 
 RUN = run_plan(config)
@@ -28,6 +28,10 @@ DOWNLOADS = downloads(config)
 wildcard_constraints:
     index=r"\d{4}",
     round=r"[1-9]\d*",
+    subject=subject_pattern(RUN.subjects),
+
+
+BRAIN_SUBJECT = subject_folder(None)  # the {subject} of the brain's own files: ""
 
 
 def seed(stream, *keys):
@@ -44,14 +48,25 @@ def log_file(name):
     return artifact("log", name=name)
 
 
-def clean_recordings():
-    """The recordings of the clean stimulus set (recorded in silico, else imported)."""
-    return artifact("recordings", stimulus_set="clean")
+def clean_recordings(**subject):
+    """The recordings of the clean stimulus set (recorded in silico, else imported); the job's
+    {subject}'s unless `subject=` names one."""
+    return artifact("recordings", stimulus_set="clean", **subject)
 
 
 def round_recordings(number="{round}"):
     """The recordings of round `number`'s stimulus set (recorded in silico, else ingested from the rig)."""
     return artifact("recordings", stimulus_set=f"round{number}")
+
+
+def brain_file(name, /, **wildcards):
+    """Artifact `name` of the brain's own (not of a network measured as the brain)."""
+    return artifact(name, subject=BRAIN_SUBJECT, **wildcards)
+
+
+def measured_network(wildcards):
+    """The network a job's {subject} measures as if it were the brain (None: the brain)."""
+    return subject_network(wildcards.subject)
 
 
 # --- networks and their features --------------------------------------------------------
@@ -93,22 +108,23 @@ def features_as_member(name):
 def screening_inputs(wildcards):
     inputs = {
         "stimuli": artifact("stimuli"),
-        "recordings": clean_recordings(),
+        "recordings": clean_recordings(subject=BRAIN_SUBJECT),
         **{f"network_{name}": path for name, path in network_files().items()},
         **{f"features_{name}": path for name, path in network_features().items()},
         **{f"layer_features_{view}": path for view, path in network_features(RUN.layer_views).items()},
     }
     if RUN.simulated:
-        inputs["brain"] = artifact("brain")
+        inputs["brain"] = brain_file("brain")
     return inputs
 
 
 # --- the loop's files that other stages read ----------------------------------------------
 
 
-def round_attack_files(number):
-    """Round `number`'s attack on every clean image (one file per image)."""
-    return [artifact("round_attack", round=number, index=index) for index in RUN.attack_indices]
+def round_attack_files(number, **subject):
+    """Round `number`'s attack on every clean image (one file per image); the job's {subject}'s
+    unless `subject=` names one."""
+    return [artifact("round_attack", round=number, index=index, **subject) for index in RUN.attack_indices]
 
 
 def rig_stimuli(number):
@@ -142,7 +158,7 @@ def final_outputs():
     outputs = [figure_files(number) for number in (1, 2, 3, 4, 5)]
     outputs.append(artifact("sensitivity_table"))
     if RUN.simulated:
-        outputs.append(artifact("white_box"))
+        outputs.append(brain_file("white_box"))
     else:
         outputs.append(multiext(artifact("screening_rig_stimuli"), ".csv", ".zip"))
     if RUN.recorded_rounds:

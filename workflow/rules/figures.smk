@@ -7,7 +7,8 @@ EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least
 
 rule figure1:
     input:
-        artifact("sensitivity"),
+        sensitivity=artifact("sensitivity"),
+        **({"transfer": artifact("transfer")} if RUN.simulated and RUN.recorded_rounds else {}),
     output:
         **figure_outputs(1),
     log:
@@ -23,8 +24,8 @@ rule figure2:
     input:
         unpack(lambda wildcards: last_round_responses()),
         stimuli=artifact("stimuli"),
-        recordings=clean_recordings(),
-        attacks=round_attack_files(RUN.figure1_round),
+        recordings=clean_recordings(subject=BRAIN_SUBJECT),
+        attacks=round_attack_files(RUN.figure1_round, subject=BRAIN_SUBJECT),
     output:
         **figure_outputs(2),
     log:
@@ -57,8 +58,8 @@ rule figure3:
 rule figure4:
     input:
         unpack(coverage_brain_inputs),
-        recordings=clean_recordings(),
-        attacks=round_attack_files(RUN.figure1_round),
+        recordings=clean_recordings(subject=BRAIN_SUBJECT),
+        attacks=round_attack_files(RUN.figure1_round, subject=BRAIN_SUBJECT),
         sensitivity=artifact("sensitivity"),
     output:
         **figure_outputs(4),
@@ -90,7 +91,7 @@ rule figure5:
 
 rule figure6:
     input:
-        [artifact("round_sensitivity", round=number) for number in range(1, RUN.recorded_rounds + 1)],
+        [brain_file("round_sensitivity", round=number) for number in range(1, RUN.recorded_rounds + 1)],
     output:
         **figure_outputs(6),
     log:
@@ -123,8 +124,8 @@ if RUN.depth_views:
 
 rule figure8:
     input:
-        responses=[artifact("round_responses", round=number) for number in range(1, RUN.recorded_rounds + 1)],
-        recordings=clean_recordings(),
+        responses=[brain_file("round_responses", round=number) for number in range(1, RUN.recorded_rounds + 1)],
+        recordings=clean_recordings(subject=BRAIN_SUBJECT),
     output:
         **figure_outputs(8),
     log:

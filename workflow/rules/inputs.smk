@@ -62,10 +62,41 @@ def recordings_inputs(wildcards):
 # --- the closed loop, every round (loop.smk) --------------------------------------
 
 
-def loop_members():
+def loop_members(measured=None):
     """The networks whose site models attack every round: the ensemble's, or the surrogate
-    (named `surrogate` in the loop's files, as it may be chosen only by the screening)."""
-    return list(RUN.ensemble) or [SURROGATE_MEMBER]
+    (named `surrogate` in the loop's files, as it may be chosen only by the screening); for a
+    network `measured` as the brain, every one but itself (the config's checks leave one)."""
+    return [name for name in list(RUN.ensemble) or [SURROGATE_MEMBER] if name != measured]
+
+
+def first_site_models_features(wildcards):
+    """The features round 1's site models (which choose the attacked sites) read: the
+    surrogate's, or for a network measured as the brain its first loop member's."""
+    measured = measured_network(wildcards)
+    return surrogate_features() if measured is None else member_features(loop_members(measured)[0])
+
+
+def measured_as_brain(number):
+    """Round `number`'s s~ of every network measured as the brain, by name."""
+    return {
+        f"measured_{name}": artifact("round_sensitivity", round=number, subject=subject_folder(name))
+        for name in RUN.subjects
+    }
+
+
+def transfer_ratio_inputs(wildcards):
+    """Every recorded round's s~ of the brain and of each network measured as the brain."""
+    rounds = range(1, RUN.recorded_rounds + 1)
+    subjects = {BRAIN: None, **{name: name for name in RUN.subjects}}
+    return {
+        name: [artifact("round_sensitivity", round=number, subject=subject_folder(network)) for number in rounds]
+        for name, network in subjects.items()
+    }
+
+
+def brain_network(wildcards):
+    """The network a {subject}'s brain reads its sites from: the simulated brain's, or the measured one."""
+    return artifact("network", network=measured_network(wildcards) or BRAIN)
 
 
 def member_network(name):
@@ -84,12 +115,13 @@ def round_member_network(number, name):
     return member_network(name)
 
 
-def round_site_models(number):
+def round_site_models(number, measured=None):
     """The site models that attack round `number`, one file per loop member (with
-    loop.refit: none, round 1's in every round)."""
+    loop.refit: none, round 1's in every round); for a network `measured` as the brain, not its own."""
     fitted = 1 if RUN.refit == "none" else int(number)
     if RUN.ensemble:
-        return [artifact("round_member_site_models", round=fitted, network=name) for name in RUN.ensemble]
+        members = loop_members(measured)
+        return [artifact("round_member_site_models", round=fitted, network=name) for name in members]
     return [artifact("round_site_models", round=fitted)]
 
 
@@ -134,17 +166,23 @@ def round_attack_inputs(indices):
     networks and, with loop.warm_start, the earlier round's attacks of those images."""
 
     def inputs(wildcards):
-        number = int(wildcards.round)
+        number, measured = int(wildcards.round), measured_network(wildcards)
         files = {
             "stimuli": artifact("stimuli"),
-            "site_models": round_site_models(number),
-            "members": [round_member_network(number, name) for name in loop_members()],
+            "site_models": round_site_models(number, measured),
+            "members": [round_member_network(number, name) for name in loop_members(measured)],
         }
         if RUN.warm_start and number > 1:
             files["previous"] = [artifact("round_attack", round=number - 1, index=index) for index in indices]
         return files
 
     return inputs
+
+
+def recording_seed(wildcards):
+    """The recording noise's seed: the brain's by recording; a measured network's also by its name."""
+    measured = measured_network(wildcards)
+    return seed("recording_noise", recording_number(wildcards.stimulus_set), *([] if measured is None else [measured]))
 
 
 def image_seeds(number, indices):
@@ -163,9 +201,9 @@ def image_seeds(number, indices):
 
 def last_round_responses():
     """The last recorded round's responses, where a round was recorded."""
-    return {"responses": artifact("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}
+    return {"responses": brain_file("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}
 
 
 def coverage_brain_inputs(wildcards):
     """Recordings of the perturbed images (when there are any) and, in silico, the white box."""
-    return {**last_round_responses(), **({"white_box": artifact("white_box")} if RUN.simulated else {})}
+    return {**last_round_responses(), **({"white_box": brain_file("white_box")} if RUN.simulated else {})}

@@ -19,7 +19,7 @@ rule finetune_member:
     output:
         artifact("round_network"),
     log:
-        log_file("finetune_member/round{round}/{network}"),
+        log_file("{subject}finetune_member/round{round}/{network}"),
     wildcard_constraints:
         round=LATER_ROUND,
         network=name_pattern(loop_members()),
@@ -48,7 +48,7 @@ if RUN.ensemble:
         output:
             [artifact("round_member_site_models", network=name) for name in RUN.ensemble],
         log:
-            log_file("ensemble_site_models/round{round}"),
+            log_file("{subject}ensemble_site_models/round{round}"),
         priority: CHAIN
         conda:
             "../../envs/compute.yaml"
@@ -70,7 +70,7 @@ else:
         output:
             [artifact("round_site_models")],
         log:
-            log_file("refit_site_models/round{round}"),
+            log_file("{subject}refit_site_models/round{round}"),
         wildcard_constraints:
             round=LATER_ROUND,
         priority: CHAIN
@@ -98,7 +98,7 @@ for part, indices in enumerate(RUN.attack_parts):
         output:
             [artifact("round_attack", index=index) for index in indices],
         log:
-            log_file(f"attack_round/round{{round}}" + ("" if len(RUN.attack_parts) == 1 else f"_part{part + 1}")),
+            log_file(f"{{subject}}attack_round/round{{round}}" + ("" if len(RUN.attack_parts) == 1 else f"_part{part + 1}")),
         priority: CHAIN
         conda:
             "../../envs/compute.yaml"
@@ -126,7 +126,7 @@ rule round_stimuli:
     output:
         artifact("round_stimuli"),
     log:
-        log_file("round_stimuli/round{round}"),
+        log_file("{subject}round_stimuli/round{round}"),
     priority: CHAIN
     conda:
         "../../envs/compute.yaml"
@@ -149,7 +149,7 @@ if RUN.simulated:
         output:
             artifact("recordings"),
         log:
-            log_file("record/{stimulus_set}"),
+            log_file("{subject}record/{stimulus_set}"),
         wildcard_constraints:
             stimulus_set=r"clean|round[1-9]\d*",
         priority: CHAIN
@@ -159,7 +159,7 @@ if RUN.simulated:
             **cpu_job(mem_mb=8000, runtime=30),
         params:
             repetitions=config["brain"]["repetitions"],
-            seed=lambda wildcards: seed("recording_noise", recording_number(wildcards.stimulus_set)),
+            seed=recording_seed,
         script:
             "../scripts/record.py"
 
@@ -168,7 +168,7 @@ else:
     # With a lab's rig: each round's stimulus set goes out, its recordings come back.
     rule export_rig_stimuli:
         input:
-            artifact("round_stimuli"),
+            brain_file("round_stimuli"),
         output:
             multiext(artifact("round_rig_stimuli"), ".csv", ".zip"),
         log:
@@ -182,11 +182,11 @@ else:
     rule ingest_perturbed_recordings:
         input:
             table=lambda wildcards: RUN.perturbed_tables[int(wildcards.round) - 1],
-            round_stimuli=artifact("round_stimuli"),
-            clean=clean_recordings(),
-            site_models=artifact("round_site_models", round=1),
+            round_stimuli=brain_file("round_stimuli"),
+            clean=clean_recordings(subject=BRAIN_SUBJECT),
+            site_models=brain_file("round_site_models", round=1),
         output:
-            round_recordings(),
+            brain_file("recordings", stimulus_set="round{round}"),
         log:
             log_file("ingest_perturbed_recordings/round{round}"),
         priority: CHAIN
@@ -211,7 +211,7 @@ rule round_responses:
     output:
         artifact("round_responses"),
     log:
-        log_file("round_responses/round{round}"),
+        log_file("{subject}round_responses/round{round}"),
     priority: CHAIN
     conda:
         "../../envs/compute.yaml"
@@ -234,7 +234,7 @@ rule round_sensitivity:
     output:
         artifact("round_sensitivity"),
     log:
-        log_file("round_sensitivity/round{round}"),
+        log_file("{subject}round_sensitivity/round{round}"),
     conda:
         "../../envs/compute.yaml"
     resources:

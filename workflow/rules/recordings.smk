@@ -7,7 +7,7 @@ rule import_recordings:
     input:
         unpack(recordings_inputs),
     output:
-        clean_recordings(),
+        clean_recordings(subject=BRAIN_SUBJECT),
     log:
         log_file("import_recordings"),
     conda:

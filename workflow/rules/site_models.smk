@@ -5,13 +5,13 @@
 
 rule site_models:
     input:
-        features=surrogate_features(),
+        features=first_site_models_features,
         recordings=clean_recordings(),
         stimuli=artifact("stimuli"),
     output:
         artifact("round_site_models", round=1),
     log:
-        log_file("site_models/round1"),
+        log_file("{subject}site_models/round1"),
     priority: CHAIN
     conda:
         "../../envs/compute.yaml"

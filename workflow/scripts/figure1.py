@@ -4,7 +4,9 @@ from neuroattack import figures, io
 from neuroattack.runtime import configure, write_output
 
 log = configure(snakemake.log[0], snakemake.threads)
-figure, plotted = figures.figure1(io.read_dataset(snakemake.input[0], "sensitivity"))
+named = set(snakemake.input.keys())
+transfer = io.read_dataset(snakemake.input.transfer, "transfer") if "transfer" in named else None
+figure, plotted = figures.figure1(io.read_dataset(snakemake.input.sensitivity, "sensitivity"), transfer)
 png, pdf, numbers = snakemake.output
 figure.savefig(png, dpi=200)
 figure.savefig(pdf)

@@ -1,4 +1,5 @@
-"""Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network."""
+"""Rule sensitivity: s~(eps) with bootstrap CIs for the brain and every network, and for each
+network measured as the brain (like_for_like), its black-box s~ at the same round."""
 
 from neuroattack import io
 from neuroattack.analysis import sensitivity
@@ -19,5 +20,11 @@ result = sensitivity.estimate_populations(
     random_pairs=settings["random_pairs"],
     seed=snakemake.params.seed,
 )
+measured = {
+    key.removeprefix("measured_"): io.read_dataset(snakemake.input[key], "round_sensitivity")
+    for key in named
+    if key.startswith("measured_")
+}
+result = sensitivity.with_measured_networks(result, measured)
 log.info("s~(eps):\n%s", result["s_tilde"].to_pandas().to_string())
 write_output(result, snakemake.output[0], "normalised adversarial sensitivity", snakemake)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.config import BRAIN, DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import aligned_sites, mean_response
 
 # Population keys (the `population` coord of every sensitivity file; the figures label them).
@@ -21,12 +21,18 @@ BRAIN_BLACK_BOX = "black_box"  # the brain's recorded responses to the surrogate
 BRAIN_WHITE_BOX = "white_box"  # the simulated brain attacked directly (in silico only)
 SURROGATE = "surrogate"  # the site models' own predicted changes
 RANDOM_PREFIX = "random:"
+MEASURED_PREFIX = "black_box:"
 
 
 def random_directions(name: str) -> str:
     """The population of random perturbations of the same norm, evaluated on `name`
     (a population key, or `brain` for the recorded ones)."""
     return f"{RANDOM_PREFIX}{name}"
+
+
+def measured_as_brain(network: str) -> str:
+    """The population of `network` measured through the brain's own black-box pipeline."""
+    return f"{MEASURED_PREFIX}{network}"
 
 
 CONFIDENCE = 0.95  # the level of every interval the workflow reports
@@ -75,9 +81,9 @@ def random_pair_level(responses: np.ndarray, pairs: int, seed: int) -> float:
     return float(np.nanmean(gaps))
 
 
-def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: float = CONFIDENCE) -> xr.Dataset:
-    """s~(eps) = mean over units and images, with a units x images bootstrap CI."""
-    values = normalized.transpose("unit", "image", "eps").values.astype(np.float64)
+def bootstrap_means(values: np.ndarray, bootstrap: int, seed: int) -> np.ndarray:
+    """(bootstrap, eps) means of `values` (unit, image, eps) over units x images resamples; the
+    same `seed` and shape give the same resamples (so two populations' samples pair up)."""
     n_units, n_images, _ = values.shape
     rng = np.random.default_rng(seed)
     samples = np.empty((bootstrap, values.shape[2]))
@@ -85,6 +91,14 @@ def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: f
         units = rng.integers(n_units, size=n_units)
         images = rng.integers(n_images, size=n_images)
         samples[b] = np.nanmean(values[units][:, images], axis=(0, 1))
+    return samples
+
+
+def summarize(normalized: xr.DataArray, bootstrap: int, seed: int, confidence: float = CONFIDENCE) -> xr.Dataset:
+    """s~(eps) = mean over units and images, with a units x images bootstrap CI."""
+    values = normalized.transpose("unit", "image", "eps").values.astype(np.float64)
+    n_units, n_images, _ = values.shape
+    samples = bootstrap_means(values, bootstrap, seed)
     tail = (1 - confidence) / 2
     eps = normalized["eps"].values
     return xr.Dataset(
@@ -247,6 +261,80 @@ def estimate_populations(
     levels = [pair_levels.get(name, np.nan) for name in result["population"].values]
     result["random_pair_level"] = ("population", np.asarray(levels, dtype=float))
     result.attrs = {"one_sd_level": 1.0, "bootstrap": bootstrap}
+    return result
+
+
+def transfer_ratio(changes: xr.DataArray, bootstrap: int, seed: int, confidence: float = CONFIDENCE) -> xr.Dataset:
+    """How much of its white-box truth the black-box estimate recovers: s~ black box / s~ white
+    box over the same sites and images, per eps, with a paired bootstrap interval (both
+    populations of `changes`, as `site_changes` gives them, resampled alike)."""
+    means = {
+        name: changes.sel(population=name).transpose("site", "image", "eps").values.astype(np.float64)
+        for name in (BRAIN_BLACK_BOX, BRAIN_WHITE_BOX)
+    }
+    samples = {name: bootstrap_means(values, bootstrap, seed) for name, values in means.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.nanmean(means[BRAIN_BLACK_BOX], axis=(0, 1)) / np.nanmean(means[BRAIN_WHITE_BOX], axis=(0, 1))
+        sampled = samples[BRAIN_BLACK_BOX] / samples[BRAIN_WHITE_BOX]
+    tail = (1 - confidence) / 2
+    return xr.Dataset(
+        {
+            "transfer": ("eps", ratio),
+            "transfer_low": ("eps", np.nanquantile(sampled, tail, axis=0)),
+            "transfer_high": ("eps", np.nanquantile(sampled, 1 - tail, axis=0)),
+        },
+        coords={"eps": changes["eps"].values},
+    )
+
+
+def with_measured_networks(sensitivity: xr.Dataset, measured: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    """`sensitivity` plus each network measured as the brain (`measured`: name -> that
+    subject's round sensitivity at the same round), as population `black_box:<name>`."""
+    if not measured:
+        return sensitivity
+    rows = [
+        subject.sel(population=[BRAIN_BLACK_BOX])[["s_tilde", "ci_low", "ci_high"]]
+        .assign_coords(population=[measured_as_brain(name)])
+        .drop_attrs()
+        for name, subject in measured.items()
+    ]
+    added = xr.concat(rows, dim="population").reindex(eps=sensitivity["eps"].values)
+    added["random_pair_level"] = ("population", np.full(len(rows), np.nan))
+    combined = xr.concat([sensitivity, added], dim="population", data_vars="minimal", coords="minimal")
+    combined.attrs = sensitivity.attrs
+    return combined
+
+
+def transfer_ratios(subjects: Mapping[str, Sequence[xr.Dataset]]) -> xr.Dataset:
+    """Every subject's (the brain's, in silico, and each network's measured as the brain) black
+    box / white box ratio by round and eps, with both s~ (subject, round, eps); and the brain's
+    s~ calibrated by the networks' ratios at the last round (its black box divided by the
+    largest and the smallest of them: the range if the brain transfers as the networks do)."""
+    stacked = []
+    for name, rounds in subjects.items():
+        series = by_round(rounds)
+        stacked.append(
+            xr.Dataset(
+                {
+                    "ratio": series["transfer"],
+                    "ratio_low": series["transfer_low"],
+                    "ratio_high": series["transfer_high"],
+                    "black_box": series["s_tilde"].sel(population=BRAIN_BLACK_BOX, drop=True),
+                    "white_box": series["s_tilde"].sel(population=BRAIN_WHITE_BOX, drop=True),
+                }
+            ).expand_dims(subject=[name])
+        )
+    result = xr.concat(stacked, dim="subject")
+    networks = [name for name in result["subject"].values if name != BRAIN]
+    if BRAIN in subjects and networks:
+        last = result.isel(round=-1)
+        ratios = last["ratio"].sel(subject=networks)
+        brain = last["black_box"].sel(subject=BRAIN, drop=True)
+        # a network whose bound is not positive gives no calibration at that eps
+        positive = (ratios > 0).all("subject")
+        result["calibrated_low"] = (brain / ratios.max("subject")).where(positive)
+        result["calibrated_high"] = (brain / ratios.min("subject")).where(positive)
+    result.attrs = {"calibration": "the brain's black box over the networks' ratios at the last round"}
     return result
 
 

@@ -16,13 +16,19 @@ import numpy as np
 import xarray as xr
 
 from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX as BRAIN
-from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, SURROGATE
+from neuroattack.analysis.sensitivity import BRAIN_WHITE_BOX, MEASURED_PREFIX, SURROGATE
 from neuroattack.config import PENULTIMATE
-from neuroattack.figures.sensitivity import figure1_label, figure1_populations, network_populations
+from neuroattack.figures.sensitivity import (
+    figure1_label,
+    figure1_populations,
+    measured_populations,
+    network_populations,
+)
 
 # How the sentences name each of the brain's populations.
 SUBJECTS = {
     BRAIN: "the brain's black-box estimate (a lower bound)",
+    MEASURED_PREFIX: "like for like, the brain's black-box estimate against the networks' own",
     BRAIN_WHITE_BOX: "the simulated brain's white-box truth",
     SURROGATE: "IT as the surrogate predicts it (no recordings of perturbed images)",
 }
@@ -120,6 +126,14 @@ def placements(sensitivity: xr.Dataset) -> dict[float, list[str]]:
             placement_words(SUBJECTS[brain], place(interval(sensitivity, brain, eps), others))
             for brain in brain_populations(sensitivity)
         ]
+        measured = {
+            name.removeprefix(MEASURED_PREFIX): interval(sensitivity, name, eps)
+            for name in measured_populations(sensitivity)
+        }
+        if measured and BRAIN in sensitivity["population"].values:
+            sentences[float(eps)].append(
+                placement_words(SUBJECTS[MEASURED_PREFIX], place(interval(sensitivity, BRAIN, eps), measured))
+            )
     return sentences
 
 
@@ -153,7 +167,7 @@ def run_summary(sensitivity: xr.Dataset, facts: RunFacts) -> str:
 
 def interval_table(sensitivity: xr.Dataset) -> str:
     """Figure 1's populations by eps, each cell the s~ estimate and its 95% interval."""
-    populations = figure1_populations(sensitivity)
+    populations = figure1_populations(sensitivity) + measured_populations(sensitivity)
     brain_is_surrogate = BRAIN not in populations
     eps_grid = [float(e) for e in sensitivity["eps"].values]
     header = "".join(f"<th>ε = {e:g}</th>" for e in eps_grid)

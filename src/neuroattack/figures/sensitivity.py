@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 from neuroattack.analysis.sensitivity import (
     BRAIN_BLACK_BOX,
     BRAIN_WHITE_BOX,
+    MEASURED_PREFIX,
     RANDOM_PREFIX,
     SURROGATE,
+    measured_as_brain,
     random_directions,
 )
 from neuroattack.config import split_view
@@ -35,6 +37,8 @@ def population_label(population: str) -> str:
     """A population key as a legend names it: `random:black_box` -> random directions (brain (black box))."""
     if population.startswith(RANDOM_PREFIX):
         return f"random directions ({population_label(population.removeprefix(RANDOM_PREFIX))})"
+    if population.startswith(MEASURED_PREFIX):
+        return f"{population.removeprefix(MEASURED_PREFIX)} (black box, as the brain)"
     return POPULATION_LABELS.get(population, population)
 
 
@@ -43,7 +47,20 @@ def network_populations(sensitivity: xr.Dataset) -> list[str]:
     named = {BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE}
     populations = [str(p) for p in sensitivity["population"].values]
     baselines = {random_directions(p) for p in populations} | {random_directions("surrogate")}
-    return [p for p in populations if p not in named and p not in baselines and split_view(p)[1] is None]
+    return [
+        p
+        for p in populations
+        if p not in named
+        and p not in baselines
+        and not p.startswith(MEASURED_PREFIX)
+        and split_view(p)[1] is None
+    ]
+
+
+def measured_populations(sensitivity: xr.Dataset) -> list[str]:
+    """The networks measured as the brain (`black_box:<network>`), in the networks' order."""
+    present = set(sensitivity["population"].values.tolist())
+    return [measured_as_brain(p) for p in network_populations(sensitivity) if measured_as_brain(p) in present]
 
 
 def figure1_populations(sensitivity: xr.Dataset) -> list[str]:
@@ -89,20 +106,75 @@ def figure1_label(population: str, brain_is_surrogate: bool) -> str:
     return FIGURE1_LABELS.get(population, population_label(population))
 
 
-def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
+def figure1(sensitivity: xr.Dataset, transfer: xr.Dataset | None = None) -> tuple[Figure, xr.Dataset]:
     """s~(eps) of the brain and every network, with 95% CIs and both reference levels, on
     a linear axis (the black-box estimate can be below zero where the brain's change is
-    lost in its noise). The black-box estimate is marked as the lower bound it is.
+    lost in its noise). The black-box estimate is marked as the lower bound it is; with the
+    transfer ratios (`transfer`), the brain's s~ calibrated by the networks' ratios is a band.
+    Where networks were measured as the brain, a second panel compares bound with bound: the
+    brain's black box against each network's.
 
     Populations from several sources may share it (their eps grids joined: each is drawn at
     its own eps, where its s~ is not NaN); without a brain's population, the random-pair
     level is the first network's."""
     populations = figure1_populations(sensitivity)
-    shown = sensitivity.sel(population=populations)
+    measured = measured_populations(sensitivity)
     styles = figure1_style(populations)
+    for name in measured:
+        styles[name] = {**styles[name.removeprefix(MEASURED_PREFIX)], "linestyle": "-."}
     brain_is_surrogate = BRAIN_BLACK_BOX not in populations
     sns.set_theme(style="ticks", context="paper")
-    fig, ax = plt.subplots(figsize=(7.4, 4.2))
+    panels = 2 if measured and not brain_is_surrogate else 1
+    size = (7.4, 4.2) if panels == 1 else (11.0, 5.6)
+    fig, axes = plt.subplots(1, panels, figsize=size, sharey=True, squeeze=False)
+    brain = SURROGATE if brain_is_surrogate else BRAIN_BLACK_BOX
+    pair_level = float(
+        sensitivity["random_pair_level"].sel(population=brain if brain in populations else populations[0])
+    )
+    _draw_populations(axes[0][0], sensitivity, populations, styles, brain_is_surrogate, pair_level)
+    calibrated = transfer is not None and "calibrated_low" in transfer and not brain_is_surrogate
+    if calibrated:
+        _draw_calibrated(axes[0][0], transfer)
+    axes[0][0].set_title("brain's bound against networks' truth (white box)", fontsize=9)
+    if panels == 2:
+        compared = [BRAIN_BLACK_BOX, *measured]
+        _draw_populations(axes[0][1], sensitivity, compared, styles, False, pair_level, note_bound=False)
+        axes[0][1].set_title("like for like: every one a black-box bound", fontsize=9)
+        axes[0][1].set_ylabel("")
+    if panels == 1:
+        axes[0][0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:  # beneath each panel, so that neither covers the other
+        for ax in axes[0]:
+            ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    sns.despine(fig)
+    fig.tight_layout()
+    every = populations + measured
+    plotted = sensitivity.sel(population=every)[["s_tilde", "ci_low", "ci_high", "random_pair_level"]].copy()
+    plotted = plotted.assign_coords(
+        label=("population", [figure1_label(p, brain_is_surrogate) for p in every]),
+        colour=("population", [styles[p]["color"] for p in every]),
+        marker=("population", [styles[p]["marker"] for p in every]),
+        panel=("population", [0] * len(populations) + [1] * len(measured)),
+    )
+    if calibrated:
+        plotted["calibrated_low"] = transfer["calibrated_low"]
+        plotted["calibrated_high"] = transfer["calibrated_high"]
+    plotted.attrs = {"one_sd_level": 1.0, "random_pair_level_brain": pair_level, "y_scale": "linear"}
+    return fig, plotted
+
+
+def _draw_populations(
+    ax: Axes,
+    sensitivity: xr.Dataset,
+    populations: list[str],
+    styles: dict[str, dict[str, Any]],
+    brain_is_surrogate: bool,
+    pair_level: float,
+    note_bound: bool = True,
+) -> None:
+    """One panel of figure 1: each population's s~ and interval, the lower bound marked (with
+    `note_bound`, in words too), the reference levels."""
+    shown = sensitivity.sel(population=populations)
     eps = shown["eps"].values
     for name in populations:
         row = shown.sel(population=name).dropna("eps", subset=["s_tilde"])
@@ -110,12 +182,8 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
         style = styles[name]
         ax.fill_between(drawn, row["ci_low"], row["ci_high"], color=style["color"], alpha=0.15, linewidth=0)
         ax.plot(drawn, row["s_tilde"], markersize=6, label=figure1_label(name, brain_is_surrogate), **style)
-    if not brain_is_surrogate:
-        _mark_lower_bound(ax, shown.sel(population=BRAIN_BLACK_BOX))
-    brain = SURROGATE if brain_is_surrogate else BRAIN_BLACK_BOX
-    pair_level = float(
-        sensitivity["random_pair_level"].sel(population=brain if brain in populations else populations[0])
-    )
+    if BRAIN_BLACK_BOX in populations:
+        _mark_lower_bound(ax, shown.sel(population=BRAIN_BLACK_BOX), note=note_bound)
     draw_reference_levels(ax, pair_level)
     ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
     ax.set_xscale("log")
@@ -123,27 +191,34 @@ def figure1(sensitivity: xr.Dataset) -> tuple[Figure, xr.Dataset]:
     ax.minorticks_off()
     ax.set_xlabel(r"perturbation budget $\epsilon$ (L2, pixels in [0, 1])")
     ax.set_ylabel(r"normalised sensitivity $\tilde{s}(\epsilon)$ (s.d. of clean responses)")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    sns.despine(fig)
-    fig.tight_layout()
-    plotted = shown[["s_tilde", "ci_low", "ci_high", "random_pair_level"]].copy()
-    plotted = plotted.assign_coords(
-        label=("population", [figure1_label(p, brain_is_surrogate) for p in populations]),
-        colour=("population", [styles[p]["color"] for p in populations]),
-        marker=("population", [styles[p]["marker"] for p in populations]),
+
+
+def _draw_calibrated(ax: Axes, transfer: xr.Dataset) -> None:
+    """The brain's black box divided by the networks' transfer ratios: a hatched band (it
+    assumes the brain transfers as the networks do)."""
+    low, high = transfer["calibrated_low"], transfer["calibrated_high"]
+    ax.fill_between(
+        low["eps"].values,
+        low.values,
+        high.values,
+        facecolor="none",
+        edgecolor="0.3",
+        hatch="///",
+        linewidth=0.5,
+        label="brain, calibrated by the networks' black/white ratios",
     )
-    plotted.attrs = {"one_sd_level": 1.0, "random_pair_level_brain": pair_level, "y_scale": "linear"}
-    return fig, plotted
 
 
-def _mark_lower_bound(ax: Axes, brain: xr.Dataset) -> None:
-    """Upward arrows from the black-box estimate and a note: the truth lies above it."""
+def _mark_lower_bound(ax: Axes, brain: xr.Dataset, note: bool = True) -> None:
+    """Upward arrows from the black-box estimate and (`note`) a note: the truth lies above it."""
     eps, values = brain["eps"].values, brain["s_tilde"].values
     span = float(np.nanmax(brain["ci_high"].values) - min(0.0, float(np.nanmin(brain["ci_low"].values))))
     for x, y in zip(eps, values, strict=True):
         ax.annotate(
             "", xy=(x, y + 0.12 * max(span, 0.1)), xytext=(x, y), arrowprops={"arrowstyle": "->", "color": "black"}
         )
+    if not note:
+        return
     ax.annotate(
         "black box = lower bound:\nthe brain's true sensitivity\nlies above",
         xy=(eps[-1], values[-1]),
@@ -188,7 +263,7 @@ def draw_reference_levels(ax: Axes, pair_level: float) -> None:
 def sensitivity_table(sensitivity: xr.Dataset) -> str:
     """Figure 1's s~(eps) as an HTML page: one row per population (figure 1's labels), one
     column per eps, each cell the estimate and its 95% interval."""
-    populations = figure1_populations(sensitivity)
+    populations = figure1_populations(sensitivity) + measured_populations(sensitivity)
     brain_is_surrogate = BRAIN_BLACK_BOX not in populations
     shown = sensitivity.sel(population=populations)
     cells = {

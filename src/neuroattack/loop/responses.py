@@ -27,6 +27,7 @@ from neuroattack.analysis.sensitivity import (
     site_sigma,
     summarize,
     summarize_populations,
+    transfer_ratio,
 )
 from neuroattack.data.recordings import aligned_sites, mean_response
 
@@ -232,5 +233,7 @@ def round_sensitivity(
     summaries = xr.concat([summaries, recorded_random.expand_dims(population=[RECORDED_RANDOM])], dim="population")
     order = [BRAIN_BLACK_BOX, RECORDED_RANDOM, SURROGATE, BRAIN_WHITE_BOX]
     result = summaries.sel(population=[name for name in order if name in summaries["population"].values])
+    if white_box_changes is not None:
+        result = result.merge(transfer_ratio(changes, bootstrap, seed))
     result.attrs = {"round": int(responses.attrs.get("round", 0)), "bootstrap": bootstrap}
     return result
