@@ -220,8 +220,12 @@ def test_every_path_comes_from_the_artifact_registry() -> None:
     assert listed == netcdf
     rules = "\n".join(path.read_text() for path in (REPO / "workflow").rglob("*.smk"))
     assert re.findall(r'"[^"\n]+\.(?:nc|png|pdf|html|log)"', rules) == []  # no path spelled out in a rule file
-    assert artifacts.artifact_path("out", "round_attack", round=2) == "out/{subject}rounds/round2/attacks/image{index}.nc"
-    assert artifacts.artifact_path("out", "brain", subject="subjects/standard/") == "out/subjects/standard/brain/brain.nc"
+    assert (
+        artifacts.artifact_path("out", "round_attack", round=2) == "out/{subject}rounds/round2/attacks/image{index}.nc"
+    )
+    assert (
+        artifacts.artifact_path("out", "brain", subject="subjects/standard/") == "out/subjects/standard/brain/brain.nc"
+    )
     with pytest.raises(KeyError, match="no artifact 'attacks'"):
         artifacts.artifact_path("out", "attacks")
 

@@ -50,10 +50,7 @@ def network_populations(sensitivity: xr.Dataset) -> list[str]:
     return [
         p
         for p in populations
-        if p not in named
-        and p not in baselines
-        and not p.startswith(MEASURED_PREFIX)
-        and split_view(p)[1] is None
+        if p not in named and p not in baselines and not p.startswith(MEASURED_PREFIX) and split_view(p)[1] is None
     ]
 
 
