@@ -217,7 +217,7 @@ def test_one_more_image_adds_one_attack_and_reruns_only_aggregates(tiny_run: Pat
     counts = job_counts(dry_run_with(tiny_run.parent.parent, tmp_path, config))
     counts.pop("total")
     aggregates = {"refit_site_models", "brain_white_box", "sensitivity", "figure1", "figure6", "figure8", "all"}
-    aggregates |= {"figure2", "figure4", "sensitivity_table"}
+    aggregates |= {"figure2", "figure4", "sensitivity_table", "transfer_ratios"}
     per_round = {"attack_round", "round_stimuli", "record", "round_responses", "round_sensitivity"}
     rounds = config["loop"]["rounds"]
     # A round's attack is one job, which makes every image's file: each round's is redone (later
@@ -549,7 +549,7 @@ def test_a_run_killed_mid_round_goes_on_without_redoing_finished_rounds(tiny_run
     per_round = ("round_stimuli", "record", "round_responses", "round_sensitivity")
     assert counts == {
         "attack_round": 1,  # round 2's attack is one job: it makes every image's file again
-        **{rule: 1 for rule in (*per_round, "sensitivity", "figure1", "figure6", "figure8", "all")},
+        **{rule: 1 for rule in (*per_round, "sensitivity", "transfer_ratios", "figure1", "figure6", "figure8", "all")},
         # figures 2 and 4 and the s~ table show the last round too
         **{rule: 1 for rule in ("figure2", "figure4", "sensitivity_table")},
     }

@@ -10,6 +10,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from neuroattack.plan import like_for_like_networks
+
 # Seeds are hashed, so no two streams share a seed by accident (as an offset from one seed for one and
 # an image index added to it for another once did). The brain's streams hash `brain.seed`, every other
 # stream the config's `seed`; a trained network's own `seed` is the user's and stays as given.
@@ -28,13 +30,13 @@ SEED_STREAMS: dict[str, str] = {
     "bootstrap": "every bootstrap interval of the sensitivity estimates",
     "screening": "the screening's splits and bootstraps",
     "brain_readout": "the simulated brain's readout weights (brain.seed)",
-    "recording_noise": "Poisson noise of one recording session (brain.seed; key: round, 0 = clean)",
+    "recording_noise": "Poisson noise of one recording session (brain.seed; keys: round, 0 = clean; measured network)",
     "screening_session": "Poisson noise of the screening's own recording session (brain.seed)",
 }
 BRAIN_STREAMS = ("brain_readout", "recording_noise", "screening_session")
 
 
-def stream_seed(master: int, stream: str, *keys: int) -> int:
+def stream_seed(master: int, stream: str, *keys: int | str) -> int:
     """The seed of `stream` (one of SEED_STREAMS) for `keys`: a 32-bit hash, which every
     generator of the library takes (scikit-learn's random_state included)."""
     if stream not in SEED_STREAMS:
@@ -43,7 +45,7 @@ def stream_seed(master: int, stream: str, *keys: int) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
 
 
-def config_seed(config: Mapping[str, Any], stream: str, *keys: int) -> int:
+def config_seed(config: Mapping[str, Any], stream: str, *keys: int | str) -> int:
     """`stream`'s seed in a run of `config` (the brain's streams from brain.seed, where the config
     has a simulated brain; with real recordings they are never drawn)."""
     master = config.get("brain", {}).get("seed", config["seed"]) if stream in BRAIN_STREAMS else config["seed"]
@@ -55,13 +57,14 @@ def run_seeds(config: Mapping[str, Any]) -> dict[str, int]:
     streams lists)."""
     rounds = range(1, int(config["loop"]["rounds"]) + 1)
     images = range(int(config["attack"]["images"]))
-    keyed: dict[str, list[tuple[int, ...]]] = {
+    keyed: dict[str, list[tuple[int | str, ...]]] = {
         "attack_starts": [(r, i) for r in rounds for i in images],
         "model_baseline": [(r, i) for r in rounds for i in images],
         "random_directions": [(r,) for r in rounds],
         "finetune": [(r,) for r in rounds if r > 1],
         "recording_noise": [(r,) for r in [0, *rounds]],
     }
+    keyed["recording_noise"] += [(r, name) for name in like_for_like_networks(config) for r in [0, *rounds]]
     seeds = {}
     for stream in SEED_STREAMS:
         for keys in keyed.get(stream, [()]):

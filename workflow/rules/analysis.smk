@@ -10,7 +10,11 @@ rule sensitivity:
                 "attacks": round_attack_files(RUN.figure1_round, subject=BRAIN_SUBJECT),
                 "unit_attacks": [artifact("unit_attack", index=index) for index in RUN.attack_indices],
                 "recordings": clean_recordings(subject=BRAIN_SUBJECT),
-                **({"responses": brain_file("round_responses", round=RUN.figure1_round)} if RUN.recorded_rounds else {}),
+                **(
+                    {"responses": brain_file("round_responses", round=RUN.figure1_round)}
+                    if RUN.recorded_rounds
+                    else {}
+                ),
                 **({"white_box": brain_file("white_box")} if RUN.simulated else {}),
                 **measured_as_brain(RUN.figure1_round),
                 **{f"features_{name}": path for name, path in unit_features().items()},
@@ -54,7 +58,8 @@ if RUN.simulated:
 
 rule sensitivity_table:
     input:
-        artifact("sensitivity"),
+        **({"transfer": artifact("transfer")} if RUN.simulated and RUN.recorded_rounds else {}),
+        sensitivity=artifact("sensitivity"),
     output:
         table=report(
             artifact("sensitivity_table"),

@@ -3,7 +3,15 @@
 # neuroattack only (plan, seeds, downloaded_files, artifacts, jobs, config, remote), since every
 # job parses the Snakefile again: no torch here.
 from neuroattack.artifacts import artifact_path
-from neuroattack.config import BRAIN, SURROGATE_MEMBER, TRANSFER_KEYS, config_entry, layers_by_depth, science, split_view
+from neuroattack.config import (
+    BRAIN,
+    SURROGATE_MEMBER,
+    TRANSFER_KEYS,
+    config_entry,
+    layers_by_depth,
+    science,
+    split_view,
+)
 from neuroattack.remote import remote_checksum
 from neuroattack.jobs import (
     CHAIN,

@@ -7,8 +7,8 @@ EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least
 
 rule figure1:
     input:
-        sensitivity=artifact("sensitivity"),
         **({"transfer": artifact("transfer")} if RUN.simulated and RUN.recorded_rounds else {}),
+        sensitivity=artifact("sensitivity"),
     output:
         **figure_outputs(1),
     log:

@@ -107,11 +107,12 @@ def member_features(name):
     return surrogate_features() if name == SURROGATE_MEMBER else features_as_member(name)
 
 
-def round_member_network(number, name):
+def round_member_network(number, name, subject="{subject}"):
     """The weights of loop member `name` in round `number`: with loop.refit: network, from
-    round 2 on, the network fine-tuned on everything recorded before the round."""
+    round 2 on, the network fine-tuned on everything recorded before the round (of the job's
+    {subject}'s recordings, or of `subject`'s)."""
     if RUN.refit == "network" and int(number) > 1:
-        return artifact("round_network", round=number, network=name)
+        return artifact("round_network", round=number, network=name, subject=subject)
     return member_network(name)
 
 
@@ -125,21 +126,23 @@ def round_site_models(number, measured=None):
     return [artifact("round_site_models", round=fitted)]
 
 
-def earlier_rounds(wildcards):
-    """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on."""
+def earlier_rounds(wildcards, subject="{subject}"):
+    """Every earlier round's stimulus set and recordings: what round `wildcards.round` refits on
+    (of the job's {subject}, or of `subject`)."""
     files = {}
     for number in range(1, int(wildcards.round)):
-        files[f"round_stimuli_{number}"] = artifact("round_stimuli", round=number)
-        files[f"recordings_{number}"] = round_recordings(number)
+        files[f"round_stimuli_{number}"] = artifact("round_stimuli", round=number, subject=subject)
+        files[f"recordings_{number}"] = artifact("recordings", stimulus_set=f"round{number}", subject=subject)
     return files
 
 
-def refit_inputs(wildcards):
-    """What every refit of round `wildcards.round` reads besides the members' networks."""
+def refit_inputs(wildcards, subject="{subject}"):
+    """What every refit of round `wildcards.round` reads besides the members' networks (the job's
+    {subject}'s recordings, or `subject`'s)."""
     return {
-        **earlier_rounds(wildcards),
-        "first": artifact("round_site_models", round=1),
-        "recordings": clean_recordings(),
+        **earlier_rounds(wildcards, subject),
+        "first": artifact("round_site_models", round=1, subject=subject),
+        "recordings": clean_recordings(subject=subject),
         "stimuli": artifact("stimuli"),
     }
 

@@ -39,26 +39,37 @@ rule finetune_member:
 if RUN.ensemble:
 
     # One job per round fits every member's readouts (the earlier rounds are read once); round
-    # 1's are fitted on the clean recordings alone, for round 1's sites.
-    rule ensemble_site_models:
-        input:
-            unpack(refit_inputs),
-            members=lambda wildcards: [round_member_network(wildcards.round, name) for name in RUN.ensemble],
-            features=[features_as_member(name) for name in RUN.ensemble],
-        output:
-            [artifact("round_member_site_models", network=name) for name in RUN.ensemble],
-        log:
-            log_file("{subject}ensemble_site_models/round{round}"),
-        priority: CHAIN
-        conda:
-            "../../envs/compute.yaml"
-        resources:
-            **cpu_job(mem_mb=8000, runtime=30),
-        params:
-            settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
-            seed=seed("site_model_folds"),
-        script:
-            "../scripts/refit_site_models.py"
+    # 1's are fitted on the clean recordings alone, for round 1's sites. A network measured as
+    # the brain has a rule of its own, whose members leave it out.
+    for measured in [None, *RUN.subjects]:
+
+        rule:
+            name:
+                "ensemble_site_models" if measured is None else f"ensemble_site_models_{measured}"
+            input:
+                unpack(lambda wildcards, folder=subject_folder(measured): refit_inputs(wildcards, folder)),
+                members=lambda wildcards, measured=measured: [
+                    round_member_network(wildcards.round, name, subject_folder(measured))
+                    for name in loop_members(measured)
+                ],
+                features=[features_as_member(name) for name in loop_members(measured)],
+            output:
+                [
+                    artifact("round_member_site_models", network=name, subject=subject_folder(measured))
+                    for name in loop_members(measured)
+                ],
+            log:
+                log_file(f"{subject_folder(measured)}ensemble_site_models/round{{round}}"),
+            priority: CHAIN
+            conda:
+                "../../envs/compute.yaml"
+            resources:
+                **cpu_job(mem_mb=8000, runtime=30),
+            params:
+                settings=science(config["surrogate"], drop=["network", "layer", "layers"]),
+                seed=seed("site_model_folds"),
+            script:
+                "../scripts/refit_site_models.py"
 
 else:
 
@@ -98,7 +109,9 @@ for part, indices in enumerate(RUN.attack_parts):
         output:
             [artifact("round_attack", index=index) for index in indices],
         log:
-            log_file(f"{{subject}}attack_round/round{{round}}" + ("" if len(RUN.attack_parts) == 1 else f"_part{part + 1}")),
+            log_file(
+                f"{{subject}}attack_round/round{{round}}" + ("" if len(RUN.attack_parts) == 1 else f"_part{part + 1}")
+            ),
         priority: CHAIN
         conda:
             "../../envs/compute.yaml"

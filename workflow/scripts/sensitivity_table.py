@@ -9,8 +9,9 @@ from neuroattack.figures.headline import RunFacts, headline
 from neuroattack.runtime import configure
 
 log = configure(snakemake.log[0], snakemake.threads)
-sensitivity = io.read_dataset(snakemake.input[0], "sensitivity")
+sensitivity = io.read_dataset(snakemake.input.sensitivity, "sensitivity")
 Path(snakemake.output.table).write_text(figures.sensitivity_table(sensitivity), encoding="utf-8")
 facts = RunFacts(**snakemake.params.facts)
-Path(snakemake.output.headline).write_text(headline(sensitivity, facts), encoding="utf-8")
+transfer = io.read_dataset(snakemake.input.transfer, "transfer") if "transfer" in set(snakemake.input.keys()) else None
+Path(snakemake.output.headline).write_text(headline(sensitivity, facts, transfer), encoding="utf-8")
 log.info("headline for %d networks at %d eps", len(facts.layers), sensitivity.sizes["eps"])

@@ -187,9 +187,43 @@ def interval_table(sensitivity: xr.Dataset) -> str:
     )
 
 
-def headline(sensitivity: xr.Dataset, facts: RunFacts) -> str:
+def transfer_table(transfer: xr.Dataset) -> str:
+    """Black box / white box of every subject by round (rows) and eps (columns), each cell the
+    ratio and its 95% interval; then the brain calibrated by the networks' ratios, where given."""
+    eps_grid = [float(e) for e in transfer["eps"].values]
+    header = "".join(f"<th>ε = {e:g}</th>" for e in eps_grid)
+    rows = []
+    for subject in transfer["subject"].values:
+        for number in transfer["round"].values:
+            cells = "".join(
+                f"<td>{float(row['ratio']):.2f} ({float(row['ratio_low']):.2f} to {float(row['ratio_high']):.2f})</td>"
+                for e in eps_grid
+                for row in [transfer.sel(subject=subject, round=number, eps=e)]
+            )
+            rows.append(f"<tr><th>{escape(str(subject))}, round {int(number)}</th>{cells}</tr>")
+    calibrated = ""
+    if "calibrated_low" in transfer:
+        spans = ", ".join(
+            f"ε = {e:g}: {float(transfer['calibrated_low'].sel(eps=e)):.3f} to "
+            f"{float(transfer['calibrated_high'].sel(eps=e)):.3f}"
+            for e in eps_grid
+        )
+        calibrated = (
+            f"<p>The brain's s̃ calibrated by the networks' last-round ratios (if the brain transfers as "
+            f"they do): {spans}.</p>"
+        )
+    return (
+        "<p><strong>How much of its truth each black-box bound recovers</strong> (black box / white box, "
+        "95% paired interval):</p>"
+        "<div style='overflow-x:auto'><table class='headline-table' style='font-variant-numeric:tabular-nums'>"
+        f"<thead><tr><th>subject</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"{calibrated}"
+    )
+
+
+def headline(sensitivity: xr.Dataset, facts: RunFacts, transfer: xr.Dataset | None = None) -> str:
     """The landing page's first lines as an HTML fragment: what was run, the s~ table, and
-    where the brain lies among the networks at each eps."""
+    where the brain lies among the networks at each eps; in silico, the transfer ratios."""
     items = "".join(
         f"<li>ε = {eps:g}: {' '.join(escape(s[0].upper() + s[1:]) for s in sentences)}</li>"
         for eps, sentences in placements(sensitivity).items()
@@ -201,5 +235,6 @@ def headline(sensitivity: xr.Dataset, facts: RunFacts) -> str:
         "<p><strong>Where the brain lies among the networks</strong> (by the 95% intervals: "
         "overlapping intervals cannot be told apart):</p>\n"
         f"<ul class='placement'>{items}</ul>\n"
+        f"{'' if transfer is None else transfer_table(transfer)}\n"
         "</div>\n"
     )

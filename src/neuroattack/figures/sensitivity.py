@@ -129,9 +129,9 @@ def figure1(sensitivity: xr.Dataset, transfer: xr.Dataset | None = None) -> tupl
         sensitivity["random_pair_level"].sel(population=brain if brain in populations else populations[0])
     )
     _draw_populations(axes[0][0], sensitivity, populations, styles, brain_is_surrogate, pair_level)
-    calibrated = transfer is not None and "calibrated_low" in transfer and not brain_is_surrogate
-    if calibrated:
-        _draw_calibrated(axes[0][0], transfer)
+    calibration = transfer if transfer is not None and "calibrated_low" in transfer and not brain_is_surrogate else None
+    if calibration is not None:
+        _draw_calibrated(axes[0][0], calibration)
     axes[0][0].set_title("brain's bound against networks' truth (white box)", fontsize=9)
     if panels == 2:
         compared = [BRAIN_BLACK_BOX, *measured]
@@ -153,9 +153,9 @@ def figure1(sensitivity: xr.Dataset, transfer: xr.Dataset | None = None) -> tupl
         marker=("population", [styles[p]["marker"] for p in every]),
         panel=("population", [0] * len(populations) + [1] * len(measured)),
     )
-    if calibrated:
-        plotted["calibrated_low"] = transfer["calibrated_low"]
-        plotted["calibrated_high"] = transfer["calibrated_high"]
+    if calibration is not None:
+        plotted["calibrated_low"] = calibration["calibrated_low"]
+        plotted["calibrated_high"] = calibration["calibrated_high"]
     plotted.attrs = {"one_sd_level": 1.0, "random_pair_level_brain": pair_level, "y_scale": "linear"}
     return fig, plotted
 
