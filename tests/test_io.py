@@ -157,15 +157,17 @@ def test_an_unreadable_or_missing_intermediate_names_its_rule_and_command(tmp_pa
 def test_every_kind_of_intermediate_names_rules_of_the_workflow() -> None:
     snakefiles = "".join(path.read_text() for path in (Path(__file__).parent.parent / "workflow/rules").glob("*.smk"))
     defined = set(re.findall(r"^\s*rule (\w+):", snakefiles, flags=re.MULTILINE))
-    # and the rules named in a loop (a round's attack jobs), as the tiny config defines them
-    listed = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "--list-rules", "--configfile", "config/tiny.yaml"],
-        cwd=Path(__file__).parent.parent,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    defined |= set(listed.stdout.split())
+    # and the rules named in a loop (a round's attack jobs, the ensemble's fits), as the tiny
+    # config (one surrogate) and the default (an ensemble) define them
+    for config in ("config/tiny.yaml", "config/config.yaml"):
+        listed = subprocess.run(
+            [str(Path(sys.executable).with_name("snakemake")), "--list-rules", "--configfile", config],
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        defined |= set(listed.stdout.split())
     for name, kind in io.INTERMEDIATES.items():
         assert kind.variables or kind.attrs, name
         assert set(kind.rules) <= defined, (name, set(kind.rules) - defined)
