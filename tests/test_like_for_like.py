@@ -59,6 +59,14 @@ def test_all_measures_every_network_and_the_brains_folder_is_the_results_root() 
     assert subject_network(subject_folder("robust_eps0.25")) == "robust_eps0.25"
 
 
+def test_the_example_config_measures_every_network_of_the_default_and_the_default_none() -> None:
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    example = yaml.safe_load((REPO / "config/examples/like_for_like.yaml").read_text())
+    assert run_plan(default).subjects == ()
+    assert run_plan({**default, **example}).subjects == tuple(default["networks"])
+    assert checked_config({**default, **example}, SCHEMA)["like_for_like"] == {"networks": "all"}
+
+
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
@@ -326,4 +334,4 @@ def test_the_tiny_run_measures_a_network_as_the_brain_and_figure1_draws_bound_ag
     )
     figure = xr.open_dataset(results / "figures/figure1.nc")
     assert int(figure["panel"].sel(population="black_box:standard")) == 1
-    assert "like for like" in (results / "report/headline.html").read_text()
+    assert "like for like" in (results / "report/headline.html").read_text().lower()
