@@ -16,7 +16,7 @@ rule sensitivity:
                     else {}
                 ),
                 **({"white_box": brain_file("white_box")} if RUN.simulated else {}),
-                **measured_as_brain(RUN.figure1_round),
+                **measured_networks_sensitivity(RUN.figure1_round),
                 **{f"features_{name}": path for name, path in unit_features().items()},
             }
         ),

@@ -62,9 +62,10 @@ def clean_recordings(**subject):
     return artifact("recordings", stimulus_set="clean", **subject)
 
 
-def round_recordings(number="{round}"):
-    """The recordings of round `number`'s stimulus set (recorded in silico, else ingested from the rig)."""
-    return artifact("recordings", stimulus_set=f"round{number}")
+def round_recordings(number="{round}", **subject):
+    """The recordings of round `number`'s stimulus set (recorded in silico, else ingested from the
+    rig); the job's {subject}'s unless `subject=` names one."""
+    return artifact("recordings", stimulus_set=f"round{number}", **subject)
 
 
 def brain_file(name, /, **wildcards):

@@ -76,7 +76,7 @@ def first_site_models_features(wildcards):
     return surrogate_features() if measured is None else member_features(loop_members(measured)[0])
 
 
-def measured_as_brain(number):
+def measured_networks_sensitivity(number):
     """Round `number`'s s~ of every network measured as the brain, by name."""
     return {
         f"measured_{name}": artifact("round_sensitivity", round=number, subject=subject_folder(name))
@@ -132,7 +132,7 @@ def earlier_rounds(wildcards, subject="{subject}"):
     files = {}
     for number in range(1, int(wildcards.round)):
         files[f"round_stimuli_{number}"] = artifact("round_stimuli", round=number, subject=subject)
-        files[f"recordings_{number}"] = artifact("recordings", stimulus_set=f"round{number}", subject=subject)
+        files[f"recordings_{number}"] = round_recordings(number, subject=subject)
     return files
 
 

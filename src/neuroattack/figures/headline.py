@@ -25,10 +25,12 @@ from neuroattack.figures.sensitivity import (
     network_populations,
 )
 
+LIKE_FOR_LIKE = "like_for_like"  # the brain's black box placed among the networks' own (a sentence's key)
+
 # How the sentences name each of the brain's populations.
 SUBJECTS = {
     BRAIN: "the brain's black-box estimate (a lower bound)",
-    MEASURED_PREFIX: "like for like, the brain's black-box estimate against the networks' own",
+    LIKE_FOR_LIKE: "like for like, the brain's black-box estimate against the networks' own",
     BRAIN_WHITE_BOX: "the simulated brain's white-box truth",
     SURROGATE: "IT as the surrogate predicts it (no recordings of perturbed images)",
 }
@@ -132,7 +134,7 @@ def placements(sensitivity: xr.Dataset) -> dict[float, list[str]]:
         }
         if measured and BRAIN in sensitivity["population"].values:
             sentences[float(eps)].append(
-                placement_words(SUBJECTS[MEASURED_PREFIX], place(interval(sensitivity, BRAIN, eps), measured))
+                placement_words(SUBJECTS[LIKE_FOR_LIKE], place(interval(sensitivity, BRAIN, eps), measured))
             )
     return sentences
 
