@@ -142,6 +142,13 @@ def _with_momentum(velocity: Tensor, direction: Tensor, momentum: float, restart
     return momentum * kept + direction / _per_row(scale, direction)
 
 
+def _maybe(mask: Tensor) -> bool:
+    """Whether any row of `mask` may be set. On the CPU asking costs nothing, and a step skips the
+    work of rows that none needs (the same numbers: a torch.where that selects nothing); elsewhere
+    the answer would wait for the device, so the step does the work unasked."""
+    return mask.device.type != "cpu" or bool(mask.any())
+
+
 FIRST_STEP = 2.0  # the geometric schedule's first step, in radii (APGD starts at 2 eps too)
 PROBE_STRIDE = 7919  # a prime: step t rolls a probe by t * PROBE_STRIDE elements (a fresh direction each step)
 STALL_TOLERANCE = 1e-4  # a run has progressed when its best objective rose by more than this fraction of itself
@@ -280,13 +287,14 @@ def _geometric_phase(
         size = run.step_size(t, radius, settings.final_step)
         flat = gradient.flatten(1).abs().amax(dim=1) == 0
         probe = flat_probe.roll(t * PROBE_STRIDE % flat_probe.shape[1], dims=1).view_as(gradient)
-        direction = torch.where(_per_row(flat, gradient), probe, gradient)
+        direction = torch.where(_per_row(flat, gradient), probe, gradient) if _maybe(flat) else gradient
         if velocity is not None:
             velocity = direction = _with_momentum(velocity, direction, settings.momentum, jump)
         size = torch.where(flat, radius, size)  # a probe jumps a whole radius: a new region, not a nudge
-        stepped = rows.inside(current + rows.norm.ascent(direction) * _per_row(size, current), radius)
-        fresh = rows.inside(rows.norm.ascent(probe) * _per_row(radius, current), radius)
-        current = torch.where(_per_row(jump, current), fresh, stepped)
+        current = rows.inside(current + rows.norm.ascent(direction) * _per_row(size, current), radius)
+        if _maybe(jump):
+            fresh = rows.inside(rows.norm.ascent(probe) * _per_row(radius, current), radius)
+            current = torch.where(_per_row(jump, current), fresh, current)
         value, gradient = rows.objective(current, bf16, step=t)
         better = value > best_value
         best = torch.where(_per_row(better, best), current, best)
