@@ -377,3 +377,13 @@ def test_every_collection_of_constants_is_defined_once() -> None:
         for name, value in constant_collections(tree):
             defined.setdefault(repr(sorted(map(repr, value))), []).append(f"{module}.{name}")
     assert [names for names in defined.values() if len(names) > 1] == []
+
+
+def test_a_rounds_attack_jobs_ask_for_their_share_of_the_cores() -> None:
+    from neuroattack.jobs import round_part_threads
+
+    assert round_part_threads(10, 1, 2) == 2  # one job a round: every core
+    assert round_part_threads(5, 2, 2) == 1  # two jobs on two cores: side by side
+    assert round_part_threads(5, 2, 16) == 5  # no more threads than images
+    assert round_part_threads(5, 4, 2) == 1  # never none
+    assert round_part_threads(6, 7, None) == 6  # cores unknown (a cluster): one thread an image

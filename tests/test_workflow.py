@@ -610,6 +610,21 @@ def test_images_per_job_splits_every_rounds_attack_into_groups_of_images(tmp_pat
     assert images == {"attack_round_part1": {"0000", "0001"}, "attack_round_part2": {"0002"}}
 
 
+@pytest.mark.parametrize(("cores", "threads"), [(2, 1), (3, 1), (8, 4)])
+def test_a_rounds_jobs_share_the_cores_so_each_starts_on_the_first_free_one(
+    tmp_path: Path, cores: int, threads: int
+) -> None:
+    # the default config's two jobs a round: a job asking for every core would wait while any
+    # one-thread job (the units' attacks, the screening) still held one
+    run = snakemake(tmp_path, "--dry-run", "--cores", str(cores), configfile="config/config.yaml")
+    assert run.returncode == 0, run.stderr + run.stdout
+    blocks = re.findall(r"rule attack_round_part\d:\n((?:    .*\n)+)", run.stdout)
+    assert len(blocks) == 2 * yaml.safe_load((REPO / "config/config.yaml").read_text())["loop"]["rounds"]
+    for block in blocks:
+        asked = re.search(r"\n\s+threads: (\d+)", block)
+        assert (int(asked[1]) if asked else 1) == threads, block
+
+
 ROUND2_ATTACKS = [f"results/tiny/rounds/round2/attacks/image{index:04d}.nc" for index in range(3)]
 
 

@@ -47,6 +47,17 @@ def cpu_job(mem_mb: int, runtime: int) -> Resources:
     }
 
 
+def round_part_threads(images: int, parts: int, cores: int | None) -> int:
+    """Threads of one job of a round's attack (its images run side by side, one thread each):
+    at most its share of the `cores` the run was given (None: unknown, as on a cluster), so that
+    the round's jobs run side by side and each starts on the first free core. A job that asks
+    for every core waits until every other job has ended, while jobs of one thread keep taking
+    whichever core frees first."""
+    if cores is None:
+        return images
+    return max(1, min(images, cores // parts))
+
+
 # Scheduling priorities: the chain that every round waits on (the brain, the site models,
 # the attacks, each round's recordings) runs first, so the screening, the white box and the
 # figures fill the cores it leaves idle.

@@ -13,6 +13,7 @@ from neuroattack.config import (
     split_view,
 )
 from neuroattack.remote import remote_checksum
+from snakemake.exceptions import WorkflowError
 from neuroattack.jobs import (
     CHAIN,
     FIRST,
@@ -22,6 +23,7 @@ from neuroattack.jobs import (
     network_layer,
     network_spec,
     recordings_settings,
+    round_part_threads,
     training_priority,
     user_model_settings,
 )
@@ -31,6 +33,14 @@ from neuroattack.seeds import config_seed
 
 RUN = run_plan(config)
 DOWNLOADS = downloads(config)
+
+
+def given_cores():
+    """--cores of this run; None where none was given (a cluster run, a dry run without it)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
 
 
 wildcard_constraints:

@@ -116,8 +116,8 @@ for part, indices in enumerate(RUN.attack_parts):
         conda:
             "../../envs/compute.yaml"
         # its images run side by side in threads (one torch thread each on the CPU), which saves
-        # every image's start-up; Snakemake scales this down to --cores
-        threads: len(indices)
+        # every image's start-up; the round's jobs share the cores (jobs.round_part_threads)
+        threads: round_part_threads(len(indices), len(RUN.attack_parts), given_cores())
         resources:
             # paper scale on one H200: about 2 minutes an image
             **gpu_job(mem_mb=8000, runtime=20 + 5 * len(indices), chunk_rows=config["attack"]["chunk_rows"]),
