@@ -204,3 +204,22 @@ def test_random_pair_level_and_natural_references_skip_missing_means() -> None:
     references = natural_references(responses, responses, labels, np.array(["a"] * 3), np.array(["b"] * 3))
     for name, values in references.items():
         assert bool(np.isfinite(values).all()), name
+
+
+def test_the_repetition_tensor_keeps_each_stimulus_trials_in_recorded_order_padded_with_nan() -> None:
+    from neuroattack.data.recordings import repetition_tensor
+
+    # interleaved presentations, a stimulus shown fewer times than the others
+    shown = ["b", "a", "b", "c", "a", "b", "c", "a"]
+    response = np.arange(len(shown) * 2, dtype=np.float64).reshape(-1, 2)
+    recordings = xr.Dataset(
+        {"response": (("presentation", "site"), response)},
+        coords={"stimulus_id": ("presentation", shown), "neuroid_id": ("site", ["n0", "n1"])},
+    )
+    tensor, ids = repetition_tensor(recordings)
+    assert ids == ["b", "a", "c"]  # first seen first
+    expected = np.full((3, 3, 2), np.nan)
+    for i, sid in enumerate(ids):
+        rows = response[[k for k, s in enumerate(shown) if s == sid]]
+        expected[i, : len(rows)] = rows
+    np.testing.assert_array_equal(tensor, expected)

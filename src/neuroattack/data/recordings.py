@@ -84,15 +84,19 @@ def repetition_tensor(recordings: xr.Dataset) -> tuple[np.ndarray, list[str]]:
     """Responses as float64 (stimulus, repetition, site), stimuli in first-seen order;
     stimuli shown fewer times than the most-shown one are padded with NaN (missing trials)."""
     ids = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))
-    stimulus_of_row = recordings["stimulus_id"].values
+    index = {sid: i for i, sid in enumerate(ids)}
+    stimulus = np.asarray([index[sid] for sid in recordings["stimulus_id"].values.tolist()], dtype=np.int64)
     values = np.asarray(recordings["response"].transpose("presentation", "site").values, dtype=np.float64)
-    rows = [values[stimulus_of_row == sid] for sid in ids]
-    most = max(len(r) for r in rows)
+    shown = np.bincount(stimulus, minlength=len(ids))
+    most = int(shown.max())
     if most < MIN_VALID_REPETITIONS:
         raise ValueError("split-half reliability needs at least 2 repetitions of the stimuli; every one was shown once")
+    # each presentation's slot: its rank among its stimulus's presentations, in recorded order
+    order = np.argsort(stimulus, kind="stable")
+    slot = np.empty_like(order)
+    slot[order] = np.arange(len(order)) - np.repeat(np.cumsum(shown) - shown, shown)
     tensor = np.full((len(ids), most, values.shape[1]), np.nan)
-    for i, r in enumerate(rows):
-        tensor[i, : len(r)] = r
+    tensor[stimulus, slot] = values
     return tensor, ids
 
 
