@@ -288,10 +288,19 @@ def test_which_search_phases_run_in_bf16(
     monkeypatch.setattr(attack_settings, "bf16_is_native", lambda device: native)
     assert AttackSettings(precision=precision).bf16_phases(torch.device("cpu")) == expected
     one_phase = AttackSettings(precision=precision, wide_ball_factor=1.0, steps=8)
-    # one phase: `mixed` searches its first half in bf16 and the rest (from the best point) in float32
+    # one phase: `mixed` searches in bf16 (at least half the steps) and refines from the best point in float32
     assert one_phase.bf16_phases(torch.device("cpu")) == (expected if expected == [True, False] else expected[1:])
     steps_run = sum(segment.steps + 1 for segment in one_phase.segments(torch.device("cpu")))
     assert steps_run == one_phase.gradient_steps_per_restart()  # the same gradient budget either way
+
+
+@pytest.mark.parametrize(("steps", "in_bf16"), [(3, 1), (8, 4), (10, 6), (35, 31)])
+def test_mixed_one_phase_refines_over_its_last_four_gradient_evaluations_in_float32(steps: int, in_bf16: int) -> None:
+    settings = AttackSettings(precision="mixed", wide_ball_factor=1.0, steps=steps)
+    search, refinement = settings.segments(torch.device("cpu"))
+    assert (search.bf16, refinement.bf16) == (True, False)
+    assert search.steps == in_bf16 and refinement.first_step == in_bf16 + 1
+    assert search.steps + 1 + refinement.steps + 1 == settings.gradient_steps_per_restart()
 
 
 @pytest.mark.parametrize("precision", ["mixed", "bf16"])
@@ -784,3 +793,27 @@ def test_torchattacks_pgdl2_takes_that_step() -> None:
     attack = torchattacks.PGDL2(model, eps=1.0, alpha=alpha, steps=1, random_start=False)
     stepped = attack(images, torch.ones(8).long())
     assert torch.allclose(stepped, pgdl2_step(model, images, alpha), atol=1e-6)
+
+
+def test_the_work_a_cpu_step_skips_changes_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the CPU a step skips the probe and fresh-start work where no row needs it; on a GPU
+    # (where asking would wait for the device) it always does that work. Both give the same bits.
+    from neuroattack.attacks import engine
+
+    needed: list[bool] = []
+    asked = engine._maybe
+
+    def recorded(mask: Tensor) -> bool:
+        needed.append(asked(mask))
+        return needed[-1]
+
+    images = random_images(24, seed=3)
+    eps = torch.tensor([0.05, 0.3, 1.0, 3.0]).repeat(6)
+    kw = {"steps": 24, "restarts": 2, "stall_steps": 3, "wide_ball_factor": 1.0}
+    monkeypatch.setattr(engine, "_maybe", recorded)
+    skipping = attack(ReluUnits(seed=6), images, eps, direction=-1.0, **kw)
+    assert any(needed) and not all(needed)  # some steps had rows that jumped or sat on a flat unit, some had none
+    monkeypatch.setattr(engine, "_maybe", lambda mask: True)
+    doing_all = attack(ReluUnits(seed=6), images, eps, direction=-1.0, **kw)
+    assert torch.equal(skipping.perturbed, doing_all.perturbed)
+    assert torch.equal(skipping.change, doing_all.change)

@@ -23,7 +23,8 @@ accumulated normalised gradient (Dong et al. 2018). Both off, the search is unch
 
 Precision: the search may run under bf16 autocast (`AttackSettings.precision`), but
 the clean and final responses, and so every reported change, are always float32.
-"mixed" searches the wide phase in bf16 and refines the eps phase in float32.
+"mixed" searches the wide phase in bf16 and refines the eps phase in float32; with one phase
+it searches in bf16 and refines over the last few gradient evaluations in float32.
 """
 
 from __future__ import annotations
