@@ -220,10 +220,17 @@ def _image_count_problems(config: Mapping[str, Any], stimuli: KnownStimuli) -> l
 
 
 def _round_problems(config: Mapping[str, Any]) -> list[str]:
-    if config["recordings"]["source"] == "simulated":
-        return []
-    tables, rounds = perturbed_tables(config["recordings"]), config["loop"]["rounds"]
+    gradient = config["loop"].get("recorded_gradient", {})
+    eps_grid = [float(eps) for eps in config["attack"]["eps"]]
     problems = []
+    if gradient.get("weight") and not any(abs(float(gradient.get("eps", 1.0)) - eps) <= 1e-6 * eps for eps in eps_grid):
+        problems.append(
+            f"loop.recorded_gradient.eps = {gradient.get('eps', 1.0)} is not one of attack.eps {eps_grid}: "
+            "the rounds record changes at those budgets only; pick one of them"
+        )
+    if config["recordings"]["source"] == "simulated":
+        return problems
+    tables, rounds = perturbed_tables(config["recordings"]), config["loop"]["rounds"]
     if len(tables) > rounds:
         problems.append(
             f"recordings.perturbed lists {len(tables)} tables but loop.rounds = {rounds}; "

@@ -47,6 +47,16 @@ def cpu_job(mem_mb: int, runtime: int) -> Resources:
     }
 
 
+RECORDED_GRADIENT = {"weight": 0.0, "eps": 1.0, "ridge": 100.0}  # loop.recorded_gradient's defaults: off
+
+
+def recorded_gradient_settings(config: Mapping[str, Any]) -> dict[str, float] | None:
+    """loop.recorded_gradient with its defaults, or None where it is off (weight 0): a param
+    of the rounds' attacks only where it changes them."""
+    settings = {**RECORDED_GRADIENT, **config["loop"].get("recorded_gradient", {})}
+    return settings if settings["weight"] else None
+
+
 def round_part_threads(images: int, parts: int, cores: int | None) -> int:
     """Threads of one job of a round's attack (its images run side by side, one thread each):
     at most its share of the `cores` the run was given (None: unknown, as on a cluster), so that

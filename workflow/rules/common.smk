@@ -22,6 +22,7 @@ from neuroattack.jobs import (
     gpu_job,
     network_layer,
     network_spec,
+    recorded_gradient_settings,
     recordings_settings,
     round_part_threads,
     training_priority,

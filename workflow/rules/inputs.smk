@@ -166,7 +166,8 @@ def attack_round_name(part):
 
 def round_attack_inputs(indices):
     """What a round's attack on the images `indices` reads: the round's site models and their
-    networks and, with loop.warm_start, the earlier round's attacks of those images."""
+    networks; with loop.warm_start, the earlier round's attacks of those images; with
+    loop.recorded_gradient, every earlier round's stimulus set and recordings."""
 
     def inputs(wildcards):
         number, measured = int(wildcards.round), measured_network(wildcards)
@@ -177,6 +178,8 @@ def round_attack_inputs(indices):
         }
         if RUN.warm_start and number > 1:
             files["previous"] = [artifact("round_attack", round=number - 1, index=index) for index in indices]
+        if recorded_gradient_settings(config) and number > 1:
+            files.update(earlier_rounds(wildcards))  # every site's changes recorded so far
         return files
 
     return inputs

@@ -124,6 +124,7 @@ for part, indices in enumerate(RUN.attack_parts):
         params:
             attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
             images=[int(index) for index in indices],
+            recorded_gradient=recorded_gradient_settings(config),
             seeds=lambda wildcards, indices=indices: {
                 "attacked_images": seed("attacked_images"),
                 "per_image": image_seeds(wildcards.round, indices),

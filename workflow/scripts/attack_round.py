@@ -3,9 +3,12 @@
 Every image's file is written as soon as it is done, with a copy under finished/ that a rerun
 of the job reuses when nothing it depends on changed: a killed job loses one image at most."""
 
+from functools import partial
+
 from neuroattack import io
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_round, attacked_stimuli
+from neuroattack.loop.recorded_gradient import RecordedGradient
 from neuroattack.runtime import (
     ProgressLog,
     configure,
@@ -29,6 +32,15 @@ todo = [i for i, key in enumerate(keys) if not reuse_finished(snakemake.output[i
 if len(todo) < len(images):
     log.info("round %s: %d of %d images finished before, reused", number, len(images) - len(todo), len(images))
 warm_start = "previous" in set(snakemake.input.keys())  # loop.warm_start: the earlier round's attacks
+refine = RecordedGradient(**(snakemake.params.recorded_gradient or {}))
+earlier = [  # loop.recorded_gradient: what the earlier rounds recorded
+    (
+        io.read_dataset(snakemake.input[f"round_stimuli_{number}"], "round_stimuli"),
+        io.read_dataset(snakemake.input[f"recordings_{number}"], "recordings"),
+    )
+    for number in range(1, int(number))
+    if f"round_stimuli_{number}" in set(snakemake.input.keys())
+]
 log.info("round %s: attacking %d images, %d rows per batch", number, len(todo), chunk_rows)
 results = attack_round(  # each image as soon as it is done
     [stimulus_ids[images[i]] for i in todo],
@@ -42,6 +54,7 @@ results = attack_round(  # each image as soon as it is done
     device=device(),
     workers=snakemake.threads,
     progress=lambda stimulus_id: ProgressLog(f"round {number} attack on {stimulus_id} (row-restarts)"),
+    refine=partial(refine.corrected, rounds=earlier) if refine.weight and earlier else None,
 )
 for i, result in zip(todo, results, strict=True):
     title = f"round {number} attacks on {result.attrs['stimulus_id']}"

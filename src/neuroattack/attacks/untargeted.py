@@ -38,6 +38,9 @@ def attacked_stimuli(stimuli: xr.Dataset, count: int, seed: int) -> list[str]:
 
 
 Progress = Callable[[float, int], None]  # (row-restarts done, total)
+# (every site's response, the clean image (1, C, H, W), its stimulus_id, the sites' neuroid_ids)
+# -> the response attacked
+Refine = Callable[[nn.Module, torch.Tensor, str, list[str]], nn.Module]
 
 
 def attack_targets(
@@ -103,18 +106,24 @@ def attack_sites(
     previous: xr.Dataset | None = None,
     device: torch.device | None = None,
     progress: Progress | None = None,
+    refine: Refine | None = None,
 ) -> xr.Dataset:
     """One round's attack on one clean image, the same in every round: every site's predicted
     response, the mean over the ensemble members (surrogate network k with its site models
     site_models[k]; one member: the single surrogate), at every eps in both directions, with
     the random-direction baseline on it (`baseline_seed`). The transfer options of `settings`
     shape these (black-box) attacks. With `previous` (the earlier round's attack file of the
-    image), each row's first restart starts from that round's best perturbation of the row."""
+    image), each row's first restart starts from that round's best perturbation of the row.
+    With `refine`, the sites' response attacked is refine(response, image, stimulus_id, sites)
+    (loop.recorded_gradient: corrected by what earlier rounds recorded)."""
     image = to_tensor(stimuli["pixels"].sel(stimulus_id=[stimulus_id]).values).to(device or torch.device("cpu"))
     neuroid_id = site_models[0]["neuroid_id"].values
     warm_start = None if previous is None else warm_start_of(previous, stimulus_id, neuroid_id, eps_grid, image)
+    response = ensemble_response(surrogates, site_models)
+    if refine is not None:
+        response = refine(response, image, stimulus_id, neuroid_id.astype(str).tolist())
     sites = attack_targets(
-        ensemble_response(surrogates, site_models),
+        response,
         image,
         np.arange(site_models[0].sizes["site"]),
         eps_grid,
@@ -132,6 +141,7 @@ def attack_sites(
         "attack_seed": seed,
         "ensemble": [str(m.attrs.get("surrogate_network", "")) for m in site_models],
         "warm_started": int(previous is not None),
+        "refined_by_recordings": int(refine is not None),
         **_attack_attrs(sites, len(eps_grid), settings, image.device),
     }
     return ds
@@ -149,6 +159,7 @@ def attack_round(
     device: torch.device | None = None,
     workers: int = 1,
     progress: Callable[[str], Progress | None] | None = None,
+    refine: Refine | None = None,
 ) -> Iterator[xr.Dataset]:
     """A round's attack on every clean image (`attack_sites` per image; image i with
     seeds[i] = (attack starts, model baseline) and, with `previous`, the earlier round's
@@ -172,6 +183,7 @@ def attack_round(
             previous=None if previous is None else previous[position],
             device=device,
             progress=None if progress is None else progress(stimulus_id),
+            refine=refine,
         )
 
     workers = max(1, min(workers, len(stimulus_ids)))
