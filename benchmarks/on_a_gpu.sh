@@ -36,6 +36,10 @@ assert torch.cuda.is_available(), 'no CUDA device visible to torch'
 print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))
 print('bf16 native:', torch.cuda.is_bf16_supported(including_emulation=False))
 "
+if [ "$failed" = 1 ]; then
+    echo "no CUDA device visible: the other steps measure a GPU, so they were not run"
+    exit 1
+fi
 step throughput "$python" benchmarks/attack_throughput.py --device cuda --arch resnet50 --images 8 \
     --chunk-rows 64 --also-chunk-rows 256 1024 --repeats 3
 step paper_unit "$python" benchmarks/network_cost.py --device cuda --config config/paper.yaml \
