@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from neuroattack import io
 from neuroattack.brain.simulated import expected_responses
 from neuroattack.brain.sitemodels import ensemble_response
-from neuroattack.loop.recorded_gradient import recorded_changes, ridge_gradient, site_gradients
+from neuroattack.loop.recorded_gradient import recorded_changes, ridge_gradient, round_means, site_gradients
 from neuroattack.networks.readouts import to_tensor
 
 
@@ -62,13 +62,15 @@ def score(folder: Path, weight: float, eps: float, ridge: float) -> None:
     print(f"{folder}: {len(images)} images; weight {weight}, eps {eps}, ridge {ridge} (x eps^2)")
     print(f"{'round':>5} {'site model':>10} {'estimate':>9} {'refined':>8}  (median cosine with the true gradient)")
     for number in rounds[1:]:
-        earlier = [
-            (
-                io.read_dataset(folder / f"rounds/round{r}/stimuli.nc", "round_stimuli"),
-                io.read_dataset(folder / f"recordings/round{r}.nc", "recordings"),
-            )
-            for r in range(1, number)
-        ]
+        earlier = round_means(
+            [
+                (
+                    io.read_dataset(folder / f"rounds/round{r}/stimuli.nc", "round_stimuli"),
+                    io.read_dataset(folder / f"recordings/round{r}.nc", "recordings"),
+                )
+                for r in range(1, number)
+            ]
+        )
         response = round_response(folder, number)
         first_models = io.read_dataset(folder / "rounds/round1/site_models.nc", "site_models")
         sites = first_models["neuroid_id"].values.astype(str).tolist()

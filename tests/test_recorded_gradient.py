@@ -25,6 +25,7 @@ from neuroattack.loop.recorded_gradient import (
     correction_weights,
     recorded_changes,
     ridge_gradient,
+    round_means,
     site_gradients,
 )
 from neuroattack.loop.stimulus_set import round_stimulus_set
@@ -81,6 +82,15 @@ def test_the_corrected_response_moves_along_the_site_model_and_the_estimate(memb
     np.testing.assert_allclose(site_gradients(corrected, image, 3), own + correction, rtol=1e-4, atol=1e-6)
 
 
+def test_the_correction_is_linear_within_its_reach_and_stops_growing_beyond() -> None:
+    clean = torch.zeros(1, 1, 2, 2)
+    weights = np.array([[1.0, 2.0, 0.0, -1.0]])
+    corrected = WithRecordedGradient(lambda images, target: torch.zeros(len(target)), weights, clean, reach=1.0)
+    direction = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2) / 2**0.5  # unit norm; w . d = 3 / sqrt 2
+    along = [float(corrected(clean + scale * direction, torch.zeros(1, dtype=torch.long))) for scale in (0.5, 1, 3)]
+    np.testing.assert_allclose(along, [1.5 / 2**0.5, 3 / 2**0.5, 3 / 2**0.5], rtol=1e-6)
+
+
 class LinearBrain(nn.Module):
     """Sites whose response is a fixed linear function of the image (a brain to record from)."""
 
@@ -110,7 +120,7 @@ def test_a_round_recovers_a_linear_brains_gradient_from_what_it_recorded(members
     ]
     side = one_image.sizes["y"]
     brain = LinearBrain(torch.as_tensor(np.random.default_rng(5).normal(size=(3, 3 * side * side))))
-    rounds = [recorded_round(one_image, attacks, brain, 1, sites)]
+    rounds = round_means([recorded_round(one_image, attacks, brain, 1, sites)])
     recorded = recorded_changes(rounds, "img0", sites, eps=2.0)
     assert recorded.directions.shape == (3 * 2 + 1, 3 * side * side)  # every site's two directions and the random one
     # the directions are the shown 8-bit images minus the clean one; the changes, the brain's along them
@@ -129,7 +139,7 @@ def test_a_refined_attack_stays_in_the_ball_and_is_the_same_whatever_the_chunkin
     attacks = [attack_sites(image, one_image, weights, models, settings, eps, 3, 4) for image in ("img0", "img1")]
     side = one_image.sizes["y"]
     brain = LinearBrain(torch.as_tensor(np.random.default_rng(6).normal(size=(3, 3 * side * side))))
-    rounds = [recorded_round(one_image, attacks, brain, 1, sites)]
+    rounds = round_means([recorded_round(one_image, attacks, brain, 1, sites)])
     refine = RecordedGradient(weight=2.0, eps=2.0, ridge=1.0)
 
     def attacked(chunk_rows: int) -> xr.Dataset:

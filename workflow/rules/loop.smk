@@ -124,7 +124,8 @@ for part, indices in enumerate(RUN.attack_parts):
         params:
             attack=science(config["attack"], drop=["images", "units_per_network", "layers"]),
             images=[int(index) for index in indices],
-            recorded_gradient=recorded_gradient_settings(config),
+            # rounds from 2 on (round 1 has nothing recorded before it)
+            recorded_gradient=lambda wildcards: recorded_gradient_settings(config) if int(wildcards.round) > 1 else None,
             seeds=lambda wildcards, indices=indices: {
                 "attacked_images": seed("attacked_images"),
                 "per_image": image_seeds(wildcards.round, indices),

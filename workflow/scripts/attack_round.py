@@ -8,7 +8,7 @@ from functools import partial
 from neuroattack import io
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_round, attacked_stimuli
-from neuroattack.loop.recorded_gradient import RecordedGradient
+from neuroattack.loop.recorded_gradient import RecordedGradient, round_means
 from neuroattack.runtime import (
     ProgressLog,
     configure,
@@ -33,14 +33,16 @@ if len(todo) < len(images):
     log.info("round %s: %d of %d images finished before, reused", number, len(images) - len(todo), len(images))
 warm_start = "previous" in set(snakemake.input.keys())  # loop.warm_start: the earlier round's attacks
 refine = RecordedGradient(**(snakemake.params.recorded_gradient or {}))
-earlier = [  # loop.recorded_gradient: what the earlier rounds recorded
-    (
-        io.read_dataset(snakemake.input[f"round_stimuli_{number}"], "round_stimuli"),
-        io.read_dataset(snakemake.input[f"recordings_{number}"], "recordings"),
-    )
-    for number in range(1, int(number))
-    if f"round_stimuli_{number}" in set(snakemake.input.keys())
-]
+earlier = round_means(  # loop.recorded_gradient: what the earlier rounds recorded
+    [
+        (
+            io.read_dataset(snakemake.input[f"round_stimuli_{number}"], "round_stimuli"),
+            io.read_dataset(snakemake.input[f"recordings_{number}"], "recordings"),
+        )
+        for number in range(1, int(number))
+        if f"round_stimuli_{number}" in set(snakemake.input.keys())
+    ]
+)
 log.info("round %s: attacking %d images, %d rows per batch", number, len(todo), chunk_rows)
 results = attack_round(  # each image as soon as it is done
     [stimulus_ids[images[i]] for i in todo],

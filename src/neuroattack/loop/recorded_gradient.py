@@ -14,11 +14,14 @@ response becomes the site model's plus a linear term w . delta, with
 (D: the shown perturbations at that eps as rows, y: the site's recorded changes along them,
 each minus the same round's clean response), so that at the clean image the attack's
 direction is p/|p| + weight * r/|r| and the search stays the surrogate's, nonlinear, away
-from it. Off (weight 0), round r attacks the site models alone.
+from it. The estimate is first order and was measured at norm eps: beyond that norm the
+linear term stops growing (`WithRecordedGradient`). Off (weight 0), round r attacks the site
+models alone.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,14 +42,21 @@ class RecordedChanges:
     changes: np.ndarray  # (shown, sites): recorded mean response minus the same round's clean mean (NaN: not recorded)
 
 
+def round_means(rounds: Sequence[tuple[xr.Dataset, xr.Dataset]]) -> list[tuple[xr.Dataset, xr.DataArray]]:
+    """(round stimuli, their recordings) of each round as (round stimuli, trial-averaged responses):
+    what `recorded_changes` reads, averaged once for every image of a job."""
+    return [(stimuli, mean_response(recordings)) for stimuli, recordings in rounds]
+
+
 def recorded_changes(
-    rounds: Sequence[tuple[xr.Dataset, xr.Dataset]], stimulus_id: str, neuroid_id: Sequence[str], eps: float
+    rounds: Sequence[tuple[xr.Dataset, xr.DataArray]], stimulus_id: str, neuroid_id: Sequence[str], eps: float
 ) -> RecordedChanges:
-    """Every image shown in `rounds` ((round stimuli, their recordings) each) that perturbs the
-    clean image `stimulus_id` at budget `eps`, the sites in `neuroid_id`'s order."""
+    """Every image shown in `rounds` ((round stimuli, their trial-averaged responses) each,
+    `round_means`) that perturbs the clean image `stimulus_id` at budget `eps`, the sites in
+    `neuroid_id`'s order."""
     directions, changes = [], []
-    for number, (stimuli, recordings) in enumerate(rounds, start=1):
-        means = aligned_sites(mean_response(recordings), neuroid_id)
+    for number, (stimuli, mean_responses) in enumerate(rounds, start=1):
+        means = aligned_sites(mean_responses, neuroid_id)
         shown = (stimuli["clean_stimulus_id"].values.astype(str) == stimulus_id) & np.isclose(
             stimuli["eps"].values.astype(np.float64), eps, rtol=1e-5, atol=0
         )
@@ -99,19 +109,25 @@ def site_gradients(response: nn.Module, image: Tensor, sites: int) -> np.ndarray
 
 
 class WithRecordedGradient(nn.Module):
-    """A site response plus each site's linear correction: response(x, t) + w[t] . (x - clean)."""
+    """A site response plus each site's linear correction, trusted as far as the changes it
+    was estimated from reached: response(x, t) + w[t] . d, where d = x - clean shortened to
+    L2 norm `reach` where it is longer. Within `reach` the correction is linear; beyond it,
+    it no longer grows, so at a larger budget the search is the site models' own."""
 
     weights: Tensor  # (sites, C, H, W), a buffer
     clean: Tensor  # (1, C, H, W), a buffer
 
-    def __init__(self, response: nn.Module, weights: np.ndarray, clean: Tensor) -> None:
+    def __init__(self, response: nn.Module, weights: np.ndarray, clean: Tensor, reach: float = math.inf) -> None:
         super().__init__()
         self.response = response
+        self.reach = reach
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).view(-1, *clean.shape[1:]))
         self.register_buffer("clean", clean.float())
 
     def forward(self, images: Tensor, target: Tensor) -> Tensor:
-        linear = (self.weights[target] * (images.float() - self.clean)).flatten(1).sum(dim=1)
+        delta = (images.float() - self.clean).flatten(1)
+        within = (self.reach / delta.norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+        linear = (self.weights[target].flatten(1) * delta).sum(dim=1) * within
         corrected: Tensor = self.response(images, target).float() + linear
         return corrected
 
@@ -131,9 +147,10 @@ class RecordedGradient:
         image: Tensor,
         stimulus_id: str,
         neuroid_id: Sequence[str],
-        rounds: Sequence[tuple[xr.Dataset, xr.Dataset]],
+        rounds: Sequence[tuple[xr.Dataset, xr.DataArray]],
     ) -> nn.Module:
-        """`response` (every site of `neuroid_id`) with each site's correction from the `rounds` recorded so far."""
+        """`response` (every site of `neuroid_id`) with each site's correction from the `rounds`
+        recorded so far (`round_means`)."""
         if not self.weight or not rounds:
             return response
         recorded = recorded_changes(rounds, stimulus_id, neuroid_id, self.eps)
@@ -144,4 +161,4 @@ class RecordedGradient:
             )
         estimate = ridge_gradient(recorded.directions, recorded.changes, self.ridge * self.eps**2)
         weights = correction_weights(site_gradients(response, image, len(neuroid_id)), estimate, self.weight)
-        return WithRecordedGradient(response, weights, image)
+        return WithRecordedGradient(response, weights, image, reach=self.eps)
