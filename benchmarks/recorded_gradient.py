@@ -43,11 +43,10 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def round_response(folder: Path, number: int) -> torch.nn.Module:
     """Round `number`'s attacked response: the mean of its ensemble members' site models."""
     models = sorted((folder / f"rounds/round{number}/ensemble").glob("*.nc"))
-    if not models:  # no ensemble: the surrogate's own site models
-        return ensemble_response(
-            [io.read_dataset(folder / "networks" / "surrogate.nc", "network")],
-            [io.read_dataset(folder / f"rounds/round{number}/site_models.nc", "site_models")],
-        )
+    if not models:  # no ensemble: the surrogate's own site models, which name their network
+        fitted = io.read_dataset(folder / f"rounds/round{number}/site_models.nc", "site_models")
+        network = folder / "networks" / f"{fitted.attrs['surrogate_network']}.nc"
+        return ensemble_response([io.read_dataset(network, "network")], [fitted])
     networks = [io.read_dataset(folder / "networks" / path.name, "network") for path in models]
     return ensemble_response(networks, [io.read_dataset(path, "site_models") for path in models])
 

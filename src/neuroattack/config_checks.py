@@ -24,6 +24,7 @@ from neuroattack.config import (
     with_schema_types,
 )
 from neuroattack.downloaded_files import download_name, download_problems, downloaded
+from neuroattack.jobs import recorded_gradient_settings
 from neuroattack.plan import like_for_like_networks
 from neuroattack.recorded_rounds import missing_table_error, perturbed_tables
 
@@ -220,12 +221,12 @@ def _image_count_problems(config: Mapping[str, Any], stimuli: KnownStimuli) -> l
 
 
 def _round_problems(config: Mapping[str, Any]) -> list[str]:
-    gradient = config["loop"].get("recorded_gradient", {})
+    gradient = recorded_gradient_settings(config)
     eps_grid = [float(eps) for eps in config["attack"]["eps"]]
     problems = []
-    if gradient.get("weight") and not any(abs(float(gradient.get("eps", 1.0)) - eps) <= 1e-6 * eps for eps in eps_grid):
+    if gradient and not any(abs(float(gradient["eps"]) - eps) <= 1e-6 * eps for eps in eps_grid):
         problems.append(
-            f"loop.recorded_gradient.eps = {gradient.get('eps', 1.0)} is not one of attack.eps {eps_grid}: "
+            f"loop.recorded_gradient.eps = {gradient['eps']} is not one of attack.eps {eps_grid}: "
             "the rounds record changes at those budgets only; pick one of them"
         )
     if config["recordings"]["source"] == "simulated":
