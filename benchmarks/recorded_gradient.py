@@ -80,6 +80,10 @@ def score(folder: Path, weight: float, eps: float, ridge: float) -> None:
             truth = site_gradients(brain, image, brain_ds.sizes["site"])[in_brain]
             own = site_gradients(response, image, len(sites))
             recorded = recorded_changes(earlier, stimulus_id, sites, eps)
+            if not len(recorded.directions):
+                sys.exit(
+                    f"{folder}: no image of rounds < {number} perturbs {stimulus_id} at eps {eps}; use one of attack.eps"
+                )
             estimate = ridge_gradient(recorded.directions, recorded.changes, ridge * eps**2)
             unit = estimate / np.maximum(np.linalg.norm(estimate, axis=1, keepdims=True), 1e-300)
             refined = own / np.linalg.norm(own, axis=1, keepdims=True) + weight * unit
