@@ -82,7 +82,7 @@ def score(folder: Path, weight: float, eps: float, ridge: float) -> None:
             recorded = recorded_changes(earlier, stimulus_id, sites, eps)
             if not len(recorded.directions):
                 sys.exit(
-                    f"{folder}: no image of rounds < {number} perturbs {stimulus_id} at eps {eps}; use one of attack.eps"
+                    f"{folder}: no image of rounds < {number} perturbs {stimulus_id} at eps {eps}; use an attack.eps"
                 )
             estimate = ridge_gradient(recorded.directions, recorded.changes, ridge * eps**2)
             unit = estimate / np.maximum(np.linalg.norm(estimate, axis=1, keepdims=True), 1e-300)
