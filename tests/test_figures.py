@@ -218,6 +218,43 @@ def test_figure7_draws_every_network_by_depth_and_finds_its_first_layer_as_robus
     plt.close(fig)
 
 
+def test_figure7_compares_like_with_like_where_networks_were_measured_as_the_brain_at_every_depth() -> None:
+    known = {  # s~ at every eps: white box, and black box where measured as the brain
+        BRAIN_BLACK_BOX: 1.0,
+        "standard@stages.0": 2.0,
+        "standard": 0.8,
+        "robust@stem": 3.0,
+        "robust": 2.0,
+        "black_box:standard@stages.0": 1.4,
+        "black_box:standard": 0.6,
+        "black_box:robust": 0.9,  # robust's stem was not measured as the brain
+    }
+    sensitivity = sensitivity_file(list(known))
+    sensitivity["s_tilde"][:] = np.array(list(known.values()))[:, None]
+    layers = {"standard": ["stages.0", "penultimate"], "robust": ["stem", "penultimate"]}
+    fig, numbers = figures.figure7(sensitivity, layers, {"standard": "penultimate", "robust": "penultimate"})
+    assert len(fig.axes) == 2 * len(EPS)  # a second row: bound against bound
+    assert "black box" in fig.axes[len(EPS)].get_title()
+    np.testing.assert_array_equal(numbers["black_box_s_tilde"].sel(network="standard", eps=0.1).values, [1.4, 0.6])
+    assert np.isnan(numbers["black_box_s_tilde"].sel(network="robust", depth=0)).all()
+    assert numbers["measured_as_brain"].values.tolist() == [True, False]
+    # white box: standard is as robust as the brain's bound at its own layer (0.8 <= 1.0)
+    assert numbers["first_as_robust"].sel(network="standard").values.tolist() == [1] * len(EPS)
+    assert numbers["first_as_robust_like_for_like"].sel(network="standard").values.tolist() == [1] * len(EPS)
+    # robust's black box at its own layer is below the brain's, but its stem was never measured
+    assert numbers["first_as_robust_like_for_like"].sel(network="robust").values.tolist() == [-1] * len(EPS)
+    plt.close(fig)
+
+
+def test_figure7_has_no_like_for_like_row_without_the_brains_black_box() -> None:
+    known = {SURROGATE: 1.0, "standard@stages.0": 2.0, "standard": 0.8, "black_box:standard@stages.0": 1.4}
+    sensitivity = sensitivity_file(list(known))
+    sensitivity["s_tilde"][:] = np.array(list(known.values()))[:, None]
+    fig, numbers = figures.figure7(sensitivity, {"standard": ["stages.0", "penultimate"]}, {"standard": "penultimate"})
+    assert len(fig.axes) == len(EPS) and "first_as_robust_like_for_like" not in numbers
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("with_responses", [True, False])
 def test_coverage_recovers_known_per_site_sensitivity(with_responses: bool) -> None:
     result = covered(experiment(with_responses))

@@ -30,10 +30,11 @@ from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_sites, white_box_changes
 from neuroattack.brain.simulated import build_brain, expected_responses
 from neuroattack.brain.sitemodels import fit_to_recordings
-from neuroattack.config import BRAIN, ConfigError
+from neuroattack.config import BRAIN, ConfigError, split_view
 from neuroattack.config_checks import checked_config
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
+from neuroattack.jobs import brain_settings
 from neuroattack.networks.build import build_network, weights_to_dataset
 from neuroattack.networks.features import extract_features
 from neuroattack.networks.models import Architecture
@@ -43,9 +44,14 @@ from neuroattack.plan import run_plan, subject_folder, subject_network
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 
 
-def config_of(name: str, networks: Any) -> dict[str, Any]:
+def config_of(name: str, networks: Any, layers: list[str] | None = None) -> dict[str, Any]:
+    """Config `name` with like_for_like.networks `networks`; with `layers`, also attack.layers and
+    like_for_like.layers (each network measured as the brain at those layers too)."""
     config: dict[str, Any] = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
     config["like_for_like"] = {"networks": networks}
+    if layers:
+        config["attack"]["layers"] = layers
+        config["like_for_like"]["layers"] = True
     return config
 
 
@@ -57,6 +63,16 @@ def test_all_measures_every_network_and_the_brains_folder_is_the_results_root() 
     assert run_plan(config_of("config", None)).subjects == ()
     assert subject_folder(None) == "" and subject_network("") is None
     assert subject_network(subject_folder("robust_eps0.25")) == "robust_eps0.25"
+
+
+def test_with_layers_each_network_is_also_measured_as_the_brain_at_every_layer_attack_layers_adds() -> None:
+    config = config_of("config", ["standard", "robust_eps1"], ["stages.1"])
+    assert run_plan(config).subjects == ("standard", "robust_eps1", "standard@stages.1", "robust_eps1@stages.1")
+    assert subject_network(subject_folder("standard@stages.1")) == "standard@stages.1"
+    assert brain_settings(config, "standard@stages.1")["layer"] == "stages.1"
+    assert "layer" not in brain_settings(config, "standard")  # its own layer, the penultimate (the default)
+    config["like_for_like"]["layers"] = False
+    assert run_plan(config).subjects == ("standard", "robust_eps1")
 
 
 def test_the_example_config_measures_every_network_of_the_default_and_the_default_none() -> None:
@@ -78,6 +94,10 @@ def test_the_example_config_measures_every_network_of_the_default_and_the_defaul
             "surrogate.network: auto needs loop.ensemble",
         ),
         (lambda c: c.update(like_for_like={"networks": "every"}), "like_for_like"),
+        (
+            lambda c: c.update(like_for_like={"networks": ["standard"], "layers": True}),
+            r"like_for_like\.layers: true .* attack\.layers adds none for \['standard'\]",
+        ),
     ],
 )
 def test_bad_like_for_like_entries_are_refused_at_start_naming_the_key(edit: Any, named: str) -> None:
@@ -113,9 +133,13 @@ def dry_run_jobs(workdir: Path, configfile: Path) -> list[dict[str, Any]]:
     return jobs
 
 
-@pytest.mark.parametrize(("name", "measured"), [("config", "all"), ("tiny", ["standard"])])
-def test_a_measured_network_is_never_among_its_own_surrogates(tmp_path: Path, name: str, measured: Any) -> None:
-    config = config_of(name, measured)
+@pytest.mark.parametrize(
+    ("name", "measured", "layers"), [("config", "all", None), ("tiny", ["standard"], ["stages.0"])]
+)
+def test_a_measured_network_is_never_among_its_own_surrogates(
+    tmp_path: Path, name: str, measured: Any, layers: list[str] | None
+) -> None:
+    config = config_of(name, measured, layers)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     jobs = dry_run_jobs(tmp_path, path)
@@ -125,10 +149,11 @@ def test_a_measured_network_is_never_among_its_own_surrogates(tmp_path: Path, na
         own = [job for job in jobs if job["output"] and all(p.startswith(folder) for p in job["output"])]
         rules = {re.sub(r"_part\d+$", "", job["rule"]) for job in own}  # a round's attack may be split
         assert {"build_brain", "record", "site_models", "attack_round", "brain_white_box"} <= rules, rules
-        itself = (f"/networks/{network}.nc", f"/features/{network}.nc", f"/ensemble/{network}.nc")
+        base = split_view(network)[0]  # a view's network
+        itself = (f"/networks/{base}.nc", f"/features/{base}.nc", f"/ensemble/{base}.nc")
         for job in own:
             if job["rule"] == "build_brain":  # the brain is read out from the network itself
-                assert job["input"][0].endswith(f"/networks/{network}.nc")
+                assert job["input"][0].endswith(f"/networks/{base}.nc")
                 continue
             assert not [p for p in job["input"] + job["output"] if p.endswith(itself)], job
         attacks = [job for job in own if job["rule"].startswith("attack_round")]
@@ -309,10 +334,10 @@ def test_a_measured_network_joins_the_sensitivity_file_as_its_own_population() -
 
 @pytest.mark.slow
 def test_the_tiny_run_measures_a_network_as_the_brain_and_figure1_draws_bound_against_bound(tmp_path: Path) -> None:
-    config = config_of("tiny", ["standard"])
+    config = config_of("tiny", ["standard"], ["stages.0"])  # and at stages.0, for figure 7's like for like
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    targets = ["figures/figure1.nc", "report/headline.html"]
+    targets = ["figures/figure1.nc", "figures/figure7.nc", "report/headline.html"]
     run = snakemake(tmp_path, "--cores", "2", *(f"{config['results']}/{t}" for t in targets), configfile=str(path))
     assert run.returncode == 0, run.stderr[-5000:]
     results = tmp_path / config["results"]
@@ -328,10 +353,20 @@ def test_the_tiny_run_measures_a_network_as_the_brain_and_figure1_draws_bound_ag
         own["s_tilde"].sel(population="black_box").values,
     )
     transfer = xr.open_dataset(results / "sensitivity/transfer.nc")
-    assert list(transfer["subject"].values) == ["brain", "standard"] and transfer.sizes["round"] == 2
+    assert list(transfer["subject"].values)[:2] == ["brain", "standard"] and transfer.sizes["round"] == 2
     np.testing.assert_allclose(
         transfer["ratio"].sel(subject="standard", round=2).values, own["transfer"].values, rtol=1e-6
     )
     figure = xr.open_dataset(results / "figures/figure1.nc")
     assert int(figure["panel"].sel(population="black_box:standard")) == 1
     assert "like for like" in (results / "report/headline.html").read_text().lower()
+    # figure 7: the network at each depth through the brain's pipeline, its own layer's as above
+    view = xr.open_dataset(results / "subjects/standard@stages.0/brain/brain.nc")
+    assert view.attrs["layer"] == "stages.0" and brain.attrs["layer"] == "penultimate"
+    depth = xr.open_dataset(results / "figures/figure7.nc").sel(network="standard")
+    assert depth["layer"].values.tolist() == ["stages.0", "penultimate"]
+    np.testing.assert_array_equal(
+        depth["black_box_s_tilde"].isel(depth=1).values, sensitivity["s_tilde"].sel(population="black_box:standard")
+    )
+    assert bool(depth["measured_as_brain"]) and np.isfinite(depth["black_box_s_tilde"]).all()
+    assert "standard@stages.0" in transfer["subject"].values.tolist()  # its transfer ratio, by round

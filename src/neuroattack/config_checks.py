@@ -17,6 +17,7 @@ from neuroattack.config import (
     TRANSFER_KEYS,
     ConfigError,
     KnownStimuli,
+    depth_layers,
     known_stimuli,
     layer_candidates,
     own_layer,
@@ -79,6 +80,12 @@ def _like_for_like_problems(config: Mapping[str, Any]) -> list[str]:
         return [
             "like_for_like.networks needs recordings.source 'simulated' for now (with real recordings the "
             "networks' noise would have to match the recordings' reliability); set like_for_like.networks: []"
+        ]
+    if config.get("like_for_like", {}).get("layers") and not any(depth_layers(config).get(name) for name in chosen):
+        return [
+            "like_for_like.layers: true measures the networks as the brain at the layers attack.layers adds, "
+            f"but attack.layers adds none for {list(chosen)}; "
+            "list layers in attack.layers or set like_for_like.layers: false"
         ]
     if config["loop"].get("ensemble"):
         return []

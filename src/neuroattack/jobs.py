@@ -90,12 +90,14 @@ def network_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     )
 
 
-def brain_settings(config: Mapping[str, Any], network: str = BRAIN) -> dict[str, Any]:
+def brain_settings(config: Mapping[str, Any], subject: str = BRAIN) -> dict[str, Any]:
     """Rule build_brain's settings: the brain section without what other rules handle, plus the
     layer its sites read out where it is not the default (so writing the default out, or the
-    key's arrival, reruns no brain); for a network measured as the brain, that network's layer."""
+    key's arrival, reruns no brain); for a network measured as the brain, that network's layer,
+    or the view's ("<network>@<layer>")."""
     settings = science(config["brain"], drop=["network", "repetitions", "seed"])
-    layer = own_layer(config, network)
+    network, view_layer = split_view(subject)
+    layer = view_layer or own_layer(config, network)
     return settings if layer == PENULTIMATE else science({**settings, "layer": layer})
 
 

@@ -40,7 +40,7 @@ class Run:
     depth_views: tuple[str, ...] = ()  # networks seen at attack.layers: "<network>@<layer>"
     layer_views: tuple[str, ...] = ()  # surrogate.layer: auto: the candidate layers of surrogate networks
     auto_layer: bool = False
-    subjects: tuple[str, ...] = ()  # networks measured as if each were the brain (like_for_like.networks)
+    subjects: tuple[str, ...] = ()  # measured as if each were the brain: like_for_like's networks (and views)
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -92,7 +92,7 @@ def run_plan(config: Mapping[str, Any]) -> Run:
         depth_views=views_of(depth_layers(config)),
         layer_views=views_of(layer_candidates(config)),
         auto_layer=config["surrogate"].get("layer") == "auto",
-        subjects=like_for_like_networks(config),
+        subjects=like_for_like_subjects(config),
     )
 
 
@@ -104,6 +104,17 @@ def like_for_like_networks(config: Mapping[str, Any]) -> tuple[str, ...]:
     a list, or `all` for every network of the `networks` section)."""
     chosen = config.get("like_for_like", {}).get("networks") or []
     return tuple(config["networks"]) if chosen == "all" else tuple(chosen)
+
+
+def like_for_like_subjects(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Everything measured as if it were the brain: each like_for_like network at its own layer
+    and, with like_for_like.layers, at every layer attack.layers adds for it ("<network>@<layer>",
+    Figure 7's like-for-like panels)."""
+    networks = like_for_like_networks(config)
+    if not config.get("like_for_like", {}).get("layers"):
+        return networks
+    added = depth_layers(config)
+    return (*networks, *(depth_view(name, layer) for name in networks for layer in added.get(name, [])))
 
 
 def subject_folder(network: str | None) -> str:

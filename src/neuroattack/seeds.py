@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from neuroattack.plan import like_for_like_networks
+from neuroattack.plan import like_for_like_subjects
 
 # Seeds are hashed, so no two streams share a seed by accident (as an offset from one seed for one and
 # an image index added to it for another once did). The brain's streams hash `brain.seed`, every other
@@ -64,7 +64,7 @@ def run_seeds(config: Mapping[str, Any]) -> dict[str, int]:
         "finetune": [(r,) for r in rounds if r > 1],
         "recording_noise": [(r,) for r in [0, *rounds]],
     }
-    keyed["recording_noise"] += [(r, name) for name in like_for_like_networks(config) for r in [0, *rounds]]
+    keyed["recording_noise"] += [(r, name) for name in like_for_like_subjects(config) for r in [0, *rounds]]
     seeds = {}
     for stream in SEED_STREAMS:
         for keys in keyed.get(stream, [()]):

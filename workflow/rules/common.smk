@@ -2,6 +2,8 @@
 # input functions live in its rule file. It imports the standard-library modules of
 # neuroattack only (plan, seeds, downloaded_files, artifacts, jobs, config, remote), since every
 # job parses the Snakefile again: no torch here.
+import re
+
 from neuroattack.artifacts import artifact_path
 from neuroattack.config import (
     BRAIN,
@@ -85,8 +87,19 @@ def brain_file(name, /, **wildcards):
 
 
 def measured_network(wildcards):
-    """The network a job's {subject} measures as if it were the brain (None: the brain)."""
+    """What a job's {subject} measures as if it were the brain: a network, or a network at another
+    layer ("<network>@<layer>"); None: the brain."""
     return subject_network(wildcards.subject)
+
+
+def rule_suffix(name):
+    """`name` (a network or a view, "<network>@<layer>") as part of a rule's name."""
+    return re.sub(r"\W", "_", name)
+
+
+def measured_base(measured):
+    """The network a measured subject reads out (a view's network); None for the brain."""
+    return None if measured is None else split_view(measured)[0]
 
 
 # --- networks and their features --------------------------------------------------------

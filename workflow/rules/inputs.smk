@@ -65,8 +65,9 @@ def recordings_inputs(wildcards):
 def loop_members(measured=None):
     """The networks whose site models attack every round: the ensemble's, or the surrogate
     (named `surrogate` in the loop's files, as it may be chosen only by the screening); for a
-    network `measured` as the brain, every one but itself (the config's checks leave one)."""
-    return [name for name in list(RUN.ensemble) or [SURROGATE_MEMBER] if name != measured]
+    network `measured` as the brain (or a view of it), every one but that network (the config's
+    checks leave one)."""
+    return [name for name in list(RUN.ensemble) or [SURROGATE_MEMBER] if name != measured_base(measured)]
 
 
 def first_site_models_features(wildcards):
@@ -96,7 +97,7 @@ def transfer_ratio_inputs(wildcards):
 
 def brain_network(wildcards):
     """The network a {subject}'s brain reads its sites from: the simulated brain's, or the measured one."""
-    return artifact("network", network=measured_network(wildcards) or BRAIN)
+    return artifact("network", network=measured_base(measured_network(wildcards)) or BRAIN)
 
 
 def member_network(name):

@@ -45,7 +45,7 @@ if RUN.ensemble:
 
         rule:
             name:
-                "ensemble_site_models" if measured is None else f"ensemble_site_models_{measured}"
+                "ensemble_site_models" if measured is None else f"ensemble_site_models_{rule_suffix(measured)}"
             input:
                 unpack(lambda wildcards, folder=subject_folder(measured): refit_inputs(wildcards, folder)),
                 members=lambda wildcards, measured=measured: [

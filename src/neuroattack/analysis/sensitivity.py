@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from neuroattack.config import BRAIN, DIRECTION_SIGNS, DIRECTIONS
+from neuroattack.config import BRAIN, DIRECTION_SIGNS, DIRECTIONS, split_view
 from neuroattack.data.recordings import aligned_sites, mean_response
 
 # Population keys (the `population` coord of every sensitivity file; the figures label them).
@@ -307,7 +307,8 @@ def with_measured_networks(sensitivity: xr.Dataset, measured: Mapping[str, xr.Da
 
 def transfer_ratios(subjects: Mapping[str, Sequence[xr.Dataset]]) -> xr.Dataset:
     """Every subject's (the brain's, in silico, and each network's measured as the brain) black
-    box / white box ratio by round and eps, with both s~ (subject, round, eps); and the brain's
+    box / white box ratio by round and eps, with both s~ (subject, round, eps; a network seen at
+    another layer is a subject of its own, "<network>@<layer>"); and the brain's
     s~ calibrated by the networks' ratios at the last round (its black box divided by the
     largest and the smallest of them: the range if the brain transfers as the networks do)."""
     stacked = []
@@ -325,7 +326,8 @@ def transfer_ratios(subjects: Mapping[str, Sequence[xr.Dataset]]) -> xr.Dataset:
             ).expand_dims(subject=[name])
         )
     result = xr.concat(stacked, dim="subject")
-    networks = [name for name in result["subject"].values if name != BRAIN]
+    # views of a network at another layer have their ratios in the file; calibration takes the networks'
+    networks = [name for name in result["subject"].values if name != BRAIN and split_view(str(name))[1] is None]
     if BRAIN in subjects and networks:
         last = result.isel(round=-1)
         ratios = last["ratio"].sel(subject=networks)
