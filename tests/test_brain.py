@@ -16,9 +16,10 @@ from test_zoo import FACTORY, factory_entry, resnet18_entry, zoo
 from workflow_helpers import REPO, job_counts, snakemake
 
 from neuroattack import io
-from neuroattack.brain.simulated import build_brain, expected_responses, record
+from neuroattack.brain.simulated import build_brain, expected_responses, record, with_matched_noise
 from neuroattack.config import BRAIN, ConfigError, own_layer
 from neuroattack.config_checks import checked_config
+from neuroattack.data.recordings import split_half_reliability
 from neuroattack.downloaded_files import downloads
 from neuroattack.jobs import brain_settings, network_spec, user_model_settings
 from neuroattack.networks.build import build_network, weights_to_dataset
@@ -183,6 +184,21 @@ def test_a_factory_brain_reads_out_its_layer_and_records_what_its_white_box_expe
     np.testing.assert_allclose(recorded, expected, atol=0.5)  # Poisson means of 400 repetitions
     with pytest.raises(ValueError, match=r"brain\.network: .*no layer 'fc'; its layers are"):
         factory_brain(tmp_path, "fc")
+
+
+def test_matched_noise_gives_each_site_one_of_the_recorded_reliabilities(tmp_path: Path) -> None:
+    brain, _ = factory_brain(tmp_path, "1")
+    pixels = np.random.default_rng(3).integers(0, 256, (300, 16, 16, 3), dtype=np.uint8)
+    recorded = np.array([0.2, 0.45, 0.6, 0.8, 0.93])  # what a rig's sites measured
+    matched = with_matched_noise(brain, pixels, recorded, repetitions=8, seed=5)
+    np.testing.assert_allclose(np.sort(matched["matched_reliability"].values), recorded, rtol=1e-6)
+    assert matched.attrs["repetitions"] == 8 and "noise_sd" not in brain  # the brain given is untouched
+    recordings = record(matched, pixels, [f"s{i}" for i in range(len(pixels))], repetitions=8, seed=2)
+    measured = split_half_reliability(recordings, n_splits=20, seed=0).values
+    np.testing.assert_allclose(measured, matched["matched_reliability"].values, atol=0.08)
+    assert not np.allclose(recordings["response"].values, np.round(recordings["response"].values))  # not counts
+    with pytest.raises(ValueError, match="4 reliabilities for 5 sites"):
+        with_matched_noise(brain, pixels, recorded[:4], repetitions=8, seed=5)
 
 
 @pytest.mark.slow

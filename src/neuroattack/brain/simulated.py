@@ -4,7 +4,9 @@ A held-out network (any network the config can name: a small ResNet of its own s
 and training eps, a torchvision or timm model, a factory's, a robustness checkpoint), seen at
 one of its layers (default: the penultimate), feeds a fixed random readout to m sites; each
 site's expected spike count is a softplus-rectified drive scaled to realistic counts;
-recordings are Poisson counts over repetitions.
+recordings are Poisson counts over repetitions. A network measured like for like beside real
+recordings gets their noise instead (`with_matched_noise`): Gaussian, per site, sized so that
+each site's split-half reliability is one of the recorded sites'.
 
 `record` is the only way the workflow observes the brain. `expected_responses`
 reads the brain's parameters directly and exists for white-box validation only.
@@ -81,11 +83,39 @@ def expected_responses(brain: xr.Dataset) -> LinearSiteResponse:
     return _site_model(brain)
 
 
+RELIABILITY_RANGE = (0.02, 0.98)  # matched reliabilities are clipped here: no infinite or zero noise
+
+
+def with_matched_noise(
+    brain: xr.Dataset, calibration_pixels: np.ndarray, reliability: np.ndarray, repetitions: int, seed: int
+) -> xr.Dataset:
+    """`brain` recorded with Gaussian noise instead of Poisson: each site gets one of the
+    `reliability` values (Spearman-Brown corrected split-half reliabilities of recorded sites,
+    one per brain site, in a seeded random order) and the noise s.d. at which the mean of
+    `repetitions` presentations has that reliability over the calibration images:
+    r = v / (v + sd^2 / n), so sd = sqrt(n v (1 - r) / r), v the site's variance of expected counts."""
+    if len(reliability) != brain.sizes["site"]:
+        raise ValueError(f"{len(reliability)} reliabilities for {brain.sizes['site']} sites; give one per site")
+    rate = infer(_site_model(brain).all_sites, calibration_pixels).astype(np.float64)
+    target = np.random.default_rng(seed).permutation(np.clip(np.asarray(reliability, float), *RELIABILITY_RANGE))
+    sd = np.sqrt(repetitions * rate.var(axis=0) * (1 - target) / target)
+    matched = brain.copy()
+    matched["noise_sd"] = ("site", sd.astype(np.float32))
+    matched["matched_reliability"] = ("site", target.astype(np.float32))
+    matched.attrs.update({"noise": "gaussian, matched to recorded reliabilities", "repetitions": int(repetitions)})
+    return matched
+
+
 def record(brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int) -> xr.Dataset:
-    """Show uint8 images `repetitions` times each; return Poisson spike counts (recordings)."""
+    """Show uint8 images `repetitions` times each; return Poisson spike counts (recordings), or
+    with a matched brain (`with_matched_noise`) expected counts plus its Gaussian noise."""
     rate = infer(_site_model(brain).all_sites, pixels).astype(np.float64)
     rng = np.random.default_rng(seed)
-    counts = rng.poisson(np.repeat(rate[None], repetitions, axis=0))  # (rep, stimulus, site)
+    expected = np.repeat(rate[None], repetitions, axis=0)  # (rep, stimulus, site)
+    if "noise_sd" in brain:
+        counts = expected + rng.standard_normal(expected.shape) * brain["noise_sd"].values.astype(np.float64)
+    else:
+        counts = rng.poisson(expected)
     n_stimuli, n_sites = rate.shape
     return make_recordings(
         counts.reshape(repetitions * n_stimuli, n_sites),
