@@ -34,7 +34,8 @@ from neuroattack.config import BRAIN, ConfigError, split_view
 from neuroattack.config_checks import checked_config
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
-from neuroattack.jobs import brain_settings
+from neuroattack.figures.headline import transfer_table
+from neuroattack.jobs import MEASURED_READOUT, brain_settings
 from neuroattack.networks.build import build_network, weights_to_dataset
 from neuroattack.networks.features import extract_features
 from neuroattack.networks.models import Architecture
@@ -107,12 +108,15 @@ def test_bad_like_for_like_entries_are_refused_at_start_naming_the_key(edit: Any
         checked_config(config, SCHEMA)
 
 
-def test_with_real_recordings_like_for_like_is_refused_saying_why() -> None:
+def test_with_real_recordings_a_network_is_read_out_with_the_default_rectifier_and_no_brain_section() -> None:
     config = config_of("tiny", ["standard"])
     config["recordings"] = {"source": "table", "path": str(REPO / "README.md"), "sites": None, "perturbed": None}
-    config["stimuli"] = {"source": "folder", "path": str(REPO), "resolution": 16}
-    with pytest.raises(ConfigError, match=r"like_for_like\.networks needs recordings\.source 'simulated'"):
-        checked_config(config, SCHEMA)
+    del config["brain"]
+    checked = checked_config(config, SCHEMA)
+    assert run_plan(checked).subjects == ("standard",)
+    assert brain_settings(checked, "standard") == MEASURED_READOUT  # its sites and noise: the recordings'
+    config["brain"] = {"softplus_beta": 5.0}  # a rectifier of the user's
+    assert brain_settings(config, "standard")["softplus_beta"] == 5.0
 
 
 # --- the workflow: the measured network never attacks itself ---------------------------------
@@ -310,6 +314,17 @@ def test_the_brain_is_calibrated_by_the_networks_ratios_at_the_last_round() -> N
     negative["a"][1] = round_summary(2, [-0.1, 0.5], [0.5, 1.0])
     calibrated = transfer_ratios(negative)["calibrated_low"].values
     assert np.isnan(calibrated[0]) and np.isfinite(calibrated[1])  # no calibration from a bound below zero
+
+
+def test_a_real_brain_without_a_white_box_is_calibrated_and_has_no_ratio_of_its_own() -> None:
+    real = round_summary(1, [0.3, 0.6], [0.0, 0.0]).sel(population=[BRAIN_BLACK_BOX])
+    real = real.drop_vars(["transfer", "transfer_low", "transfer_high"])
+    result = transfer_ratios({BRAIN: [real], "a": [round_summary(1, [0.25, 0.5], [0.5, 1.0])]})
+    assert np.isnan(result["ratio"].sel(subject=BRAIN)).all() and np.isnan(result["white_box"].sel(subject=BRAIN)).all()
+    np.testing.assert_allclose(result["black_box"].sel(subject=BRAIN, round=1).values, [0.3, 0.6])
+    np.testing.assert_allclose(result["calibrated_low"].values, [0.6, 1.2])  # its bound over the network's 0.5
+    table = transfer_table(result)
+    assert "<th>a, round 1</th>" in table and f"<th>{BRAIN}, round" not in table and "0.600 to 0.600" in table
 
 
 def test_a_measured_network_joins_the_sensitivity_file_as_its_own_population() -> None:

@@ -340,6 +340,38 @@ def test_the_loop_stops_at_each_unrecorded_round_and_goes_on_when_its_table_is_a
     assert "round 3 of the loop has no recordings yet" in dry.stderr
 
 
+def test_beside_real_recordings_a_network_is_measured_as_the_brain_with_their_sites_and_noise(
+    mini_run: Path, served: LoopbackServer, tmp_path: Path
+) -> None:
+    mini_run = copy_of(mini_run, tmp_path)
+    results = mini_run / "results" / "mini"
+    sites = io.read_dataset(results / "rounds/round1/site_models.nc")
+    first = rig_table(pd.read_csv(results / "rig/round1/stimuli.csv"), sites["neuroid_id"].values, tmp_path / "r1.csv")
+    path = mini_config(served, mini_run, perturbed=[first])
+    config = yaml.safe_load(path.read_text())
+    config["like_for_like"] = {"networks": ["resnet18_linf_eps4_255"]}  # attacked by the surrogate, resnet50
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(mini_run, "--cores", "2", configfile=str(path))
+    assert run.returncode == 0, run.stderr[-5000:]
+    measured = results / "subjects/resnet18_linf_eps4_255"
+    brain = io.read_dataset(measured / "brain/brain.nc")
+    assert brain.sizes["site"] == sites.sizes["site"]  # as many sites as the recorded ones kept
+    np.testing.assert_allclose(
+        np.sort(brain["matched_reliability"].values), np.sort(np.clip(sites["reliability"].values, 0.02, 0.98))
+    )
+    assert brain.attrs["repetitions"] == 4  # the assembly's presentations per image
+    clean = io.read_dataset(measured / "recordings/clean.nc")
+    assert clean.sizes["presentation"] == 4 * N_IMAGES and clean["response"].dtype.kind == "f"
+    sensitivity = io.read_dataset(results / "sensitivity/sensitivity.nc")
+    assert "black_box:resnet18_linf_eps4_255" in sensitivity["population"].values.tolist()
+    transfer = io.read_dataset(results / "sensitivity/transfer.nc")
+    assert transfer["subject"].values.tolist() == ["brain", "resnet18_linf_eps4_255"]
+    assert np.isnan(transfer["ratio"].sel(subject="brain")).all()  # a real brain has no white box
+    assert np.isfinite(transfer["ratio"].sel(subject="resnet18_linf_eps4_255")).all()
+    assert "calibrated_low" in transfer  # the real brain's bound over the network's ratio
+    assert not (results / "brain/brain.nc").exists()  # the real brain is only ever recorded, never simulated
+
+
 def test_a_labs_loop_killed_in_round_2s_attacks_resumes_to_an_uninterrupted_runs_outputs(
     mini_run: Path, served: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -64,8 +64,8 @@ def config_problems(config: Mapping[str, Any], stimuli: KnownStimuli = UNKNOWN_S
 
 
 def _like_for_like_problems(config: Mapping[str, Any]) -> list[str]:
-    """A network measured as the brain needs the simulated brain's noise model and at least one
-    loop network other than itself to fit its site models from."""
+    """A network measured as the brain needs at least one loop network other than itself to fit
+    its site models from (and, with like_for_like.layers, layers to be measured at)."""
     chosen = like_for_like_networks(config)
     if not chosen:
         return []
@@ -75,11 +75,6 @@ def _like_for_like_problems(config: Mapping[str, Any]) -> list[str]:
         return [
             f"like_for_like.networks names {unknown}, which are not networks ({', '.join(networks)}); "
             "list networks of the config by name, or write all"
-        ]
-    if config["recordings"]["source"] != "simulated":
-        return [
-            "like_for_like.networks needs recordings.source 'simulated' for now (with real recordings the "
-            "networks' noise would have to match the recordings' reliability); set like_for_like.networks: []"
         ]
     if config.get("like_for_like", {}).get("layers") and not any(depth_layers(config).get(name) for name in chosen):
         return [

@@ -90,12 +90,23 @@ def network_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     )
 
 
+# How a network measured as the brain beside real recordings is read out, where the config has
+# no `brain` section: the default in-silico monkey's rectifier. Its sites, noise and repetitions
+# come from the recordings instead (brain.simulated.with_matched_noise).
+MEASURED_READOUT = {"mean_count": 3.0, "baseline_count": 0.5, "softplus_beta": 2.0, "drive_offset": -0.5}
+
+
 def brain_settings(config: Mapping[str, Any], subject: str = BRAIN) -> dict[str, Any]:
     """Rule build_brain's settings: the brain section without what other rules handle, plus the
     layer its sites read out where it is not the default (so writing the default out, or the
     key's arrival, reruns no brain); for a network measured as the brain, that network's layer,
-    or the view's ("<network>@<layer>")."""
-    settings = science(config["brain"], drop=["network", "repetitions", "seed"])
+    or the view's ("<network>@<layer>"). Beside real recordings, the rectifier of the `brain`
+    section where there is one (else MEASURED_READOUT): the recorded sites set the rest."""
+    if config["recordings"]["source"] == "simulated":
+        settings = science(config["brain"], drop=["network", "repetitions", "seed"])
+    else:
+        readout = {**MEASURED_READOUT, **config.get("brain", {})}
+        settings = science({key: readout[key] for key in MEASURED_READOUT})
     network, view_layer = split_view(subject)
     layer = view_layer or own_layer(config, network)
     return settings if layer == PENULTIMATE else science({**settings, "layer": layer})

@@ -128,9 +128,11 @@ def subject_network(folder: str) -> str | None:
     return folder.removeprefix(f"{SUBJECTS_FOLDER}/").removesuffix("/") or None
 
 
-def subject_pattern(networks: Iterable[str]) -> str:
-    """The {subject} wildcard's constraint: the brain's "" or one of `networks`' folders."""
-    return f"(?:{SUBJECTS_FOLDER}/(?:{name_pattern(networks)})/)?"
+def subject_pattern(networks: Iterable[str], brain: bool = True) -> str:
+    """The {subject} wildcard's constraint: the brain's "" (unless `brain` is false) or one of
+    `networks`' folders."""
+    folders = f"{SUBJECTS_FOLDER}/(?:{name_pattern(networks)})/"
+    return f"(?:{folders})?" if brain else folders
 
 
 def views_of(layers: Mapping[str, Sequence[str]]) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ SEED_STREAMS: dict[str, str] = {
     "brain_readout": "the simulated brain's readout weights (brain.seed)",
     "recording_noise": "Poisson noise of one recording session (brain.seed; keys: round, 0 = clean; measured network)",
     "screening_session": "Poisson noise of the screening's own recording session (brain.seed)",
+    "matched_noise": "which recorded site's reliability each site of a network measured beside real recordings takes",
 }
 BRAIN_STREAMS = ("brain_readout", "recording_noise", "screening_session")
 

@@ -35,10 +35,11 @@ rule sensitivity:
         "../scripts/sensitivity.py"
 
 
-if RUN.simulated:
+if IN_SILICO:
 
     # How much of each subject's white-box truth its black box recovers, round by round: the
-    # brain's and every network's measured as the brain (like_for_like).
+    # brain's (in silico) and every network's measured as the brain (like_for_like); and the
+    # brain's black box calibrated by the networks' ratios (a real brain's too).
     rule transfer_ratios:
         input:
             unpack(transfer_ratio_inputs),
@@ -58,7 +59,7 @@ if RUN.simulated:
 
 rule sensitivity_table:
     input:
-        **({"transfer": artifact("transfer")} if RUN.simulated and RUN.recorded_rounds else {}),
+        **({"transfer": artifact("transfer")} if IN_SILICO and RUN.recorded_rounds else {}),
         sensitivity=artifact("sensitivity"),
     output:
         table=report(

@@ -37,7 +37,7 @@ rule attack_units:
         "../scripts/attack_units.py"
 
 
-if RUN.simulated:
+if IN_SILICO:
 
     rule brain_white_box:
         input:
@@ -47,6 +47,8 @@ if RUN.simulated:
             artifact("white_box"),
         log:
             log_file("{subject}brain_white_box"),
+        wildcard_constraints:
+            subject=IN_SILICO_SUBJECT,
         conda:
             "../../envs/compute.yaml"
         # one thread: it runs beside the loop's chain of jobs, on the cores the chain leaves idle

@@ -53,6 +53,15 @@ wildcard_constraints:
 
 
 BRAIN_SUBJECT = subject_folder(None)  # the {subject} of the brain's own files: ""
+# What is recorded in silico: the simulated brain and every network measured as the brain;
+# beside real recordings the measured networks only.
+IN_SILICO = RUN.simulated or bool(RUN.subjects)
+IN_SILICO_SUBJECT = subject_pattern(RUN.subjects, brain=RUN.simulated)
+
+
+def in_silico(wildcards):
+    """Whether a job's {subject} is recorded in silico (so has a white box)."""
+    return RUN.simulated or measured_network(wildcards) is not None
 
 
 def seed(stream, *keys):

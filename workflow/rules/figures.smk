@@ -7,7 +7,7 @@ EXAMPLE_SITES = 3  # sites shown in figure 2: the most, the median and the least
 
 rule figure1:
     input:
-        **({"transfer": artifact("transfer")} if RUN.simulated and RUN.recorded_rounds else {}),
+        **({"transfer": artifact("transfer")} if IN_SILICO and RUN.recorded_rounds else {}),
         sensitivity=artifact("sensitivity"),
     output:
         **figure_outputs(1),

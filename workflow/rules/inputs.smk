@@ -78,7 +78,10 @@ def first_site_models_features(wildcards):
 
 
 def measured_networks_sensitivity(number):
-    """Round `number`'s s~ of every network measured as the brain, by name."""
+    """Round `number`'s s~ of every network measured as the brain, by name (none before the
+    brain has a recorded round to compare with)."""
+    if not RUN.recorded_rounds:
+        return {}
     return {
         f"measured_{name}": artifact("round_sensitivity", round=number, subject=subject_folder(name))
         for name in RUN.subjects
@@ -92,6 +95,18 @@ def transfer_ratio_inputs(wildcards):
     return {
         name: [artifact("round_sensitivity", round=number, subject=subject_folder(network)) for number in rounds]
         for name, network in subjects.items()
+    }
+
+
+def recorded_noise(wildcards):
+    """Beside real recordings, what a network measured as the brain takes its noise from: the
+    brain's clean recordings (repetitions) and round 1's site models (the sites kept, with
+    their reliabilities)."""
+    if RUN.simulated:
+        return {}
+    return {
+        "recorded": clean_recordings(subject=BRAIN_SUBJECT),
+        "recorded_sites": brain_file("round_site_models", round=1),
     }
 
 

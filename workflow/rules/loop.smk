@@ -154,9 +154,10 @@ rule round_stimuli:
         "../scripts/round_stimuli.py"
 
 
-if RUN.simulated:
+if IN_SILICO:
 
-    # One rule records any stimulus set, the clean one or a round's, from the brain.
+    # One rule records any stimulus set, the clean one or a round's, from the brain (or from a
+    # network measured as the brain).
     rule record:
         input:
             brain=artifact("brain"),
@@ -167,18 +168,20 @@ if RUN.simulated:
             log_file("{subject}record/{stimulus_set}"),
         wildcard_constraints:
             stimulus_set=r"clean|round[1-9]\d*",
+            subject=IN_SILICO_SUBJECT,
         priority: CHAIN
         conda:
             "../../envs/compute.yaml"
         resources:
             **cpu_job(mem_mb=8000, runtime=30),
         params:
-            repetitions=config["brain"]["repetitions"],
+            repetitions=config["brain"]["repetitions"] if RUN.simulated else None,  # None: the brain file's
             seed=recording_seed,
         script:
             "../scripts/record.py"
 
-else:
+
+if not RUN.simulated:
 
     # With a lab's rig: each round's stimulus set goes out, its recordings come back.
     rule export_rig_stimuli:
@@ -220,7 +223,7 @@ rule round_responses:
                 "round_stimuli": artifact("round_stimuli"),
                 "recordings": round_recordings(),
                 "attacks": round_attack_files(wildcards.round),
-                **({"brain": artifact("brain")} if RUN.simulated else {}),
+                **({"brain": artifact("brain")} if in_silico(wildcards) else {}),
             }
         ),
     output:
@@ -243,7 +246,7 @@ rule round_sensitivity:
                 "attacks": round_attack_files(wildcards.round),
                 "responses": artifact("round_responses", round=wildcards.round),
                 "recordings": clean_recordings(),
-                **({"white_box": artifact("white_box")} if RUN.simulated else {}),
+                **({"white_box": artifact("white_box")} if in_silico(wildcards) else {}),
             }
         ),
     output:

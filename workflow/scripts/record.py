@@ -7,11 +7,12 @@ from neuroattack.runtime import configure, write_output
 log = configure(snakemake.log[0], snakemake.threads)
 stimulus_set = snakemake.wildcards.stimulus_set
 stimuli = io.read_dataset(snakemake.input.stimuli, "stimuli")
+brain = io.read_dataset(snakemake.input.brain, "brain")
 recordings = simulated.record(
-    io.read_dataset(snakemake.input.brain, "brain"),
+    brain,
     stimuli["pixels"].values,
     stimuli["stimulus_id"].values.tolist(),
-    snakemake.params.repetitions,
+    snakemake.params.repetitions or int(brain.attrs["repetitions"]),  # beside real recordings: theirs
     snakemake.params.seed,
 )
 log.info("recorded %d presentations of the %s stimulus set", recordings.sizes["presentation"], stimulus_set)

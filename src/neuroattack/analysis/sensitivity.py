@@ -306,25 +306,15 @@ def with_measured_networks(sensitivity: xr.Dataset, measured: Mapping[str, xr.Da
 
 
 def transfer_ratios(subjects: Mapping[str, Sequence[xr.Dataset]]) -> xr.Dataset:
-    """Every subject's (the brain's, in silico, and each network's measured as the brain) black
-    box / white box ratio by round and eps, with both s~ (subject, round, eps; a network seen at
-    another layer is a subject of its own, "<network>@<layer>"); and the brain's
-    s~ calibrated by the networks' ratios at the last round (its black box divided by the
-    largest and the smallest of them: the range if the brain transfers as the networks do)."""
+    """Every subject's (the brain's, and each network's measured as the brain) black box / white
+    box ratio by round and eps, with both s~ (subject, round, eps; a network seen at another
+    layer is a subject of its own, "<network>@<layer>"; a real brain has no white box: NaN); and
+    the brain's s~ calibrated by the networks' ratios at the last round (its black box divided
+    by the largest and the smallest of them: the range if the brain transfers as the networks do)."""
     stacked = []
     for name, rounds in subjects.items():
         series = by_round(rounds)
-        stacked.append(
-            xr.Dataset(
-                {
-                    "ratio": series["transfer"],
-                    "ratio_low": series["transfer_low"],
-                    "ratio_high": series["transfer_high"],
-                    "black_box": series["s_tilde"].sel(population=BRAIN_BLACK_BOX, drop=True),
-                    "white_box": series["s_tilde"].sel(population=BRAIN_WHITE_BOX, drop=True),
-                }
-            ).expand_dims(subject=[name])
-        )
+        stacked.append(subject_ratios(series).expand_dims(subject=[name]))
     result = xr.concat(stacked, dim="subject")
     # views of a network at another layer have their ratios in the file; calibration takes the networks'
     networks = [name for name in result["subject"].values if name != BRAIN and split_view(str(name))[1] is None]
@@ -338,6 +328,32 @@ def transfer_ratios(subjects: Mapping[str, Sequence[xr.Dataset]]) -> xr.Dataset:
         result["calibrated_high"] = (brain / ratios.min("subject")).where(positive)
     result.attrs = {"calibration": "the brain's black box over the networks' ratios at the last round"}
     return result
+
+
+def subject_ratios(series: xr.Dataset) -> xr.Dataset:
+    """One subject's ratio (with its interval) and both s~ by round and eps; a subject without
+    a white box (a real brain) has its black box only, the rest NaN."""
+    black_box = series["s_tilde"].sel(population=BRAIN_BLACK_BOX, drop=True)
+    if BRAIN_WHITE_BOX not in series["population"].values:
+        missing = xr.full_like(black_box, np.nan)
+        return xr.Dataset(
+            {
+                "ratio": missing,
+                "ratio_low": missing,
+                "ratio_high": missing,
+                "black_box": black_box,
+                "white_box": missing,
+            }
+        )
+    return xr.Dataset(
+        {
+            "ratio": series["transfer"],
+            "ratio_low": series["transfer_low"],
+            "ratio_high": series["transfer_high"],
+            "black_box": black_box,
+            "white_box": series["s_tilde"].sel(population=BRAIN_WHITE_BOX, drop=True),
+        }
+    )
 
 
 def by_round(sensitivities: Sequence[xr.Dataset]) -> xr.Dataset:

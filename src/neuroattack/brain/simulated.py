@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from neuroattack.config import PENULTIMATE
-from neuroattack.data.recordings import make_recordings
+from neuroattack.data.recordings import make_recordings, valid_repetitions
 from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, infer
 
@@ -106,12 +106,20 @@ def with_matched_noise(
     return matched
 
 
+def matched_repetitions(recordings: xr.Dataset, sites: xr.Dataset) -> int:
+    """The repetitions a measured network is recorded with beside real `recordings`: the median
+    number of valid presentations per (stimulus, site) over the `sites` kept (their neuroid_id)."""
+    kept = recordings.isel(site=np.isin(recordings["neuroid_id"].values, sites["neuroid_id"].values))
+    return max(2, int(np.median(valid_repetitions(kept).values)))
+
+
 def record(brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int) -> xr.Dataset:
     """Show uint8 images `repetitions` times each; return Poisson spike counts (recordings), or
     with a matched brain (`with_matched_noise`) expected counts plus its Gaussian noise."""
     rate = infer(_site_model(brain).all_sites, pixels).astype(np.float64)
     rng = np.random.default_rng(seed)
     expected = np.repeat(rate[None], repetitions, axis=0)  # (rep, stimulus, site)
+    counts: np.ndarray
     if "noise_sd" in brain:
         counts = expected + rng.standard_normal(expected.shape) * brain["noise_sd"].values.astype(np.float64)
     else:

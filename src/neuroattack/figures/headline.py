@@ -191,11 +191,14 @@ def interval_table(sensitivity: xr.Dataset) -> str:
 
 def transfer_table(transfer: xr.Dataset) -> str:
     """Black box / white box of every subject by round (rows) and eps (columns), each cell the
-    ratio and its 95% interval; then the brain calibrated by the networks' ratios, where given."""
+    ratio and its 95% interval (a real brain, which has no white box, has no row); then the
+    brain calibrated by the networks' ratios, where given."""
     eps_grid = [float(e) for e in transfer["eps"].values]
     header = "".join(f"<th>ε = {e:g}</th>" for e in eps_grid)
     rows = []
     for subject in transfer["subject"].values:
+        if transfer["ratio"].sel(subject=subject).isnull().all():
+            continue
         for number in transfer["round"].values:
             cells = "".join(
                 f"<td>{float(row['ratio']):.2f} ({float(row['ratio_low']):.2f} to {float(row['ratio_high']):.2f})</td>"
