@@ -168,6 +168,21 @@ def test_a_measured_network_is_never_among_its_own_surrogates(
     assert counts["transfer_ratios"] == 1
 
 
+def test_with_matched_noise_each_measured_network_reads_the_brains_recorded_sites_and_the_brain_does_not(
+    tmp_path: Path,
+) -> None:
+    config = config_of("tiny", ["standard"])
+    config["like_for_like"]["noise"] = "matched"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    builds = {job["output"][0]: job["input"] for job in dry_run_jobs(tmp_path, path) if job["rule"] == "build_brain"}
+    results = config["results"]
+    own, measured = builds[f"{results}/brain/brain.nc"], builds[f"{results}/subjects/standard/brain/brain.nc"]
+    noise_sources = {f"{results}/recordings/clean.nc", f"{results}/rounds/round1/site_models.nc"}
+    assert noise_sources <= set(measured) and not noise_sources & set(own)
+    assert run_plan(config).matched_noise and not run_plan(config_of("tiny", ["standard"])).matched_noise
+
+
 # --- the pipeline adds no bias of its own ---------------------------------------------------
 
 

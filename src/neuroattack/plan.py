@@ -41,6 +41,7 @@ class Run:
     layer_views: tuple[str, ...] = ()  # surrogate.layer: auto: the candidate layers of surrogate networks
     auto_layer: bool = False
     subjects: tuple[str, ...] = ()  # measured as if each were the brain: like_for_like's networks (and views)
+    matched_noise: bool = False  # the subjects' noise matched to the brain's recorded sites (else the brain's model)
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -93,6 +94,7 @@ def run_plan(config: Mapping[str, Any]) -> Run:
         layer_views=views_of(layer_candidates(config)),
         auto_layer=config["surrogate"].get("layer") == "auto",
         subjects=like_for_like_subjects(config),
+        matched_noise=not simulated or config.get("like_for_like", {}).get("noise") == "matched",
     )
 
 

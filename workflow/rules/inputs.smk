@@ -98,11 +98,16 @@ def transfer_ratio_inputs(wildcards):
     }
 
 
+def matched_noise(wildcards):
+    """Whether a job's {subject} is recorded with noise matched to the brain's recorded sites: a
+    network measured as the brain beside real recordings, or in silico with like_for_like.noise: matched."""
+    return measured_network(wildcards) is not None and RUN.matched_noise
+
+
 def recorded_noise(wildcards):
-    """Beside real recordings, what a network measured as the brain takes its noise from: the
-    brain's clean recordings (repetitions) and round 1's site models (the sites kept, with
-    their reliabilities)."""
-    if RUN.simulated:
+    """What a network measured as the brain with matched noise takes it from: the brain's clean
+    recordings (repetitions) and round 1's site models (the sites kept, with their reliabilities)."""
+    if not matched_noise(wildcards):
         return {}
     return {
         "recorded": clean_recordings(subject=BRAIN_SUBJECT),

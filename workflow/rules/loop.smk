@@ -175,7 +175,8 @@ if IN_SILICO:
         resources:
             **cpu_job(mem_mb=8000, runtime=30),
         params:
-            repetitions=config["brain"]["repetitions"] if RUN.simulated else None,  # None: the brain file's
+            # None: the brain file's (matched to the recorded sites')
+            repetitions=lambda wildcards: None if matched_noise(wildcards) else config["brain"]["repetitions"],
             seed=recording_seed,
         script:
             "../scripts/record.py"
