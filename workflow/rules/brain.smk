@@ -24,8 +24,11 @@ rule build_brain:
     resources:
         **cpu_job(mem_mb=4000, runtime=20),
     params:
-        brain=lambda wildcards: brain_settings(config, measured_network(wildcards) or BRAIN),
+        brain=lambda wildcards: {
+            **brain_settings(config, measured_network(wildcards) or BRAIN),
+            # only where the noise is matched, so that no other brain reruns for it
+            **({"noise_seed": seed("matched_noise")} if matched_noise(wildcards) else {}),
+        },
         seed=seed("brain_readout"),
-        noise_seed=seed("matched_noise"),
     script:
         "../scripts/build_brain.py"

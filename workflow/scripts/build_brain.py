@@ -26,6 +26,6 @@ simulated = build_brain(
 if matched:
     repetitions = matched_repetitions(io.read_dataset(snakemake.input.recorded, "recordings"), recorded_sites)
     reliability = recorded_sites["reliability"].values
-    simulated = with_matched_noise(simulated, pixels, reliability, repetitions, snakemake.params.noise_seed)
+    simulated = with_matched_noise(simulated, pixels, reliability, repetitions, settings["noise_seed"])
     log.info("noise matched to %d recorded sites' reliabilities, %d repetitions", len(reliability), repetitions)
 write_output(simulated, snakemake.output[0], "simulated IT population", snakemake)
