@@ -74,7 +74,9 @@ def main() -> None:
         "weights": {"url": path.resolve().as_uri(), "sha256": None},
         "input": {"resolution": resolution, "mean": list(arch.mean), "std": list(arch.std)},
     }
-    print(f"clean accuracy {weights.attrs['clean_accuracy']:.3f}, robust accuracy {weights.attrs['robust_accuracy']:.3f}")
+    print(
+        f"clean accuracy {weights.attrs['clean_accuracy']:.3f}, robust accuracy {weights.attrs['robust_accuracy']:.3f}"
+    )
     print(f"at eps {weights.attrs['robust_accuracy_eps']}; brain.network entry:")
     print(json.dumps(entry))
 

@@ -232,7 +232,14 @@ def test_figure7_compares_like_with_like_where_networks_were_measured_as_the_bra
     sensitivity = sensitivity_file(list(known))
     sensitivity["s_tilde"][:] = np.array(list(known.values()))[:, None]
     layers = {"standard": ["stages.0", "penultimate"], "robust": ["stem", "penultimate"]}
-    fig, numbers = figures.figure7(sensitivity, layers, {"standard": "penultimate", "robust": "penultimate"})
+    subjects = ["brain", "standard", "robust", "standard@stages.0"]
+    ratios = np.array([0.7, 0.75, 0.65, 0.1])[:, None, None] * np.ones((1, 2, len(EPS)))  # rounds 1 and 2
+    ratios[:, 0] = 0.5  # an earlier round's: not the one compared
+    transfer = xr.Dataset(
+        {"ratio": (("subject", "round", "eps"), ratios)}, coords={"subject": subjects, "round": [1, 2], "eps": EPS}
+    )
+    own = {"standard": "penultimate", "robust": "penultimate"}
+    fig, numbers = figures.figure7(sensitivity, layers, own, transfer)
     assert len(fig.axes) == 2 * len(EPS)  # a second row: bound against bound
     assert "black box" in fig.axes[len(EPS)].get_title()
     np.testing.assert_array_equal(numbers["black_box_s_tilde"].sel(network="standard", eps=0.1).values, [1.4, 0.6])
@@ -243,6 +250,11 @@ def test_figure7_compares_like_with_like_where_networks_were_measured_as_the_bra
     assert numbers["first_as_robust_like_for_like"].sel(network="standard").values.tolist() == [1] * len(EPS)
     # robust's black box at its own layer is below the brain's, but its stem was never measured
     assert numbers["first_as_robust_like_for_like"].sel(network="robust").values.tolist() == [-1] * len(EPS)
+    # each bound's last-round transfer ratio beside the brain's: the shallow bound recovers far less
+    np.testing.assert_allclose(numbers["black_box_transfer"].sel(network="standard", eps=0.1).values, [0.1, 0.75])
+    assert np.isnan(numbers["black_box_transfer"].sel(network="robust", depth=0)).all()
+    np.testing.assert_allclose(numbers["brain_transfer"].values, 0.7)
+    assert "0.70 of its truth" in fig.axes[len(EPS)].get_title()
     plt.close(fig)
 
 

@@ -399,4 +399,7 @@ def test_the_tiny_run_measures_a_network_as_the_brain_and_figure1_draws_bound_ag
         depth["black_box_s_tilde"].isel(depth=1).values, sensitivity["s_tilde"].sel(population="black_box:standard")
     )
     assert bool(depth["measured_as_brain"]) and np.isfinite(depth["black_box_s_tilde"]).all()
+    np.testing.assert_allclose(  # each bound's transfer ratio by depth, its own layer's as in transfer.nc
+        depth["black_box_transfer"].isel(depth=1).values, transfer["ratio"].sel(subject="standard").isel(round=-1)
+    )
     assert "standard@stages.0" in transfer["subject"].values.tolist()  # its transfer ratio, by round

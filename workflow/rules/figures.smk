@@ -105,9 +105,12 @@ rule figure6:
 
 if RUN.depth_views:
 
+    # With networks measured as the brain, the transfer ratios: how much of its own truth each
+    # bound by depth recovers, beside the brain's.
     rule figure7:
         input:
-            artifact("sensitivity"),
+            **({"transfer": artifact("transfer")} if IN_SILICO and RUN.subjects and RUN.recorded_rounds else {}),
+            sensitivity=artifact("sensitivity"),
         output:
             **figure_outputs(7),
         log:

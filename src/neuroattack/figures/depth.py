@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from neuroattack.analysis.sensitivity import BRAIN_BLACK_BOX, BRAIN_WHITE_BOX, SURROGATE, measured_as_brain
-from neuroattack.config import depth_view
+from neuroattack.config import BRAIN, depth_view
 from neuroattack.figures.sensitivity import population_label
 
 SUMMARY = ("s_tilde", "ci_low", "ci_high")
@@ -60,7 +60,10 @@ def first_at_most(values: np.ndarray, bound: np.ndarray) -> np.ndarray:
 
 
 def depth_numbers(
-    sensitivity: xr.Dataset, layers: Mapping[str, Sequence[str]], own_layers: Mapping[str, str]
+    sensitivity: xr.Dataset,
+    layers: Mapping[str, Sequence[str]],
+    own_layers: Mapping[str, str],
+    transfer: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """s~ and its interval per (network, depth, eps), depth = position in the network's list
     `layers` (shallow to deep; NaN past a shorter list), with the layer names as a coord; the
@@ -101,17 +104,39 @@ def depth_numbers(
         first = np.where(measured[:, None], first_at_most(black["s_tilde"], lower_bound), -1)
         numbers["first_as_robust_like_for_like"] = (("network", "eps"), first)
         numbers["measured_as_brain"] = ("network", measured)
+        if transfer is not None:
+            last = transfer["ratio"].isel(round=-1).reindex(eps=numbers["eps"].values)
+            numbers["black_box_transfer"] = (dims, transfer_by_depth(last, layers, own_layers, deepest))
+            numbers["brain_transfer"] = ("eps", last.sel(subject=BRAIN).values)
     return numbers
 
 
+def transfer_by_depth(
+    last: xr.DataArray, layers: Mapping[str, Sequence[str]], own_layers: Mapping[str, str], deepest: int
+) -> np.ndarray:
+    """The black box / white box ratio (network, depth, eps) of each network at each depth
+    measured as the brain, from `last` (subject, eps: the last round's); NaN where not measured."""
+    values = np.full((len(layers), deepest, last.sizes["eps"]), np.nan)
+    subjects = {str(s) for s in last["subject"].values}
+    for row, network in enumerate(layers):
+        for depth, layer in enumerate(layers[network]):
+            subject = population_at(network, layer, own_layers[network])
+            if subject in subjects:
+                values[row, depth] = last.sel(subject=subject).values
+    return values
+
+
 def figure7(
-    sensitivity: xr.Dataset, layers: Mapping[str, Sequence[str]], own_layers: Mapping[str, str]
+    sensitivity: xr.Dataset,
+    layers: Mapping[str, Sequence[str]],
+    own_layers: Mapping[str, str],
+    transfer: xr.Dataset | None = None,
 ) -> tuple[Figure, xr.Dataset]:
     """One panel per eps: s~ of every network by depth, with 95% intervals, and the brain's
     black-box estimate (where recorded; else the surrogate's prediction stands in) as a band.
     With networks measured as the brain at every depth, a second row draws their black box
     against the brain's: bound against bound."""
-    numbers = depth_numbers(sensitivity, layers, own_layers)
+    numbers = depth_numbers(sensitivity, layers, own_layers, transfer)
     rows = ["", LIKE_FOR_LIKE] if f"{LIKE_FOR_LIKE}s_tilde" in numbers else [""]
     eps = numbers["eps"].values
     sns.set_theme(style="ticks", context="paper")
@@ -123,6 +148,8 @@ def figure7(
         for ax, value in zip(row_axes, eps, strict=True):
             draw_panel(ax, numbers.sel(eps=value), prefix, shared_names)
             title = rf"$\epsilon$ = {value:g}"
+            if prefix and "brain_transfer" in numbers:
+                title += f" (the brain's bound: {float(numbers['brain_transfer'].sel(eps=value)):.2f} of its truth)"
             ax.set_title(title if len(rows) == 1 else f"{ROW_TITLES[prefix]}\n{title}", fontsize=8)
         row_axes[0].set_ylabel(r"$\tilde{s}(\epsilon)$ (s.d. of clean responses)")
         row_axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -156,6 +183,9 @@ def draw_panel(ax: Axes, at: xr.Dataset, prefix: str, shared_names: bool) -> Non
             capsize=2,
             label=str(network),
         )
+        if prefix and f"{prefix}transfer" in at:  # how much of its own truth each bound recovers
+            for x, y, ratio in zip(depth, s_tilde[depth], row[f"{prefix}transfer"].values[depth], strict=True):
+                ax.annotate(f"{ratio:.2f}", (x, y), fontsize=5, color=colour, xytext=(3, 3), textcoords="offset points")
     ticks = at["depth"].values
     labels = at["layer"].values[0] if shared_names else [str(d + 1) for d in ticks]
     ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=7)
