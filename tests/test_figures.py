@@ -241,7 +241,7 @@ def test_figure7_compares_like_with_like_where_networks_were_measured_as_the_bra
     own = {"standard": "penultimate", "robust": "penultimate"}
     fig, numbers = figures.figure7(sensitivity, layers, own, transfer)
     assert len(fig.axes) == 2 * len(EPS)  # a second row: bound against bound
-    assert "black box" in fig.axes[len(EPS)].get_title()
+    assert "black box" in fig.axes[len(EPS)].get_ylabel() and "white box" in fig.axes[0].get_ylabel()
     np.testing.assert_array_equal(numbers["black_box_s_tilde"].sel(network="standard", eps=0.1).values, [1.4, 0.6])
     assert np.isnan(numbers["black_box_s_tilde"].sel(network="robust", depth=0)).all()
     assert numbers["measured_as_brain"].values.tolist() == [True, False]

@@ -20,9 +20,9 @@ from neuroattack.figures.sensitivity import population_label
 
 SUMMARY = ("s_tilde", "ci_low", "ci_high")
 LIKE_FOR_LIKE = "black_box_"  # prefix of the like-for-like row's variables: black_box_s_tilde, ...
-ROW_TITLES = {
-    "": "white box: each unit's own attack",
-    LIKE_FOR_LIKE: "black box: each network measured as the brain",
+ROW_TITLES = {  # each row's y label, where there are two
+    "": "white box (each unit's own attack)",
+    LIKE_FOR_LIKE: "black box (measured as the brain)",
 }
 
 
@@ -141,7 +141,7 @@ def figure7(
     eps = numbers["eps"].values
     sns.set_theme(style="ticks", context="paper")
     fig, axes = plt.subplots(
-        len(rows), len(eps), figsize=(2.6 * len(eps) + 1.6, 3.2 * len(rows)), sharey=True, squeeze=False
+        len(rows), len(eps), figsize=(2.6 * len(eps) + 1.6, 3.2 * len(rows)), sharey="row", squeeze=False
     )
     shared_names = len({tuple(layers[n]) for n in layers}) == 1
     for row_axes, prefix in zip(axes, rows, strict=True):
@@ -149,9 +149,10 @@ def figure7(
             draw_panel(ax, numbers.sel(eps=value), prefix, shared_names)
             title = rf"$\epsilon$ = {value:g}"
             if prefix and "brain_transfer" in numbers:
-                title += f" (the brain's bound: {float(numbers['brain_transfer'].sel(eps=value)):.2f} of its truth)"
-            ax.set_title(title if len(rows) == 1 else f"{ROW_TITLES[prefix]}\n{title}", fontsize=8)
-        row_axes[0].set_ylabel(r"$\tilde{s}(\epsilon)$ (s.d. of clean responses)")
+                title += f"\nthe brain's bound: {float(numbers['brain_transfer'].sel(eps=value)):.2f} of its truth"
+            ax.set_title(title, fontsize=8)
+        label = r"$\tilde{s}(\epsilon)$ (s.d. of clean responses)"
+        row_axes[0].set_ylabel(label if len(rows) == 1 else f"{ROW_TITLES[prefix]}\n{label}", fontsize=8)
         row_axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     sns.despine(fig)
     fig.tight_layout()
