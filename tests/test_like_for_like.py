@@ -332,7 +332,7 @@ def test_the_brain_is_calibrated_by_the_networks_ratios_at_the_last_round() -> N
 
 
 def test_a_real_brain_without_a_white_box_is_calibrated_and_has_no_ratio_of_its_own() -> None:
-    real = round_summary(1, [0.3, 0.6], [0.0, 0.0]).sel(population=[BRAIN_BLACK_BOX])
+    real = round_summary(1, [0.3, 0.6], [1.0, 1.0]).sel(population=[BRAIN_BLACK_BOX])  # its white box dropped
     real = real.drop_vars(["transfer", "transfer_low", "transfer_high"])
     result = transfer_ratios({BRAIN: [real], "a": [round_summary(1, [0.25, 0.5], [0.5, 1.0])]})
     assert np.isnan(result["ratio"].sel(subject=BRAIN)).all() and np.isnan(result["white_box"].sel(subject=BRAIN)).all()
