@@ -17,7 +17,7 @@ from neuroattack.config import DIRECTION_SIGNS, DIRECTIONS
 from neuroattack.data.recordings import make_recordings
 from neuroattack.data.stimuli import make_stimuli
 from neuroattack.geometry import LEVELS
-from neuroattack.loop.responses import random_baseline, round_responses
+from neuroattack.loop.responses import random_baseline, round_responses, trial_statistics
 from neuroattack.loop.rig import check_round_recordings
 from neuroattack.loop.stimulus_set import round_stimulus_set
 from neuroattack.networks.build import build_network, weights_to_dataset
@@ -58,6 +58,32 @@ def test_random_baseline_is_the_root_of_the_mean_normalised_squared_change() -> 
     expected = math.sqrt((-1.0 + 4.0 + 4.0) / 3)
     np.testing.assert_allclose(summary["s_tilde"].values, expected, rtol=1e-6)
     assert bool((summary["ci_low"] <= summary["s_tilde"] + 1e-9).all())
+
+
+def test_trial_statistics_are_each_stimulus_and_sites_valid_trials_in_any_order() -> None:
+    rng = np.random.default_rng(3)
+    shown = rng.permutation(np.repeat(["a", "b", "c", "d"], [4, 3, 5, 2]))  # interleaved, unequal counts
+    response = rng.normal(size=(len(shown), 3)).astype(np.float32)
+    response[rng.random(response.shape) < 0.2] = np.nan
+    response[shown == "d", 1] = np.nan  # no valid trial of d at s1
+    response[shown == "c", 2] = [np.nan, np.nan, np.nan, np.nan, 1.5]  # one valid trial of c at s2
+    recordings = make_recordings(response, shown, np.arange(len(shown)), ["s0", "s1", "s2"], "IT", "m")
+    stats = trial_statistics(recordings, ["d", "a", "c"], ["s2", "s0", "s1"])
+    assert stats["stimulus_id"].values.tolist() == ["d", "a", "c"]
+    assert stats["neuroid_id"].values.tolist() == ["s2", "s0", "s1"]
+    for row, sid in enumerate(["d", "a", "c"]):
+        for column, site in enumerate([2, 0, 1]):
+            trials = response[shown == sid, site]
+            valid = trials[np.isfinite(trials)]
+            assert int(stats["count"][row, column]) == len(valid)
+            expected_mean = valid.mean() if len(valid) else np.nan
+            expected_variance = valid.var(ddof=1) if len(valid) > 1 else np.nan
+            np.testing.assert_allclose(float(stats["mean"][row, column]), expected_mean, rtol=1e-6)
+            np.testing.assert_allclose(float(stats["variance"][row, column]), expected_variance, rtol=1e-5)
+    with pytest.raises(KeyError, match="never show"):
+        trial_statistics(recordings, ["a", "e"], ["s0"])
+    with pytest.raises(KeyError, match="lack sites"):
+        trial_statistics(recordings, ["a"], ["s9"])
 
 
 def attack_of(stimulus_id: str, side: int, sites: int, eps: list[float], rng: np.random.Generator) -> xr.Dataset:

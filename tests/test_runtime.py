@@ -36,6 +36,23 @@ def test_an_uncaught_exception_ends_up_in_the_log_file(tmp_path: Path) -> None:
     assert run.stderr.count("Traceback") == 1  # on the console too, once
 
 
+TORCH_JOB = """
+import sys
+import torch
+from neuroattack.runtime import configure
+
+configure(None, 1)
+print(torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+      torch.is_deterministic_algorithms_warn_only_enabled(), "torch._inductor.config" in sys.modules)
+"""
+
+
+def test_a_torch_job_gets_one_thread_and_deterministic_kernels_without_loading_the_compiler() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", TORCH_JOB], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.split() == ["1", "True", "True", "False"]
+
+
 class _Terminal(io.StringIO):
     """A text stream that says it is a terminal, as a user's console is."""
 

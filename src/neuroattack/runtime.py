@@ -46,8 +46,21 @@ def configure(log_path: str | os.PathLike[str] | None, threads: int) -> logging.
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(max(1, threads))
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        use_deterministic_algorithms(torch)
     return log
+
+
+def use_deterministic_algorithms(torch: Any) -> None:
+    """`torch.use_deterministic_algorithms(True, warn_only=True)` without the second it spends
+    importing the compiler's config (torch._inductor.config, to set inductor's flag too) in
+    every job. The workflow never compiles, so the kernels' flag is the one that matters.
+    Where the compiler is already loaded (a user's network compiled at import), or this torch
+    has no such setter, the public call."""
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        set_flag(True, warn_only=True)
 
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], None]

@@ -10,6 +10,7 @@ surrogate's own prediction and, in silico, the brain's white-box truth.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,22 +85,33 @@ def responses_to_attacks(
 
 def trial_statistics(recordings: xr.Dataset, stimulus_ids: Sequence[str], neuroid_id: Sequence[str]) -> xr.Dataset:
     """Per (stimulus_id, site): `mean`, unbiased trial variance `variance` and `count` of the
-    valid (finite) trials, sites in the order of `neuroid_id`."""
-    response = recordings["response"]
-    grouped = response.groupby("stimulus_id")
-    stats = xr.Dataset(
-        {
-            "mean": grouped.mean("presentation"),
-            "variance": grouped.var("presentation", ddof=1),
-            "count": response.notnull().groupby("stimulus_id").sum("presentation"),
-        }
-    )
+    valid (finite) trials, sites in the order of `neuroid_id`. One stable sort places every
+    trial (a round holds tens of thousands of presentations of over a thousand images)."""
     positions = {str(n): i for i, n in enumerate(recordings["neuroid_id"].values)}
     missing = [str(n) for n in neuroid_id if str(n) not in positions]
     if missing:
         raise KeyError(f"the round's recordings lack sites the site models were fitted for: {missing[:5]}")
-    stats = stats.isel(site=[positions[str(n)] for n in neuroid_id])
-    return stats.sel(stimulus_id=list(stimulus_ids)).transpose("stimulus_id", "site")
+    wanted = {str(sid): row for row, sid in enumerate(stimulus_ids)}
+    row = np.array([wanted.get(sid, -1) for sid in recordings["stimulus_id"].values.tolist()], dtype=np.int64)
+    shown = np.bincount(row[row >= 0], minlength=len(wanted))
+    if len(wanted) and not shown.all():
+        unshown = [sid for sid, count in zip(wanted, shown, strict=True) if count == 0]
+        raise KeyError(f"the round's recordings never show {unshown[:5]}")
+    values = recordings["response"].transpose("presentation", "site").values[:, [positions[str(n)] for n in neuroid_id]]
+    # each presentation's slot among its stimulus's presentations, in recorded order
+    kept = np.flatnonzero(row >= 0)
+    order = kept[np.argsort(row[kept], kind="stable")]
+    slot = np.arange(len(order)) - np.repeat(np.cumsum(shown) - shown, shown)
+    trials = np.full((len(wanted), int(shown.max(initial=0)), values.shape[1]), np.nan, dtype=values.dtype)
+    trials[row[order], slot] = values[order]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a site with no valid trial, or one: NaN, as intended
+        mean, variance = np.nanmean(trials, axis=1), np.nanvar(trials, axis=1, ddof=1)
+    dims = ("stimulus_id", "site")
+    return xr.Dataset(
+        {"mean": (dims, mean), "variance": (dims, variance), "count": (dims, np.isfinite(trials).sum(axis=1))},
+        coords={"stimulus_id": list(wanted), "neuroid_id": ("site", [str(n) for n in neuroid_id])},
+    )
 
 
 def round_responses(
