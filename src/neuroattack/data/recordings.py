@@ -15,6 +15,7 @@ ranked, fitted or attacked.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,12 +62,49 @@ def make_recordings(
     return ds
 
 
+def trials_by_stimulus(
+    stimulus_id: Labels, values: np.ndarray, stimuli: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Presentations' `values` (presentation, site) placed by stimulus: (stimulus, slot, site),
+    slot k holding the stimulus's k-th presentation in recorded order, stimuli shown fewer
+    times than the most-shown one padded with NaN. Stimuli in first-seen order, or in the
+    order of `stimuli` (other presentations dropped; each of them must have been shown).
+    One stable sort places every trial (a round has tens of thousands)."""
+    shown_ids = [str(sid) for sid in np.asarray(stimulus_id).tolist()]
+    ids = list(dict.fromkeys(shown_ids)) if stimuli is None else [str(sid) for sid in stimuli]
+    index = {sid: i for i, sid in enumerate(ids)}
+    row = np.array([index.get(sid, -1) for sid in shown_ids], dtype=np.int64)
+    kept = np.flatnonzero(row >= 0)
+    shown = np.bincount(row[kept], minlength=len(ids))
+    if not shown.all():
+        raise KeyError(f"the recordings never show {[sid for sid, n in zip(ids, shown, strict=True) if n == 0][:5]}")
+    order = kept[np.argsort(row[kept], kind="stable")]
+    slot = np.arange(len(order)) - np.repeat(np.cumsum(shown) - shown, shown)
+    trials = np.full((len(ids), int(shown.max(initial=0)), values.shape[1]), np.nan, dtype=values.dtype)
+    trials[row[order], slot] = values[order]
+    return trials, ids
+
+
+def trial_mean(trials: np.ndarray) -> np.ndarray:
+    """Mean of the valid trials along axis 1 of `trials_by_stimulus`'s array (NaN where none is)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no valid trial: NaN, as intended
+        return np.nanmean(trials, axis=1)
+
+
 def mean_response(recordings: xr.Dataset) -> xr.DataArray:
     """Trial-averaged response, (stimulus_id x site), stimuli in first-seen order."""
-    response = recordings["response"]
-    averaged = response.groupby("stimulus_id").mean("presentation")
-    order = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))
-    return averaged.sel(stimulus_id=order).transpose("stimulus_id", "site")
+    response = recordings["response"].transpose("presentation", "site")
+    trials, ids = trials_by_stimulus(recordings["stimulus_id"].values, response.values)
+    site_coords = {name: coord for name, coord in response.coords.items() if coord.dims == ("site",)}
+    stimulus_id = np.array(ids, dtype=object)  # as xarray's groupby labels them
+    return xr.DataArray(
+        trial_mean(trials),
+        dims=("stimulus_id", "site"),
+        coords={"stimulus_id": stimulus_id, **site_coords},
+        name=response.name,
+        attrs=response.attrs,
+    )
 
 
 def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Labels) -> xr.DataArray:
@@ -83,20 +121,10 @@ def aligned_sites(mean_responses: xr.DataArray, neuroid_id: Labels) -> xr.DataAr
 def repetition_tensor(recordings: xr.Dataset) -> tuple[np.ndarray, list[str]]:
     """Responses as float64 (stimulus, repetition, site), stimuli in first-seen order;
     stimuli shown fewer times than the most-shown one are padded with NaN (missing trials)."""
-    ids = list(dict.fromkeys(recordings["stimulus_id"].values.tolist()))
-    index = {sid: i for i, sid in enumerate(ids)}
-    stimulus = np.asarray([index[sid] for sid in recordings["stimulus_id"].values.tolist()], dtype=np.int64)
     values = np.asarray(recordings["response"].transpose("presentation", "site").values, dtype=np.float64)
-    shown = np.bincount(stimulus, minlength=len(ids))
-    most = int(shown.max())
-    if most < MIN_VALID_REPETITIONS:
+    tensor, ids = trials_by_stimulus(recordings["stimulus_id"].values, values)
+    if tensor.shape[1] < MIN_VALID_REPETITIONS:
         raise ValueError("split-half reliability needs at least 2 repetitions of the stimuli; every one was shown once")
-    # each presentation's slot: its rank among its stimulus's presentations, in recorded order
-    order = np.argsort(stimulus, kind="stable")
-    slot = np.empty_like(order)
-    slot[order] = np.arange(len(order)) - np.repeat(np.cumsum(shown) - shown, shown)
-    tensor = np.full((len(ids), most, values.shape[1]), np.nan)
-    tensor[stimulus, slot] = values
     return tensor, ids
 
 

@@ -30,7 +30,7 @@ from neuroattack.analysis.sensitivity import (
     summarize_populations,
     transfer_ratio,
 )
-from neuroattack.data.recordings import aligned_sites, mean_response
+from neuroattack.data.recordings import aligned_sites, mean_response, trial_mean, trials_by_stimulus
 
 RECORDED_RANDOM = random_directions("brain")  # the recorded random-direction baseline
 
@@ -85,32 +85,24 @@ def responses_to_attacks(
 
 def trial_statistics(recordings: xr.Dataset, stimulus_ids: Sequence[str], neuroid_id: Sequence[str]) -> xr.Dataset:
     """Per (stimulus_id, site): `mean`, unbiased trial variance `variance` and `count` of the
-    valid (finite) trials, sites in the order of `neuroid_id`. One stable sort places every
-    trial (a round holds tens of thousands of presentations of over a thousand images)."""
+    valid (finite) trials, sites in the order of `neuroid_id`."""
     positions = {str(n): i for i, n in enumerate(recordings["neuroid_id"].values)}
     missing = [str(n) for n in neuroid_id if str(n) not in positions]
     if missing:
         raise KeyError(f"the round's recordings lack sites the site models were fitted for: {missing[:5]}")
-    wanted = {str(sid): row for row, sid in enumerate(stimulus_ids)}
-    row = np.array([wanted.get(sid, -1) for sid in recordings["stimulus_id"].values.tolist()], dtype=np.int64)
-    shown = np.bincount(row[row >= 0], minlength=len(wanted))
-    if len(wanted) and not shown.all():
-        unshown = [sid for sid, count in zip(wanted, shown, strict=True) if count == 0]
-        raise KeyError(f"the round's recordings never show {unshown[:5]}")
     values = recordings["response"].transpose("presentation", "site").values[:, [positions[str(n)] for n in neuroid_id]]
-    # each presentation's slot among its stimulus's presentations, in recorded order
-    kept = np.flatnonzero(row >= 0)
-    order = kept[np.argsort(row[kept], kind="stable")]
-    slot = np.arange(len(order)) - np.repeat(np.cumsum(shown) - shown, shown)
-    trials = np.full((len(wanted), int(shown.max(initial=0)), values.shape[1]), np.nan, dtype=values.dtype)
-    trials[row[order], slot] = values[order]
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a site with no valid trial, or one: NaN, as intended
-        mean, variance = np.nanmean(trials, axis=1), np.nanvar(trials, axis=1, ddof=1)
+    trials, ids = trials_by_stimulus(recordings["stimulus_id"].values, values, stimulus_ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # one valid trial or none: NaN, as intended
+        variance = np.nanvar(trials, axis=1, ddof=1)
     dims = ("stimulus_id", "site")
     return xr.Dataset(
-        {"mean": (dims, mean), "variance": (dims, variance), "count": (dims, np.isfinite(trials).sum(axis=1))},
-        coords={"stimulus_id": list(wanted), "neuroid_id": ("site", [str(n) for n in neuroid_id])},
+        {
+            "mean": (dims, trial_mean(trials)),
+            "variance": (dims, variance),
+            "count": (dims, np.isfinite(trials).sum(axis=1)),
+        },
+        coords={"stimulus_id": ids, "neuroid_id": ("site", [str(n) for n in neuroid_id])},
     )
 
 
