@@ -29,6 +29,18 @@ def randomize_batchnorm(network: nn.Module) -> None:
                 module.bias.uniform_(-0.5, 0.5)
 
 
+def test_training_data_round_trips_through_netcdf_unchanged(tmp_path: Path) -> None:
+    settings = {"source": "embedded", "train_per_category": 4, "test_per_category": 2, "resolution": 16, "seed": 0}
+    made = training.training_set(settings)
+    path = tmp_path / "images.nc"
+    io.write_dataset(training.labelled_dataset(made), path, "training data", "rule training_data", [], {})
+    read = training.labelled_from_dataset(io.read_dataset(path, "training_data"))
+    for (pixels, labels), (read_pixels, read_labels) in zip(made[:2], read[:2], strict=True):
+        assert read_pixels.dtype == np.uint8 and np.array_equal(read_pixels, pixels)
+        assert np.array_equal(read_labels, labels)
+    assert read[2] == made[2] and len(read[0][1]) == 4 * len(made[2]) and len(read[1][1]) == 2 * len(made[2])
+
+
 def test_weights_round_trip_through_netcdf(tmp_path: Path) -> None:
     arch = Architecture(widths=(8, 16), blocks=(1, 2), num_classes=5)
     torch.manual_seed(0)

@@ -20,6 +20,7 @@ from typing import Final, Literal
 PATHS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "stimuli": "stimuli/stimuli.nc",
+        "training_data": "training_data/images.nc",
         "network": "networks/{network}.nc",
         "features": "features/{network}.nc",
         "surrogate_network": "surrogate/network.nc",
@@ -86,6 +87,7 @@ class Intermediate:
 
 Kind = Literal[
     "stimuli",
+    "training_data",
     "network",
     "brain",
     "features",
@@ -107,6 +109,12 @@ INTERMEDIATES: Final[Mapping[str, Intermediate]] = MappingProxyType(
     {
         "stimuli": Intermediate(
             ("stimuli",), ("stimuli",), ("pixels", "category"), ("stimulus_id", "y", "x", "channel")
+        ),
+        "training_data": Intermediate(
+            ("training_data",),
+            ("training_data",),
+            ("pixels", "label", "split", "category_name"),
+            ("image", "y", "x", "channel", "category"),
         ),
         "network": Intermediate(
             ("train_network", "convert_checkpoint", "import_network", "chosen_surrogate", "finetune_member"),

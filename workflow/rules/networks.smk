@@ -2,9 +2,35 @@
 # from the user's zoo entry or code (neuroattack.networks); and each one's features at its layer.
 
 
-rule train_network:
+# The labelled images of training_data, cut once for every network the workflow trains.
+rule training_data:
     input:
         unpack(training_inputs),
+    output:
+        artifact("training_data"),
+    log:
+        log_file("training_data"),
+    priority: FIRST
+    conda:
+        "../../envs/compute.yaml"
+    resources:
+        **cpu_job(mem_mb=4000, runtime=10),
+    params:
+        data=science(
+            {
+                **config.get("training_data", {}),
+                "resolution": config["stimuli"]["resolution"],
+                "seed": seed("crops"),
+            },
+            drop=["path"],
+        ),
+    script:
+        "../scripts/training_data.py"
+
+
+rule train_network:
+    input:
+        training_data=artifact("training_data"),
     output:
         artifact("network"),
     log:
@@ -22,14 +48,6 @@ rule train_network:
     params:
         spec=lambda wildcards: network_spec(config, wildcards.network),
         training=science(config.get("training", {})),
-        data=science(
-            {
-                **config.get("training_data", {}),
-                "resolution": config["stimuli"]["resolution"],
-                "seed": seed("crops"),
-            },
-            drop=["path"],
-        ),
     script:
         "../scripts/train_network.py"
 

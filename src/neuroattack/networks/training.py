@@ -180,16 +180,38 @@ def train_classifier(
     )
 
 
+def labelled_dataset(data: tuple[Labelled, Labelled, list[str]]) -> xr.Dataset:
+    """The networks' training data as one file, made once for every network it trains: `pixels`
+    (image, y, x, channel) uint8, `label` (an index into `category_name`) and `split` ("train"
+    or "test") per image."""
+    (train_pixels, train_labels), (test_pixels, test_labels), categories = data
+    return xr.Dataset(
+        {
+            "pixels": (("image", "y", "x", "channel"), np.concatenate([train_pixels, test_pixels])),
+            "label": ("image", np.concatenate([train_labels, test_labels]).astype(np.int64)),
+            "split": ("image", np.array(["train"] * len(train_labels) + ["test"] * len(test_labels))),
+            "category_name": ("category", np.array([str(name) for name in categories])),
+        },
+    )
+
+
+def labelled_from_dataset(dataset: xr.Dataset) -> tuple[Labelled, Labelled, list[str]]:
+    """(train, test, category names) of a `labelled_dataset`."""
+    pixels, labels = dataset["pixels"].values, dataset["label"].values
+    split = dataset["split"].values.astype(str)
+    train, test = split == "train", split == "test"
+    categories = [str(name) for name in dataset["category_name"].values]
+    return (pixels[train], labels[train]), (pixels[test], labels[test]), categories
+
+
 def train_from_config(
     spec: Mapping[str, Any],
     training: Mapping[str, Any],
-    data: Mapping[str, Any],
-    folder: str | os.PathLike[str] | None = None,
+    data: tuple[Labelled, Labelled, list[str]],
     device: torch.device | None = None,
 ) -> xr.Dataset:
-    """One network of the config: `spec` (eps, seed, widths, blocks), the `training`
-    section, and the `training_data` section (with resolution and seed)."""
-    labelled = training_set(data, folder)
-    arch = Architecture(widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), num_classes=len(labelled[2]))
+    """One network of the config: `spec` (eps, seed, widths, blocks), the `training` section,
+    and its training data (`training_set`)."""
+    arch = Architecture(widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), num_classes=len(data[2]))
     settings = TrainingSettings(**{key: value for key, value in training.items() if key != "robust_eval_eps"})
-    return train_classifier(arch, spec["eps"], spec["seed"], labelled, settings, training["robust_eval_eps"], device)
+    return train_classifier(arch, spec["eps"], spec["seed"], data, settings, training["robust_eval_eps"], device)
