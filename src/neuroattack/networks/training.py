@@ -17,7 +17,6 @@ from torch.nn import functional
 from neuroattack.data.stimuli import CATEGORIES, crops, image_folder_to_stimuli
 from neuroattack.geometry import clamp_to_box, normalized, project_l2, random_in_ball
 from neuroattack.networks.build import FeatureNetwork, build_network, weights_to_dataset
-from neuroattack.networks.frozen import frozen_for_attack
 from neuroattack.networks.models import Architecture
 from neuroattack.networks.readouts import image_batches, to_tensor
 from neuroattack.runtime import bf16_is_native
@@ -69,7 +68,7 @@ def accuracy(
     network: FeatureNetwork, pixels: np.ndarray, labels: np.ndarray, eps: float, steps: int, seed: int
 ) -> float:
     """Top-1 accuracy, on PGD-L2 adversarial images when eps > 0."""
-    network = frozen_for_attack(network)
+    network.eval()
     device = next(network.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     correct = 0
@@ -113,9 +112,9 @@ def train_network(
             images = to_tensor(pixels[index]).to(device)
             target = torch.from_numpy(labels[index]).long().to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                if eps > 0:  # on a frozen copy: BatchNorms folded, no weight gradients (a quarter faster)
-                    attacked = frozen_for_attack(network)
-                    images = pgd_l2_classification(attacked, images, target, eps, settings.attack_steps, generator)
+                if eps > 0:
+                    network.eval()
+                    images = pgd_l2_classification(network, images, target, eps, settings.attack_steps, generator)
                 network.train()
                 logits = network(images)
             loss = functional.cross_entropy(logits.float(), target)
