@@ -89,7 +89,8 @@ def trial_mean(trials: np.ndarray) -> np.ndarray:
     """Mean of the valid trials along axis 1 of `trials_by_stimulus`'s array (NaN where none is)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no valid trial: NaN, as intended
-        return np.nanmean(trials, axis=1)
+        mean: np.ndarray = np.nanmean(trials, axis=1)
+    return mean
 
 
 def mean_response(recordings: xr.Dataset) -> xr.DataArray:
