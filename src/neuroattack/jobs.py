@@ -72,9 +72,9 @@ def round_part_threads(images: int, parts: int, cores: int | None) -> int:
 # the attacks, each round's recordings) runs first, so the screening, the white box and the
 # figures fill the cores it leaves idle.
 CHAIN = 1
-FIRST = (
-    CHAIN + 3
-)  # the stimulus set and the training data: seconds of work that the trainings or every job after them need
+# The stimulus set and the training data: seconds of work that the trainings, or every job
+# after them, wait on.
+FIRST = CHAIN + 3
 
 
 def training_priority(config: Mapping[str, Any], name: str) -> int:
