@@ -28,7 +28,7 @@ from neuroattack.analysis.sensitivity import (
 )
 from neuroattack.attacks.settings import AttackSettings
 from neuroattack.attacks.untargeted import attack_sites, white_box_changes
-from neuroattack.brain.simulated import build_brain, expected_responses
+from neuroattack.brain.simulated import build_brain, expected_responses, matched_repetitions
 from neuroattack.brain.sitemodels import fit_to_recordings
 from neuroattack.config import BRAIN, ConfigError, split_view
 from neuroattack.config_checks import checked_config
@@ -57,6 +57,20 @@ def config_of(name: str, networks: Any, layers: list[str] | None = None) -> dict
 
 
 # --- the config ---------------------------------------------------------------------------
+
+
+def test_matched_repetitions_are_the_kept_sites_median_valid_trials_and_never_below_a_split() -> None:
+    shown = np.repeat(["a", "b", "c"], 6)
+    response = np.ones((len(shown), 3), dtype=np.float32)
+    for stimulus in ("a", "b"):
+        response[shown == stimulus, 0] = [1, 1, 1, np.nan, np.nan, np.nan]  # site s0: 3, 3, 6 valid trials
+    response[:, 2] = np.nan  # s2: 0, 0, 1 valid trials, and not kept
+    response[np.flatnonzero(shown == "c")[:1], 2] = 1.0
+    recordings = make_recordings(response, shown, np.arange(len(shown)), ["s0", "s1", "s2"], "IT", "m")
+    kept = xr.Dataset(coords={"neuroid_id": ("site", ["s0", "s1"])})
+    assert matched_repetitions(recordings, kept) == 6  # median of 3, 3, 6 and s1's 6, 6, 6 (with s2's: 3)
+    only_third = xr.Dataset(coords={"neuroid_id": ("site", ["s2"])})
+    assert matched_repetitions(recordings, only_third) == 2  # median 0 valid trials: a split still needs 2
 
 
 def test_all_measures_every_network_and_the_brains_folder_is_the_results_root() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from neuroattack.config import PENULTIMATE
-from neuroattack.data.recordings import make_recordings, valid_repetitions
+from neuroattack.data.recordings import MIN_VALID_REPETITIONS, make_recordings, valid_repetitions
 from neuroattack.networks.build import network_from_dataset
 from neuroattack.networks.readouts import LinearSiteResponse, infer
 
@@ -108,9 +108,10 @@ def with_matched_noise(
 
 def matched_repetitions(recordings: xr.Dataset, sites: xr.Dataset) -> int:
     """The repetitions a measured network is recorded with beside real `recordings`: the median
-    number of valid presentations per (stimulus, site) over the `sites` kept (their neuroid_id)."""
+    number of valid presentations per (stimulus, site) over the `sites` kept (their neuroid_id),
+    at least MIN_VALID_REPETITIONS (its sites' split-half reliabilities need a trial a half)."""
     kept = recordings.isel(site=np.isin(recordings["neuroid_id"].values, sites["neuroid_id"].values))
-    return max(2, int(np.median(valid_repetitions(kept).values)))
+    return max(MIN_VALID_REPETITIONS, int(np.median(valid_repetitions(kept).values)))
 
 
 def record(brain: xr.Dataset, pixels: np.ndarray, stimulus_ids: list[str], repetitions: int, seed: int) -> xr.Dataset:
