@@ -93,6 +93,14 @@ def trial_mean(trials: np.ndarray) -> np.ndarray:
     return mean
 
 
+def trial_variance(trials: np.ndarray) -> np.ndarray:
+    """Unbiased variance of the valid trials along axis 1 (NaN where fewer than two are)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # fewer than two valid trials: NaN, as intended
+        variance: np.ndarray = np.nanvar(trials, axis=1, ddof=1)
+    return variance
+
+
 def mean_response(recordings: xr.Dataset) -> xr.DataArray:
     """Trial-averaged response, (stimulus_id x site), stimuli in first-seen order."""
     response = recordings["response"].transpose("presentation", "site")

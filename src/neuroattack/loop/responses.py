@@ -10,7 +10,6 @@ surrogate's own prediction and, in silico, the brain's white-box truth.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,13 @@ from neuroattack.analysis.sensitivity import (
     summarize_populations,
     transfer_ratio,
 )
-from neuroattack.data.recordings import aligned_sites, mean_response, trial_mean, trials_by_stimulus
+from neuroattack.data.recordings import (
+    aligned_sites,
+    mean_response,
+    trial_mean,
+    trial_variance,
+    trials_by_stimulus,
+)
 
 RECORDED_RANDOM = random_directions("brain")  # the recorded random-direction baseline
 
@@ -92,14 +97,11 @@ def trial_statistics(recordings: xr.Dataset, stimulus_ids: Sequence[str], neuroi
         raise KeyError(f"the round's recordings lack sites the site models were fitted for: {missing[:5]}")
     values = recordings["response"].transpose("presentation", "site").values[:, [positions[str(n)] for n in neuroid_id]]
     trials, ids = trials_by_stimulus(recordings["stimulus_id"].values, values, stimulus_ids)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # one valid trial or none: NaN, as intended
-        variance = np.nanvar(trials, axis=1, ddof=1)
     dims = ("stimulus_id", "site")
     return xr.Dataset(
         {
             "mean": (dims, trial_mean(trials)),
-            "variance": (dims, variance),
+            "variance": (dims, trial_variance(trials)),
             "count": (dims, np.isfinite(trials).sum(axis=1)),
         },
         coords={"stimulus_id": ids, "neuroid_id": ("site", [str(n) for n in neuroid_id])},
